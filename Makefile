@@ -1,0 +1,31 @@
+# The two commands of the quick start: `make demo` and `make test`.
+# Both create the virtual environment in .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# torch and torchvision first, pinned to the releases this project is tested with
+	$(PY) -m pip install "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check mrcnn tests benchmarks samples
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m mrcnn demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check mrcnn tests benchmarks samples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

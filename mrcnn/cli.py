@@ -1,0 +1,100 @@
+"""The ``mrcnn`` command line: one entry point with a subcommand per job.
+
+Each subcommand lives in ``mrcnn/commands/<name>.py`` and provides ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. This module only wires them together and
+holds the flags they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: subcommand name -> module under mrcnn.commands
+COMMANDS = {
+    "train": "train",
+    "detect": "detect",
+    "splash": "splash",
+    "evaluate": "evaluate",
+    "inspect-data": "inspect_data",
+    "demo": "demo",
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config and --set, shared by every command that builds a model or reads data."""
+    parser.add_argument(
+        "--config",
+        metavar="SPEC",
+        help="a Config subclass as module:Class (or file.py:Class), or a YAML/JSON file of "
+        "KEY: value pairs",
+    )
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one config value, e.g. --set DETECTION_MIN_CONFIDENCE=0.8 (repeatable)",
+    )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool = True) -> None:
+    """--weights, --device and --logs, shared by the commands that run a model."""
+    parser.add_argument(
+        "--weights",
+        required=weights_required,
+        metavar="W",
+        help="a checkpoint or state-dict file, 'coco' (torchvision's COCO Mask R-CNN), "
+        "'imagenet' (backbone only) or 'last' (newest checkpoint under --logs)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)"
+    )
+    parser.add_argument(
+        "--logs", default="logs", metavar="DIR", help="folder of run folders (default: logs)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mrcnn import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mrcnn",
+        description="Mask R-CNN instance segmentation: train on your own photos, detect, "
+        "evaluate, and apply the color splash filter to images and video.",
+    )
+    parser.add_argument("--version", action="version", version=f"mrcnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"mrcnn.commands.{module_name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"mrcnn.commands.{module_name}":
+                raise
+            continue  # not built yet
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"mrcnn {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

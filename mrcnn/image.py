@@ -1,0 +1,407 @@
+"""Images in and out of the network: reading, molding (resize, normalise, pad) and unmolding.
+
+Molding turns an H x W x 3 uint8 RGB image into the network's input tensor; :class:`ImageMeta`
+records how, so that detections can be mapped back to the original pixels. Boxes here are
+(x1, y1, x2, y2) float pixels, like everywhere inside the network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Multiple the padded input of the "shortest_side" mode is rounded up to.
+SHORTEST_SIDE_PAD = 32
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading and converting
+# ------------------------------------------------------------------------------------------------
+def to_rgb_uint8(image: np.ndarray, where: str = "image") -> np.ndarray:
+    """Convert an array to H x W x 3 uint8 RGB.
+
+    Accepts H x W (grayscale), H x W x 1, H x W x 3, H x W x 4 (RGBA: alpha dropped), in uint8,
+    uint16 (scaled by 1/257), bool, or float in [0, 1]. Raises ValueError naming ``where`` and the
+    problem for anything else, or for a zero-size image.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{where}: expected a numpy array, got {type(image).__name__}")
+    if image.size == 0 or 0 in image.shape[:2]:
+        raise ValueError(f"{where}: image has zero size (shape {image.shape})")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(
+            f"{where}: expected H x W, H x W x 1, H x W x 3 or H x W x 4, got shape {image.shape}"
+        )
+    if image.dtype == np.uint8:
+        pass
+    elif image.dtype == np.uint16:
+        image = (image.astype(np.uint32) // 257).astype(np.uint8)
+    elif image.dtype == np.bool_:
+        image = image.astype(np.uint8) * 255
+    elif np.issubdtype(image.dtype, np.floating):
+        if image.min() < 0 or image.max() > 1:
+            raise ValueError(
+                f"{where}: float images must lie in [0, 1] (found {image.min():g}..{image.max():g});"
+                " pass uint8 RGB"
+            )
+        image = np.round(image * 255).astype(np.uint8)
+    else:
+        raise ValueError(f"{where}: unsupported dtype {image.dtype}; pass uint8 RGB")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    return np.ascontiguousarray(image)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as H x W x 3 uint8 RGB with its EXIF orientation applied.
+
+    Grayscale, palette, RGBA and 16-bit files are converted. Raises FileNotFoundError for a
+    missing file and ValueError naming the file for an unreadable one.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as pil:
+            pil = ImageOps.exif_transpose(pil)
+            if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(pil)
+                if array.dtype != np.uint16:
+                    array = np.clip(array, 0, 65535).astype(np.uint16)
+                return to_rgb_uint8(array, where=str(path))
+            if pil.mode != "RGB":
+                pil = pil.convert("RGB")
+            return np.asarray(pil).copy()
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from error
+
+
+# ------------------------------------------------------------------------------------------------
+# Molding
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageMeta:
+    """How one image was molded into the network input.
+
+    Attributes:
+        original_shape: (H, W) of the image given to the model.
+        resized_shape: (h, w) after resizing, before padding.
+        window: (x1, y1, x2, y2) of the resized image inside the padded input, in pixels.
+        scale: (scale_y, scale_x) = resized / original size along each axis.
+        crop: (y, x, h, w) crop of the resized image (``crop`` mode), else None.
+    """
+
+    original_shape: tuple[int, int]
+    resized_shape: tuple[int, int]
+    window: tuple[int, int, int, int]
+    scale: tuple[float, float]
+    crop: tuple[int, int, int, int] | None = None
+
+    def window_yxyx(self) -> np.ndarray:
+        """The window as Matterport's int32 (y1, x1, y2, x2)."""
+        x1, y1, x2, y2 = self.window
+        return np.array([y1, x1, y2, x2], dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class ResizePlan:
+    """Geometry of molding one image: resize to ``resized_shape``, crop, then pad.
+
+    ``padding`` is (top, bottom, left, right) in pixels.
+    """
+
+    original_shape: tuple[int, int]
+    resized_shape: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    crop: tuple[int, int, int, int] | None = None
+
+    def meta(self) -> ImageMeta:
+        top, _, left, _ = self.padding
+        h, w = self.crop[2:] if self.crop else self.resized_shape
+        scale = (
+            self.resized_shape[0] / self.original_shape[0],
+            self.resized_shape[1] / self.original_shape[1],
+        )
+        return ImageMeta(
+            self.original_shape, self.resized_shape, (left, top, left + w, top + h), scale, self.crop
+        )
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        top, bottom, left, right = self.padding
+        h, w = self.crop[2:] if self.crop else self.resized_shape
+        return (h + top + bottom, w + left + right)
+
+
+def plan_resize(
+    height: int,
+    width: int,
+    mode: str,
+    min_dim: int,
+    max_dim: int,
+    min_scale: float = 0,
+    rng: np.random.Generator | None = None,
+) -> ResizePlan:
+    """Work out how an image of ``height`` x ``width`` is resized and padded.
+
+    Modes (Matterport's, plus torchvision's):
+        none: no resize, no padding.
+        square: scale up so the shorter side is at least ``min_dim`` and down so the longer side
+            is at most ``max_dim``; pad to ``max_dim`` x ``max_dim`` (image centred).
+        pad64: scale up so the shorter side is at least ``min_dim``; pad (centred) to multiples
+            of 64.
+        crop: scale as pad64, then take a random ``min_dim`` x ``min_dim`` crop (training only;
+            ``rng`` picks the corner).
+        shortest_side: scale so the shorter side is ``min_dim`` unless the longer side would
+            exceed ``max_dim``; sizes are floor(side * scale); pad bottom and right to multiples
+            of 32 (torchvision's GeneralizedRCNNTransform).
+    ``min_scale`` (IMAGE_MIN_SCALE) forces at least that scale in Matterport's modes.
+    """
+    if mode == "none":
+        return ResizePlan((height, width), (height, width), (0, 0, 0, 0))
+    if mode == "shortest_side":
+        scale = min(min_dim / min(height, width), max_dim / max(height, width))
+        new_h, new_w = math.floor(height * scale), math.floor(width * scale)
+        pad_h = -new_h % SHORTEST_SIDE_PAD
+        pad_w = -new_w % SHORTEST_SIDE_PAD
+        return ResizePlan((height, width), (new_h, new_w), (0, pad_h, 0, pad_w))
+    if mode not in ("square", "pad64", "crop"):
+        raise ValueError(f"unknown IMAGE_RESIZE_MODE {mode!r}")
+
+    scale = max(1.0, min_dim / min(height, width)) if min_dim else 1.0
+    if min_scale and scale < min_scale:
+        scale = float(min_scale)
+    if max_dim and mode == "square" and round(max(height, width) * scale) > max_dim:
+        scale = max_dim / max(height, width)
+    new_h, new_w = round(height * scale), round(width * scale)
+
+    if mode == "square":
+        top = (max_dim - new_h) // 2
+        left = (max_dim - new_w) // 2
+        padding = (top, max_dim - new_h - top, left, max_dim - new_w - left)
+        return ResizePlan((height, width), (new_h, new_w), padding)
+    if mode == "pad64":
+        pad_h, pad_w = -new_h % 64, -new_w % 64
+        padding = (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
+        return ResizePlan((height, width), (new_h, new_w), padding)
+    # crop
+    rng = rng if rng is not None else np.random.default_rng()
+    crop_h, crop_w = min(min_dim, new_h), min(min_dim, new_w)
+    y = int(rng.integers(0, new_h - crop_h + 1))
+    x = int(rng.integers(0, new_w - crop_w + 1))
+    padding = (0, min_dim - crop_h, 0, min_dim - crop_w)
+    return ResizePlan((height, width), (new_h, new_w), padding, crop=(y, x, crop_h, crop_w))
+
+
+def plan_for_config(height: int, width: int, config, rng=None) -> ResizePlan:
+    """:func:`plan_resize` with the IMAGE_* settings of a config."""
+    return plan_resize(
+        height,
+        width,
+        config.IMAGE_RESIZE_MODE,
+        config.IMAGE_MIN_DIM,
+        config.IMAGE_MAX_DIM,
+        config.IMAGE_MIN_SCALE,
+        rng,
+    )
+
+
+def normalization(config, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mean, std) tensors [3, 1, 1] in 0-255 units from MEAN_PIXEL and STD_PIXEL (std may be
+    None)."""
+    mean = torch.as_tensor(np.asarray(config.MEAN_PIXEL, dtype=np.float64), dtype=dtype)
+    std = None
+    if config.STD_PIXEL is not None:
+        std = torch.as_tensor(np.asarray(config.STD_PIXEL, dtype=np.float64), dtype=dtype)
+        std = std.to(device).view(-1, 1, 1)
+    return mean.to(device).view(-1, 1, 1), std
+
+
+def apply_plan(image: torch.Tensor, plan: ResizePlan, mode: str = "bilinear") -> torch.Tensor:
+    """Resize, crop and zero-pad a [C, H, W] float tensor (or [N, H, W] masks) by ``plan``.
+
+    Args:
+        image: [C, H, W] float tensor at the original size.
+        plan: the geometry from :func:`plan_resize`.
+        mode: "bilinear" for images and soft masks, "nearest" for label maps.
+    Returns:
+        [C, out_h, out_w] tensor where (out_h, out_w) = ``plan.output_shape``.
+    """
+    if plan.resized_shape != plan.original_shape:
+        kwargs = {"align_corners": False} if mode == "bilinear" else {}
+        image = F.interpolate(image[None], size=plan.resized_shape, mode=mode, **kwargs)[0]
+    if plan.crop is not None:
+        y, x, h, w = plan.crop
+        image = image[:, y : y + h, x : x + w]
+    top, bottom, left, right = plan.padding
+    if any(plan.padding):
+        image = F.pad(image, (left, right, top, bottom))
+    return image
+
+
+def mold_image(image: np.ndarray, config, plan: ResizePlan, dtype, device) -> torch.Tensor:
+    """Normalise and resize one uint8 RGB image for the network.
+
+    Normalisation comes first so that zero padding is the mean colour (torchvision's order).
+
+    Args:
+        image: H x W x 3 uint8 RGB.
+    Returns:
+        [3, out_h, out_w] tensor of ``dtype`` on ``device``.
+    """
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    tensor = tensor.permute(2, 0, 1).to(dtype)
+    mean, std = normalization(config, dtype, device)
+    tensor = tensor - mean
+    if std is not None:
+        tensor = tensor / std
+    return apply_plan(tensor, plan)
+
+
+def mold_batch(
+    images: Sequence[np.ndarray], config, dtype=torch.float32, device="cpu", rng=None
+) -> tuple[torch.Tensor, list[ImageMeta]]:
+    """Mold a list of RGB images into one zero-padded batch.
+
+    Args:
+        images: H x W x 3 uint8 RGB arrays (sizes may differ).
+    Returns:
+        (batch, metas): [B, 3, H_max, W_max] tensor, where images smaller than the largest are
+        padded at the bottom and right (sizes rounded up to a multiple of 32 in the
+        "shortest_side" mode), and one :class:`ImageMeta` per image.
+    """
+    molded, metas = [], []
+    for image in images:
+        plan = plan_for_config(image.shape[0], image.shape[1], config, rng)
+        molded.append(mold_image(image, config, plan, dtype, device))
+        metas.append(plan.meta())
+    height = max(m.shape[1] for m in molded)
+    width = max(m.shape[2] for m in molded)
+    if config.IMAGE_RESIZE_MODE == "shortest_side":
+        height = -(-height // SHORTEST_SIDE_PAD) * SHORTEST_SIDE_PAD
+        width = -(-width // SHORTEST_SIDE_PAD) * SHORTEST_SIDE_PAD
+    batch = molded[0].new_zeros((len(molded), 3, height, width))
+    for i, m in enumerate(molded):
+        batch[i, :, : m.shape[1], : m.shape[2]] = m
+    return batch, metas
+
+
+# ------------------------------------------------------------------------------------------------
+# Unmolding
+# ------------------------------------------------------------------------------------------------
+def unmold_boxes(boxes: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
+    """Map boxes from network-input pixels back to original-image pixels.
+
+    Args:
+        boxes: [N, 4] (x1, y1, x2, y2) in the padded input, already clipped to ``meta.window``.
+    Returns:
+        [N, 4] (x1, y1, x2, y2) in original-image pixels, clipped to the image.
+    """
+    x1, y1, _, _ = meta.window
+    offset = torch.tensor([x1, y1, x1, y1], dtype=boxes.dtype, device=boxes.device)
+    # original / resized as float32 values, the ratio torchvision multiplies by, so that both
+    # models map equal boxes to equal boxes.
+    fy = float(np.float32(meta.original_shape[0]) / np.float32(meta.resized_shape[0]))
+    fx = float(np.float32(meta.original_shape[1]) / np.float32(meta.resized_shape[1]))
+    factor = torch.tensor([fx, fy, fx, fy], dtype=boxes.dtype, device=boxes.device)
+    if meta.crop is not None:
+        cy, cx = meta.crop[0], meta.crop[1]
+        offset = offset - torch.tensor([cx, cy, cx, cy], dtype=boxes.dtype, device=boxes.device)
+    out = (boxes - offset) * factor
+    height, width = meta.original_shape
+    limit = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
+    return torch.minimum(out.clamp(min=0), limit)
+
+
+def _bilinear_weights(
+    starts: torch.Tensor, lengths: torch.Tensor, source_size: int, image_size: int, dtype
+) -> torch.Tensor:
+    """Interpolation matrices that resize a 1-D signal into a span of an image axis.
+
+    Row n of the result maps a signal of ``source_size`` samples onto the image pixels
+    ``starts[n] .. starts[n] + lengths[n] - 1`` exactly as ``F.interpolate(mode="bilinear",
+    align_corners=False)`` to ``lengths[n]`` samples would, and gives zero weight elsewhere.
+
+    Args:
+        starts, lengths: int64 [N].
+    Returns:
+        [N, image_size, source_size] weights of ``dtype``.
+    """
+    device = starts.device
+    pixels = torch.arange(image_size, device=device)
+    local = pixels[None, :] - starts[:, None]  # [N, S] index inside the span
+    inside = (local >= 0) & (local < lengths[:, None])
+    # PyTorch's bilinear kernel: src = (dst + 0.5) * in / out - 0.5, clamped at 0.
+    ratio = (source_size / lengths.to(torch.float64)).to(dtype)[:, None]
+    src = ((local.to(dtype) + 0.5) * ratio - 0.5).clamp(min=0)
+    low = src.floor().to(torch.int64).clamp(max=source_size - 1)
+    high = (low + 1).clamp(max=source_size - 1)
+    frac = (src - low.to(dtype)).clamp(0, 1)
+    weights = torch.zeros(len(starts), image_size, source_size, dtype=dtype, device=device)
+    inside_f = inside.to(dtype)
+    weights.scatter_add_(2, low[..., None], ((1 - frac) * inside_f)[..., None])
+    weights.scatter_add_(2, high[..., None], (frac * inside_f)[..., None])
+    return weights
+
+
+def paste_masks(
+    masks: torch.Tensor,
+    boxes: torch.Tensor,
+    image_shape: tuple[int, int],
+    threshold: float = 0.5,
+    max_elements: int = 1 << 24,
+) -> torch.Tensor:
+    """Paste soft masks into their boxes at full image resolution and threshold them.
+
+    Each M x M mask is padded by one zero pixel on every side and its box widened to match,
+    so that mask edges fade out smoothly; the widened box is truncated to whole pixels and the
+    mask resized into it bilinearly (the pasting torchvision and Detectron use). The resize is
+    separable, so it runs as two batched matrix products over chunks of masks, with no Python
+    loop over instances.
+
+    Args:
+        masks: [N, M, M] probabilities in [0, 1].
+        boxes: [N, 4] (x1, y1, x2, y2) in image pixels.
+        image_shape: (H, W) of the image.
+        threshold: probability above which a pixel belongs to the instance.
+        max_elements: bound on N_chunk * H * W of the float intermediate, to bound memory.
+    Returns:
+        bool [H, W, N] on the masks' device.
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    count, size = masks.shape[0], masks.shape[-1]
+    out = torch.zeros((height, width, count), dtype=torch.bool, device=masks.device)
+    if count == 0:
+        return out
+    dtype = masks.dtype
+    padded = F.pad(masks, (1, 1, 1, 1))
+    source = size + 2
+    expand = source / size
+    half_w = (boxes[:, 2] - boxes[:, 0]) * 0.5 * expand
+    half_h = (boxes[:, 3] - boxes[:, 1]) * 0.5 * expand
+    cx = (boxes[:, 2] + boxes[:, 0]) * 0.5
+    cy = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    x0, x1 = (cx - half_w).to(torch.int64), (cx + half_w).to(torch.int64)
+    y0, y1 = (cy - half_h).to(torch.int64), (cy + half_h).to(torch.int64)
+    span_w = (x1 - x0 + 1).clamp(min=1)
+    span_h = (y1 - y0 + 1).clamp(min=1)
+    chunk = max(1, max_elements // max(1, height * width))
+    for start in range(0, count, chunk):
+        part = slice(start, min(count, start + chunk))
+        rows = _bilinear_weights(y0[part], span_h[part], source, height, dtype)  # [n, H, S]
+        cols = _bilinear_weights(x0[part], span_w[part], source, width, dtype)  # [n, W, S]
+        full = rows @ padded[part] @ cols.transpose(1, 2)  # [n, H, W]
+        out[:, :, part] = (full > threshold).permute(1, 2, 0)
+    return out
