@@ -1,0 +1,282 @@
+"""COCO instance annotations (``instances_*.json``) through pycocotools.
+
+Segmentations may be polygons, RLE or uncompressed RLE. Categories are mapped to contiguous
+internal ids 1..K in the order of their COCO ids; the COCO id stays the source class id, so
+``dataset.get_source_class_id(class_id, "coco")`` gives it back (for writing results) and
+``dataset.map_source_class_id("coco.<id>")`` goes the other way. Crowd annotations
+(``iscrowd: 1``) are kept with a negative class id (Matterport's convention): the trainer
+ignores those regions instead of learning them as background.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrcnn.dataset import (
+    Dataset,
+    LoadReport,
+    check_split_subset,
+    in_subset,
+    read_json,
+    require_images,
+)
+
+
+class CocoDataset(Dataset):
+    """Images and instances from a COCO annotation file."""
+
+    #: The pycocotools COCO object of the last :meth:`load_coco` (for COCO evaluation).
+    coco: Any = None
+
+    def load_coco(
+        self,
+        annotations: str | Path,
+        images_dir: str | Path | None = None,
+        subset: str | None = None,
+        *,
+        class_names: list[str] | None = None,
+        class_ids: list[int] | None = None,
+        max_images: int | None = None,
+        source: str = "coco",
+    ) -> LoadReport:
+        """Add the images and instances of a COCO annotation file.
+
+        Args:
+            annotations: the instances JSON.
+            images_dir: folder of the images (default: see :func:`default_images_dir`).
+            subset: None for every image; "train"/"val" select a deterministic ~90/10 split by
+                image id (a COCO file is already one split, so normally pass None).
+            class_names: keep only these categories (by name), e.g. ["person", "car"].
+            class_ids: keep only these categories (by COCO id).
+            max_images: keep at most this many images (the lowest image ids).
+            source: the source name of the classes and images.
+        Returns:
+            the :class:`~mrcnn.dataset.LoadReport`.
+        """
+        annotations = Path(annotations)
+        check_split_subset(subset, str(annotations))
+        data = read_json(annotations)
+        _check_layout(data, annotations)
+        images_dir = Path(images_dir) if images_dir else default_images_dir(annotations)
+        if not images_dir.is_dir():
+            raise FileNotFoundError(
+                f"images folder {images_dir} not found; give it as coco:ANNOTATIONS:IMAGES_DIR"
+            )
+        categories = _select_categories(data["categories"], class_names, class_ids, annotations)
+        for category in categories:
+            self.add_class(source, int(category["id"]), str(category["name"]))
+        report = LoadReport(f"{source} {annotations} ({subset or 'all'})")
+        per_image = _annotations_by_image(data, {int(c["id"]) for c in categories}, report)
+        images = _select_images(data["images"], per_image, class_names or class_ids, subset)
+        if max_images is not None:
+            images = images[: int(max_images)]
+        for image in images:
+            self._add_coco_image(image, per_image.get(image["id"], []), images_dir, source, report)
+        self.coco = _coco_api(data)
+        self.load_reports.append(report.finish())
+        require_images(self, report, f"{source} {annotations}", subset)
+        return report
+
+    def _add_coco_image(
+        self, image: dict, anns: list[dict], images_dir: Path, source: str, report: LoadReport
+    ) -> None:
+        path = images_dir / str(image.get("file_name", ""))
+        where = f"{path} (COCO image id {image['id']})"
+        if not path.is_file():
+            report.skip_image(where, "missing image file")
+            report.regions_skipped += len(anns)
+            report.region_reasons["image skipped"] += len(anns)
+            return
+        height, width = int(image["height"]), int(image["width"])
+        kept = []
+        for ann in anns:
+            problem = _segmentation_problem(ann.get("segmentation"), height, width)
+            if problem:
+                report.skip_region(f"{where} annotation {ann.get('id')}", problem)
+                continue
+            kept.append(ann)
+            report.crowd_regions += int(bool(ann.get("iscrowd", 0)))
+        self.add_image(
+            source,
+            image["id"],
+            str(path),
+            width=width,
+            height=height,
+            annotations=kept,
+            url=image.get("coco_url") or image.get("flickr_url"),
+            format="coco",
+        )
+        report.images_loaded += 1
+        report.regions_loaded += len(kept)
+
+    def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """bool [H, W, N] masks and int32 [N] class ids (crowd negative) of a COCO image."""
+        from pycocotools import mask as mask_utils
+
+        info = self.image_info[image_id]
+        if info.get("format") != "coco":
+            return super().load_mask(image_id)
+        height, width = info["height"], info["width"]
+        anns = info["annotations"]
+        if not anns:
+            return super().load_mask(image_id)
+        rles = [annotation_rle(ann["segmentation"], height, width) for ann in anns]
+        masks = mask_utils.decode(rles).astype(bool).reshape(height, width, len(anns))
+        class_ids = np.array(
+            [
+                self.map_source_class_id(f"{info['source']}.{ann['category_id']}")
+                * (-1 if ann.get("iscrowd", 0) else 1)
+                for ann in anns
+            ],
+            dtype=np.int32,
+        )
+        # Tiny polygons can decode to no pixel at all; they carry no information.
+        keep = masks.any(axis=(0, 1))
+        return masks[:, :, keep], class_ids[keep]
+
+    def image_reference(self, image_id: int) -> str:
+        """The image's path (and its URL on cocodataset.org when the file gives one)."""
+        info = self.image_info[image_id]
+        if info.get("format") == "coco" and info.get("url"):
+            return f"{info['path']} ({info['url']})"
+        return super().image_reference(image_id)
+
+
+# ------------------------------------------------------------------------------------------------
+def default_images_dir(annotations: Path) -> Path:
+    """Where the images of an annotation file are, unless told.
+
+    COCO's own layout ``annotations/instances_train2017.json`` next to ``train2017/`` gives
+    ``train2017``; otherwise the JSON file's folder.
+    """
+    parent = annotations.resolve().parent
+    stem = annotations.stem
+    if parent.name == "annotations" and stem.startswith("instances_"):
+        candidate = parent.parent / stem[len("instances_") :]
+        if candidate.is_dir():
+            return candidate
+        return parent.parent
+    return parent
+
+
+def _check_layout(data: Any, path: Path) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a COCO annotation file (top level is not an object)")
+    missing = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing:
+        raise ValueError(
+            f"{path}: not a COCO instances file: no {', '.join(map(repr, missing))} key "
+            "(captions/keypoint files are not instance annotations)"
+        )
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list):
+            raise ValueError(f"{path}: {key!r} must be a list")
+    for image in data["images"]:
+        if not all(k in image for k in ("id", "file_name", "height", "width")):
+            raise ValueError(
+                f"{path}: image entry {image!r:.200} lacks one of id, file_name, height, width"
+            )
+
+
+def _select_categories(
+    categories: list[dict], names: list[str] | None, ids: list[int] | None, path: Path
+) -> list[dict]:
+    categories = sorted(categories, key=lambda c: int(c["id"]))
+    if names:
+        known = {c["name"]: c for c in categories}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown categories {unknown}; known: {', '.join(sorted(known))}"
+            )
+        categories = [c for c in categories if c["name"] in set(names)]
+    if ids:
+        known_ids = {int(c["id"]) for c in categories}
+        unknown_ids = [i for i in ids if int(i) not in known_ids]
+        if unknown_ids:
+            raise ValueError(f"{path}: unknown category ids {unknown_ids}")
+        categories = [c for c in categories if int(c["id"]) in {int(i) for i in ids}]
+    if not categories:
+        raise ValueError(f"{path}: no categories")
+    return categories
+
+
+def _annotations_by_image(
+    data: dict, category_ids: set[int], report: LoadReport
+) -> dict[Any, list[dict]]:
+    image_ids = {image["id"] for image in data["images"]}
+    all_category_ids = {int(c["id"]) for c in data["categories"]}
+    per_image: dict[Any, list[dict]] = {}
+    for ann in data["annotations"]:
+        where = f"annotation {ann.get('id')} (image {ann.get('image_id')})"
+        if ann.get("image_id") not in image_ids:
+            report.skip_region(where, "unknown image id")
+            continue
+        category = ann.get("category_id")
+        if category not in all_category_ids:
+            report.skip_region(where, "unknown category id", repr(category))
+            continue
+        if int(category) in category_ids:
+            per_image.setdefault(ann["image_id"], []).append(ann)
+    return per_image
+
+
+def _select_images(
+    images: list[dict], per_image: dict, class_filter: Any, subset: str | None
+) -> list[dict]:
+    images = sorted(images, key=_id_order)
+    if class_filter:
+        # With a class filter only images showing one of the classes are useful.
+        images = [image for image in images if image["id"] in per_image]
+    return [image for image in images if in_subset(image["id"], subset)]
+
+
+def _id_order(image: dict) -> tuple:
+    """Numeric ids in numeric order, other ids after them as text."""
+    image_id = image["id"]
+    return (0, image_id, "") if isinstance(image_id, int) else (1, 0, str(image_id))
+
+
+def _segmentation_problem(segmentation: Any, height: int, width: int) -> str:
+    """Why a segmentation cannot be used, or "" when it can."""
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
+        if not polygons:
+            return "no polygon with 3 or more points"
+        if any(len(p) % 2 for p in polygons):
+            return "polygon with an odd number of coordinates"
+        return ""
+    if isinstance(segmentation, dict) and "counts" in segmentation:
+        size = segmentation.get("size")
+        if not isinstance(size, list) or [int(s) for s in size] != [height, width]:
+            return f"RLE size {size} is not the image's [{height}, {width}]"
+        return ""
+    return f"missing or unknown segmentation ({type(segmentation).__name__})"
+
+
+def annotation_rle(segmentation: Any, height: int, width: int) -> dict:
+    """One compressed RLE for a polygon list, an uncompressed RLE or a compressed RLE."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
+        return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    if isinstance(segmentation["counts"], list):
+        return mask_utils.frPyObjects(segmentation, height, width)
+    return segmentation
+
+
+def _coco_api(data: dict):
+    """A pycocotools COCO object over already parsed data (its index printout silenced)."""
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
