@@ -316,6 +316,7 @@ def display_images(
         ax.axis("off")
         data = image.astype(np.uint8) if image.ndim == 3 else image
         ax.imshow(data, cmap=cmap, norm=norm, interpolation=interpolation)
+    figure.tight_layout()
     return _finish(figure, path, show)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,11 @@ class CocoDataset(Dataset):
         if not anns:
             return super().load_mask(image_id)
         rles = [annotation_rle(ann["segmentation"], height, width) for ann in anns]
-        masks = mask_utils.decode(rles).astype(bool).reshape(height, width, len(anns))
+        with warnings.catch_warnings():
+            # pycocotools' numpy 2 "copy keyword" deprecation notice, once per call otherwise.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            decoded = mask_utils.decode(rles)
+        masks = decoded.astype(bool).reshape(height, width, len(anns))
         class_ids = np.array(
             [
                 self.map_source_class_id(f"{info['source']}.{ann['category_id']}")

@@ -275,3 +275,32 @@ def _size_notes(result: CoverageResult) -> list[str]:
             "consider larger RPN_ANCHOR_SCALES"
         )
     return notes
+
+
+def reference_anchors(config, center: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The anchors of every scale and ratio centred on one point, for figures.
+
+    Args:
+        center: (x, y) in network-input pixels.
+    Returns:
+        (anchors, levels): float32 [L * R, 4] (x1, y1, x2, y2) and int64 [L * R] level index.
+    """
+    from mrcnn.model.anchors import cell_anchors
+
+    shift = torch.tensor([center[0], center[1], center[0], center[1]], dtype=torch.float32)
+    boxes, levels = [], []
+    for level, scale in enumerate(config.RPN_ANCHOR_SCALES):
+        cell = cell_anchors(float(scale), config.RPN_ANCHOR_RATIOS, config.RPN_ANCHOR_ROUND)
+        boxes.append((cell + shift).numpy())
+        levels.append(np.full(len(cell), level, dtype=np.int64))
+    return np.concatenate(boxes), np.concatenate(levels)
+
+
+def molded_preview(image: np.ndarray, plan: ResizePlan) -> np.ndarray:
+    """uint8 [H_in, W_in, 3]: an [H, W, 3] uint8 image resized and zero-padded by ``plan``, as
+    the network input looks before normalisation."""
+    from mrcnn.image import apply_plan
+
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    molded = apply_plan(tensor, plan).clamp(0, 255).round().to(torch.uint8)
+    return molded.permute(1, 2, 0).numpy()

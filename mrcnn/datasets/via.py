@@ -8,8 +8,9 @@ Layouts read:
 A region is ``{"shape_attributes": {"name": shape, ...}, "region_attributes": {...}}`` with
 shape ``polygon`` (all_points_x, all_points_y), ``rect`` (x, y, width, height), ``circle``
 (cx, cy, r) or ``ellipse`` (cx, cy, rx, ry, theta in radians). ``polyline`` and ``point`` have no
-area and are skipped with a warning. Regions are rasterised at the image's true size (read from
-the file header, EXIF orientation applied), clipped to the image.
+area and are skipped with a warning. Regions are rasterised with OpenCV at the image's true size
+(read from the file header, EXIF orientation applied), clipped to the image; vertices are pixel
+centres and the pixels an outline passes through count as inside.
 
 Classes come from a region attribute (``class_attribute="name"``; names collected from the
 data, sorted, ids 1..K) or are one class for every region (``class_name``, by default the

@@ -1,0 +1,130 @@
+"""``mrcnn inspect-data``: look at a dataset before training on it.
+
+Writes ``samples.png`` (images with their masks, boxes and classes), ``statistics.png``
+(instance sizes against the anchor scales, instances per image, classes, best anchor IoUs) and
+``anchors.png`` (one molded image with its ground truths, their best anchors and the anchors of
+every scale and ratio), and prints the share of ground-truth boxes that some anchor covers at
+IoU >= 0.5 and >= 0.7. The numbers come from :mod:`mrcnn.datasets.stats`, so notebooks can
+compute them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from mrcnn.cli import add_config_arguments
+
+HELP = "check a dataset before training: sample sheet, instance statistics, anchor coverage"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        metavar="SPEC",
+        help="via:PATH, coco:ANNOTATIONS[:IMAGES], masks:PATH, labels:IMAGES:MASKS or "
+        "shapes[:COUNT[:SIZE]]",
+    )
+    parser.add_argument(
+        "--subset",
+        default="train",
+        help="subset to inspect: train, val, ... or all (default: train)",
+    )
+    parser.add_argument(
+        "--out", default="inspect", metavar="DIR", help="folder for the figures (default: inspect)"
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="compute statistics over at most N images, spread evenly (0: all; default 1000)",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=8, metavar="N", help="images on the sample sheet (default 8)"
+    )
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrcnn import visualize
+    from mrcnn.config import load_config
+    from mrcnn.datasets import from_spec
+    from mrcnn.datasets import stats as dstats
+
+    config = load_config(args.config, args.set)
+    subset = None if args.subset.lower() in ("all", "none") else args.subset
+    dataset = from_spec(args.dataset, subset)
+    print(dataset.load_report.summary())
+    names = ", ".join(dataset.class_names[1:])
+    plural = "class" if dataset.num_classes == 2 else "classes"
+    print(f"{dataset.num_images} images, {dataset.num_classes - 1} {plural}: {names}")
+
+    ids = dstats.sample_image_ids(dataset, args.limit or None)
+    records = dstats.collect_instances(dataset, ids, progress=True)
+    stats = dstats.instance_statistics(records, dataset.class_names)
+    coverage = dstats.anchor_coverage(records, config)
+    for line in _statistics_lines(stats, len(dataset.image_ids)):
+        print(line)
+    for line in coverage.summary():
+        print(line)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "samples.png", out / "statistics.png", out / "anchors.png"]
+    sample_ids = dstats.sample_image_ids(dataset, max(1, args.samples))
+    visualize.display_dataset_samples(dataset, sample_ids, path=written[0])
+    visualize.plot_dataset_statistics(stats, coverage, path=written[1])
+    _anchor_figure(dataset, records, coverage, config, written[2])
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _statistics_lines(stats: dict, total_images: int) -> list[str]:
+    analysed = stats["images"]
+    scope = f"{analysed} images" + (f" (of {total_images})" if analysed < total_images else "")
+    lines = [
+        f"instances: {stats['instances']} in {scope}"
+        + (f", plus {stats['crowd']} crowd regions" if stats["crowd"] else "")
+        + (f"; {stats['empty_images']} images without instances" if stats["empty_images"] else "")
+    ]
+    if stats["instances"]:
+        per_image = stats["per_image"]
+        p5, p50, p95 = np.percentile(stats["sizes"], [5, 50, 95])
+        lines.append(
+            f"instances per image: median {np.median(per_image):g}, max {per_image.max()}; "
+            f"size sqrt(mask area) in image pixels: 5% {p5:.0f}, median {p50:.0f}, 95% {p95:.0f}"
+        )
+        counts = ", ".join(f"{name} {n}" for name, n in stats["class_counts"].items())
+        lines.append(f"classes: {counts}")
+    return lines
+
+
+def _anchor_figure(dataset, records, coverage, config, path: Path) -> None:
+    """anchors.png for the analysed image with the most instances."""
+    from mrcnn import visualize
+    from mrcnn.datasets import stats as dstats
+
+    per_image = np.bincount(coverage.image_index, minlength=len(records.analysed_ids))
+    k = int(per_image.argmax()) if len(per_image) else 0
+    image_id = int(records.analysed_ids[k])
+    image = dataset.load_image(image_id)
+    plan = dstats.image_plan(image.shape[0], image.shape[1], config)
+    preview = dstats.molded_preview(image, plan)
+    rows = coverage.image_index == k
+    x1, y1, x2, y2 = plan.meta().window
+    reference, _ = dstats.reference_anchors(config, ((x1 + x2) / 2, (y1 + y2) / 2))
+    visualize.display_anchor_coverage(
+        preview,
+        coverage.gt_boxes[rows],
+        coverage.best_anchors[rows],
+        coverage.best_iou[rows],
+        reference,
+        title=f"{Path(dataset.image_reference(image_id)).name} as the network sees it\n"
+        "green: ground truth; best anchor yellow (IoU >= 0.7) or red (below); "
+        "thin: every anchor scale and ratio at the centre",
+        path=path,
+    )

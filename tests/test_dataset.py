@@ -1,0 +1,154 @@
+"""The Dataset base class, load reports and the shared loader helpers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mrcnn.dataset import (
+    Dataset,
+    DatasetWarning,
+    LoadReport,
+    empty_masks,
+    read_image_size,
+    read_json,
+    split_crowd,
+    subset_of,
+)
+
+try:
+    from tests._fixtures_data import write_image
+except ImportError:  # tests/ is not a package
+    from _fixtures_data import write_image
+
+
+def _two_source_dataset(tmp_path) -> Dataset:
+    dataset = Dataset()
+    dataset.add_class("a", 1, "cat")
+    dataset.add_class("b", 7, "person, human")
+    dataset.add_class("a", 1, "cat")  # repeated: ignored
+    dataset.add_image("a", "x.png", write_image(tmp_path / "x.png"))
+    dataset.add_image("b", 42, write_image(tmp_path / "y.png"), url="http://example/y")
+    dataset.prepare()
+    return dataset
+
+
+def test_prepare_builds_matterport_tables(tmp_path):
+    dataset = _two_source_dataset(tmp_path)
+    assert dataset.class_names == ["BG", "cat", "person"]
+    assert dataset.num_classes == 3
+    assert list(dataset.image_ids) == [0, 1]
+    assert dataset.num_images == 2
+    assert dataset.map_source_class_id("b.7") == 2
+    assert dataset.get_source_class_id(2, "b") == 7
+    assert dataset.sources == ["a", "b"]
+    assert dataset.source_class_ids["a"] == [0, 1]
+    assert dataset.image_from_source_map["b.42"] == 1
+    assert dataset.image_reference(0).endswith("x.png")
+    assert dataset.source_image_link(1) == "http://example/y"
+
+
+def test_lookup_errors_say_what_is_wrong(tmp_path):
+    dataset = _two_source_dataset(tmp_path)
+    with pytest.raises(KeyError, match="unknown source class 'a.9'"):
+        dataset.map_source_class_id("a.9")
+    with pytest.raises(ValueError, match="from source 'a', not 'b'"):
+        dataset.get_source_class_id(1, "b")
+    with pytest.raises(ValueError, match="must not contain a dot"):
+        dataset.add_class("a.b", 1, "x")
+
+
+def test_load_image_and_empty_mask(tmp_path):
+    dataset = _two_source_dataset(tmp_path)
+    image = dataset.load_image(0)
+    assert image.shape == (48, 64, 3) and image.dtype == np.uint8
+    masks, class_ids = dataset.load_mask(0)
+    assert masks.shape == (48, 64, 0) and masks.dtype == bool
+    assert class_ids.shape == (0,) and class_ids.dtype == np.int32
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "I;16", "P"])
+def test_load_image_converts_modes(tmp_path, mode):
+    path = tmp_path / f"img_{mode.replace(';', '')}.png"
+    if mode == "I;16":
+        Image.fromarray(np.full((10, 12), 65535, dtype=np.uint16)).save(path)
+    else:
+        Image.new(mode, (12, 10)).save(path)
+    dataset = Dataset()
+    dataset.add_image("s", 1, path)
+    dataset.prepare()
+    image = dataset.load_image(0)
+    assert image.shape == (10, 12, 3) and image.dtype == np.uint8
+    if mode == "I;16":
+        assert image.max() == 255
+
+
+def test_exif_orientation_applied_to_image_and_size(tmp_path):
+    path = write_image(tmp_path / "rotated.jpg", width=40, height=20, orientation=6)
+    assert read_image_size(path) == (40, 20)
+    dataset = Dataset()
+    dataset.add_image("s", 1, path)
+    dataset.prepare()
+    assert dataset.load_image(0).shape == (40, 20, 3)
+    assert dataset.image_size(0) == (40, 20)
+
+
+def test_extract_bboxes_is_int32_yxyx():
+    masks = np.zeros((10, 20, 2), dtype=bool)
+    masks[2:5, 3:9, 0] = True
+    boxes = Dataset.extract_bboxes(masks)
+    assert boxes.dtype == np.int32
+    assert boxes.tolist() == [[2, 3, 5, 9], [0, 0, 0, 0]]
+
+
+def test_split_crowd_separates_negative_ids():
+    masks = np.zeros((4, 4, 3), dtype=bool)
+    masks[0, 0, 0] = masks[1, 1, 1] = masks[2, 2, 2] = True
+    kept, ids, crowd = split_crowd(masks, np.array([1, -2, 3]))
+    assert ids.tolist() == [1, 3] and kept.shape == (4, 4, 2)
+    assert crowd[1, 1] and crowd.sum() == 1
+    _, _, none = split_crowd(*empty_masks(4, 4))
+    assert not none.any()
+
+
+def test_subset_split_is_deterministic_and_about_ninety_ten():
+    keys = [f"image_{i}.jpg" for i in range(2000)]
+    first = [subset_of(k) for k in keys]
+    assert first == [subset_of(k) for k in keys]
+    share = first.count("val") / len(keys)
+    assert 0.07 < share < 0.13
+
+
+def test_read_json_reports_line_and_column(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{\n  "a": 1,\n  "b": \n}')
+    with pytest.raises(ValueError, match=r"bad.json: malformed JSON at line 4 column 1"):
+        read_json(path)
+    with pytest.raises(FileNotFoundError, match="annotation file not found"):
+        read_json(tmp_path / "missing.json")
+
+
+def test_load_report_counts_and_caps_warnings():
+    report = LoadReport("test")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(30):
+            report.skip_region(f"file.json region {i}", "polygon with fewer than 3 points")
+        report.skip_image("file.json [a.jpg]", "missing image file")
+    assert report.regions_skipped == 30 and report.images_skipped == 1
+    assert len(report.problems) == 31
+    assert len(caught) == 21  # 20 problems and one "more problems not shown"
+    assert all(issubclass(w.category, DatasetWarning) for w in caught)
+    text = report.summary()
+    assert "skipped 1 images (1 missing image file)" in text
+    assert "30 regions (30 polygon with fewer than 3 points)" in text
+
+
+def test_require_prepare_before_lookup():
+    dataset = Dataset()
+    dataset.add_class("s", 1, "x")
+    with pytest.raises(RuntimeError, match="prepare"):
+        dataset.map_source_class_id("s.1")
