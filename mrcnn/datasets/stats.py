@@ -20,7 +20,6 @@ from torchvision.ops import box_iou
 
 from mrcnn.boxes import xyxy_to_yxyx
 from mrcnn.image import ResizePlan, plan_for_config, plan_resize
-from mrcnn.model.anchors import anchors_for_config
 
 #: Upper bound on the elements of one IoU block (ground truths x anchors), to bound memory.
 IOU_BLOCK_ELEMENTS = 1 << 24
@@ -206,6 +205,9 @@ def anchor_coverage(
     share one anchor set, and their boxes are compared with it in blocks (torchvision's
     box_iou), so there is no Python loop over boxes or anchors.
     """
+    # Imported here so that loading datasets never depends on the model package's state.
+    from mrcnn.model.anchors import anchors_for_config
+
     keep = (~records.crowd) & (records.areas > 0)
     plans = [image_plan(int(h), int(w), config) for h, w in records.image_shapes]
     gt_index = np.flatnonzero(keep)
