@@ -22,7 +22,7 @@ from mrcnn.boxes import xyxy_to_yxyx
 from mrcnn.image import ResizePlan, plan_for_config, plan_resize
 
 #: Upper bound on the elements of one IoU block (ground truths x anchors), to bound memory.
-IOU_BLOCK_ELEMENTS = 1 << 24
+IOU_BLOCK_ELEMENTS = 1 << 22
 
 
 @dataclass
