@@ -325,83 +325,63 @@ def unmold_boxes(boxes: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
     return torch.minimum(out.clamp(min=0), limit)
 
 
-def _bilinear_weights(
-    starts: torch.Tensor, lengths: torch.Tensor, source_size: int, image_size: int, dtype
-) -> torch.Tensor:
-    """Interpolation matrices that resize a 1-D signal into a span of an image axis.
+def expanded_paste_boxes(boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+    """Integer boxes a padded mask is pasted into.
 
-    Row n of the result maps a signal of ``source_size`` samples onto the image pixels
-    ``starts[n] .. starts[n] + lengths[n] - 1`` exactly as ``F.interpolate(mode="bilinear",
-    align_corners=False)`` to ``lengths[n]`` samples would, and gives zero weight elsewhere.
+    A mask of M x M padded by one zero pixel on each side covers (M + 2) / M of its box, so the
+    box is widened by that factor about its centre and truncated to whole pixels.
 
     Args:
-        starts, lengths: int64 [N].
+        boxes: [N, 4] (x1, y1, x2, y2) float image pixels.
     Returns:
-        [N, image_size, source_size] weights of ``dtype``.
+        int64 [N, 4] (x1, y1, x2, y2) with x2, y2 inclusive.
     """
-    device = starts.device
-    pixels = torch.arange(image_size, device=device)
-    local = pixels[None, :] - starts[:, None]  # [N, S] index inside the span
-    inside = (local >= 0) & (local < lengths[:, None])
-    # PyTorch's bilinear kernel: src = (dst + 0.5) * in / out - 0.5, clamped at 0.
-    ratio = (source_size / lengths.to(torch.float64)).to(dtype)[:, None]
-    src = ((local.to(dtype) + 0.5) * ratio - 0.5).clamp(min=0)
-    low = src.floor().to(torch.int64).clamp(max=source_size - 1)
-    high = (low + 1).clamp(max=source_size - 1)
-    frac = (src - low.to(dtype)).clamp(0, 1)
-    weights = torch.zeros(len(starts), image_size, source_size, dtype=dtype, device=device)
-    inside_f = inside.to(dtype)
-    weights.scatter_add_(2, low[..., None], ((1 - frac) * inside_f)[..., None])
-    weights.scatter_add_(2, high[..., None], (frac * inside_f)[..., None])
-    return weights
+    expand = (mask_size + 2) / mask_size
+    half_w = (boxes[:, 2] - boxes[:, 0]) * 0.5 * expand
+    half_h = (boxes[:, 3] - boxes[:, 1]) * 0.5 * expand
+    cx = (boxes[:, 2] + boxes[:, 0]) * 0.5
+    cy = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=1).to(torch.int64)
 
 
 def paste_masks(
-    masks: torch.Tensor,
-    boxes: torch.Tensor,
-    image_shape: tuple[int, int],
-    threshold: float = 0.5,
-    max_elements: int = 1 << 24,
+    masks: torch.Tensor, boxes: torch.Tensor, image_shape: tuple[int, int], threshold: float = 0.5
 ) -> torch.Tensor:
     """Paste soft masks into their boxes at full image resolution and threshold them.
 
-    Each M x M mask is padded by one zero pixel on every side and its box widened to match,
-    so that mask edges fade out smoothly; the widened box is truncated to whole pixels and the
-    mask resized into it bilinearly (the pasting torchvision and Detectron use). The resize is
-    separable, so it runs as two batched matrix products over chunks of masks, with no Python
-    loop over instances.
+    Each M x M mask is padded by one zero pixel on every side (so its edges fade out instead of
+    ending on a hard step), resized bilinearly into its widened, whole-pixel box
+    (:func:`expanded_paste_boxes`) and thresholded. This is the pasting of torchvision and
+    Detectron, with the same arithmetic, so equal inputs give equal pixels even for values that
+    sit exactly on the threshold. Each instance costs work and memory in proportion to its box
+    only: nothing of full image size is allocated per instance, and the one loop is over
+    instances, each step a single interpolation of a box-sized patch.
 
     Args:
         masks: [N, M, M] probabilities in [0, 1].
         boxes: [N, 4] (x1, y1, x2, y2) in image pixels.
         image_shape: (H, W) of the image.
         threshold: probability above which a pixel belongs to the instance.
-        max_elements: bound on N_chunk * H * W of the float intermediate, to bound memory.
     Returns:
         bool [H, W, N] on the masks' device.
     """
     height, width = int(image_shape[0]), int(image_shape[1])
-    count, size = masks.shape[0], masks.shape[-1]
+    count = masks.shape[0]
     out = torch.zeros((height, width, count), dtype=torch.bool, device=masks.device)
     if count == 0:
         return out
-    dtype = masks.dtype
-    padded = F.pad(masks, (1, 1, 1, 1))
-    source = size + 2
-    expand = source / size
-    half_w = (boxes[:, 2] - boxes[:, 0]) * 0.5 * expand
-    half_h = (boxes[:, 3] - boxes[:, 1]) * 0.5 * expand
-    cx = (boxes[:, 2] + boxes[:, 0]) * 0.5
-    cy = (boxes[:, 3] + boxes[:, 1]) * 0.5
-    x0, x1 = (cx - half_w).to(torch.int64), (cx + half_w).to(torch.int64)
-    y0, y1 = (cy - half_h).to(torch.int64), (cy + half_h).to(torch.int64)
-    span_w = (x1 - x0 + 1).clamp(min=1)
-    span_h = (y1 - y0 + 1).clamp(min=1)
-    chunk = max(1, max_elements // max(1, height * width))
-    for start in range(0, count, chunk):
-        part = slice(start, min(count, start + chunk))
-        rows = _bilinear_weights(y0[part], span_h[part], source, height, dtype)  # [n, H, S]
-        cols = _bilinear_weights(x0[part], span_w[part], source, width, dtype)  # [n, W, S]
-        full = rows @ padded[part] @ cols.transpose(1, 2)  # [n, H, W]
-        out[:, :, part] = (full > threshold).permute(1, 2, 0)
+    padded = F.pad(masks, (1, 1, 1, 1))[:, None]
+    paste = expanded_paste_boxes(boxes, masks.shape[-1]).tolist()
+    for index, (x0, y0, x1, y1) in enumerate(paste):
+        span_h, span_w = max(y1 - y0 + 1, 1), max(x1 - x0 + 1, 1)
+        top, left = max(y0, 0), max(x0, 0)
+        bottom, right = min(y0 + span_h, height), min(x0 + span_w, width)
+        if bottom <= top or right <= left:
+            continue
+        patch = F.interpolate(
+            padded[index : index + 1], size=(span_h, span_w), mode="bilinear", align_corners=False
+        )[0, 0]
+        out[top:bottom, left:right, index] = (
+            patch[top - y0 : bottom - y0, left - x0 : right - x0] > threshold
+        )
     return out

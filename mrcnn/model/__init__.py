@@ -1,0 +1,208 @@
+"""The :class:`MaskRCNN` facade: Matterport's workflow around the PyTorch network.
+
+``MaskRCNN`` is not an ``nn.Module``; its network is ``model.net``. It loads weights in every
+supported format, runs detection on plain numpy images and returns Matterport-style results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mrcnn import weights as weights_lib
+from mrcnn.boxes import xyxy_to_yxyx
+from mrcnn.image import ImageMeta, mold_batch, paste_masks, unmold_boxes
+from mrcnn.model.network import MaskRCNNNet
+from mrcnn.training.checkpoint import find_last as find_last_checkpoint
+
+__all__ = ["MaskRCNN", "MaskRCNNNet", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """"auto"/None -> CUDA when available, else CPU; anything else as torch.device."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+class MaskRCNN:
+    """Mask R-CNN with Matterport's interface.
+
+    Args:
+        mode: "training" or "inference".
+        config: a :class:`mrcnn.config.Config` instance.
+        model_dir: folder of run folders (checkpoints, logs); ``find_last`` searches it.
+    """
+
+    def __init__(self, mode: str, config, model_dir: str | os.PathLike = "logs") -> None:
+        if mode not in ("training", "inference"):
+            raise ValueError(f"mode={mode!r}: use 'training' or 'inference'")
+        self.mode = mode
+        self.config = config
+        self.model_dir = Path(model_dir)
+        if getattr(config, "CPU_THREADS", 0):
+            torch.set_num_threads(int(config.CPU_THREADS))
+        self.net = MaskRCNNNet(config)
+        self.net.train(mode == "training")
+        self.net.to(resolve_device(getattr(config, "DEVICE", "auto")))
+        self.epoch = 0
+        self.log_dir: Path | None = None
+        self.checkpoint_extras: dict = {}
+
+    # ------------------------------------------------------------------ placement
+    def to(self, device_or_dtype) -> MaskRCNN:
+        """Move the network to a device and/or dtype (``model.to(torch.float64)``)."""
+        self.net.to(device_or_dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    # ------------------------------------------------------------------ weights
+    def find_last(self) -> str:
+        """Path of the newest checkpoint of this config's NAME under ``model_dir``."""
+        name = (self.config.NAME or "").lower() or None
+        return str(find_last_checkpoint(self.model_dir, name))
+
+    def load_weights(
+        self, path_or_name: str | os.PathLike, exclude: Iterable[str] | None = None,
+        by_name: bool = True,
+    ) -> list[str]:
+        """Load weights and return notes on what was adapted or skipped.
+
+        Args:
+            path_or_name: a file (this project's checkpoint, a torchvision Mask R-CNN state
+                dict, a torchvision ResNet state dict, ``.pt``/``.pth``/``.safetensors``), or
+                "coco" (torchvision's COCO Mask R-CNN, ResNet-50), "imagenet" (the backbone's
+                ImageNet weights) or "last" (:meth:`find_last`). Named weights are downloaded
+                once into ``$TORCH_HOME/hub/checkpoints``.
+            exclude: parameter names, prefixes or regular expressions to skip, or
+                ["class-specific"] to skip the layers whose shape depends on NUM_CLASSES
+                (Matterport's mrcnn_class_logits, mrcnn_bbox_fc, mrcnn_mask). Those layers are
+                skipped anyway, with a note, when their shapes differ.
+            by_name: accepted for Matterport compatibility; loading is always by name.
+        """
+        del by_name
+        source = str(path_or_name)
+        if source == "last":
+            source = self.find_last()
+        elif source == "coco":
+            if self.config.BACKBONE != "resnet50":
+                raise weights_lib.WeightsError(
+                    "torchvision's COCO weights are for BACKBONE='resnet50', this config has "
+                    f"{self.config.BACKBONE!r}; set BACKBONE = 'resnet50'"
+                )
+            source = str(weights_lib.pretrained_file("coco"))
+        elif source == "imagenet":
+            source = str(weights_lib.pretrained_file(f"imagenet-{self.config.BACKBONE}"))
+        state, extras = weights_lib.load_state_dict_file(source)
+        state, notes = weights_lib.to_network_state(state, self.config)
+        notes += weights_lib.load_into_network(self.net, state, exclude or (), source)
+        if extras.get("format") == "mrcnn":
+            self.epoch = int(extras.get("epoch", 0))
+            self.checkpoint_extras = extras
+        for note in notes:
+            log.info(note)
+        return notes
+
+    # ------------------------------------------------------------------ inference
+    def detect(self, images: Sequence[np.ndarray], verbose: int = 0) -> list[dict]:
+        """Detect instances in a list of images.
+
+        Args:
+            images: H x W x 3 uint8 RGB arrays (H x W grayscale and H x W x 4 RGBA are
+                converted); any number, run IMAGES_PER_GPU at a time.
+            verbose: 1 prints one line per image.
+        Returns:
+            one dict per image:
+            "rois" int32 [N, 4] (y1, x1, y2, x2) original-image pixels, rounded;
+            "boxes" float32 [N, 4] (x1, y1, x2, y2) unrounded original-image pixels;
+            "class_ids" int32 [N] (never 0, the background); "scores" float32 [N];
+            "masks" bool [H, W, N] at the original resolution. Best score first.
+        Raises:
+            ValueError: an empty list, a non-array, a dtype other than uint8, a bad shape or a
+                zero-size image, naming the image's position.
+        """
+        images = [_check_image(image, i) for i, image in enumerate(_check_list(images))]
+        was_training = self.net.training
+        self.net.eval()
+        results: list[dict] = []
+        step = int(self.config.IMAGES_PER_GPU)
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(images), step):
+                    results += self._detect_batch(images[start : start + step])
+        finally:
+            self.net.train(was_training)
+        if verbose:
+            for i, r in enumerate(results):
+                print(f"image {i}: {images[i].shape[1]}x{images[i].shape[0]}, "
+                      f"{len(r['class_ids'])} instances")
+        return results
+
+    def _detect_batch(self, images: list[np.ndarray]) -> list[dict]:
+        batch, metas = mold_batch(images, self.config, self.dtype, self.device)
+        windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
+        found = self.net(batch, windows)
+        return [
+            _unmold_detections(found, found["image_index"] == i, meta)
+            for i, meta in enumerate(metas)
+        ]
+
+
+def _unmold_detections(found: dict, selected: torch.Tensor, meta: ImageMeta) -> dict:
+    boxes = unmold_boxes(found["boxes"][selected], meta)
+    masks = found["masks"][selected]
+    paste_dtype = masks.dtype if masks.dtype == torch.float64 else torch.float32
+    full = paste_masks(masks.to(paste_dtype), boxes.to(paste_dtype), meta.original_shape)
+    boxes_np = boxes.float().cpu().numpy()
+    return {
+        "rois": np.round(xyxy_to_yxyx(boxes_np)).astype(np.int32),
+        "boxes": boxes_np.astype(np.float32),
+        "class_ids": found["class_ids"][selected].cpu().numpy().astype(np.int32),
+        "scores": found["scores"][selected].float().cpu().numpy(),
+        "masks": full.cpu().numpy(),
+    }
+
+
+def _check_list(images) -> list:
+    if isinstance(images, np.ndarray):
+        raise ValueError("detect expects a list of images, got one array; use detect([image])")
+    if not isinstance(images, (list, tuple)):
+        raise ValueError(f"detect expects a list of images, got {type(images).__name__}")
+    if len(images) == 0:
+        raise ValueError("detect got an empty list of images")
+    return list(images)
+
+
+def _check_image(image, index: int) -> np.ndarray:
+    where = f"image {index}"
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{where}: expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(
+            f"{where}: dtype {image.dtype}, expected uint8 RGB in 0-255 (for floats in [0, 1] "
+            "use (image * 255).round().astype(np.uint8))"
+        )
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"{where}: shape {image.shape}, expected H x W, H x W x 3 or H x W x 4")
+    if image.size == 0:
+        raise ValueError(f"{where}: zero-size image (shape {image.shape})")
+    from mrcnn.image import to_rgb_uint8
+
+    return to_rgb_uint8(image, where)

@@ -1,0 +1,102 @@
+"""Backbone: a torchvision ResNet-50/101 body giving the feature maps C2-C5.
+
+BatchNorm layers are frozen (fixed affine transforms, the right choice for the small batches of
+detection training) unless TRAIN_BN is set. Frozen BatchNorm is folded into the weights of the
+convolution before it at run time, which saves one pass over every activation map and gives the
+same result; the state dict keeps torchvision's names, so ImageNet and COCO files load as is.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+#: Output channels of C2, C3, C4, C5.
+RESNET_CHANNELS = (256, 512, 1024, 2048)
+
+
+class FoldedFrozenBatchNorm2d(FrozenBatchNorm2d):
+    """A frozen BatchNorm whose transform the preceding convolution applies; forwards as is."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class ConvWithFrozenBatchNorm(nn.Conv2d):
+    """A bias-free convolution followed by a frozen BatchNorm, computed as one convolution.
+
+    The BatchNorm stays a separate module (so its buffers keep their names in the state dict);
+    this module only holds an unregistered reference to it.
+    """
+
+    _folded_bn: FrozenBatchNorm2d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn = self._folded_bn
+        scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+        shift = bn.bias - bn.running_mean * scale
+        weight = self.weight * scale.view(-1, 1, 1, 1)
+        return F.conv2d(x, weight, shift, self.stride, self.padding, self.dilation, self.groups)
+
+
+def _conv_bn_pairs(body: nn.Module):
+    """(conv, bn) pairs of a torchvision ResNet where the BatchNorm directly follows the conv."""
+    yield body.conv1, body.bn1
+    for layer in (body.layer1, body.layer2, body.layer3, body.layer4):
+        for block in layer:
+            yield block.conv1, block.bn1
+            yield block.conv2, block.bn2
+            yield block.conv3, block.bn3
+            if block.downsample is not None:
+                yield block.downsample[0], block.downsample[1]
+
+
+def fold_frozen_batchnorm(body: nn.Module) -> None:
+    """Make every conv of a ResNet body apply its following frozen BatchNorm (in place)."""
+    for conv, bn in _conv_bn_pairs(body):
+        if isinstance(bn, FrozenBatchNorm2d) and conv.bias is None:
+            conv.__class__ = ConvWithFrozenBatchNorm
+            object.__setattr__(conv, "_folded_bn", bn)
+            bn.__class__ = FoldedFrozenBatchNorm2d
+
+
+def resnet_body(name: str, train_bn: bool = False) -> nn.Module:
+    """A torchvision ResNet without its classifier (``avgpool`` and ``fc`` removed).
+
+    Args:
+        name: "resnet50" or "resnet101".
+        train_bn: use trainable ``nn.BatchNorm2d``; otherwise frozen BatchNorm.
+    """
+    builders = {"resnet50": torchvision.models.resnet50, "resnet101": torchvision.models.resnet101}
+    if name not in builders:
+        raise ValueError(f"BACKBONE={name!r}: use 'resnet50' or 'resnet101'")
+    norm_layer = nn.BatchNorm2d if train_bn else FrozenBatchNorm2d
+    body = builders[name](weights=None, norm_layer=norm_layer)
+    del body.avgpool, body.fc
+    if not train_bn:
+        fold_frozen_batchnorm(body)
+    return body
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet body returning C2-C5.
+
+    forward(images [B, 3, H, W]) -> [C2, C3, C4, C5] with strides 4, 8, 16, 32 and
+    256, 512, 1024, 2048 channels; each side is ceil(side / stride).
+    """
+
+    def __init__(self, name: str, train_bn: bool = False) -> None:
+        super().__init__()
+        self.body = resnet_body(name, train_bn)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        body = self.body
+        x = body.maxpool(body.relu(body.bn1(body.conv1(images))))
+        c2 = body.layer1(x)
+        c3 = body.layer2(c2)
+        c4 = body.layer3(c3)
+        c5 = body.layer4(c4)
+        return [c2, c3, c4, c5]

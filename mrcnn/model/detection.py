@@ -1,0 +1,71 @@
+"""Detection layer: refine the ROIs with the box head's output and pick the final detections."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import batched_nms
+
+from mrcnn.boxes import clip_boxes, decode_deltas, large_enough
+from mrcnn.model.proposals import top_k_per_group
+
+#: Detections narrower or shorter than this (pixels) are dropped.
+MIN_DETECTION_SIZE = 1e-2
+
+
+def refine_detections(
+    class_logits: torch.Tensor,
+    deltas: torch.Tensor,
+    rois: torch.Tensor,
+    image_index: torch.Tensor,
+    windows: torch.Tensor,
+    std: torch.Tensor,
+    min_confidence: float,
+    nms_threshold: float,
+    max_instances: int,
+    class_mode: str = "top_class",
+) -> dict[str, torch.Tensor]:
+    """Class-specific refinement, score threshold, per-class NMS and a per-image cap.
+
+    Args:
+        class_logits: [K, C] box-head logits (C classes including background 0).
+        deltas: [K, C, 4] box-head deltas (dx, dy, dw, dh), before ``std``.
+        rois: [K, 4] (x1, y1, x2, y2) proposals in network-input pixels.
+        image_index: int64 [K] image of each ROI.
+        windows: [B, 4] (x1, y1, x2, y2) image window in each padded input.
+        std: [4] BBOX_STD_DEV.
+        min_confidence: DETECTION_MIN_CONFIDENCE; lower class probabilities are dropped.
+        nms_threshold: DETECTION_NMS_THRESHOLD, applied per image and class.
+        max_instances: DETECTION_MAX_INSTANCES per image.
+        class_mode: "top_class" (each ROI's most likely class, dropped when that is the
+            background) or "all_classes" (every foreground class of every ROI).
+    Returns:
+        dict with "boxes" [D, 4] (x1, y1, x2, y2) clipped to the window, "class_ids" int64 [D],
+        "scores" [D] and "image_index" int64 [D]; grouped by image, best score first.
+    """
+    num_rois, num_classes = class_logits.shape
+    probs = torch.softmax(class_logits, dim=1)
+    if class_mode == "all_classes":
+        roi = torch.arange(num_rois, device=probs.device).repeat_interleave(num_classes - 1)
+        cls = torch.arange(1, num_classes, device=probs.device).repeat(num_rois)
+    else:
+        roi = torch.arange(num_rois, device=probs.device)
+        cls = probs.argmax(dim=1)
+        foreground = cls > 0
+        roi, cls = roi[foreground], cls[foreground]
+    scores = probs[roi, cls]
+    confident = scores >= min_confidence
+    roi, cls, scores = roi[confident], cls[confident], scores[confident]
+
+    boxes = decode_deltas(deltas[roi, cls], rois[roi], std)
+    images = image_index[roi]
+    boxes = clip_boxes(boxes, windows.to(boxes)[images])
+    sized = torch.nonzero(large_enough(boxes, MIN_DETECTION_SIZE)).squeeze(1)
+    groups = images * num_classes + cls
+    keep = sized[batched_nms(boxes[sized], scores[sized], groups[sized], nms_threshold)]
+    keep = top_k_per_group(keep, images, max_instances)
+    return {
+        "boxes": boxes[keep],
+        "class_ids": cls[keep],
+        "scores": scores[keep],
+        "image_index": images[keep],
+    }

@@ -1,0 +1,36 @@
+"""Feature Pyramid Network: C2-C5 to P2-P6, all with TOP_DOWN_PYRAMID_SIZE channels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FeaturePyramid(nn.Module):
+    """Top-down pathway with lateral connections, plus P6 subsampled from P5.
+
+    forward([C2, C3, C4, C5]) -> [P2, P3, P4, P5, P6]; P_k has the spatial size of C_k and P6
+    takes every other cell of P5 (strides 4, 8, 16, 32, 64).
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], channels: int = 256) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.output = nn.ModuleList(
+            nn.Conv2d(channels, channels, 3, padding=1) for _ in in_channels
+        )
+        for conv in [*self.lateral, *self.output]:
+            nn.init.kaiming_uniform_(conv.weight, a=1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        top = self.lateral[-1](features[-1])
+        outputs = [self.output[-1](top)]
+        for level in range(len(features) - 2, -1, -1):
+            lateral = self.lateral[level](features[level])
+            # Upsample to the lateral map's own size: odd sizes make "x2" wrong by a cell.
+            top = lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
+            outputs.insert(0, self.output[level](top))
+        outputs.append(F.max_pool2d(outputs[-1], kernel_size=1, stride=2))
+        return outputs

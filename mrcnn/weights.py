@@ -1,0 +1,273 @@
+"""Pretrained weights: download and cache, format detection, and conversion to this network.
+
+Formats read by :func:`load_state_dict_file` / :func:`to_network_state`:
+
+* this project's checkpoints (``{"format": "mrcnn", "model": state_dict, ...}``, ``.pt``) and
+  plain state dicts of :class:`~mrcnn.model.network.MaskRCNNNet` (``.pt`` or ``.safetensors``);
+* a state dict of torchvision's ``maskrcnn_resnet50_fpn`` (v1), old or new key names;
+* a torchvision ResNet-50/101 ImageNet state dict (backbone only).
+
+Nothing is unpickled beyond tensors and plain containers (``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+
+#: Published files, named as torchvision names them (the 8 hex digits are a SHA-256 prefix).
+PRETRAINED = {
+    "coco": "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+    "imagenet-resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    "imagenet-resnet101": "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+}
+
+#: torchvision Mask R-CNN key -> this network's key (first match wins).
+_TORCHVISION_MASKRCNN_RULES = [
+    (r"^backbone\.body\.", "backbone.body."),
+    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?", r"fpn.lateral.\1."),
+    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?", r"fpn.output.\1."),
+    (r"^rpn\.head\.conv\.(?:0\.0\.)?", "rpn.conv."),
+    (r"^rpn\.head\.cls_logits\.", "rpn.objectness."),
+    (r"^rpn\.head\.bbox_pred\.", "rpn.deltas."),
+    (r"^roi_heads\.box_head\.", "box_head."),
+    (r"^roi_heads\.box_predictor\.cls_score\.", "box_head.class_logits."),
+    (r"^roi_heads\.box_predictor\.bbox_pred\.", "box_head.deltas."),
+    (r"^roi_heads\.mask_head\.(\d+)\.0\.", r"mask_head.convs.\1."),
+    (r"^roi_heads\.mask_predictor\.conv5_mask\.", "mask_head.deconv."),
+    (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.", "mask_head.logits."),
+]
+_OLD_MASK_CONV = re.compile(r"^roi_heads\.mask_head\.mask_fcn(\d+)\.")
+
+#: torchvision's anchor aspect ratios in this project's width/height meaning, in the order of
+#: its RPN head's output channels.
+TORCHVISION_ANCHOR_RATIOS = (2.0, 1.0, 0.5)
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, unreadable, or does not fit the network."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Download and cache
+# ------------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Where downloaded weights live: ``$TORCH_HOME/hub/checkpoints`` (torchvision's cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _hash_prefix(url: str) -> str | None:
+    match = re.search(r"-([0-9a-f]{8,})\.\w+$", url)
+    return match.group(1) if match else None
+
+
+def pretrained_file(name: str, progress: bool = True) -> Path:
+    """Path of a published weights file, downloading it into the cache when missing.
+
+    Args:
+        name: a key of :data:`PRETRAINED` ("coco", "imagenet-resnet50", "imagenet-resnet101").
+    Raises:
+        WeightsError: offline or download failed (saying which file to fetch and where to
+            put it), or the downloaded file's SHA-256 does not match its published prefix.
+    """
+    if name not in PRETRAINED:
+        raise WeightsError(f"unknown pretrained weights {name!r}; known: {', '.join(PRETRAINED)}")
+    url = PRETRAINED[name]
+    target = cache_dir() / url.rsplit("/", 1)[-1]
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=_hash_prefix(url),
+                                       progress=progress)
+    except RuntimeError as error:  # torch.hub's hash mismatch
+        target.unlink(missing_ok=True)
+        raise WeightsError(f"downloaded {url} but its checksum is wrong ({error}); "
+                           "the file was deleted, try again") from error
+    except (urllib.error.URLError, OSError) as error:
+        target.unlink(missing_ok=True)
+        raise WeightsError(
+            f"cannot download the {name} weights ({error}). On a machine with internet, fetch "
+            f"{url} and put the file at {target} (or set TORCH_HOME to the folder holding "
+            "hub/checkpoints/), or pass the file's path instead of the name"
+        ) from error
+    return target
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading and recognising
+# ------------------------------------------------------------------------------------------------
+def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a weights file without executing pickled code.
+
+    Returns:
+        (state_dict, extras): the tensors, and for this project's checkpoints the other entries
+        (config, epoch, optimizer, ...); empty for plain state dicts.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.suffix == ".h5":
+        raise WeightsError(
+            f"{path}: Matterport Keras .h5 files are not supported yet; use 'coco' (torchvision's "
+            "COCO weights) or a PyTorch checkpoint"
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path)), {}
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same here
+        raise WeightsError(
+            f"cannot read {path} as PyTorch weights ({type(error).__name__}: {error}). Only "
+            "tensors and plain containers are loaded; re-save full models with "
+            "torch.save(model.state_dict(), path)"
+        ) from error
+    if isinstance(data, Mapping) and data.get("format") == "mrcnn":
+        extras = {k: v for k, v in data.items() if k != "model"}
+        return dict(data["model"]), extras
+    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return dict(data), {}
+
+
+def detect_format(state: Mapping[str, torch.Tensor]) -> str:
+    """"mrcnn", "torchvision-maskrcnn" or "torchvision-resnet" for a state dict."""
+    keys = set(state)
+    if any(k.startswith("roi_heads.") for k in keys) and any(k.startswith("backbone.body.") for k in keys):
+        return "torchvision-maskrcnn"
+    if "conv1.weight" in keys and any(k.startswith("layer4.") for k in keys):
+        return "torchvision-resnet"
+    if any(k.startswith(("backbone.body.", "fpn.", "rpn.", "box_head.", "mask_head.")) for k in keys):
+        return "mrcnn"
+    sample = ", ".join(sorted(keys)[:5])
+    raise WeightsError(f"unrecognised weights layout (first keys: {sample})")
+
+
+def _rename_torchvision_maskrcnn(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        key = _OLD_MASK_CONV.sub(lambda m: f"roi_heads.mask_head.{int(m.group(1)) - 1}.0.", key)
+        for pattern, replacement in _TORCHVISION_MASKRCNN_RULES:
+            new, count = re.subn(pattern, replacement, key)
+            if count:
+                out[new] = value
+                break
+    return out
+
+
+def _reorder_rpn_anchors(state: dict[str, torch.Tensor], ratios: Iterable[float]) -> list[str]:
+    """Permute torchvision's RPN outputs from its anchor order to the config's ratio order.
+
+    Returns the keys to drop (with a reason printed) when the config's ratio set differs.
+    """
+    ratios = [float(r) for r in ratios]
+    source = list(TORCHVISION_ANCHOR_RATIOS)
+    if sorted(ratios) != sorted(source):
+        return ["rpn.objectness.weight", "rpn.objectness.bias", "rpn.deltas.weight", "rpn.deltas.bias"]
+    order = [source.index(r) for r in ratios]
+    if order == list(range(len(source))):
+        return []
+    index = torch.tensor(order)
+    delta_index = (index[:, None] * 4 + torch.arange(4)).reshape(-1)
+    for name, idx in (("rpn.objectness", index), ("rpn.deltas", delta_index)):
+        for suffix in (".weight", ".bias"):
+            state[name + suffix] = state[name + suffix][idx]
+    return []
+
+
+def to_network_state(
+    state: Mapping[str, torch.Tensor], config
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Convert any supported state dict to this network's key names.
+
+    Returns:
+        (state, notes): the converted tensors and human-readable notes on what was adapted.
+    """
+    kind = detect_format(state)
+    notes: list[str] = []
+    if kind == "torchvision-resnet":
+        out = {f"backbone.body.{k}": v for k, v in state.items() if not k.startswith("fc.")}
+        notes.append("ImageNet ResNet weights: backbone only, the other layers keep their init")
+        return out, notes
+    if kind == "mrcnn":
+        return dict(state), notes
+    out = _rename_torchvision_maskrcnn(state)
+    for key in _reorder_rpn_anchors(out, config.RPN_ANCHOR_RATIOS):
+        out.pop(key, None)
+        notes.append(f"skipped {key}: RPN_ANCHOR_RATIOS differ from torchvision's (0.5, 1, 2)")
+    return out, notes
+
+
+def class_specific(key: str) -> bool:
+    """Whether a parameter's shape depends on NUM_CLASSES."""
+    from mrcnn.model.network import CLASS_SPECIFIC_PREFIXES
+
+    return key.startswith(CLASS_SPECIFIC_PREFIXES)
+
+
+def load_into_network(
+    net: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    exclude: Iterable[str] = (),
+    source: str = "weights",
+) -> list[str]:
+    """Copy tensors into ``net`` by name.
+
+    Args:
+        exclude: names, name prefixes or regular expressions of parameters to skip, or
+            "class-specific" (the layers whose shape depends on NUM_CLASSES).
+        source: what to call the weights in messages (usually the file path).
+    Returns:
+        notes on what was skipped.
+    Raises:
+        WeightsError: a tensor's shape differs from the network's (other than in the
+            class-specific layers, which are then skipped with a note), or nothing matched.
+    """
+    patterns = [e for e in exclude if e != "class-specific"]
+    skip_class_specific = "class-specific" in exclude
+    own = net.state_dict()
+    selected, notes, mismatched = {}, [], []
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked") and key not in own:
+            continue
+        if skip_class_specific and class_specific(key):
+            continue
+        if any(key.startswith(p) or re.search(p, key) for p in patterns):
+            continue
+        if key not in own:
+            mismatched.append(f"{key} (not in this network)")
+            continue
+        if tuple(own[key].shape) != tuple(value.shape):
+            if class_specific(key):
+                notes.append(
+                    f"skipped {key}: shape {tuple(value.shape)} in {source} vs "
+                    f"{tuple(own[key].shape)} here (NUM_CLASSES differs); it keeps its init"
+                )
+                continue
+            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
+            continue
+        selected[key] = value
+    if mismatched:
+        shown = "; ".join(mismatched[:5])
+        more = f" and {len(mismatched) - 5} more" if len(mismatched) > 5 else ""
+        raise WeightsError(
+            f"{source} does not fit this network: {shown}{more}. Check BACKBONE and the other "
+            "layer sizes in the config"
+        )
+    if not selected:
+        raise WeightsError(f"{source}: no tensor matched this network")
+    missing = sorted(set(own) - set(selected))
+    net.load_state_dict(selected, strict=False)
+    if missing:
+        heads = sorted({k.split(".")[0] for k in missing})
+        notes.append(f"{len(missing)} tensors not in {source} keep their init ({', '.join(heads)})")
+    return notes
