@@ -15,7 +15,6 @@ UPPERCASE style and are documented next to their defaults.
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -188,7 +187,9 @@ class Config:
         if int(self.NUM_CLASSES) < 1:
             errors.append(f"NUM_CLASSES={self.NUM_CLASSES}: must count the background (>= 1)")
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
-            errors.append(f"IMAGE_RESIZE_MODE={self.IMAGE_RESIZE_MODE!r}: use one of {RESIZE_MODES}")
+            errors.append(
+                f"IMAGE_RESIZE_MODE={self.IMAGE_RESIZE_MODE!r}: use one of {RESIZE_MODES}"
+            )
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
             errors.append(
                 f"RPN_ANCHOR_SCALES has {len(self.RPN_ANCHOR_SCALES)} entries but "
@@ -338,7 +339,9 @@ def _read_mapping_file(path: Path) -> dict[str, Any]:
 
         data = yaml.safe_load(text)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of KEY: value pairs, got {type(data).__name__}")
+        raise ValueError(
+            f"{path}: expected a mapping of KEY: value pairs, got {type(data).__name__}"
+        )
     return {str(k).upper(): v for k, v in data.items()}
 
 

@@ -49,8 +49,8 @@ def to_rgb_uint8(image: np.ndarray, where: str = "image") -> np.ndarray:
     elif np.issubdtype(image.dtype, np.floating):
         if image.min() < 0 or image.max() > 1:
             raise ValueError(
-                f"{where}: float images must lie in [0, 1] (found {image.min():g}..{image.max():g});"
-                " pass uint8 RGB"
+                f"{where}: float images must lie in [0, 1] "
+                f"(found {image.min():g}..{image.max():g}); pass uint8 RGB"
             )
         image = np.round(image * 255).astype(np.uint8)
     else:
@@ -135,7 +135,11 @@ class ResizePlan:
             self.resized_shape[1] / self.original_shape[1],
         )
         return ImageMeta(
-            self.original_shape, self.resized_shape, (left, top, left + w, top + h), scale, self.crop
+            self.original_shape,
+            self.resized_shape,
+            (left, top, left + w, top + h),
+            scale,
+            self.crop,
         )
 
     @property

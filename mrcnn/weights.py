@@ -83,12 +83,14 @@ def pretrained_file(name: str, progress: bool = True) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(url, str(target), hash_prefix=_hash_prefix(url),
-                                       progress=progress)
+        torch.hub.download_url_to_file(
+            url, str(target), hash_prefix=_hash_prefix(url), progress=progress
+        )
     except RuntimeError as error:  # torch.hub's hash mismatch
         target.unlink(missing_ok=True)
-        raise WeightsError(f"downloaded {url} but its checksum is wrong ({error}); "
-                           "the file was deleted, try again") from error
+        raise WeightsError(
+            f"downloaded {url} but its checksum is wrong ({error}); the file was deleted, try again"
+        ) from error
     except (urllib.error.URLError, OSError) as error:
         target.unlink(missing_ok=True)
         raise WeightsError(
@@ -132,7 +134,11 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     if isinstance(data, Mapping) and data.get("format") == "mrcnn":
         extras = {k: v for k, v in data.items() if k != "model"}
         return dict(data["model"]), extras
-    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+    if (
+        isinstance(data, Mapping)
+        and "state_dict" in data
+        and isinstance(data["state_dict"], Mapping)
+    ):
         data = data["state_dict"]
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
@@ -140,13 +146,17 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
 
 
 def detect_format(state: Mapping[str, torch.Tensor]) -> str:
-    """"mrcnn", "torchvision-maskrcnn" or "torchvision-resnet" for a state dict."""
+    """ "mrcnn", "torchvision-maskrcnn" or "torchvision-resnet" for a state dict."""
     keys = set(state)
-    if any(k.startswith("roi_heads.") for k in keys) and any(k.startswith("backbone.body.") for k in keys):
+    if any(k.startswith("roi_heads.") for k in keys) and any(
+        k.startswith("backbone.body.") for k in keys
+    ):
         return "torchvision-maskrcnn"
     if "conv1.weight" in keys and any(k.startswith("layer4.") for k in keys):
         return "torchvision-resnet"
-    if any(k.startswith(("backbone.body.", "fpn.", "rpn.", "box_head.", "mask_head.")) for k in keys):
+    if any(
+        k.startswith(("backbone.body.", "fpn.", "rpn.", "box_head.", "mask_head.")) for k in keys
+    ):
         return "mrcnn"
     sample = ", ".join(sorted(keys)[:5])
     raise WeightsError(f"unrecognised weights layout (first keys: {sample})")
@@ -172,7 +182,12 @@ def _reorder_rpn_anchors(state: dict[str, torch.Tensor], ratios: Iterable[float]
     ratios = [float(r) for r in ratios]
     source = list(TORCHVISION_ANCHOR_RATIOS)
     if sorted(ratios) != sorted(source):
-        return ["rpn.objectness.weight", "rpn.objectness.bias", "rpn.deltas.weight", "rpn.deltas.bias"]
+        return [
+            "rpn.objectness.weight",
+            "rpn.objectness.bias",
+            "rpn.deltas.weight",
+            "rpn.deltas.bias",
+        ]
     order = [source.index(r) for r in ratios]
     if order == list(range(len(source))):
         return []

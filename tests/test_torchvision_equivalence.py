@@ -38,10 +38,18 @@ def smooth_image(shape: tuple[int, int], seed: int) -> np.ndarray:
     """A photo-like test image: blurred colour noise plus a few flat rectangles."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (shape[0] // 16 + 1, shape[1] // 16 + 1, 3)).astype(np.float32)
-    image = torch.nn.functional.interpolate(
-        torch.from_numpy(small).permute(2, 0, 1)[None], size=shape, mode="bicubic",
-        align_corners=False,
-    )[0].permute(1, 2, 0).clamp(0, 255).numpy().astype(np.uint8)
+    image = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(small).permute(2, 0, 1)[None],
+            size=shape,
+            mode="bicubic",
+            align_corners=False,
+        )[0]
+        .permute(1, 2, 0)
+        .clamp(0, 255)
+        .numpy()
+        .astype(np.uint8)
+    )
     for _ in range(4):
         y, x = rng.integers(0, shape[0] - 40), rng.integers(0, shape[1] - 40)
         h, w = rng.integers(20, shape[0] // 2), rng.integers(20, shape[1] // 2)
@@ -59,7 +67,9 @@ def models(tmp_path_factory):
     reference = randomised_torchvision_model().double()
     path = tmp_path_factory.mktemp("weights") / "maskrcnn_random.pth"
     torch.save(reference.state_dict(), path)
-    config = TorchvisionCocoConfig.from_overrides({"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"})
+    config = TorchvisionCocoConfig.from_overrides(
+        {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}
+    )
     ours = MaskRCNN("inference", config, model_dir=str(path.parent))
     ours.load_weights(str(path))
     ours.to(torch.float64)

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """"auto"/None -> CUDA when available, else CPU; anything else as torch.device."""
+    """ "auto"/None -> CUDA when available, else CPU; anything else as torch.device."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
@@ -80,7 +80,9 @@ class MaskRCNN:
         return str(find_last_checkpoint(self.model_dir, name))
 
     def load_weights(
-        self, path_or_name: str | os.PathLike, exclude: Iterable[str] | None = None,
+        self,
+        path_or_name: str | os.PathLike,
+        exclude: Iterable[str] | None = None,
         by_name: bool = True,
     ) -> list[str]:
         """Load weights and return notes on what was adapted or skipped.
@@ -151,8 +153,10 @@ class MaskRCNN:
             self.net.train(was_training)
         if verbose:
             for i, r in enumerate(results):
-                print(f"image {i}: {images[i].shape[1]}x{images[i].shape[0]}, "
-                      f"{len(r['class_ids'])} instances")
+                print(
+                    f"image {i}: {images[i].shape[1]}x{images[i].shape[0]}, "
+                    f"{len(r['class_ids'])} instances"
+                )
         return results
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[dict]:

@@ -81,9 +81,11 @@ def _pyramid_anchors_cached(
     round_to_pixels: bool,
 ) -> tuple[torch.Tensor, tuple[int, ...]]:
     levels = []
-    for (fh, fw), scale in zip(backbone_shapes(image_shape, strides), scales):
+    for (fh, fw), scale in zip(backbone_shapes(image_shape, strides), scales, strict=True):
         stride = (image_shape[0] // fh, image_shape[1] // fw)
-        levels.append(level_anchors((fh, fw), stride, scale, ratios, anchor_stride, round_to_pixels))
+        levels.append(
+            level_anchors((fh, fw), stride, scale, ratios, anchor_stride, round_to_pixels)
+        )
     counts = tuple(len(a) for a in levels)
     return torch.cat(levels), counts
 

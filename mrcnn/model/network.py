@@ -35,7 +35,9 @@ class MaskRCNNNet(nn.Module):
         self.fpn = FeaturePyramid(RESNET_CHANNELS, channels)
         self.rpn = RPNHead(channels, len(config.RPN_ANCHOR_RATIOS), int(config.RPN_ANCHOR_STRIDE))
         self.box_head = BoxHead(
-            channels, int(config.POOL_SIZE), int(config.FPN_CLASSIF_FC_LAYERS_SIZE),
+            channels,
+            int(config.POOL_SIZE),
+            int(config.FPN_CLASSIF_FC_LAYERS_SIZE),
             int(config.NUM_CLASSES),
         )
         self.mask_head = MaskHead(channels, int(config.NUM_CLASSES))
@@ -67,24 +69,42 @@ class MaskRCNNNet(nn.Module):
         :func:`mrcnn.model.proposals.generate_proposals`."""
         cfg = self.config
         if post_nms_limit is None:
-            post_nms_limit = cfg.POST_NMS_ROIS_TRAINING if self.training else cfg.POST_NMS_ROIS_INFERENCE
+            post_nms_limit = (
+                cfg.POST_NMS_ROIS_TRAINING if self.training else cfg.POST_NMS_ROIS_INFERENCE
+            )
         anchors, counts = self.anchors(image_shape, deltas)
         with torch.no_grad():
             return generate_proposals(
-                objectness.detach(), deltas.detach(), anchors, counts, windows,
-                int(cfg.PRE_NMS_LIMIT), int(post_nms_limit), float(cfg.RPN_NMS_THRESHOLD),
-                self._std(cfg.RPN_BBOX_STD_DEV, deltas), bool(cfg.RPN_PROPOSALS_PER_LEVEL),
+                objectness.detach(),
+                deltas.detach(),
+                anchors,
+                counts,
+                windows,
+                int(cfg.PRE_NMS_LIMIT),
+                int(post_nms_limit),
+                float(cfg.RPN_NMS_THRESHOLD),
+                self._std(cfg.RPN_BBOX_STD_DEV, deltas),
+                bool(cfg.RPN_PROPOSALS_PER_LEVEL),
             )
 
     def roi_features(
-        self, features: list[torch.Tensor], boxes: torch.Tensor, image_index: torch.Tensor,
+        self,
+        features: list[torch.Tensor],
+        boxes: torch.Tensor,
+        image_index: torch.Tensor,
         size: int,
     ) -> torch.Tensor:
         """Pyramid ROIAlign on P2-P5: [K, C, size, size]."""
         cfg = self.config
         return pyramid_roi_align(
-            features[:4], boxes, image_index, size, cfg.BACKBONE_STRIDES[:4],
-            int(cfg.ROI_ALIGN_SAMPLING_RATIO), bool(cfg.ROI_ALIGN_ALIGNED), cfg.ROI_LEVEL_ROUNDING,
+            features[:4],
+            boxes,
+            image_index,
+            size,
+            cfg.BACKBONE_STRIDES[:4],
+            int(cfg.ROI_ALIGN_SAMPLING_RATIO),
+            bool(cfg.ROI_ALIGN_ALIGNED),
+            cfg.ROI_LEVEL_ROUNDING,
         )
 
     def box_predictions(
@@ -95,15 +115,25 @@ class MaskRCNNNet(nn.Module):
         return self.box_head(pooled)
 
     def detections(
-        self, class_logits: torch.Tensor, deltas: torch.Tensor, rois: torch.Tensor,
-        image_index: torch.Tensor, windows: torch.Tensor,
+        self,
+        class_logits: torch.Tensor,
+        deltas: torch.Tensor,
+        rois: torch.Tensor,
+        image_index: torch.Tensor,
+        windows: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """Detection layer; see :func:`mrcnn.model.detection.refine_detections`."""
         cfg = self.config
         return refine_detections(
-            class_logits, deltas, rois, image_index, windows,
-            self._std(cfg.BBOX_STD_DEV, deltas), float(cfg.DETECTION_MIN_CONFIDENCE),
-            float(cfg.DETECTION_NMS_THRESHOLD), int(cfg.DETECTION_MAX_INSTANCES),
+            class_logits,
+            deltas,
+            rois,
+            image_index,
+            windows,
+            self._std(cfg.BBOX_STD_DEV, deltas),
+            float(cfg.DETECTION_MIN_CONFIDENCE),
+            float(cfg.DETECTION_NMS_THRESHOLD),
+            int(cfg.DETECTION_MAX_INSTANCES),
             cfg.DETECTION_CLASS_MODE,
         )
 
@@ -115,7 +145,10 @@ class MaskRCNNNet(nn.Module):
         return self.mask_head(pooled)
 
     def mask_probabilities(
-        self, features: list[torch.Tensor], boxes: torch.Tensor, image_index: torch.Tensor,
+        self,
+        features: list[torch.Tensor],
+        boxes: torch.Tensor,
+        image_index: torch.Tensor,
         class_ids: torch.Tensor,
     ) -> torch.Tensor:
         """[K, M, M] soft masks of each box's class."""

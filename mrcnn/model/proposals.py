@@ -99,7 +99,9 @@ def generate_proposals(
     indices, levels = select_top_anchors(objectness, level_counts, pre_nms_limit, per_level)
     logits = objectness.gather(1, indices)
     chosen_deltas = deltas.gather(1, indices[..., None].expand(-1, -1, 4))
-    boxes = decode_deltas(chosen_deltas.reshape(-1, 4), anchors.to(deltas)[indices.reshape(-1)], std)
+    boxes = decode_deltas(
+        chosen_deltas.reshape(-1, 4), anchors.to(deltas)[indices.reshape(-1)], std
+    )
     image_index = torch.arange(batch, device=boxes.device).repeat_interleave(indices.shape[1])
     boxes = clip_boxes(boxes, windows.to(boxes)[image_index])
     scores = torch.sigmoid(logits.reshape(-1))

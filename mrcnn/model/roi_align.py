@@ -62,7 +62,7 @@ def pyramid_roi_align(
     rois = torch.cat([image_index.to(boxes)[:, None], boxes], dim=1)
     first = features[0]
     out = first.new_zeros((len(boxes), first.shape[1], output_size, output_size))
-    for level, (feature, stride) in enumerate(zip(features, strides)):
+    for level, (feature, stride) in enumerate(zip(features, strides, strict=True)):
         chosen = torch.nonzero(levels == level).squeeze(1)
         if chosen.numel() == 0:
             continue
