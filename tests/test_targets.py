@@ -1,0 +1,156 @@
+"""Target assignment on hand-made boxes: RPN labels and deltas, ROI sampling, mask targets."""
+
+from __future__ import annotations
+
+import torch
+
+from mrcnn.boxes import decode_deltas
+from mrcnn.model.targets import (
+    GroundTruth,
+    detection_targets,
+    mask_targets,
+    mini_masks,
+    rpn_targets,
+    sample_per_group,
+)
+
+STD = torch.tensor([0.1, 0.1, 0.2, 0.2])
+
+
+def _gt(boxes, class_ids, crowd=None, masks=None, mini=False):
+    boxes = torch.tensor(boxes, dtype=torch.float32).view(1, -1, 4)
+    class_ids = torch.tensor(class_ids, dtype=torch.int64).view(1, -1)
+    crowd_t = torch.tensor(crowd or [[0, 0, 0, 0]], dtype=torch.float32).view(1, -1, 4)
+    crowd_valid = torch.tensor([crowd is not None] * crowd_t.shape[1]).view(1, -1)
+    if masks is None:
+        masks = torch.zeros((1, boxes.shape[1], 4, 4))
+    return GroundTruth(boxes, class_ids, masks, crowd_t, crowd_valid, mini)
+
+
+def test_sample_per_group_respects_quota_and_candidates():
+    candidates = torch.tensor([True, True, True, False, True, True, False, False])
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    chosen = sample_per_group(candidates, groups, torch.tensor([2, 5]))
+    assert chosen[:4].sum() == 2 and chosen[4:].sum() == 2
+    assert not (chosen & ~candidates).any()
+
+
+def test_rpn_positive_negative_and_ignored_by_iou():
+    anchors = torch.tensor(
+        [
+            [0, 0, 10, 10],  # identical to the box: positive
+            [0, 0, 10, 12],  # IoU 0.83: positive
+            [0, 0, 10, 20],  # IoU 0.5: neither
+            [50, 50, 60, 60],  # no overlap: negative
+        ],
+        dtype=torch.float32,
+    )
+    gt = _gt([[0, 0, 10, 10]], [1])
+    targets = rpn_targets(anchors, gt, anchors_per_image=256, std=STD)
+    assert targets.labels.tolist() == [[1, 1, -1, 0]]
+    # Decoding the target deltas of a positive anchor gives the box back.
+    decoded = decode_deltas(targets.deltas[0, 1:2], anchors[1:2], STD)
+    torch.testing.assert_close(decoded, torch.tensor([[0.0, 0.0, 10.0, 10.0]]))
+    assert targets.deltas[0, 2:].abs().sum() == 0
+
+
+def test_rpn_best_anchor_rule_makes_low_iou_anchor_positive():
+    anchors = torch.tensor([[0, 0, 10, 40], [100, 100, 110, 110]], dtype=torch.float32)
+    gt = _gt([[0, 0, 10, 10]], [1])  # best IoU 0.25 < 0.3
+    targets = rpn_targets(anchors, gt, anchors_per_image=256, std=STD)
+    assert targets.labels.tolist() == [[1, 0]]
+
+
+def test_rpn_crowd_overlap_is_not_negative():
+    anchors = torch.tensor([[0, 0, 10, 10], [40, 40, 50, 50], [80, 80, 90, 90]]).float()
+    gt = _gt([[0, 0, 10, 10]], [1], crowd=[[38, 38, 60, 60]])
+    targets = rpn_targets(anchors, gt, anchors_per_image=256, std=STD)
+    assert targets.labels.tolist() == [[1, -1, 0]]
+
+
+def test_rpn_sampling_balance_at_most_half_positive():
+    # 64 anchors identical to the box (positive), 200 far away (negative).
+    positives = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(64, 1)
+    negatives = torch.tensor([[500.0, 500.0, 510.0, 510.0]]).repeat(200, 1)
+    anchors = torch.cat([positives, negatives])
+    gt = _gt([[0, 0, 10, 10]], [1])
+    labels = rpn_targets(anchors, gt, anchors_per_image=32, std=STD).labels
+    assert (labels == 1).sum() == 16 and (labels == 0).sum() == 16
+    # With few positives, negatives fill the rest.
+    labels = rpn_targets(anchors[60:], gt, anchors_per_image=32, std=STD).labels
+    assert (labels == 1).sum() == 4 and (labels == 0).sum() == 28
+
+
+def test_rpn_image_without_instances_is_all_negative_samples():
+    anchors = torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30]]).float()
+    gt = _gt([[0, 0, 0, 0]], [0])  # padding only
+    labels = rpn_targets(anchors, gt, anchors_per_image=8, std=STD).labels
+    assert labels.tolist() == [[0, 0]]
+
+
+def test_rpn_batch_images_are_independent():
+    anchors = torch.tensor([[0, 0, 10, 10], [50, 50, 60, 60]]).float()
+    boxes = torch.tensor([[[0, 0, 10, 10]], [[50, 50, 60, 60]]]).float()
+    gt = GroundTruth(
+        boxes,
+        torch.tensor([[1], [2]]),
+        torch.zeros((2, 1, 4, 4)),
+        torch.zeros((2, 1, 4)),
+        torch.zeros((2, 1), dtype=torch.bool),
+    )
+    labels = rpn_targets(anchors, gt, anchors_per_image=8, std=STD).labels
+    assert labels.tolist() == [[1, 0], [0, 1]]
+
+
+def test_detection_targets_classes_deltas_and_gt_added():
+    full = torch.zeros((1, 1, 32, 32))
+    full[0, 0, 8:24, 8:24] = 1
+    gt = _gt([[8, 8, 24, 24]], [3], masks=full)
+    proposals = torch.tensor([[8, 8, 24, 26], [0, 0, 4, 4]]).float()
+    det = detection_targets(
+        proposals, torch.tensor([0, 0]), gt, 10, 0.5, STD, (8, 8), torch.Generator().manual_seed(0)
+    )
+    # Two positives (the proposal and the added ground-truth box), one negative.
+    assert det.num_positive == 2
+    assert det.class_ids.tolist() == [3, 3, 0]
+    decoded = decode_deltas(det.deltas[:2], det.rois[:2], STD)
+    torch.testing.assert_close(decoded, torch.tensor([[8.0, 8, 24, 24]] * 2))
+    # The ground-truth box crops a full mask.
+    gt_row = (det.rois[:2] == torch.tensor([8.0, 8, 24, 24])).all(dim=1).nonzero()[0, 0]
+    assert det.masks[gt_row].min() == 1
+
+
+def test_detection_targets_positive_ratio():
+    gt = _gt([[0, 0, 10, 10]], [1])
+    proposals = torch.cat(
+        [
+            torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(20, 1),
+            torch.tensor([[50.0, 50.0, 60.0, 60.0]]).repeat(20, 1),
+        ]
+    )
+    det = detection_targets(proposals, torch.zeros(40, dtype=torch.int64), gt, 8, 0.25, STD, (4, 4))
+    assert det.num_positive == 2 and len(det.class_ids) == 8
+
+
+def test_detection_targets_crowd_never_negative():
+    gt = _gt([[0, 0, 10, 10]], [1], crowd=[[50, 50, 70, 70]])
+    proposals = torch.tensor([[52.0, 52.0, 60.0, 60.0], [100.0, 100.0, 110.0, 110.0]])
+    det = detection_targets(proposals, torch.zeros(2, dtype=torch.int64), gt, 8, 0.5, STD, (4, 4))
+    assert [52.0, 52.0, 60.0, 60.0] not in det.rois.tolist()
+    assert [100.0, 100.0, 110.0, 110.0] in det.rois.tolist()
+
+
+def test_mini_mask_targets_match_full_mask_targets():
+    full = torch.zeros((1, 1, 64, 64))
+    full[0, 0, 10:40, 20:50] = 1
+    full[0, 0, 10:20, 20:30] = 0  # a notch, so the crop has structure
+    box = torch.tensor([[20.0, 10.0, 50.0, 40.0]])
+    mini = mini_masks(full[0], box, (30, 30))[None]
+    rois = torch.tensor([[15.0, 5.0, 45.0, 35.0]])
+    idx = torch.tensor([0])
+    gt_full = _gt(box.tolist(), [1], masks=full)
+    gt_mini = _gt(box.tolist(), [1], masks=mini, mini=True)
+    a = mask_targets(rois, idx, gt_full, (14, 14))
+    b = mask_targets(rois, idx, gt_mini, (14, 14))
+    assert (a != b).float().mean() < 0.03
+    assert a.sum() > 0
