@@ -1,0 +1,271 @@
+"""``mrcnn detect``: detections of a model on images, as figures and COCO results JSON.
+
+For every image of ``--input`` (a file or a folder, not recursive) it writes into ``--output``:
+``<id>.png`` (the display_instances figure) and ``<id>.json`` (its detections), plus
+``detections.json`` with the detections of all images, in COCO's results format::
+
+    {"image_id": 397133, "category_id": 1, "category_name": "person",
+     "bbox": [x, y, w, h], "score": 0.98, "segmentation": {"size": [H, W], "counts": "..."}}
+
+``<id>`` is the file's stem; ``image_id`` is that stem as an int when it is all digits (COCO's
+``000000397133.jpg`` gives 397133), else the stem string. Files in ``--output`` are replaced.
+
+This module also holds the model set-up shared with ``mrcnn splash``: :func:`build_model`
+(config from --config, else from the checkpoint, else TorchvisionCocoConfig for ``coco``
+weights), :func:`class_names_for` and :func:`add_class_names_argument`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrcnn.cli import add_config_arguments, add_model_arguments
+
+HELP = "detect instances in images: figures and COCO results JSON"
+
+#: Config keys of a checkpoint that describe the machine it was trained on, not the model.
+RUNTIME_KEYS = ("DEVICE", "CPU_THREADS")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input", required=True, metavar="PATH", help="an image file or a folder of images"
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="DIR", help="folder for the figures and JSON files"
+    )
+    add_class_names_argument(parser)
+    add_model_arguments(parser)
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrcnn.image import read_image
+    from mrcnn.splash import IMAGE_SUFFIXES
+
+    paths = list_inputs(Path(args.input), IMAGE_SUFFIXES)
+    model = build_model(args)
+    class_names = class_names_for(model, args.weights, args.class_names)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = output_keys(paths)
+    everything: list[dict] = []
+    failed = 0
+    for path, key in zip(paths, keys):
+        try:
+            image = read_image(path)
+        except (ValueError, OSError) as error:
+            print(f"skipped {path}: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        result = model.detect([image])[0]
+        entries = coco_results(result, image_id_for(key), class_names)
+        _write_json(out / f"{key}.json", entries)
+        _write_figure(out / f"{key}.png", image, result, class_names)
+        everything += entries
+        print(f"{path.name}: {len(entries)} instances")
+    _write_json(out / "detections.json", everything)
+    done = len(paths) - failed
+    print(f"wrote {done} figures and {out / 'detections.json'} ({len(everything)} detections)")
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------------------
+# COCO results
+# ------------------------------------------------------------------------------------------------
+def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> list[dict]:
+    """One detect result as COCO results entries.
+
+    Args:
+        result: "boxes" float [N, 4] (x1, y1, x2, y2), "class_ids" [N], "scores" [N],
+            "masks" bool [H, W, N].
+        image_id: the entries' image_id.
+        class_names: names by class id (for "category_name").
+    Returns:
+        N dicts: image_id, category_id, category_name, bbox [x, y, w, h] floats, score,
+        segmentation (RLE with "counts" as str).
+    """
+    from pycocotools import mask as mask_utils
+
+    count = len(result["class_ids"])
+    if count == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(result["masks"].astype(np.uint8)))
+    entries = []
+    for i in range(count):
+        x1, y1, x2, y2 = (float(v) for v in result["boxes"][i])
+        class_id = int(result["class_ids"][i])
+        rle = rles[i]
+        entries.append(
+            {
+                "image_id": image_id,
+                "category_id": class_id,
+                "category_name": _name(class_names, class_id),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(result["scores"][i]),
+                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": _text(rle)},
+            }
+        )
+    return entries
+
+
+def _text(rle: dict) -> str:
+    counts = rle["counts"]
+    return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
+
+
+def _name(class_names: list[str], class_id: int) -> str:
+    return class_names[class_id] if 0 <= class_id < len(class_names) else f"class {class_id}"
+
+
+def image_id_for(key: str) -> int | str:
+    """COCO image_id for an output key: int for an all-digit stem, else the stem itself."""
+    return int(key) if key.isdigit() else key
+
+
+def output_keys(paths: list[Path]) -> list[str]:
+    """Output base names: the stems, with the extension kept where two files share a stem."""
+    stems = [p.stem for p in paths]
+    return [
+        p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in paths
+    ]
+
+
+def _write_json(path: Path, entries: list[dict]) -> None:
+    path.write_text(json.dumps(entries))
+
+
+def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list[str]) -> None:
+    from mrcnn import visualize
+
+    height, width = image.shape[:2]
+    figsize = (max(4.0, width / 100), max(4.0, height / 100))
+    visualize.display_instances(
+        image,
+        result["rois"],
+        result["masks"],
+        result["class_ids"],
+        class_names,
+        result["scores"],
+        title=path.stem,
+        figsize=figsize,
+        path=path,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared with `mrcnn splash`: inputs, model, class names
+# ------------------------------------------------------------------------------------------------
+def list_inputs(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """``path`` itself if it is a file, else its files with one of ``suffixes``, sorted."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"input not found: {path}")
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if not found:
+        raise FileNotFoundError(f"no {', '.join(suffixes)} files in {path}")
+    return found
+
+
+def add_class_names_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--class-names",
+        metavar="A,B,...",
+        help="names of classes 1, 2, ... comma-separated (default: those stored in the "
+        "checkpoint, COCO's for --weights coco, else 'class 1', 'class 2', ...)",
+    )
+
+
+def inference_config(args: argparse.Namespace):
+    """The config for running ``args.weights``.
+
+    --config when given; else the config saved in an mrcnn checkpoint (without its DEVICE and
+    CPU_THREADS); else TorchvisionCocoConfig for ``--weights coco``; else the base Config.
+    --set and --device apply on top.
+    """
+    from mrcnn.config import COMPUTED_ATTRIBUTES, Config, TorchvisionCocoConfig, load_config
+    from mrcnn.config import parse_overrides
+
+    overrides = list(getattr(args, "set", None) or [])
+    if getattr(args, "device", None):
+        overrides.append(f"DEVICE={args.device}")
+    if args.config:
+        return load_config(args.config, overrides)
+    saved = checkpoint_config(args.weights)
+    if saved is not None:
+        known = {k for k in dir(Config) if k.isupper()}
+        skip = set(COMPUTED_ATTRIBUTES) | set(RUNTIME_KEYS)
+        values = {k: v for k, v in saved.items() if k in known and k not in skip}
+        values.update(parse_overrides(overrides))
+        return Config.from_overrides(values)
+    if str(args.weights) == "coco":
+        return TorchvisionCocoConfig.from_overrides(overrides)
+    return load_config(None, overrides)
+
+
+def checkpoint_config(weights: str) -> dict[str, Any] | None:
+    """The "config" dict stored in an mrcnn checkpoint file, or None (not such a file)."""
+    import torch
+
+    path = Path(str(weights))
+    if not path.is_file() or path.suffix in (".safetensors", ".h5"):
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - load_weights reports unreadable files properly
+        return None
+    if isinstance(data, dict) and data.get("format") == "mrcnn":
+        return dict(data.get("config") or {})
+    return None
+
+
+def build_model(args: argparse.Namespace):
+    """A MaskRCNN in inference mode with ``args.weights`` loaded (see :func:`inference_config`).
+
+    Notes from loading (skipped layers) go to stderr.
+    """
+    from mrcnn.model import MaskRCNN
+
+    config = inference_config(args)
+    model = MaskRCNN(mode="inference", config=config, model_dir=getattr(args, "logs", "logs"))
+    for note in model.load_weights(args.weights):
+        print(f"note: {note}", file=sys.stderr)
+    return model
+
+
+def class_names_for(model, weights: str | None, given: str | None = None) -> list[str]:
+    """Names indexed by class id, "BG" first, NUM_CLASSES long.
+
+    From ``given`` ("a,b,c": classes 1, 2, 3), else the checkpoint's extras["class_names"],
+    else COCO's (torchvision's 91 ids) for ``coco`` weights, else "class 1", "class 2", ...
+    """
+    count = int(model.config.NUM_CLASSES)
+    if given:
+        names = [n.strip() for n in given.split(",") if n.strip()]
+        return _with_background(names, count, "--class-names")
+    stored = (getattr(model, "checkpoint_extras", None) or {}).get("class_names")
+    if stored:
+        return _with_background([str(n) for n in stored], count, "the checkpoint's class_names")
+    if str(weights) == "coco" and count == 91:
+        from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
+
+        return ["BG", *MaskRCNN_ResNet50_FPN_Weights.DEFAULT.meta["categories"][1:]]
+    return ["BG", *(f"class {i}" for i in range(1, count))]
+
+
+def _with_background(names: list[str], count: int, where: str) -> list[str]:
+    if len(names) == count and names[0].upper() in ("BG", "__BACKGROUND__", "BACKGROUND"):
+        names = names[1:]
+    if len(names) != count - 1:
+        raise ValueError(
+            f"{where} has {len(names)} names but the model has {count - 1} classes "
+            f"(NUM_CLASSES={count} counts the background): give one name per class"
+        )
+    return ["BG", *names]

@@ -1,0 +1,150 @@
+"""``mrcnn splash``: the color splash filter on images, a video, or a folder of both.
+
+Outputs are named ``<stem>_splash.png`` (images) and ``<stem>_splash.mp4`` (videos), in the
+current folder or in ``--output``. An existing file is never replaced unless ``--overwrite``:
+the next free name ``<stem>_splash_1.png``, ``_2``, ... is used and printed instead.
+
+Exit status: 0 when everything was written; 1 when an input could not be read, or a video ended
+early (truncated or corrupt: its frames up to there are written as a playable video).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mrcnn.cli import add_config_arguments, add_model_arguments
+from mrcnn.commands.detect import add_class_names_argument
+
+HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the rest"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", metavar="PATH", help="one image file")
+    source.add_argument("--video", metavar="PATH", help="one video file (OpenCV-readable)")
+    source.add_argument(
+        "--input-dir", metavar="DIR", help="every image and video file in DIR (not recursive)"
+    )
+    parser.add_argument(
+        "--output",
+        metavar="PATH",
+        help="output file (--image/--video) or folder (default: the current folder, "
+        "<stem>_splash.png / <stem>_splash.mp4)",
+    )
+    add_effect_arguments(parser)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (default: add _1, _2)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+    add_class_names_argument(parser)
+    add_model_arguments(parser)
+    add_config_arguments(parser)
+
+
+def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
+    from mrcnn.splash import EFFECTS
+
+    parser.add_argument(
+        "--effect", default="gray", choices=EFFECTS, help="what the background gets (gray)"
+    )
+    parser.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="CLASS",
+        help="keep only these classes in colour: names (see --class-names) or ids",
+    )
+    parser.add_argument(
+        "--min-score", type=float, default=0.0, metavar="S", help="keep instances scoring >= S"
+    )
+    parser.add_argument(
+        "--feather", type=float, default=0.0, metavar="PX", help="soft mask edges, sigma in px"
+    )
+    parser.add_argument(
+        "--blur-sigma", type=float, metavar="PX", help="blur strength (default min(H, W) / 50)"
+    )
+    parser.add_argument(
+        "--background-color",
+        default="0,0,0",
+        metavar="R,G,B",
+        help="background of --effect color (default 0,0,0)",
+    )
+    parser.add_argument(
+        "--dim-factor", type=float, default=0.35, metavar="F", help="brightness kept by dim"
+    )
+
+
+def splash_options(args: argparse.Namespace, class_names: list[str]) -> dict:
+    """The keyword arguments of mrcnn.splash.color_splash that the flags give."""
+    classes = None
+    if args.classes:
+        items = [c.strip() for item in args.classes for c in item.split(",") if c.strip()]
+        classes = [int(c) if c.isdigit() else c for c in items]
+    try:
+        color = tuple(int(v) for v in args.background_color.split(","))
+    except ValueError as error:
+        raise ValueError(
+            f"--background-color {args.background_color!r}: give R,G,B integers"
+        ) from error
+    return {
+        "classes": classes,
+        "class_names": class_names,
+        "min_score": args.min_score,
+        "feather": args.feather,
+        "blur_sigma": args.blur_sigma,
+        "background_color": color,
+        "dim_factor": args.dim_factor,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrcnn.commands.detect import build_model, class_names_for, list_inputs
+    from mrcnn.splash import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    if args.input_dir:
+        inputs = list_inputs(Path(args.input_dir), IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+        if args.output:
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+    else:
+        inputs = [Path(args.image or args.video)]
+        if not inputs[0].is_file():
+            raise FileNotFoundError(f"input not found: {inputs[0]}")
+    model = build_model(args)
+    options = splash_options(args, class_names_for(model, args.weights, args.class_names))
+    failures = 0
+    for path in inputs:
+        as_video = args.video is not None or path.suffix.lower() in VIDEO_SUFFIXES
+        try:
+            ok = _splash_one(model, path, as_video, args, options)
+        except (ValueError, OSError) as error:
+            if len(inputs) == 1:
+                raise
+            print(f"skipped {path}: {error}", file=sys.stderr)
+            ok = False
+        failures += not ok
+    return 1 if failures else 0
+
+
+def _splash_one(model, path: Path, as_video: bool, args, options: dict) -> bool:
+    """Splash one file; False when a video ended early."""
+    from mrcnn.splash import splash_image_file
+    from mrcnn.video import splash_video
+
+    if not as_video:
+        written = splash_image_file(
+            model, path, args.output, effect=args.effect, overwrite=args.overwrite, **options
+        )
+        print(f"wrote {written}")
+        return True
+    report = splash_video(
+        model,
+        path,
+        args.output,
+        effect=args.effect,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        **options,
+    )
+    print(report.summary(), file=sys.stdout if report.complete else sys.stderr)
+    return report.complete
