@@ -1,0 +1,132 @@
+"""Box coding, clipping, IoU and conversions of mrcnn.boxes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mrcnn.boxes import (
+    BBOX_XFORM_CLIP,
+    box_area,
+    clip_boxes,
+    decode_deltas,
+    encode_deltas,
+    extract_boxes_from_masks,
+    iou,
+    large_enough,
+    xyxy_to_yxyx,
+    yxyx_to_xyxy,
+)
+
+STD = torch.tensor([0.1, 0.1, 0.2, 0.2], dtype=torch.float64)
+
+
+def random_boxes(n: int, generator: torch.Generator) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=generator, dtype=torch.float64) * 200 - 50
+    # sizes 10-150: size ratios stay below the clamp of decode_deltas
+    wh = torch.rand(n, 2, generator=generator, dtype=torch.float64) * 140 + 10
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+def test_encode_known_values():
+    reference = torch.tensor([[0.0, 0.0, 10.0, 20.0]], dtype=torch.float64)
+    box = torch.tensor([[5.0, 5.0, 25.0, 45.0]], dtype=torch.float64)
+    deltas = encode_deltas(box, reference, STD)
+    # centres (5, 10) -> (15, 25); sizes (10, 20) -> (20, 40)
+    expected = torch.tensor([[1.0 / 0.1, 0.75 / 0.1, math.log(2) / 0.2, math.log(2) / 0.2]])
+    torch.testing.assert_close(deltas, expected.double())
+    torch.testing.assert_close(decode_deltas(deltas, reference, STD), box)
+
+
+def test_encode_decode_round_trip_random_with_std():
+    generator = torch.Generator().manual_seed(0)
+    boxes = random_boxes(200, generator)
+    reference = random_boxes(200, generator)
+    std = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    deltas = encode_deltas(boxes, reference, std)
+    torch.testing.assert_close(decode_deltas(deltas, reference, std), boxes)
+    # and the other way round: deltas -> boxes -> deltas
+    deltas = torch.randn(200, 4, generator=generator, dtype=torch.float64)
+    decoded = decode_deltas(deltas, reference, std)
+    torch.testing.assert_close(encode_deltas(decoded, reference, std), deltas)
+
+
+def test_std_scales_the_deltas():
+    generator = torch.Generator().manual_seed(1)
+    boxes, reference = random_boxes(10, generator), random_boxes(10, generator)
+    ones = encode_deltas(boxes, reference, torch.ones(4, dtype=torch.float64))
+    scaled = encode_deltas(boxes, reference, STD)
+    torch.testing.assert_close(scaled * STD, ones)
+
+
+def test_decode_broadcasts_leading_dimensions():
+    generator = torch.Generator().manual_seed(2)
+    reference = random_boxes(5, generator)
+    deltas = torch.randn(3, 5, 4, generator=generator, dtype=torch.float64)
+    out = decode_deltas(deltas, reference, STD)
+    assert out.shape == (3, 5, 4)
+    for i in range(3):
+        torch.testing.assert_close(out[i], decode_deltas(deltas[i], reference, STD))
+
+
+def test_decode_clamps_huge_dw_dh():
+    reference = torch.tensor([[10.0, 20.0, 30.0, 60.0]], dtype=torch.float64)  # w 20, h 40
+    deltas = torch.tensor([[0.0, 0.0, 1e4, 1e4]], dtype=torch.float64)
+    out = decode_deltas(deltas, reference, torch.ones(4, dtype=torch.float64))
+    assert torch.isfinite(out).all()
+    limit = math.exp(BBOX_XFORM_CLIP)  # 1000 / 16
+    torch.testing.assert_close(out[0, 2] - out[0, 0], torch.tensor(20.0 * limit).double())
+    torch.testing.assert_close(out[0, 3] - out[0, 1], torch.tensor(40.0 * limit).double())
+    # the centre does not move
+    torch.testing.assert_close((out[0, 0] + out[0, 2]) / 2, torch.tensor(20.0).double())
+    # the clamp is applied after multiplying by std
+    clamped = decode_deltas(torch.tensor([[0.0, 0.0, 30.0, 0.0]]), reference.float(), STD.float())
+    torch.testing.assert_close(clamped[0, 2] - clamped[0, 0], torch.tensor(20.0 * limit))
+    unclamped = decode_deltas(torch.tensor([[0.0, 0.0, 20.0, 0.0]]), reference.float(), STD.float())
+    torch.testing.assert_close(unclamped[0, 2] - unclamped[0, 0], torch.tensor(20.0 * math.e**4))
+    # huge negative sizes shrink to zero, no clamp needed
+    tiny = decode_deltas(torch.tensor([[0.0, 0.0, -1e4, -1e4]]), reference.float(), STD.float())
+    assert torch.isfinite(tiny).all() and (tiny[0, 2] - tiny[0, 0]) == 0
+
+
+def test_clip_boxes_to_window_and_per_box_windows():
+    boxes = torch.tensor([[-5.0, -5.0, 50.0, 50.0], [10.0, 12.0, 20.0, 22.0]])
+    window = torch.tensor([0.0, 2.0, 40.0, 30.0])
+    out = clip_boxes(boxes, window)
+    torch.testing.assert_close(
+        out, torch.tensor([[0.0, 2.0, 40.0, 30.0], [10.0, 12.0, 20.0, 22.0]])
+    )
+    windows = torch.tensor([[0.0, 0.0, 10.0, 10.0], [15.0, 15.0, 100.0, 100.0]])
+    out = clip_boxes(boxes, windows)
+    torch.testing.assert_close(
+        out, torch.tensor([[0.0, 0.0, 10.0, 10.0], [15.0, 15.0, 20.0, 22.0]])
+    )
+
+
+def test_area_large_enough_iou():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [0.0, 0.0, 0.5, 10.0]])
+    torch.testing.assert_close(box_area(boxes), torch.tensor([100.0, 100.0, 5.0]))
+    assert large_enough(boxes, 1.0).tolist() == [True, True, False]
+    assert large_enough(boxes, 0.5).tolist() == [True, True, True]
+    matrix = iou(boxes[:2], boxes[:2])
+    torch.testing.assert_close(matrix, torch.tensor([[1.0, 50 / 150], [50 / 150, 1.0]]))
+
+
+def test_xyxy_yxyx_conversion():
+    boxes = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    np.testing.assert_array_equal(xyxy_to_yxyx(boxes), [[2, 1, 4, 3], [6, 5, 8, 7]])
+    np.testing.assert_array_equal(yxyx_to_xyxy(xyxy_to_yxyx(boxes)), boxes)
+    t = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    assert xyxy_to_yxyx(t).tolist() == [[2.0, 1.0, 4.0, 3.0]]
+
+
+def test_extract_boxes_from_masks():
+    masks = np.zeros((10, 12, 3), dtype=bool)
+    masks[2:5, 3:9, 0] = True
+    masks[9, 11, 1] = True
+    boxes = extract_boxes_from_masks(masks)
+    assert boxes.dtype == np.int32
+    np.testing.assert_array_equal(boxes, [[2, 3, 5, 9], [9, 11, 10, 12], [0, 0, 0, 0]])
+    assert extract_boxes_from_masks(np.zeros((4, 4, 0), dtype=bool)).shape == (0, 4)
