@@ -1,0 +1,129 @@
+"""``mrcnn evaluate``: measure a model's AP on a dataset.
+
+Prints Matterport-style mAP (the mean of per-image APs) and the dataset-level AP at the
+requested IoU thresholds and over 0.50:0.95; with ``--coco`` also COCO's AP table (bbox and
+segm) through pycocotools. The detections are written in COCO's results format to
+``--output`` (default ``<logs>/evaluation_<YYYYmmddTHHMMSS>.json``).
+
+NUM_CLASSES: without ``--config`` and without ``--set NUM_CLASSES=...`` it is taken from the
+dataset; otherwise it must equal the dataset's class count (background included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from mrcnn.cli import add_config_arguments, add_model_arguments
+
+HELP = "evaluate a model on a dataset: Matterport mAP and (with --coco) COCO AP"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        metavar="SPEC",
+        help="via:PATH, coco:ANNOTATIONS[:IMAGES], masks:PATH, labels:IMAGES:MASKS or "
+        "shapes[:COUNT[:SIZE]]",
+    )
+    parser.add_argument(
+        "--subset", default="val", help="subset to evaluate: val, train, ... or all (default: val)"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=0, metavar="N", help="evaluate the first N images (0: all)"
+    )
+    parser.add_argument(
+        "--iou",
+        type=float,
+        nargs="+",
+        default=[0.5],
+        metavar="T",
+        help="IoU thresholds for the mAP table (default: 0.5; 0.50:0.95 is always reported)",
+    )
+    parser.add_argument(
+        "--boxes",
+        action="store_true",
+        help="match on box IoU instead of mask IoU for the mAP table",
+    )
+    parser.add_argument(
+        "--coco", action="store_true", help="also run pycocotools' COCOeval (bbox and segm)"
+    )
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        help="detections in COCO's results format (default: <logs>/evaluation_<time>.json)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(parser)
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrcnn.config import load_config
+    from mrcnn.datasets import from_spec
+    from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
+    from mrcnn.model import MaskRCNN
+
+    subset = None if args.subset.lower() in ("all", "none") else args.subset
+    dataset = from_spec(args.dataset, subset)
+    print(dataset.load_report.summary())
+    config = _config_for(dataset, args, load_config)
+    model = MaskRCNN("inference", config, model_dir=args.logs)
+    notes = model.load_weights(args.weights)
+    for note in notes:
+        print(f"weights: {note}")
+
+    evaluation = evaluate_dataset(
+        model,
+        dataset,
+        limit=args.limit or None,
+        iou_thresholds=args.iou,
+        use_masks=not args.boxes,
+        progress=not args.quiet,
+    )
+    for line in evaluation.summary():
+        print(line)
+
+    coco_stats = {}
+    if args.coco:
+        for iou_type in ("bbox", "segm"):
+            coco_stats[iou_type] = coco_evaluate(
+                dataset, evaluation.coco_results, evaluation.image_ids, iou_type
+            )
+        print(f"{'COCO':>6}  " + "  ".join(f"{name:>6}" for name in COCO_STAT_NAMES[:6]))
+        for iou_type, stats in coco_stats.items():
+            values = "  ".join(f"{stats[name]:>6.3f}" for name in COCO_STAT_NAMES[:6])
+            print(f"{iou_type:>6}  {values}")
+
+    output = Path(args.output) if args.output else _default_output(args.logs)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(evaluation.coco_results))
+    print(f"wrote {len(evaluation.coco_results)} detections to {output}")
+    return 0
+
+
+def _config_for(dataset, args: argparse.Namespace, load_config):
+    """The config, with NUM_CLASSES from the dataset unless the user chose one."""
+    user_set_classes = any(s.split("=", 1)[0].strip().upper() == "NUM_CLASSES" for s in args.set)
+    overrides = list(args.set)
+    if not args.config and not user_set_classes:
+        overrides.append(f"NUM_CLASSES={dataset.num_classes}")
+    if args.device:
+        overrides.append(f"DEVICE={args.device}")
+    config = load_config(args.config, overrides)
+    if int(config.NUM_CLASSES) != int(dataset.num_classes):
+        where = f"--config {args.config}" if args.config else "--set NUM_CLASSES"
+        raise ValueError(
+            f"NUM_CLASSES={config.NUM_CLASSES} (from {where}) but the dataset {args.dataset} "
+            f"has {dataset.num_classes} classes including the background "
+            f"({', '.join(dataset.class_names)}); use a config for this dataset or "
+            f"--set NUM_CLASSES={dataset.num_classes}"
+        )
+    return config
+
+
+def _default_output(logs: str) -> Path:
+    return Path(logs) / f"evaluation_{time.strftime('%Y%m%dT%H%M%S')}.json"
