@@ -1,0 +1,77 @@
+"""Box head, mask head and select_class_masks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
+from mrcnn.model.rpn import RPNHead
+
+
+def test_box_head_shapes():
+    torch.manual_seed(0)
+    head = BoxHead(channels=8, pool_size=7, hidden=16, num_classes=5)
+    logits, deltas = head(torch.randn(3, 8, 7, 7))
+    assert logits.shape == (3, 5)
+    assert deltas.shape == (3, 5, 4)
+
+
+@pytest.mark.xfail(
+    reason="BUG: mrcnn/model/heads.py BoxHead.forward: view(K, -1, 4) cannot infer -1 when "
+    "K == 0, so an image batch without proposals crashes the box head",
+    strict=True,
+)
+def test_box_head_no_rois():
+    head = BoxHead(channels=8, pool_size=7, hidden=16, num_classes=5)
+    empty_logits, empty_deltas = head(torch.zeros(0, 8, 7, 7))
+    assert empty_logits.shape == (0, 5) and empty_deltas.shape == (0, 5, 4)
+
+
+def test_box_head_deltas_are_grouped_by_class():
+    torch.manual_seed(0)
+    head = BoxHead(channels=2, pool_size=3, hidden=4, num_classes=3)
+    with torch.no_grad():
+        head.deltas.bias.copy_(torch.arange(12.0))
+        head.deltas.weight.zero_()
+    _, deltas = head(torch.randn(2, 2, 3, 3))
+    # class c's (dx, dy, dw, dh) are outputs 4c .. 4c + 3 of the linear layer
+    assert deltas[0].tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+
+
+def test_mask_head_shapes():
+    torch.manual_seed(0)
+    head = MaskHead(channels=8, num_classes=4, hidden=16)
+    out = head(torch.randn(2, 8, 14, 14))
+    assert out.shape == (2, 4, 28, 28)
+    assert head(torch.randn(1, 8, 7, 7)).shape == (1, 4, 14, 14)
+    assert len(head.convs) == 4
+
+
+def test_rpn_head_shapes_and_order():
+    torch.manual_seed(0)
+    head = RPNHead(channels=4, anchors_per_location=3)
+    features = [torch.randn(2, 4, 6, 5), torch.randn(2, 4, 3, 3)]
+    objectness, deltas = head(features)
+    assert objectness.shape == (2, (30 + 9) * 3)
+    assert deltas.shape == (2, (30 + 9) * 3, 4)
+    # location-major, anchor-minor; deltas channel 4a + j is coordinate j of anchor a
+    hidden = torch.relu(head.conv(features[0]))
+    raw_logits = head.objectness(hidden)  # [2, 3, 6, 5]
+    raw_deltas = head.deltas(hidden)  # [2, 12, 6, 5]
+    y, x, a = 2, 4, 1
+    index = (y * 5 + x) * 3 + a
+    torch.testing.assert_close(objectness[1, index], raw_logits[1, a, y, x])
+    torch.testing.assert_close(deltas[1, index], raw_deltas[1, 4 * a : 4 * a + 4, y, x])
+
+
+def test_select_class_masks():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 3, 5, 5, generator=generator)
+    class_ids = torch.tensor([2, 0, 1, 2])
+    out = select_class_masks(logits, class_ids)
+    assert out.shape == (4, 5, 5)
+    for k, c in enumerate(class_ids.tolist()):
+        torch.testing.assert_close(out[k], logits[k, c])
+    empty = select_class_masks(logits[:0], torch.zeros(0, dtype=torch.int64))
+    assert empty.shape == (0, 5, 5)

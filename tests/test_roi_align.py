@@ -1,0 +1,117 @@
+"""Pyramid ROIAlign: level assignment and per-level cropping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.ops import roi_align
+
+from mrcnn.model.roi_align import assign_levels, pyramid_roi_align
+
+STRIDES = [4, 8, 16, 32]
+
+
+def square(size: float, x: float = 0.0, y: float = 0.0) -> list[float]:
+    return [float(x), float(y), float(x + size), float(y + size)]
+
+
+@pytest.mark.parametrize("rounding", ["round", "floor"])
+@pytest.mark.parametrize(
+    "size, level", [(224, 4), (112, 3), (448, 5), (56, 2), (5, 2), (5000, 5), (896, 5)]
+)
+def test_assign_levels_canonical_sizes(size, level, rounding):
+    boxes = torch.tensor([square(size, 3, 7)])
+    assert assign_levels(boxes, rounding).tolist() == [level]
+
+
+@pytest.mark.parametrize(
+    "exponent, by_round, by_floor",
+    [(0.6, 5, 4), (0.4, 4, 4), (-0.4, 4, 3), (-0.6, 3, 3), (-1.4, 3, 2), (0.999, 5, 4)],
+)
+def test_assign_levels_round_vs_floor_near_boundaries(exponent, by_round, by_floor):
+    boxes = torch.tensor([square(224 * 2**exponent)], dtype=torch.float64)
+    assert assign_levels(boxes, "round").tolist() == [by_round]
+    assert assign_levels(boxes, "floor").tolist() == [by_floor]
+
+
+def test_assign_levels_uses_sqrt_of_area_and_handles_empty_boxes():
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 448.0, 112.0],  # sqrt(area) = 224
+            [10.0, 10.0, 10.0, 50.0],  # empty
+            [0.0, 0.0, 0.0, 0.0],
+        ]
+    )
+    levels = assign_levels(boxes)
+    assert levels.dtype == torch.int64
+    assert levels.tolist() == [4, 2, 2]
+    assert assign_levels(boxes, "floor").tolist() == [4, 2, 2]
+
+
+def constant_pyramid(batch: int = 2, size: int = 512, channels: int = 2) -> list[torch.Tensor]:
+    """P2..P5 whose every value is 10 * level + image index."""
+    features = []
+    for level, stride in zip(range(2, 6), STRIDES, strict=True):
+        side = size // stride
+        values = torch.tensor([10.0 * level + b for b in range(batch)])
+        features.append(values.view(batch, 1, 1, 1).expand(batch, channels, side, side).clone())
+    return features
+
+
+def test_pyramid_roi_align_reads_the_assigned_level():
+    features = constant_pyramid()
+    boxes = torch.tensor(
+        [
+            square(30, 10, 10),  # -> P2
+            square(112, 100, 100),  # -> P3
+            square(224, 50, 50),  # -> P4
+            square(448, 20, 20),  # -> P5
+            square(112, 300, 300),  # -> P3, image 1
+            square(30, 400, 60),  # -> P2, image 1
+        ]
+    )
+    image_index = torch.tensor([0, 0, 0, 0, 1, 1])
+    out = pyramid_roi_align(features, boxes, image_index, 7, STRIDES)
+    assert out.shape == (6, 2, 7, 7)
+    expected = torch.tensor([20.0, 30.0, 40.0, 50.0, 31.0, 21.0])
+    torch.testing.assert_close(out, expected.view(-1, 1, 1, 1).expand_as(out))
+
+
+def test_pyramid_roi_align_rounding_option_changes_the_level():
+    features = constant_pyramid(batch=1)
+    boxes = torch.tensor([square(224 * 2**0.6, 10, 10)])
+    index = torch.tensor([0])
+    by_round = pyramid_roi_align(features, boxes, index, 4, STRIDES, rounding="round")
+    by_floor = pyramid_roi_align(features, boxes, index, 4, STRIDES, rounding="floor")
+    assert by_round.unique().tolist() == [50.0]
+    assert by_floor.unique().tolist() == [40.0]
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_pyramid_roi_align_matches_torchvision_roi_align_per_level(aligned):
+    generator = torch.Generator().manual_seed(0)
+    features = [torch.randn(2, 3, 128 // 2**i, 128 // 2**i, generator=generator) for i in range(4)]
+    boxes = torch.tensor([square(20, 5.5, 7.25), square(100, 3, 2), square(90, 20, 30)])
+    image_index = torch.tensor([1, 0, 1])
+    out = pyramid_roi_align(features, boxes, image_index, 5, STRIDES, 2, aligned)
+    levels = assign_levels(boxes)
+    # 20 -> 0.5 -> 2; 100 -> 4 + log2(100 / 224) = 2.84 -> 3; 90 -> 2.68 -> 3
+    assert levels.tolist() == [2, 3, 3]
+    for k, level in enumerate(levels.tolist()):
+        roi = torch.cat([image_index[k : k + 1].float(), boxes[k]])[None]
+        expected = roi_align(
+            features[level - 2], roi, 5, 1 / STRIDES[level - 2], sampling_ratio=2, aligned=aligned
+        )
+        torch.testing.assert_close(out[k : k + 1], expected)
+
+
+def test_pyramid_roi_align_no_boxes_and_dtype():
+    features = [f.double() for f in constant_pyramid(batch=1, size=64)]
+    out = pyramid_roi_align(
+        features,
+        torch.zeros(0, 4, dtype=torch.float64),
+        torch.zeros(0, dtype=torch.int64),
+        7,
+        STRIDES,
+    )
+    assert out.shape == (0, 2, 7, 7) and out.dtype == torch.float64
