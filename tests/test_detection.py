@@ -1,0 +1,181 @@
+"""The detection layer (refine_detections) on hand-made box-head outputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mrcnn.model.detection import refine_detections
+
+STD = torch.tensor([0.1, 0.1, 0.2, 0.2])
+FULL = [0.0, 0.0, 100.0, 100.0]
+
+# r0 and r1 overlap (IoU 0.82); r2 and r3 are apart.
+ROIS = torch.tensor(
+    [
+        [0.0, 0.0, 10.0, 10.0],
+        [1.0, 0.0, 11.0, 10.0],
+        [20.0, 20.0, 30.0, 30.0],
+        [40.0, 40.0, 50.0, 50.0],
+    ]
+)
+
+
+def approx(value: float):
+    return pytest.approx(value, abs=1e-6)
+
+
+def logits_from(probs) -> torch.Tensor:
+    """Logits whose softmax is ``probs``."""
+    return torch.log(torch.tensor(probs, dtype=torch.float32))
+
+
+def run(
+    probs,
+    rois=ROIS,
+    image_index=None,
+    windows=None,
+    deltas=None,
+    min_confidence=0.5,
+    nms=0.3,
+    max_instances=100,
+    mode="top_class",
+):
+    logits = logits_from(probs)
+    k, c = logits.shape
+    if image_index is None:
+        image_index = torch.zeros(k, dtype=torch.int64)
+    if windows is None:
+        windows = [FULL] * (int(image_index.max()) + 1 if k else 1)
+    if deltas is None:
+        deltas = torch.zeros(k, c, 4)
+    return refine_detections(
+        logits,
+        deltas,
+        rois,
+        image_index,
+        torch.tensor(windows),
+        STD,
+        min_confidence,
+        nms,
+        max_instances,
+        mode,
+    )
+
+
+def test_top_class_mode_one_detection_per_roi_and_no_background():
+    probs = [
+        [0.1, 0.8, 0.1],  # class 1
+        [0.1, 0.05, 0.85],  # class 2
+        [0.9, 0.05, 0.05],  # background: dropped
+        [0.3, 0.6, 0.1],  # class 1
+    ]
+    out = run(probs)
+    assert out["class_ids"].tolist() == [2, 1, 1]
+    torch.testing.assert_close(out["scores"], torch.tensor([0.85, 0.8, 0.6]))
+    torch.testing.assert_close(out["boxes"], ROIS[[1, 0, 3]])
+    assert out["image_index"].tolist() == [0, 0, 0]
+    assert out["class_ids"].dtype == torch.int64
+
+
+def test_min_confidence():
+    probs = [[0.1, 0.8, 0.1], [0.1, 0.05, 0.85], [0.9, 0.05, 0.05], [0.3, 0.6, 0.1]]
+    out = run(probs, min_confidence=0.7)
+    assert out["class_ids"].tolist() == [2, 1]
+    torch.testing.assert_close(out["scores"], torch.tensor([0.85, 0.8]))
+    assert len(run(probs, min_confidence=0.9)["scores"]) == 0
+
+
+def test_per_class_nms_same_class_suppressed_different_classes_kept():
+    same = run([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05]])
+    assert same["class_ids"].tolist() == [1]
+    torch.testing.assert_close(same["boxes"], ROIS[[0]])
+    different = run([[0.1, 0.8, 0.1], [0.2, 0.1, 0.7], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05]])
+    assert different["class_ids"].tolist() == [1, 2]
+    torch.testing.assert_close(different["boxes"], ROIS[[0, 1]])
+    # the threshold: r0/r1 overlap 0.82 survives an NMS threshold of 0.9
+    loose = run([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05]], nms=0.9)
+    assert loose["class_ids"].tolist() == [1, 1]
+
+
+def test_same_class_in_different_images_not_suppressed():
+    probs = [[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05]]
+    out = run(probs, image_index=torch.tensor([0, 1, 0, 1]))
+    assert out["image_index"].tolist() == [0, 1]
+    torch.testing.assert_close(out["boxes"], ROIS[[0, 1]])
+
+
+def test_all_classes_mode_every_foreground_class_is_a_candidate():
+    probs = [
+        [0.1, 0.5, 0.4],
+        [0.6, 0.1, 0.3],  # background is the top class, but classes 1 and 2 still count
+        [0.2, 0.2, 0.6],
+        [0.98, 0.01, 0.01],
+    ]
+    out = run(probs, min_confidence=0.05, nms=0.5, mode="all_classes")
+    # r0 and r1 overlap: r0 class 1 (0.5) suppresses r1 class 1 (0.1),
+    # r0 class 2 (0.4) suppresses r1 class 2 (0.3); r3 is below 0.05
+    pairs = list(zip(out["class_ids"].tolist(), out["scores"].tolist(), strict=True))
+    expected = [(2, 0.6), (1, 0.5), (2, 0.4), (1, 0.2)]
+    assert [c for c, _ in pairs] == [c for c, _ in expected]
+    assert [s for _, s in pairs] == [approx(s) for _, s in expected]
+    assert 0 not in out["class_ids"].tolist()
+    # the same input in top_class mode: one class per ROI, background ROIs dropped
+    top = run(probs, min_confidence=0.05, nms=0.5, mode="top_class")
+    assert top["class_ids"].tolist() == [2, 1]
+    assert top["scores"].tolist() == [approx(0.6), approx(0.5)]
+
+
+def test_background_never_returned_even_with_zero_confidence():
+    probs = [[0.97, 0.02, 0.01]] * 4
+    assert len(run(probs, min_confidence=0.0)["class_ids"]) == 0
+    everything = run(probs, min_confidence=0.0, nms=1.0, mode="all_classes")
+    assert len(everything["class_ids"]) == 8
+    assert set(everything["class_ids"].tolist()) == {1, 2}
+
+
+def test_per_image_max_instances():
+    rois = torch.tensor([[10.0 * i, 0.0, 10.0 * i + 8, 8.0] for i in range(6)])
+    image_index = torch.tensor([0, 0, 0, 1, 1, 1])
+    probs = [[0.1, 0.9 - 0.01 * i, 0.0 + 0.01 * i] for i in range(6)]
+    out = run(probs, rois=rois, image_index=image_index, max_instances=2)
+    assert out["image_index"].tolist() == [0, 0, 1, 1]
+    torch.testing.assert_close(out["boxes"], rois[[0, 1, 3, 4]])
+    assert out["scores"][0] > out["scores"][1] and out["scores"][2] > out["scores"][3]
+
+
+def test_class_specific_deltas_and_window_clipping():
+    deltas = torch.zeros(4, 3, 4)
+    deltas[0, 1] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # r0 class 1: shift by 0.1 * 10 in x
+    deltas[0, 2] = torch.tensor([0.0, 0.0, 5.0, 5.0])  # r0 class 2 (not chosen)
+    deltas[3, 1] = torch.tensor([0.0, 0.0, 5.0 * math.log(2), 0.0])  # r3: width x2 -> 35..55
+    probs = [[0.1, 0.8, 0.1], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.1, 0.8, 0.1]]
+    out = run(probs, deltas=deltas, windows=[[0.0, 0.0, 52.0, 100.0]])
+    torch.testing.assert_close(
+        out["boxes"], torch.tensor([[1.0, 0.0, 11.0, 10.0], [35.0, 40.0, 52.0, 50.0]])
+    )
+
+
+def test_boxes_outside_the_window_are_dropped():
+    probs = [[0.1, 0.8, 0.1], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.1, 0.8, 0.1]]
+    out = run(probs, windows=[[0.0, 0.0, 35.0, 35.0]])
+    # r3 (40..50) clips to an empty box
+    torch.testing.assert_close(out["boxes"], ROIS[[0]])
+
+
+def test_no_rois():
+    out = refine_detections(
+        torch.zeros(0, 3),
+        torch.zeros(0, 3, 4),
+        torch.zeros(0, 4),
+        torch.zeros(0, dtype=torch.int64),
+        torch.tensor([FULL]),
+        STD,
+        0.0,
+        0.5,
+        10,
+        "all_classes",
+    )
+    assert all(len(v) == 0 for v in out.values())
