@@ -27,6 +27,9 @@ from mrcnn.evaluation import (
     detections_to_coco,
 )
 
+# pycocotools' decode under numpy 2
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 H = W = 64
 
 
@@ -353,3 +356,90 @@ def test_no_detections_gives_zero_coco_ap():
     empty["masks"] = stack()
     stats = coco_evaluate(dataset, [empty], dataset.image_ids, "segm")
     assert stats["AP"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluate_dataset with a stand-in model, on a COCO dataset with its own ids
+# ------------------------------------------------------------------------------------------------
+class OracleModel:
+    """Answers ``detect`` with the ground truth (crowd left out) of the images in turn."""
+
+    class config:  # noqa: N801 - mimics MaskRCNN.config
+        IMAGES_PER_GPU = 2
+
+    def __init__(self, dataset, drop_first: bool = False):
+        self.dataset, self.next, self.drop_first = dataset, 0, drop_first
+
+    def detect(self, images):
+        out = []
+        for _ in images:
+            masks, ids = self.dataset.load_mask(int(self.dataset.image_ids[self.next]))
+            keep = ids > 0
+            if self.drop_first and self.next == 0:
+                keep[:1] = False
+            self.next += 1
+            masks, ids = masks[..., keep], ids[keep]
+            rois = boxes_of(masks)
+            out.append(
+                {
+                    "rois": rois,
+                    "boxes": rois[:, [1, 0, 3, 2]].astype(np.float32),
+                    "class_ids": ids,
+                    "scores": np.linspace(1.0, 0.5, len(ids), dtype=np.float32),
+                    "masks": masks,
+                }
+            )
+        return out
+
+
+def _coco_files(tmp_path):
+    try:
+        from tests._fixtures_data import write_coco, write_image
+    except ImportError:  # tests/ is not a package
+        from _fixtures_data import write_coco, write_image
+
+    images = [
+        {"id": 11, "file_name": "a.png", "width": 40, "height": 30},
+        {"id": 12, "file_name": "b.png", "width": 40, "height": 30},
+    ]
+    for image in images:
+        write_image(tmp_path / "images" / image["file_name"], 40, 30)
+
+    def poly(id_, image_id, category, x, y, w, h, crowd=0):
+        segmentation = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+        if crowd:
+            rle = mask_utils.frPyObjects(segmentation, 30, 40)[0]
+            segmentation = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+        return {
+            "id": id_, "image_id": image_id, "category_id": category, "segmentation": segmentation,
+            "area": float(w * h), "bbox": [x, y, w, h], "iscrowd": crowd,
+        }  # fmt: skip
+
+    annotations = [
+        poly(1, 11, 7, 2, 2, 12, 10),
+        poly(2, 11, 3, 20, 5, 15, 20),
+        poly(3, 12, 7, 5, 5, 20, 20),
+        poly(4, 12, 3, 28, 0, 12, 30, crowd=1),
+    ]
+    categories = [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}]
+    return write_coco(tmp_path / "ann.json", images, annotations, categories)
+
+
+def test_evaluate_dataset_on_a_coco_dataset_uses_its_ids(tmp_path):
+    from mrcnn.datasets import from_spec
+    from mrcnn.evaluation import evaluate_dataset
+
+    dataset = from_spec(f"coco:{_coco_files(tmp_path)}:{tmp_path / 'images'}", None)
+    result = evaluate_dataset(OracleModel(dataset), dataset, iou_thresholds=(0.5, 0.7))
+    assert result.map50 == 1.0 and result.map50_95 == 1.0 and result.dataset_ap[0.7] == 1.0
+    assert {d["image_id"] for d in result.coco_results} == {11, 12}
+    assert {d["category_id"] for d in result.coco_results} == {3, 7}
+    assert len(result.summary()) == 5
+    for iou_type in ("segm", "bbox"):
+        stats = coco_evaluate(dataset, result.coco_results, result.image_ids, iou_type)
+        assert stats["AP"] == pytest.approx(1.0)
+    # One instance missed: per-image mean (1/2 + 1) / 2, dataset AP 2/3 (recall stops there).
+    missed = evaluate_dataset(OracleModel(dataset, drop_first=True), dataset, progress=False)
+    np.testing.assert_allclose(missed.image_aps[0.5], [0.5, 1.0])
+    assert missed.dataset_ap[0.5] == pytest.approx(2 / 3)
+    assert evaluate_dataset(OracleModel(dataset), dataset, limit=1).image_ids.tolist() == [0]
