@@ -59,6 +59,9 @@ COCO_STAT_NAMES: tuple[str, ...] = (
     "ARl",
 )
 
+#: Pixels per block of the mask-overlap matrix product.
+_PIXEL_BLOCK = 1 << 16
+
 #: pred_match value of a prediction ignored because it lies inside a crowd region.
 IGNORED = -2
 
@@ -127,12 +130,18 @@ def _mask_intersections(
         area1 = masks1.reshape(pixels, n1).sum(axis=0, dtype=np.float64)
         area2 = masks2.reshape(pixels, n2).sum(axis=0, dtype=np.float64)
         return np.zeros((n1, n2)), area1, area2
-    # float32 sums are exact up to 2**24 pixels per mask; larger images use float64.
-    dtype = np.float32 if pixels < 2**24 else np.float64
-    flat1 = masks1.reshape(pixels, n1).astype(dtype)
-    flat2 = masks2.reshape(pixels, n2).astype(dtype)
-    inter = (flat1.T @ flat2).astype(np.float64)
-    return inter, flat1.sum(axis=0, dtype=np.float64), flat2.sum(axis=0, dtype=np.float64)
+    flat1 = masks1.reshape(pixels, n1)
+    flat2 = masks2.reshape(pixels, n2)
+    inter = np.zeros((n1, n2))
+    # Blocks of rows keep the float copies small (a 1024 x 1024 image with 100 masks would
+    # need 400 MB at once) and every float32 block sum exact (< 2**24 pixels).
+    for start in range(0, pixels, _PIXEL_BLOCK):
+        block1 = flat1[start : start + _PIXEL_BLOCK].astype(np.float32)
+        block2 = flat2[start : start + _PIXEL_BLOCK].astype(np.float32)
+        inter += block1.T @ block2
+    area1 = flat1.sum(axis=0, dtype=np.float64)
+    area2 = flat2.sum(axis=0, dtype=np.float64)
+    return inter, area1, area2
 
 
 def _overlaps_and_crowd(
