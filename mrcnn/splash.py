@@ -294,8 +294,9 @@ def splash_output_path(
 ) -> Path:
     """Where the splash of ``source`` goes.
 
-    ``out`` None: ``<stem>_splash<ext>`` in the current folder; an existing folder (or a path
-    ending in a separator): that name inside it; anything else: that file. The extension is
+    ``out`` None: ``<stem>_splash<ext>`` in the current folder; an existing folder, a path
+    ending in a separator or a path without an extension: that name inside that folder
+    (created); anything else: that file. The extension is
     ".png" for images and ".mp4" for videos unless ``out`` names one. The result goes through
     :func:`free_output_path`.
     """
@@ -304,7 +305,7 @@ def splash_output_path(
     default_name = f"{source.stem}_splash{'.mp4' if is_video else '.png'}"
     if out is None:
         target = Path(default_name)
-    elif Path(out).is_dir() or str(out).endswith(("/", os.sep)):
+    elif Path(out).is_dir() or str(out).endswith(("/", os.sep)) or not Path(out).suffix:
         target = Path(out) / default_name
     else:
         target = Path(out)

@@ -206,7 +206,7 @@ def process_video(
         writer = _open_writer(output_path, info, fourcc)
         try:
             for batch in _decoded_batches(capture, size):
-                for frame, result in zip(batch, model.detect(batch)):
+                for frame, result in zip(batch, model.detect(batch), strict=True):
                     writer.write(cv2.cvtColor(render(frame, result), cv2.COLOR_RGB2BGR))
                 written += len(batch)
                 bar.update(len(batch))

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     keys = output_keys(paths)
     everything: list[dict] = []
     failed = 0
-    for path, key in zip(paths, keys):
+    for path, key in zip(paths, keys, strict=True):
         try:
             image = read_image(path)
         except (ValueError, OSError) as error:
@@ -190,8 +190,13 @@ def inference_config(args: argparse.Namespace):
     CPU_THREADS); else TorchvisionCocoConfig for ``--weights coco``; else the base Config.
     --set and --device apply on top.
     """
-    from mrcnn.config import COMPUTED_ATTRIBUTES, Config, TorchvisionCocoConfig, load_config
-    from mrcnn.config import parse_overrides
+    from mrcnn.config import (
+        COMPUTED_ATTRIBUTES,
+        Config,
+        TorchvisionCocoConfig,
+        load_config,
+        parse_overrides,
+    )
 
     overrides = list(getattr(args, "set", None) or [])
     if getattr(args, "device", None):

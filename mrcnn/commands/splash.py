@@ -101,6 +101,7 @@ def splash_options(args: argparse.Namespace, class_names: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from mrcnn.commands.detect import build_model, class_names_for, list_inputs
     from mrcnn.splash import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from mrcnn.video import open_video
 
     if args.input_dir:
         inputs = list_inputs(Path(args.input_dir), IMAGE_SUFFIXES + VIDEO_SUFFIXES)
@@ -110,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = [Path(args.image or args.video)]
         if not inputs[0].is_file():
             raise FileNotFoundError(f"input not found: {inputs[0]}")
+        if args.video:
+            open_video(inputs[0])[0].release()  # an unreadable video fails before the model loads
     model = build_model(args)
     options = splash_options(args, class_names_for(model, args.weights, args.class_names))
     failures = 0

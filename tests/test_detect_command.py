@@ -1,0 +1,143 @@
+"""``mrcnn detect``: figures and COCO results JSON that pycocotools loads back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from mrcnn.cli import main
+from mrcnn.commands import detect
+from mrcnn.config import Config
+from mrcnn.image import read_image
+from mrcnn.model import MaskRCNN
+from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
+
+TINY = {
+    "NAME": "tiny",
+    "BACKBONE": "resnet50",
+    "NUM_CLASSES": 3,
+    "IMAGE_RESIZE_MODE": "square",
+    "IMAGE_MIN_DIM": 128,
+    "IMAGE_MAX_DIM": 128,
+    "POST_NMS_ROIS_INFERENCE": 50,
+    "PRE_NMS_LIMIT": 200,
+    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
+    "DETECTION_MIN_CONFIDENCE": 0,
+    "DETECTION_MAX_INSTANCES": 5,
+    "DEVICE": "cpu",
+}
+H, W = 64, 96
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """A checkpoint of a tiny random model (no class names stored)."""
+    torch.manual_seed(0)
+    config = Config.from_overrides(TINY)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    atomic_torch_save(
+        checkpoint_payload(MaskRCNN("inference", config).net.state_dict(), config, 1), path
+    )
+    return path
+
+
+def _images(folder: Path) -> list[Path]:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = [folder / "000000000042.png", folder / "street.jpg"]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(path)
+    return paths
+
+
+def _ground_truth(image_ids) -> COCO:
+    """A minimal COCO ground truth with these images, both classes, one box each."""
+    coco = COCO()
+    coco.dataset = {
+        "images": [{"id": i, "height": H, "width": W} for i in image_ids],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [
+            {
+                "id": k + 1,
+                "image_id": i,
+                "category_id": 1,
+                "bbox": [10, 10, 20, 20],
+                "area": 400,
+                "iscrowd": 0,
+            }
+            for k, i in enumerate(image_ids)
+        ],
+    }
+    coco.createIndex()
+    return coco
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' decode on numpy 2
+def test_detect_writes_figures_and_coco_results(weights, tmp_path, capsys, monkeypatch):
+    built = []
+    real_build = detect.build_model
+    monkeypatch.setattr(
+        detect, "build_model", lambda args: built.append(real_build(args)) or built[-1]
+    )
+    paths = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["detect", "--weights", str(weights), "--input", str(tmp_path / "in")]
+    assert main([*argv, "--output", str(out), "--class-names", "cat,dog"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "000000000042.json",
+        "000000000042.png",
+        "detections.json",
+        "street.json",
+        "street.png",
+    ]
+    assert "wrote 2 figures" in capsys.readouterr().out
+    everything = json.loads((out / "detections.json").read_text())
+    per_image = json.loads((out / "street.json").read_text())
+    assert everything and per_image and all(e in everything for e in per_image)
+    entry = per_image[0]
+    assert entry["image_id"] == "street" and entry["category_name"] in ("cat", "dog")
+    assert isinstance(entry["segmentation"]["counts"], str)
+    assert {e["image_id"] for e in everything} == {42, "street"}
+
+    results = _ground_truth([42, "street"]).loadRes(str(out / "detections.json"))
+    assert len(results.getAnnIds()) == len(everything)
+    ann = results.loadAnns(results.getAnnIds(imgIds=["street"]))[0]
+    assert ann["area"] > 0 and len(ann["bbox"]) == 4
+
+    # the RLEs are the masks detect gives (same weights, same image)
+    r = built[0].detect([read_image(paths[1])])[0]
+    decoded = mask_utils.decode(entry["segmentation"]).astype(bool)
+    np.testing.assert_array_equal(decoded, r["masks"][:, :, 0])
+    x, y, w, h = entry["bbox"]
+    np.testing.assert_allclose([x, y, x + w, y + h], r["boxes"][0], rtol=1e-5)
+
+
+def test_class_names_fallbacks():
+    model = SimpleNamespace(config=SimpleNamespace(NUM_CLASSES=3), checkpoint_extras={})
+    assert detect.class_names_for(model, "w.pt") == ["BG", "class 1", "class 2"]
+    model.checkpoint_extras = {"class_names": ["BG", "cat", "dog"]}
+    assert detect.class_names_for(model, "w.pt") == ["BG", "cat", "dog"]
+    coco = SimpleNamespace(config=SimpleNamespace(NUM_CLASSES=91), checkpoint_extras={})
+    names = detect.class_names_for(coco, "coco")
+    assert len(names) == 91 and names[1] == "person" and names[0] == "BG"
+
+
+def test_output_keys_and_image_ids():
+    keys = detect.output_keys([Path("a.jpg"), Path("a.png"), Path("007.png")])
+    assert keys == ["a_jpg", "a_png", "007"]
+    assert detect.image_id_for("007") == 7 and detect.image_id_for("a_jpg") == "a_jpg"
+    assert (
+        detect.coco_results(
+            {"class_ids": np.zeros(0), "masks": np.zeros((4, 4, 0), bool)}, 1, ["BG"]
+        )
+        == []
+    )

@@ -1,0 +1,150 @@
+"""The video path: frame count, size and fps kept, batching, truncated inputs, writer release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mrcnn.config import Config
+from mrcnn.model import MaskRCNN
+from mrcnn.video import open_video, process_video, splash_video
+
+TINY = {
+    "NAME": "tiny",
+    "BACKBONE": "resnet50",
+    "NUM_CLASSES": 3,
+    "IMAGE_RESIZE_MODE": "square",
+    "IMAGE_MIN_DIM": 128,
+    "IMAGE_MAX_DIM": 128,
+    "POST_NMS_ROIS_INFERENCE": 50,
+    "PRE_NMS_LIMIT": 200,
+    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
+    "DETECTION_MIN_CONFIDENCE": 0,
+    "DETECTION_MAX_INSTANCES": 5,
+    "IMAGES_PER_GPU": 4,
+    "DEVICE": "cpu",
+}
+SIZE = (96, 64)  # width, height
+FPS = 12.0
+
+
+@pytest.fixture(scope="module")
+def model() -> MaskRCNN:
+    torch.manual_seed(0)
+    return MaskRCNN("inference", Config.from_overrides(TINY))
+
+
+def write_clip(path: Path, frames: int = 10, fourcc: str = "mp4v") -> Path:
+    """A clip of a green square moving over a gray gradient, written with cv2.VideoWriter."""
+    width, height = SIZE
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, SIZE)
+    assert writer.isOpened()
+    base = np.tile(np.linspace(30, 220, width, dtype=np.uint8), (height, 1))
+    for i in range(frames):
+        frame = cv2.cvtColor(base, cv2.COLOR_GRAY2BGR)
+        frame[16:40, 4 + 6 * i : 28 + 6 * i] = (0, 200, 0)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def count_frames(path: Path) -> tuple[int, tuple[int, int], float]:
+    """(frames decoded, (width, height), fps) as cv2.VideoCapture sees the file."""
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), f"{path} does not open"
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return frames, size, fps
+
+
+def truncate(path: Path, keep: float = 0.6) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def test_splash_video_keeps_frames_size_and_fps(model, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4")
+    report = splash_video(model, clip, tmp_path / "out", progress=False)
+    assert report.output == tmp_path / "out" / "clip_splash.mp4"
+    assert report.complete and report.frames_written == 10
+    assert count_frames(report.output) == (10, SIZE, FPS)
+    assert "10 frames" in report.summary()
+
+
+class CountingModel:
+    """Wraps a model, recording the batch sizes ``detect`` gets."""
+
+    def __init__(self, model: MaskRCNN) -> None:
+        self.model, self.config, self.batches = model, model.config, []
+
+    def detect(self, images):
+        self.batches.append(len(images))
+        return self.model.detect(images)
+
+
+def test_frames_go_through_the_model_in_batches(model, tmp_path):
+    clip = write_clip(tmp_path / "clip.avi", frames=10, fourcc="MJPG")
+    counting = CountingModel(model)
+    seen = []
+
+    def render(frame, result):
+        assert frame.shape == (SIZE[1], SIZE[0], 3) and result["masks"].shape[:2] == frame.shape[:2]
+        seen.append(frame[28, 50].copy())
+        return frame
+
+    report = process_video(counting, clip, tmp_path / "copy.avi", render, progress=False)
+    assert counting.batches == [4, 4, 2]
+    assert report.frames_written == 10 and count_frames(report.output)[0] == 10
+    assert tuple(seen[0]) != tuple(seen[-1])  # frames in order: the square moved
+
+
+def test_truncated_video_stops_cleanly_with_a_playable_partial_output(model, tmp_path):
+    # MJPG in AVI: a cut file still opens and decodes up to the cut (an MP4 loses its index)
+    clip = truncate(write_clip(tmp_path / "cut.avi", frames=10, fourcc="MJPG"))
+    report = splash_video(model, clip, tmp_path, progress=False)
+    assert not report.complete
+    assert report.frames_written < 10
+    assert f"only {report.frames_written} of the 10 frames" in report.summary()
+    frames, size, _ = count_frames(report.output)
+    assert frames == report.frames_written and size == SIZE
+
+
+def test_truncated_mp4_is_refused_before_any_output(model, tmp_path):
+    clip = truncate(write_clip(tmp_path / "cut.mp4"))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="moov"):
+        splash_video(model, clip, out / "x.mp4", progress=False)
+    assert not out.exists() or not any(out.iterdir())
+    with pytest.raises(FileNotFoundError, match="video file not found"):
+        open_video(tmp_path / "missing.mp4")
+
+
+def test_writer_released_when_rendering_fails(model, tmp_path):
+    clip = write_clip(tmp_path / "clip.avi", frames=10, fourcc="MJPG")
+    calls = []
+
+    def render(frame, result):
+        calls.append(1)
+        if len(calls) > 5:
+            raise RuntimeError("render failed")
+        return frame
+
+    with pytest.raises(RuntimeError, match="render failed"):
+        process_video(model, clip, tmp_path / "partial.mp4", render, progress=False)
+    assert count_frames(tmp_path / "partial.mp4")[0] == 5
+
+
+def test_bad_splash_options_fail_before_output(model, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+    with pytest.raises(ValueError, match="unknown class 'cat'"):
+        splash_video(model, clip, tmp_path / "o.mp4", classes=["cat"], class_names=["BG", "a"])
+    assert not (tmp_path / "o.mp4").exists()
