@@ -56,6 +56,9 @@ class Config:
     FPN_CLASSIF_FC_LAYERS_SIZE = 1024
     #: Channels of the feature pyramid.
     TOP_DOWN_PYRAMID_SIZE = 256
+    #: Channels of the mask head's convolutions (256 in Matterport and torchvision; smaller
+    #: values make small models, e.g. for CPU experiments, much cheaper to train).
+    MASK_HEAD_CHANNELS = 256
     #: Number of classes including the background (class 0).
     NUM_CLASSES = 1
 
@@ -136,6 +139,13 @@ class Config:
     TRAIN_BN = False
     #: Gradient norm clipping threshold.
     GRADIENT_CLIP_NORM = 5.0
+    #: Steps of linear learning-rate warm-up at the start of each ``train`` call (from
+    #: LEARNING_RATE / WARMUP_STEPS up to LEARNING_RATE); skipped when resuming an optimiser.
+    WARMUP_STEPS = 100
+    #: Data-loading worker processes per training process (0 loads in the training process).
+    WORKERS = 2
+    #: Mixed precision in training: None (float32), "bf16" (CPU or GPU) or "fp16" (GPU only).
+    AMP: Any = None
 
     # --- Conventions (this project's additions) ---------------------------------------------
     # Matterport's network and torchvision's differ in a few details; each is an attribute so

@@ -58,6 +58,10 @@ class MaskRCNN:
         self.epoch = 0
         self.log_dir: Path | None = None
         self.checkpoint_extras: dict = {}
+        #: Optimiser steps taken so far (continued from a resumed checkpoint).
+        self.global_step = 0
+        #: The checkpoint last loaded or written (``train`` continues its run folder).
+        self.checkpoint_path: str | None = None
 
     # ------------------------------------------------------------------ placement
     def to(self, device_or_dtype) -> MaskRCNN:
@@ -118,9 +122,47 @@ class MaskRCNN:
         if extras.get("format") == "mrcnn":
             self.epoch = int(extras.get("epoch", 0))
             self.checkpoint_extras = extras
+            self.global_step = int(extras.get("step", 0))
+            self.checkpoint_path = source
         for note in notes:
             log.info(note)
         return notes
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        train_dataset,
+        val_dataset,
+        learning_rate: float,
+        epochs: int,
+        layers: str,
+        augmentation=None,
+        custom_callbacks=None,
+        no_augmentation_sources=None,
+    ) -> None:
+        """Train (Matterport's meaning): see :mod:`mrcnn.training.trainer` and docs/training.md.
+
+        Args:
+            train_dataset, val_dataset: prepared :class:`mrcnn.dataset.Dataset` objects with
+                NUM_CLASSES classes (``val_dataset`` may be None: no validation).
+            learning_rate: the SGD learning rate (after warm-up).
+            epochs: the final epoch number; training runs from ``self.epoch + 1`` to it.
+            layers: "heads", "2+", "3+", "4+", "5+", "all", or a regular expression over
+                parameter names (e.g. ``r"^(rpn|box_head)\\."``); the rest is frozen.
+            augmentation: a torchvision.transforms.v2 transform (see
+                :func:`mrcnn.training.augment.default_augmentation`) or None.
+            custom_callbacks, no_augmentation_sources: Matterport arguments, not supported.
+        """
+        if self.mode != "training":
+            raise ValueError("train() needs a model created with mode='training'")
+        if custom_callbacks or no_augmentation_sources:
+            raise ValueError(
+                "custom_callbacks and no_augmentation_sources are Keras-specific and not "
+                "supported; filter sources in the dataset and read metrics.jsonl instead"
+            )
+        from mrcnn.training.trainer import train
+
+        train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation)
 
     # ------------------------------------------------------------------ inference
     def detect(self, images: Sequence[np.ndarray], verbose: int = 0) -> list[dict]:

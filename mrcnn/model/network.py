@@ -40,7 +40,9 @@ class MaskRCNNNet(nn.Module):
             int(config.FPN_CLASSIF_FC_LAYERS_SIZE),
             int(config.NUM_CLASSES),
         )
-        self.mask_head = MaskHead(channels, int(config.NUM_CLASSES))
+        self.mask_head = MaskHead(
+            channels, int(config.NUM_CLASSES), int(getattr(config, "MASK_HEAD_CHANNELS", 256))
+        )
 
     # ------------------------------------------------------------------ stages
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -81,3 +81,30 @@ def find_last(model_dir: str | os.PathLike, name: str | None = None) -> Path:
     raise FileNotFoundError(
         f"no checkpoint{which} under {model_dir.resolve()}: train first, or pass a weights file"
     )
+
+
+def new_run_dir(model_dir: str | os.PathLike, name: str | None, now=None) -> Path:
+    """``<model_dir>/<name>YYYYmmddTHHMM`` for a new training run (not created here).
+
+    Args:
+        name: the config NAME (lower-cased; "mrcnn" when None).
+        now: a datetime (default: the current local time).
+    """
+    import datetime
+
+    now = now or datetime.datetime.now()
+    return Path(model_dir) / f"{(name or 'mrcnn').lower()}{now:%Y%m%dT%H%M}"
+
+
+def run_dir_of(checkpoint: str | os.PathLike) -> Path | None:
+    """The run folder holding ``checkpoint`` when it is named like this project's checkpoints
+    inside a run folder, else None."""
+    path = Path(checkpoint)
+    if _CHECKPOINT.match(path.name) and _RUN_DIR.match(path.parent.name):
+        return path.parent
+    return None
+
+
+def checkpoint_path(run_dir: str | os.PathLike, name: str | None, epoch: int) -> Path:
+    """``<run_dir>/mrcnn_<name>_<epoch:04d>.pt``."""
+    return Path(run_dir) / checkpoint_name((name or "mrcnn").lower(), epoch)

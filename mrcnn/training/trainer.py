@@ -1,0 +1,430 @@
+"""The training loop behind ``MaskRCNN.train`` (Matterport's meaning of its arguments).
+
+``train(model, train_dataset, val_dataset, learning_rate, epochs, layers)`` trains the layers
+selected by ``layers`` from epoch ``model.epoch + 1`` up to ``epochs`` (the final epoch number,
+so "heads to 10, then all to 30" is two calls). Every epoch ends with VALIDATION_STEPS of
+validation losses and a checkpoint in the run folder; see docs/training.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mrcnn.model.losses import LOSS_NAMES, training_losses, weighted_total
+from mrcnn.training import distributed
+from mrcnn.training.checkpoint import (
+    atomic_torch_save,
+    checkpoint_path,
+    checkpoint_payload,
+    new_run_dir,
+    run_dir_of,
+)
+from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
+
+log = logging.getLogger(__name__)
+
+_HEADS = r"fpn|rpn|box_head|mask_head"
+#: ``layers`` presets: regular expressions over MaskRCNNNet parameter names.
+LAYER_PRESETS = {
+    "heads": rf"^({_HEADS})\.",
+    "5+": rf"^(backbone\.body\.layer4|{_HEADS})\.",
+    "4+": rf"^(backbone\.body\.layer[34]|{_HEADS})\.",
+    "3+": rf"^(backbone\.body\.layer[234]|{_HEADS})\.",
+    "2+": rf"^(backbone\.body\.layer[1234]|{_HEADS})\.",
+    "all": r".*",
+}
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; training stopped before the weights were updated."""
+
+
+class DatasetMismatch(ValueError):
+    """The dataset's classes do not match the config's NUM_CLASSES."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Layer selection and optimiser
+# ------------------------------------------------------------------------------------------------
+def layer_regex(layers: str) -> str:
+    """The regular expression of a ``layers`` preset, or ``layers`` itself."""
+    return LAYER_PRESETS.get(layers, layers)
+
+
+def set_trainable(net: nn.Module, layers: str) -> list[str]:
+    """Freeze every parameter except those whose name matches ``layers``; return the trainable
+    names. BatchNorm layers of frozen parts are put in eval mode by :func:`set_train_mode`.
+
+    Raises:
+        ValueError: ``layers`` is not a valid regular expression or matches nothing.
+    """
+    try:
+        pattern = re.compile(layer_regex(layers))
+    except re.error as error:
+        raise ValueError(
+            f"layers={layers!r} is neither a preset ({', '.join(LAYER_PRESETS)}) nor a valid "
+            f"regular expression: {error}"
+        ) from error
+    trainable = []
+    for name, parameter in net.named_parameters():
+        parameter.requires_grad_(bool(pattern.search(name)))
+        if parameter.requires_grad:
+            trainable.append(name)
+    if not trainable:
+        raise ValueError(
+            f"layers={layers!r} matches no parameter; use a preset ({', '.join(LAYER_PRESETS)}) "
+            "or a regular expression over names such as backbone.body.layer4.0.conv1.weight"
+        )
+    return trainable
+
+
+def set_train_mode(net: nn.Module, train_bn: bool) -> None:
+    """Training mode, except BatchNorm layers that TRAIN_BN or freezing keeps fixed."""
+    net.train()
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            frozen = not any(p.requires_grad for p in module.parameters(recurse=False))
+            if not train_bn or frozen:
+                module.eval()
+
+
+def build_optimizer(
+    net: nn.Module, learning_rate: float, momentum: float, weight_decay: float
+) -> torch.optim.SGD:
+    """SGD over the trainable parameters; no weight decay on biases and norm parameters
+    (1-dimensional tensors), which decay would only pull towards zero for no benefit."""
+    decay, no_decay = [], []
+    for parameter in net.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.SGD(groups, lr=learning_rate, momentum=momentum)
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Learning-rate factor of step ``step`` (0-based): linear from 1/warmup_steps up to 1."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return 1.0
+    return (step + 1) / warmup_steps
+
+
+class LossModule(nn.Module):
+    """The network with :func:`training_losses` as its forward, so DDP can wrap it."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images, windows, gt) -> dict[str, torch.Tensor]:
+        return training_losses(self.net, images, windows, gt)
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks
+# ------------------------------------------------------------------------------------------------
+def check_dataset(dataset, config, which: str) -> None:
+    """Refuse a dataset whose class count differs from NUM_CLASSES, before any work."""
+    count = getattr(dataset, "num_classes", None)
+    if count is None:
+        raise ValueError(f"{which}: call dataset.prepare() before training")
+    if int(count) != int(config.NUM_CLASSES):
+        names = ", ".join(getattr(dataset, "class_names", [])[:10])
+        raise DatasetMismatch(
+            f"{which} has {count} classes including the background ({names}) but the config "
+            f"has NUM_CLASSES = {config.NUM_CLASSES}; set NUM_CLASSES = {count} in the config "
+            f"(CLI: --set NUM_CLASSES={count})"
+        )
+    if len(dataset.image_ids) == 0:
+        raise ValueError(f"{which} has no images")
+
+
+def _finite_or_raise(values: dict[str, float], where: str, checkpoint: Path | None) -> None:
+    if all(math.isfinite(v) for v in values.values()):
+        return
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+    kept = f"the last good checkpoint {checkpoint} is intact" if checkpoint else "nothing saved"
+    raise TrainingDiverged(
+        f"non-finite loss at {where}: {shown}. Training stopped before this step's update; "
+        f"{kept}. Lower the learning rate, add warm-up (WARMUP_STEPS), or check that image's "
+        "annotations"
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop
+# ------------------------------------------------------------------------------------------------
+class Trainer:
+    """State of one ``train`` call; :meth:`run` does the work."""
+
+    def __init__(self, model, train_dataset, val_dataset, learning_rate, epochs, layers, aug):
+        self.model, self.config = model, model.config
+        self.learning_rate, self.final_epoch, self.layers = float(learning_rate), epochs, layers
+        check_dataset(train_dataset, self.config, "the training dataset")
+        if val_dataset is not None:
+            check_dataset(val_dataset, self.config, "the validation dataset")
+        self.device = distributed.device_for_rank(model.device, distributed.info().local_rank)
+        self.dist = distributed.setup(self.device)
+        model.net.to(self.device)
+        self.trainable = set_trainable(model.net, layers)
+        self.train_loader = self._loader(train_dataset, aug, int(self.config.STEPS_PER_EPOCH))
+        self.val_loader = None
+        if val_dataset is not None and int(self.config.VALIDATION_STEPS) > 0:
+            self.val_loader = self._loader(val_dataset, None, int(self.config.VALIDATION_STEPS))
+        self.optimizer = build_optimizer(
+            model.net,
+            self.learning_rate,
+            float(self.config.LEARNING_MOMENTUM),
+            float(self.config.WEIGHT_DECAY),
+        )
+        self.warmup = 0 if self._restore_optimizer() else int(self.config.WARMUP_STEPS)
+        self.loss_module = LossModule(model.net)
+        self.step_module = distributed.wrap(self.loss_module, self.device)
+        self.first_step = int(model.global_step)
+        self.amp = _amp_dtype(self.config, self.device)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda"
+        )
+        self.run_dir = self._run_dir()
+        self.last_checkpoint: Path | None = getattr(model, "checkpoint_path", None)
+        self.writer = None
+
+    # --- setup ---------------------------------------------------------------------------------
+    def _loader(self, dataset, augmentation, steps: int) -> torch.utils.data.DataLoader:
+        per_gpu = int(self.config.IMAGES_PER_GPU)
+        sampler = EpochSampler(
+            len(dataset.image_ids), steps * per_gpu, self.dist.rank, self.dist.world
+        )
+        workers = int(self.config.WORKERS)
+        return torch.utils.data.DataLoader(
+            TrainingSamples(dataset, self.config, augmentation),
+            batch_size=per_gpu,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+        )
+
+    def _restore_optimizer(self) -> bool:
+        """Load the optimiser state of the checkpoint being resumed, when it trained the same
+        layers (the state is per parameter, so another selection cannot reuse it)."""
+        extras = self.model.checkpoint_extras
+        state = extras.pop("optimizer", None) if extras else None
+        if state is None or extras.get("layers") != self.layers:
+            return False
+        try:
+            self.optimizer.load_state_dict(state)
+        except (ValueError, KeyError) as error:
+            log.warning("optimiser state of the checkpoint not restored: %s", error)
+            return False
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate
+        return True
+
+    def _run_dir(self) -> Path:
+        """Continue the run folder of a previous ``train`` or resumed checkpoint, else a new one
+        named after the config NAME and the current time."""
+        if self.model.log_dir is not None:
+            return Path(self.model.log_dir)
+        previous = getattr(self.model, "checkpoint_path", None)
+        if previous and run_dir_of(previous) is not None:
+            return run_dir_of(previous)
+        return new_run_dir(self.model.model_dir, self.config.NAME)
+
+    # --- run -----------------------------------------------------------------------------------
+    def run(self) -> None:
+        start = int(self.model.epoch) + 1
+        if start > self.final_epoch:
+            log.warning("already at epoch %d of %d: nothing to train", start - 1, self.final_epoch)
+            return
+        self.model.log_dir = self.run_dir
+        if self.dist.is_main:
+            self._start_logs()
+            print(
+                f"Training {len(self.trainable)} tensors ({self.layers}) from epoch {start} "
+                f"to {self.final_epoch}; run folder {self.run_dir}"
+            )
+        try:
+            for epoch in range(start, self.final_epoch + 1):
+                losses = self._train_epoch(epoch)
+                val = self._validate(epoch)
+                self._end_epoch(epoch, losses, val)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+    def _start_logs(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config_file = self.run_dir / "config.json"
+        config_file.write_text(json.dumps(self.config.to_dict(), indent=2, default=str) + "\n")
+        self.writer = SummaryWriter(str(self.run_dir))
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        from tqdm import tqdm
+
+        self.train_loader.sampler.set_epoch(epoch)
+        set_train_mode(self.model.net, bool(self.config.TRAIN_BN))
+        steps = int(self.config.STEPS_PER_EPOCH)
+        bar = tqdm(
+            total=steps,
+            desc=f"epoch {epoch}/{self.final_epoch}",
+            disable=not self.dist.is_main,
+            dynamic_ncols=True,
+        )
+        sums: dict[str, float] = {}
+        tick = time.perf_counter()
+        for index, batch in enumerate(self.train_loader):
+            values = self._step(batch, epoch, index)
+            seconds, tick = time.perf_counter() - tick, time.perf_counter()
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value
+            self._log_step(values, epoch, seconds, len(batch.image_ids))
+            bar.set_postfix(_short(values) | {"img/s": f"{len(batch.image_ids) / seconds:.1f}"})
+            bar.update()
+        bar.close()
+        return {key: value / max(1, steps) for key, value in sums.items()}
+
+    def _step(self, batch: Batch, epoch: int, index: int) -> dict[str, float]:
+        batch = batch.to(self.device)
+        global_step = self.model.global_step
+        factor = warmup_factor(global_step - self.first_step, self.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate * factor
+        with self._autocast():
+            losses = self.step_module(batch.images, batch.windows, batch.gt)
+        total = weighted_total(losses, self.config.LOSS_WEIGHTS)
+        values = {key: float(value.detach()) for key, value in losses.items()}
+        values["loss"] = float(total.detach())
+        where = (
+            f"epoch {epoch}, step {index + 1} (global step {global_step + 1}), images "
+            f"{batch.image_ids.tolist()}"
+        )
+        bad = not all(math.isfinite(v) for v in values.values())
+        if distributed.any_flag(bad, self.device):  # every rank stops at the same step
+            shown = values if bad else values | {"on another rank": math.nan}
+            _finite_or_raise(shown, where, self.last_checkpoint)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.net.parameters() if p.requires_grad],
+            float(self.config.GRADIENT_CLIP_NORM),
+        )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.model.global_step += 1
+        return values
+
+    def _autocast(self):
+        return torch.autocast(
+            self.device.type, dtype=self.amp or torch.float32, enabled=bool(self.amp)
+        )
+
+    def _log_step(self, values: dict[str, float], epoch: int, seconds: float, images: int) -> None:
+        if not self.dist.is_main:
+            return
+        step = self.model.global_step
+        lr = self.optimizer.param_groups[0]["lr"]
+        record = {"step": step, "epoch": epoch, **values, "lr": lr, "seconds": seconds}
+        with open(self.run_dir / "metrics.jsonl", "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+        for key, value in values.items():
+            self.writer.add_scalar(f"train/{key}", value, step)
+        self.writer.add_scalar("train/lr", lr, step)
+        self.writer.add_scalar("train/images_per_second", images / max(seconds, 1e-9), step)
+
+    @torch.no_grad()
+    def _validate(self, epoch: int) -> dict[str, float]:
+        if self.val_loader is None:
+            return {}
+        # The same images every epoch, so the figures are comparable.
+        self.val_loader.sampler.set_epoch(0)
+        self.model.net.eval()
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in self.val_loader:
+            batch = batch.to(self.device)
+            with self._autocast():
+                losses = self.loss_module(batch.images, batch.windows, batch.gt)
+            losses["loss"] = weighted_total(losses, self.config.LOSS_WEIGHTS)
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            count += 1
+        return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
+
+    def _end_epoch(self, epoch: int, losses: dict[str, float], val: dict[str, float]) -> None:
+        self.model.epoch = epoch
+        if self.dist.is_main:
+            self._save(epoch)
+            record = {"step": self.model.global_step, "epoch": epoch, **val}
+            if val:
+                with open(self.run_dir / "metrics.jsonl", "a") as stream:
+                    stream.write(json.dumps(record) + "\n")
+                for key, value in val.items():
+                    self.writer.add_scalar(f"val/{key[4:]}", value, self.model.global_step)
+            self.writer.flush()
+            summary = ", ".join(f"{k} {v:.4f}" for k, v in {**losses, **val}.items())
+            print(f"epoch {epoch}: {summary}; saved {self.last_checkpoint}")
+        distributed.barrier()
+
+    def _save(self, epoch: int) -> None:
+        path = checkpoint_path(self.run_dir, self.config.NAME, epoch)
+        payload = checkpoint_payload(
+            self.model.net.state_dict(),
+            self.config,
+            epoch,
+            optimizer=self.optimizer.state_dict(),
+            layers=self.layers,
+            step=self.model.global_step,
+            learning_rate=self.learning_rate,
+        )
+        atomic_torch_save(payload, path)
+        self.last_checkpoint = path
+        self.model.checkpoint_path = str(path)
+
+
+def _short(values: dict[str, float]) -> dict[str, str]:
+    names = {"loss": "loss", **{name: name.replace("_loss", "") for name in LOSS_NAMES}}
+    return {names.get(k, k): f"{v:.3f}" for k, v in values.items()}
+
+
+def _amp_dtype(config, device: torch.device) -> torch.dtype | None:
+    amp = getattr(config, "AMP", None)
+    if not amp:
+        return None
+    if str(amp).lower() not in AMP_DTYPES:
+        raise ValueError(f"AMP={amp!r}: use None, 'bf16' or 'fp16'")
+    dtype = AMP_DTYPES[str(amp).lower()]
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ValueError("AMP='fp16' needs a GPU; on the CPU use AMP='bf16'")
+    return dtype
+
+
+def train(
+    model,
+    train_dataset,
+    val_dataset,
+    learning_rate: float,
+    epochs: int,
+    layers: str,
+    augmentation: Callable | None = None,
+) -> None:
+    """Train ``model`` (a :class:`~mrcnn.model.MaskRCNN`); see the module docstring."""
+    Trainer(model, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation).run()
