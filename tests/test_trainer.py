@@ -145,3 +145,25 @@ def test_inference_model_cannot_train(tmp_path):
     model = MaskRCNN("inference", config(), tmp_path)
     with pytest.raises(ValueError, match="mode='training'"):
         model.train(shapes(2), None, 0.01, epochs=1, layers="heads")
+
+
+def test_cli_train_help(capsys):
+    from mrcnn.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--dataset" in text and "--layers" in text and "--weights" in text
+
+
+def test_cli_train_refuses_class_mismatch(tmp_path, capsys):
+    from mrcnn.cli import main
+
+    code = main(
+        ["train", "--dataset", "shapes:4:64", "--weights", "none", "--logs", str(tmp_path)]
+        + ["--set", "NUM_CLASSES=2", "--set", "BACKBONE=resnet50", "--epochs", "1"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "4 classes" in err and "NUM_CLASSES = 2" in err and "--set NUM_CLASSES=4" in err

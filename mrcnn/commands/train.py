@@ -1,0 +1,88 @@
+"""``mrcnn train``: train on a dataset spec, starting from COCO, ImageNet, a file, or the last run.
+
+Runs under ``torchrun`` for multi-GPU / multi-node training (one process per device); see
+docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mrcnn.cli import add_config_arguments, add_model_arguments
+
+HELP = "train Mask R-CNN on a dataset (Matterport's model.train), resumable with --weights last"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        metavar="SPEC",
+        help="via:PATH, coco:ANNOTATIONS[:IMAGES], masks:PATH, labels:IMAGES:MASKS or "
+        "shapes[:COUNT[:SIZE]]; its 'train' and 'val' subsets are used",
+    )
+    parser.add_argument(
+        "--layers",
+        default="heads",
+        help="layers to train: heads, 2+, 3+, 4+, 5+, all, or a regular expression over "
+        "parameter names (default: heads)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=30,
+        metavar="N",
+        help="final epoch number; a resumed run continues up to it (default 30)",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        metavar="LR",
+        help="SGD learning rate (default: the config's LEARNING_RATE)",
+    )
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="augment with flips, 90-degree rotations, scale and colour jitter",
+    )
+    add_config_arguments(parser)
+    add_model_arguments(parser, weights_required=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrcnn.config import load_config
+    from mrcnn.datasets import from_spec
+    from mrcnn.model import MaskRCNN
+    from mrcnn.training.augment import default_augmentation
+    from mrcnn.training.distributed import info
+
+    overrides = list(args.set) + ([f"DEVICE={args.device}"] if args.device else [])
+    config = load_config(args.config, overrides)
+    train_set = from_spec(args.dataset, "train")
+    val_set = from_spec(args.dataset, "val")
+    main = info().is_main
+    if main:
+        print(f"train: {train_set.load_report.summary()}")
+        print(f"val: {val_set.load_report.summary()}")
+    if train_set.num_classes != int(config.NUM_CLASSES):
+        raise ValueError(
+            f"the dataset {args.dataset} has {train_set.num_classes} classes including the "
+            f"background ({', '.join(train_set.class_names)}) but NUM_CLASSES = "
+            f"{config.NUM_CLASSES}; add --set NUM_CLASSES={train_set.num_classes}"
+        )
+    model = MaskRCNN("training", config, args.logs)
+    exclude = ["class-specific"] if args.weights == "coco" and config.NUM_CLASSES != 91 else None
+    notes = [] if args.weights == "none" else model.load_weights(args.weights, exclude=exclude)
+    if main:
+        if exclude:
+            print(
+                f"coco weights: class-specific layers (class logits, box deltas, mask predictor) "
+                f"skipped, NUM_CLASSES = {config.NUM_CLASSES} differs from COCO's 91"
+            )
+        for note in notes:
+            print(f"weights: {note}")
+    learning_rate = args.learning_rate or float(config.LEARNING_RATE)
+    augmentation = default_augmentation() if args.augment else None
+    model.train(train_set, val_set, learning_rate, args.epochs, args.layers, augmentation)
+    return 0

@@ -1,0 +1,40 @@
+"""Checkpoint files: atomic writing, run folder helpers, find_last."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import torch
+
+from mrcnn.training import checkpoint as ckpt
+
+
+def test_crash_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "run" / "mrcnn_x_0001.pt"
+    ckpt.atomic_torch_save({"epoch": 1, "w": torch.ones(3)}, path)
+    good = path.read_bytes()
+
+    def crash(obj, stream):
+        stream.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of writing
+
+    monkeypatch.setattr(ckpt.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.atomic_torch_save({"epoch": 2}, path)
+    assert path.read_bytes() == good
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+
+
+def test_run_folder_names_and_find_last(tmp_path):
+    run = ckpt.new_run_dir(tmp_path, "Shapes", datetime.datetime(2024, 5, 6, 7, 8))
+    assert run.name == "shapes20240506T0708"
+    for epoch in (1, 2, 10):
+        ckpt.atomic_torch_save({}, ckpt.checkpoint_path(run, "shapes", epoch))
+    last = ckpt.find_last(tmp_path, "shapes")
+    assert last.name == "mrcnn_shapes_0010.pt"
+    assert ckpt.run_dir_of(last) == run
+    assert ckpt.run_dir_of(tmp_path / "weights.pt") is None
+    with pytest.raises(FileNotFoundError, match="no checkpoint for NAME='other'"):
+        ckpt.find_last(tmp_path, "other")
