@@ -55,6 +55,8 @@ class MaskRCNN:
         self.net = MaskRCNNNet(config)
         self.net.train(mode == "training")
         self.net.to(resolve_device(getattr(config, "DEVICE", "auto")))
+        if getattr(config, "CHANNELS_LAST", False):
+            self.net.to(memory_format=torch.channels_last)
         self.epoch = 0
         self.log_dir: Path | None = None
         self.checkpoint_extras: dict = {}

@@ -34,12 +34,29 @@ class ConvWithFrozenBatchNorm(nn.Conv2d):
 
     _folded_bn: FrozenBatchNorm2d
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def folded_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight [O, I, k, k], bias [O]) of the convolution with the BatchNorm folded in.
+
+        Without autograd the result is cached until a weight or buffer changes (tracked by the
+        tensors' version counters), so inference pays for the folding once.
+        """
         bn = self._folded_bn
+        sources = (self.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        key = tuple((id(t), t._version, t.dtype, t.device) for t in sources)
+        key += (self.weight.is_contiguous(memory_format=torch.channels_last),)
+        cached = self.__dict__.get("_folded_cache")
+        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
+            return cached[1], cached[2]
         scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
-        shift = bn.bias - bn.running_mean * scale
+        bias = bn.bias - bn.running_mean * scale
         weight = self.weight * scale.view(-1, 1, 1, 1)
-        return F.conv2d(x, weight, shift, self.stride, self.padding, self.dilation, self.groups)
+        if not torch.is_grad_enabled():
+            self.__dict__["_folded_cache"] = (key, weight, bias)
+        return weight, bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.folded_weights()
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 def _conv_bn_pairs(body: nn.Module):

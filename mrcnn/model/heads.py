@@ -26,8 +26,8 @@ class BoxHead(nn.Module):
         nn.init.zeros_(self.deltas.bias)
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.relu(self.fc6(pooled.flatten(1)))
-        x = F.relu(self.fc7(x))
+        x = F.relu(self.fc6(pooled.flatten(1)), inplace=True)
+        x = F.relu(self.fc7(x), inplace=True)
         return self.class_logits(x), self.deltas(x).view(x.shape[0], -1, 4)
 
 
@@ -53,8 +53,8 @@ class MaskHead(nn.Module):
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         x = pooled
         for conv in self.convs:
-            x = F.relu(conv(x))
-        return self.logits(F.relu(self.deconv(x)))
+            x = F.relu(conv(x), inplace=True)
+        return self.logits(F.relu(self.deconv(x), inplace=True))
 
 
 def select_class_masks(logits: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:

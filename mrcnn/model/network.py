@@ -46,7 +46,13 @@ class MaskRCNNNet(nn.Module):
 
     # ------------------------------------------------------------------ stages
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """[B, 3, H, W] molded images -> [P2, P3, P4, P5, P6], each [B, C, H_l, W_l]."""
+        """[B, 3, H, W] molded images -> [P2, P3, P4, P5, P6], each [B, C, H_l, W_l].
+
+        When the network's weights are channels-last (CHANNELS_LAST), so are the input and the
+        feature maps.
+        """
+        if self.backbone.body.conv1.weight.is_contiguous(memory_format=torch.channels_last):
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.fpn(self.backbone(images))
 
     def rpn_outputs(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,10 +182,12 @@ class MaskRCNNNet(nn.Module):
         features = self.features(images)
         objectness, rpn_deltas = self.rpn_outputs(features)
         rois, _, roi_image = self.proposals(objectness, rpn_deltas, image_shape, windows)
-        class_logits, deltas = self.box_predictions(features, rois, roi_image)
+        # ROIAlign reads row-major maps; convert once rather than inside every call.
+        maps = [f.contiguous() for f in features[:4]]
+        class_logits, deltas = self.box_predictions(maps, rois, roi_image)
         found = self.detections(class_logits, deltas, rois, roi_image, windows)
         found["masks"] = self.mask_probabilities(
-            features, found["boxes"], found["image_index"], found["class_ids"]
+            maps, found["boxes"], found["image_index"], found["class_ids"]
         )
         return found
 

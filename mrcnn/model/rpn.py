@@ -37,7 +37,7 @@ class RPNHead(nn.Module):
         """
         logits, deltas = [], []
         for feature in features:
-            hidden = F.relu(self.conv(feature))
+            hidden = F.relu(self.conv(feature), inplace=True)
             batch = hidden.shape[0]
             logits.append(self.objectness(hidden).permute(0, 2, 3, 1).reshape(batch, -1))
             d = self.deltas(hidden)

@@ -1,0 +1,230 @@
+"""CPU inference: our network against torchvision's Mask R-CNN, same weights, same input.
+
+Prints ms/image for both on an 800x1066 image in float32 (median of --repeats runs after a
+warm-up), their ratio, the peak resident memory of each (each model runs in its own process),
+whether the detections agree, and the lower bound the machine's convolution throughput puts on
+the time. Both models keep every detection (score threshold 0), so the mask head and the mask
+pasting run on 100 instances as they would on a busy photo.
+
+    .venv/bin/python benchmarks/infer_cpu.py [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_mib, photo_like_image, randomised_torchvision_maskrcnn  # noqa: E402
+
+HEIGHT, WIDTH = 800, 1066
+
+
+def run_torchvision(weights: Path, image: np.ndarray):
+    model = randomised_torchvision_maskrcnn(box_score_thresh=0.0)
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+
+    def infer():
+        with torch.inference_mode():
+            out = model([tensor])[0]
+        return {
+            "boxes": out["boxes"].numpy(),
+            "labels": out["labels"].numpy(),
+            "scores": out["scores"].numpy(),
+            "masks": (out["masks"][:, 0] > 0.5).numpy(),
+        }
+
+    return infer
+
+
+def run_ours(weights: Path, image: np.ndarray):
+    from mrcnn.config import TorchvisionCocoConfig
+    from mrcnn.model import MaskRCNN
+
+    config = TorchvisionCocoConfig.from_overrides(
+        {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}
+    )
+    model = MaskRCNN("inference", config)
+    model.load_weights(str(weights))
+
+    def infer():
+        r = model.detect([image])[0]
+        masks = np.moveaxis(r["masks"], 2, 0)
+        return {
+            "boxes": r["boxes"],
+            "labels": r["class_ids"],
+            "scores": r["scores"],
+            "masks": masks,
+        }
+
+    return infer
+
+
+def worker(which: str, weights: Path, threads: int, out: Path) -> None:
+    """Serve timed runs: one inference per "run" line on stdin, then save and report on EOF.
+
+    The parent alternates the two workers run by run, so that a change in machine load hits
+    both models alike.
+    """
+    torch.set_num_threads(threads)
+    image = photo_like_image(HEIGHT, WIDTH)
+    infer = (run_ours if which == "ours" else run_torchvision)(weights, image)
+    result = infer()  # warm-up (allocator, anchor cache, oneDNN primitives)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        start = time.perf_counter()
+        result = infer()
+        print(json.dumps({"ms": (time.perf_counter() - start) * 1000}), flush=True)
+    np.savez(out, **result)
+    print(json.dumps({"peak_rss_mib": peak_rss_mib()}), flush=True)
+
+
+def conv_throughput(threads: int) -> float:
+    """GFLOP/s of a 3x3 256->256 convolution on a 200x272 map, the FPN's largest level."""
+    torch.set_num_threads(threads)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1)
+    x = torch.randn(1, 256, 200, 272)
+    flops = 2 * 256 * 256 * 9 * 200 * 272
+    with torch.inference_mode():
+        conv(x)
+        start = time.perf_counter()
+        for _ in range(3):
+            conv(x)
+        seconds = (time.perf_counter() - start) / 3
+    return flops / seconds / 1e9
+
+
+def network_gflop() -> float:
+    """FLOPs of one forward of our network at this size, counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mrcnn.config import TorchvisionCocoConfig
+    from mrcnn.image import mold_batch
+    from mrcnn.model import MaskRCNN
+
+    config = TorchvisionCocoConfig.from_overrides(
+        {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}
+    )
+    model = MaskRCNN("inference", config)
+    batch, metas = mold_batch([photo_like_image(HEIGHT, WIDTH)], config)
+    windows = torch.tensor([m.window for m in metas], dtype=torch.float32)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model.net(batch, windows)
+    return counter.get_total_flops() / 1e9
+
+
+def compare(ours: dict, reference: dict) -> str:
+    """Match detections one to one (same class, nearest box) and summarise the differences.
+
+    In float32 many random-weight detections have nearly equal scores, so the two models may
+    list them in a different order; matching compares them as sets.
+    """
+    n_ours, n_ref = len(ours["scores"]), len(reference["scores"])
+    unmatched = set(range(n_ref))
+    box_diffs, score_diffs, ious = [], [], []
+    for i in range(n_ours):
+        candidates = [j for j in unmatched if reference["labels"][j] == ours["labels"][i]]
+        if not candidates:
+            continue
+        diffs = [np.abs(ours["boxes"][i] - reference["boxes"][j]).max() for j in candidates]
+        j = candidates[int(np.argmin(diffs))]
+        unmatched.discard(j)
+        box_diffs.append(float(min(diffs)))
+        score_diffs.append(abs(float(ours["scores"][i]) - float(reference["scores"][j])))
+        union = np.logical_or(ours["masks"][i], reference["masks"][j]).sum()
+        inter = np.logical_and(ours["masks"][i], reference["masks"][j]).sum()
+        ious.append(1.0 if union == 0 else inter / union)
+    close = sum(d < 0.01 for d in box_diffs)
+    return (
+        f"{n_ours} ours vs {n_ref} torchvision; {close} matched within 0.01 px "
+        f"(max box difference {max(box_diffs, default=0):.2e} px, max score difference "
+        f"{max(score_diffs, default=0):.2e}, lowest mask IoU {min(ious, default=1.0):.4f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--worker", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
+    parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.weights, args.threads, args.out)
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "weights.pth"
+        torch.save(randomised_torchvision_maskrcnn().state_dict(), weights)
+        workers, outs = {}, {}
+        for which in ("torchvision", "ours"):
+            outs[which] = Path(tmp) / f"{which}.npz"
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                which,
+                "--weights",
+                str(weights),
+                "--threads",
+                str(args.threads),
+                "--out",
+                str(outs[which]),
+            ]
+            workers[which] = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            assert workers[which].stdout.readline().strip() == "ready"
+        stats = {which: {"ms": []} for which in workers}
+        for _ in range(args.repeats):
+            for which, process in workers.items():
+                process.stdin.write("run\n")
+                process.stdin.flush()
+                stats[which]["ms"].append(json.loads(process.stdout.readline())["ms"])
+        outputs = {}
+        for which, process in workers.items():
+            process.stdin.close()
+            stats[which].update(json.loads(process.stdout.readline()))
+            process.wait()
+            outputs[which] = dict(np.load(outs[which]))
+
+    tv_ms = statistics.median(stats["torchvision"]["ms"])
+    our_ms = statistics.median(stats["ours"]["ms"])
+    gflop = network_gflop()
+    conv_rate = conv_throughput(args.threads)
+    print(f"input {WIDTH}x{HEIGHT}, float32, {args.threads} threads, median of {args.repeats}")
+    print(
+        f"torchvision maskrcnn_resnet50_fpn: {tv_ms:8.0f} ms/image  "
+        f"peak RSS {stats['torchvision']['peak_rss_mib']:.0f} MiB"
+    )
+    print(
+        f"mrcnn (TorchvisionCocoConfig):     {our_ms:8.0f} ms/image  "
+        f"peak RSS {stats['ours']['peak_rss_mib']:.0f} MiB"
+    )
+    print(
+        f"time ratio ours/torchvision: {our_ms / tv_ms:.3f}   memory ratio: "
+        f"{stats['ours']['peak_rss_mib'] / stats['torchvision']['peak_rss_mib']:.3f}"
+    )
+    print(f"detections: {compare(outputs['ours'], outputs['torchvision'])}")
+    print(
+        f"network cost {gflop:.0f} GFLOP; 3x3-conv throughput here {conv_rate:.0f} GFLOP/s; "
+        f"lower bound at that rate {gflop / conv_rate * 1000:.0f} ms/image"
+    )
+
+
+if __name__ == "__main__":
+    main()
