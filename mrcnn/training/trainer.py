@@ -171,6 +171,7 @@ class Trainer:
     """State of one ``train`` call; :meth:`run` does the work."""
 
     def __init__(self, model, train_dataset, val_dataset, learning_rate, epochs, layers, aug):
+        self.deadline: float | None = None
         self.model, self.config = model, model.config
         self.learning_rate, self.final_epoch, self.layers = float(learning_rate), epochs, layers
         check_dataset(train_dataset, self.config, "the training dataset")
@@ -264,6 +265,8 @@ class Trainer:
                 losses = self._train_epoch(epoch)
                 val = self._validate(epoch)
                 self._end_epoch(epoch, losses, val)
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    break
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -425,6 +428,17 @@ def train(
     epochs: int,
     layers: str,
     augmentation: Callable | None = None,
+    *,
+    max_seconds: float | None = None,
 ) -> None:
-    """Train ``model`` (a :class:`~mrcnn.model.MaskRCNN`); see the module docstring."""
-    Trainer(model, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation).run()
+    """Train ``model`` (a :class:`~mrcnn.model.MaskRCNN`); see the module docstring.
+
+    ``max_seconds`` (for time-boxed experiments) stops after the first epoch that ends past
+    that many seconds from now; its checkpoint is written as usual.
+    """
+    trainer = Trainer(
+        model, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation
+    )
+    if max_seconds is not None:
+        trainer.deadline = time.monotonic() + float(max_seconds)
+    trainer.run()

@@ -1,0 +1,197 @@
+"""Train on synthetic shapes from random weights for a fixed wall-clock budget; print mask mAP.
+
+Our trainer and torchvision's Mask R-CNN (maskrcnn_resnet50_fpn, random weights, the same image
+size, batch size, learning rate and budget) each train for ``--minutes`` and are then scored with
+mask mAP@0.5 (mrcnn.evaluation.compute_ap, averaged over ``--val`` validation images)::
+
+    python benchmarks/train_shapes.py --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.datasets import ShapesDataset  # noqa: E402
+
+
+class ShapesTrainConfig(Config):
+    """What trains shapes fast on a CPU from scratch: a narrow head, small inputs, few ROIs,
+    trainable BatchNorm (random-init ResNets without normalisation blow up), high LR."""
+
+    NAME = "shapes_bench"
+    NUM_CLASSES = 4
+    BACKBONE = "resnet50"
+    IMAGES_PER_GPU = 4
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 128
+    IMAGE_MAX_DIM = 128
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 128
+    PRE_NMS_LIMIT = 1000
+    POST_NMS_ROIS_TRAINING = 128
+    POST_NMS_ROIS_INFERENCE = 100
+    TRAIN_ROIS_PER_IMAGE = 32
+    ROI_POSITIVE_RATIO = 0.33
+    FPN_CLASSIF_FC_LAYERS_SIZE = 128
+    TOP_DOWN_PYRAMID_SIZE = 64
+    MASK_HEAD_CHANNELS = 64
+    MINI_MASK_SHAPE = (28, 28)
+    MAX_GT_INSTANCES = 8
+    STEPS_PER_EPOCH = 20
+    VALIDATION_STEPS = 0
+    TRAIN_BN = True
+    LEARNING_RATE = 0.02
+    WARMUP_STEPS = 50
+    WORKERS = 1
+    DEVICE = "cpu"
+    DETECTION_MIN_CONFIDENCE = 0.5
+
+
+def datasets(size: int, train_count: int, val_count: int) -> tuple[ShapesDataset, ShapesDataset]:
+    train, val = ShapesDataset(), ShapesDataset()
+    train.load_shapes(train_count, size, size, subset="train")
+    val.load_shapes(val_count, size, size, subset="val")
+    train.prepare()
+    val.prepare()
+    return train, val
+
+
+def mask_map(predict, dataset) -> float:
+    """Mean over images of compute_ap at IoU 0.5 (masks); ``predict(image)`` returns
+    (boxes (y1, x1, y2, x2), class_ids, scores, masks [H, W, N])."""
+    from mrcnn.evaluation import compute_ap  # written alongside; imported when needed
+
+    scores = []
+    for image_id in dataset.image_ids:
+        image = dataset.load_image(image_id)
+        masks, class_ids = dataset.load_mask(image_id)
+        gt_boxes = dataset.extract_bboxes(masks)
+        boxes, pred_ids, pred_scores, pred_masks = predict(image)
+        ap = compute_ap(gt_boxes, class_ids, masks, boxes, pred_ids, pred_scores, pred_masks, 0.5)[
+            0
+        ]
+        scores.append(0.0 if math.isnan(ap) else ap)
+    return float(np.mean(scores))
+
+
+def run_ours(train, val, minutes: float, config: Config) -> tuple[float, int]:
+    from mrcnn.model import MaskRCNN
+    from mrcnn.training.trainer import train as train_loop
+
+    with tempfile.TemporaryDirectory() as logs:
+        model = MaskRCNN("training", config, logs)
+        start = time.monotonic()
+        train_loop(
+            model, train, None, config.LEARNING_RATE, 10_000, "all", max_seconds=minutes * 60
+        )
+        print(f"ours: {model.global_step} steps in {time.monotonic() - start:.0f} s")
+        model.mode = "inference"
+
+        def predict(image):
+            r = model.detect([image])[0]
+            return r["rois"], r["class_ids"], r["scores"], r["masks"]
+
+        return mask_map(predict, val), model.global_step
+
+
+def torchvision_batches(train, batch_size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    while True:
+        ids = rng.choice(train.image_ids, batch_size, replace=False)
+        images, targets = [], []
+        for image_id in ids:
+            image = torch.from_numpy(train.load_image(image_id)).permute(2, 0, 1).float() / 255
+            masks, class_ids = train.load_mask(image_id)
+            boxes = train.extract_bboxes(masks)[:, [1, 0, 3, 2]]
+            images.append(image)
+            targets.append(
+                {
+                    "boxes": torch.as_tensor(boxes, dtype=torch.float32),
+                    "labels": torch.as_tensor(class_ids, dtype=torch.int64),
+                    "masks": torch.from_numpy(masks.transpose(2, 0, 1).astype(np.uint8)),
+                }
+            )
+        yield images, targets
+
+
+def run_torchvision(train, val, minutes: float, config: Config) -> tuple[float, int]:
+    import torchvision
+
+    size = int(config.IMAGE_MAX_DIM)
+    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=4, min_size=size, max_size=size
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=config.LEARNING_RATE, momentum=config.LEARNING_MOMENTUM, weight_decay=1e-4
+    )
+    model.train()
+    deadline, step = time.monotonic() + minutes * 60, 0
+    for images, targets in torchvision_batches(train, int(config.IMAGES_PER_GPU)):
+        if time.monotonic() > deadline:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = config.LEARNING_RATE * min(1.0, (step + 1) / config.WARMUP_STEPS)
+        loss = sum(model(images, targets).values())
+        if not torch.isfinite(loss):
+            print(f"torchvision: non-finite loss at step {step}; stopping")
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.GRADIENT_CLIP_NORM)
+        optimizer.step()
+        step += 1
+    print(f"torchvision: {step} steps")
+    model.eval()
+
+    @torch.no_grad()
+    def predict(image):
+        out = model([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
+        keep = out["scores"] >= config.DETECTION_MIN_CONFIDENCE
+        boxes = out["boxes"][keep].numpy()[:, [1, 0, 3, 2]]
+        masks = (out["masks"][keep, 0] >= 0.5).numpy().transpose(1, 2, 0)
+        return boxes, out["labels"][keep].numpy(), out["scores"][keep].numpy(), masks
+
+    return mask_map(predict, val), step
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
+    parser.add_argument("--val", type=int, default=50, help="validation images")
+    parser.add_argument("--train-images", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--skip-torchvision", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = ShapesTrainConfig()
+    train, val = datasets(int(config.IMAGE_MAX_DIM), args.train_images, args.val)
+    torch.manual_seed(0)
+    ours, ours_steps = run_ours(train, val, args.minutes, config)
+    print(f"ours:        mask mAP@0.5 = {ours:.3f} on {args.val} images ({ours_steps} steps)")
+    if not args.skip_torchvision:
+        torch.manual_seed(0)
+        theirs, their_steps = run_torchvision(train, val, args.minutes, config)
+        print(
+            f"torchvision: mask mAP@0.5 = {theirs:.3f} on {args.val} images ({their_steps} steps)"
+        )
+    print(
+        f"budget {args.minutes:g} min per model, {torch.get_num_threads()} threads, "
+        f"{config.IMAGE_MAX_DIM} px, batch {config.IMAGES_PER_GPU}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
