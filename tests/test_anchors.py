@@ -130,8 +130,8 @@ def tiny_net():
     return MaskRCNNNet(TinyConfig()).eval()
 
 
-@pytest.mark.parametrize("shape", [(100, 150), (65, 97)])
-def test_backbone_shapes_match_the_network(tiny_net, shape):
+def test_backbone_shapes_match_the_network(tiny_net):
+    shape = (100, 150)
     with torch.no_grad():
         features = tiny_net.features(torch.zeros(1, 3, *shape))
         objectness, deltas = tiny_net.rpn_outputs(features)

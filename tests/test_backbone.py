@@ -49,7 +49,7 @@ def test_state_dict_keys_are_torchvision_resnet_keys(backbone):
     assert ours == reference
 
 
-SHAPE = (37, 51)  # odd sizes: every stride-2 layer maps n to ceil(n / 2)
+SHAPE = (19, 27)  # odd sizes: every stride-2 layer maps n to ceil(n / 2)
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +128,33 @@ def test_feature_pyramid_top_down_uses_nearest_upsampling():
     torch.testing.assert_close(p3, c3)
     expected = torch.tensor([[1.0, 1.0, 2.0], [1.0, 1.0, 2.0], [3.0, 3.0, 4.0]])
     torch.testing.assert_close(p2[0, 0], expected)
+
+
+def test_folded_weights_follow_in_place_parameter_changes():
+    torch.manual_seed(0)
+    body = resnet_body("resnet50").eval()
+    conv = body.conv1
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        first = conv(x)
+        conv._folded_bn.weight.mul_(2)  # bumps the version counter
+        second = conv(x)
+        torch.testing.assert_close(second, 2 * first)
+        body.load_state_dict({"conv1.weight": conv.weight * 3}, strict=False)
+        torch.testing.assert_close(conv(x), 6 * first)
+
+
+@pytest.mark.xfail(
+    reason="BUG: mrcnn/model/backbone.py ConvWithFrozenBatchNorm.folded_weights keys its cache "
+    "on tensor version counters, which writes through .data (p.data.copy_) do not bump: the "
+    "cached folded weights go stale",
+    strict=True,
+)
+def test_folded_weights_follow_changes_through_data():
+    torch.manual_seed(0)
+    conv = resnet_body("resnet50").eval().conv1
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        first = conv(x)
+        conv._folded_bn.weight.data.mul_(2)
+        torch.testing.assert_close(conv(x), 2 * first)

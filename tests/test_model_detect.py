@@ -106,14 +106,6 @@ def test_grayscale_and_rgba_are_accepted(model):
     assert len(results[0]["class_ids"]) > 0
 
 
-def test_grayscale_equals_its_rgb_copy(model):
-    gray = random_image((40, 40), 5)
-    a = model.detect([gray])[0]
-    b = model.detect([np.repeat(gray[:, :, None], 3, axis=2)])[0]
-    np.testing.assert_array_equal(a["rois"], b["rois"])
-    np.testing.assert_array_equal(a["masks"], b["masks"])
-
-
 # ------------------------------------------------------------------ batching and results
 def test_batching_gives_one_result_per_image(batched):
     results, sizes = batched
