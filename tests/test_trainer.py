@@ -167,3 +167,12 @@ def test_cli_train_refuses_class_mismatch(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "4 classes" in err and "NUM_CLASSES = 2" in err and "--set NUM_CLASSES=4" in err
+
+
+def test_bf16_autocast_step_on_cpu(tmp_path):
+    model = MaskRCNN(
+        "training", config(AMP="bf16", STEPS_PER_EPOCH=1, VALIDATION_STEPS=0), tmp_path
+    )
+    model.train(shapes(2), None, 0.01, epochs=1, layers="heads")
+    record = json.loads((model.log_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert all(record[name] == record[name] for name in ("loss", "mrcnn_mask_loss"))  # not NaN
