@@ -15,6 +15,8 @@ UPPERCASE style and are documented next to their defaults.
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.util
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -221,6 +223,11 @@ class Config:
             errors.append(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} must be a multiple of 64 for pad64")
         if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MAX_DIM % 64:
             errors.append(f"IMAGE_MAX_DIM={self.IMAGE_MAX_DIM} must be a multiple of 64 for square")
+        if list(self.MASK_SHAPE) != [2 * int(self.MASK_POOL_SIZE)] * 2:
+            errors.append(
+                f"MASK_SHAPE={list(self.MASK_SHAPE)} must be twice MASK_POOL_SIZE="
+                f"{self.MASK_POOL_SIZE} (the mask head upsamples its ROIAlign patch by 2)"
+            )
         if int(self.IMAGES_PER_GPU) < 1:
             errors.append(f"IMAGES_PER_GPU={self.IMAGES_PER_GPU}: must be at least 1")
         if len(self.MEAN_PIXEL) != self.IMAGE_CHANNEL_COUNT:
@@ -331,7 +338,9 @@ def load_config(spec: str | None, overrides: Iterable[str] = ()) -> Config:
     file_values: dict[str, Any] = {}
     if spec:
         path = Path(spec)
-        if path.suffix.lower() in (".yaml", ".yml", ".json") and path.exists():
+        if path.suffix.lower() in (".yaml", ".yml", ".json"):
+            if not path.is_file():
+                raise FileNotFoundError(f"config file not found: {path}")
             file_values = _read_mapping_file(path)
             base_name = file_values.pop("BASE", None)
             if base_name:
@@ -365,8 +374,6 @@ def _import_config_class(spec: str) -> type[Config]:
         )
     module_name, class_name = spec.rsplit(":", 1)
     if module_name.endswith(".py"):
-        import importlib.util
-
         file_spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
         if file_spec is None or file_spec.loader is None:
             raise ValueError(f"config {spec!r}: cannot load {module_name}")

@@ -277,7 +277,9 @@ def mold_image(image: np.ndarray, config, plan: ResizePlan, dtype, device) -> to
 def mold_batch(
     images: Sequence[np.ndarray], config, dtype=torch.float32, device="cpu", rng=None
 ) -> tuple[torch.Tensor, list[ImageMeta]]:
-    """Mold a list of RGB images into one zero-padded batch.
+    """Mold a list of RGB images into one zero-padded batch for inference.
+
+    The training-only "crop" mode molds whole images as "pad64" does.
 
     Args:
         images: H x W x 3 uint8 RGB arrays (sizes may differ).
@@ -288,7 +290,18 @@ def mold_batch(
     """
     molded, metas = [], []
     for image in images:
-        plan = plan_for_config(image.shape[0], image.shape[1], config, rng)
+        if config.IMAGE_RESIZE_MODE == "crop":
+            # Random crops are a training augmentation; whole images are seen at "pad64".
+            plan = plan_resize(
+                image.shape[0],
+                image.shape[1],
+                "pad64",
+                config.IMAGE_MIN_DIM,
+                config.IMAGE_MAX_DIM,
+                config.IMAGE_MIN_SCALE,
+            )
+        else:
+            plan = plan_for_config(image.shape[0], image.shape[1], config, rng)
         molded.append(mold_image(image, config, plan, dtype, device))
         metas.append(plan.meta())
     height = max(m.shape[1] for m in molded)

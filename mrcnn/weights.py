@@ -81,8 +81,8 @@ def pretrained_file(name: str, progress: bool = True) -> Path:
     target = cache_dir() / url.rsplit("/", 1)[-1]
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(
             url, str(target), hash_prefix=_hash_prefix(url), progress=progress
         )
@@ -132,6 +132,8 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
             "torch.save(model.state_dict(), path)"
         ) from error
     if isinstance(data, Mapping) and data.get("format") == "mrcnn":
+        if not isinstance(data.get("model"), Mapping):
+            raise WeightsError(f"{path}: mrcnn checkpoint without a 'model' state dict")
         extras = {k: v for k, v in data.items() if k != "model"}
         return dict(data["model"]), extras
     if (
@@ -247,6 +249,8 @@ def load_into_network(
         WeightsError: a tensor's shape differs from the network's (other than in the
             class-specific layers, which are then skipped with a note), or nothing matched.
     """
+    if isinstance(exclude, str):
+        exclude = [exclude]
     patterns = [e for e in exclude if e != "class-specific"]
     skip_class_specific = "class-specific" in exclude
     own = net.state_dict()

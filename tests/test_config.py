@@ -178,7 +178,6 @@ IMPORTLIB_BUG = (
 )
 
 
-@pytest.mark.xfail(reason=IMPORTLIB_BUG, strict=True)
 def test_load_config_module_class():
     cfg = load_config("mrcnn.config:TorchvisionCocoConfig", ["NUM_CLASSES=4"])
     assert isinstance(cfg, TorchvisionCocoConfig)
@@ -197,7 +196,6 @@ def test_load_config_py_file(tmp_path):
         load_config(f"{path}:Missing")
 
 
-@pytest.mark.xfail(reason=IMPORTLIB_BUG, strict=True)
 def test_load_config_yaml_with_module_base(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
@@ -17,11 +16,6 @@ def test_box_head_shapes():
     assert deltas.shape == (3, 5, 4)
 
 
-@pytest.mark.xfail(
-    reason="BUG: mrcnn/model/heads.py BoxHead.forward: view(K, -1, 4) cannot infer -1 when "
-    "K == 0, so an image batch without proposals crashes the box head",
-    strict=True,
-)
 def test_box_head_no_rois():
     head = BoxHead(channels=8, pool_size=7, hidden=16, num_classes=5)
     empty_logits, empty_deltas = head(torch.zeros(0, 8, 7, 7))

@@ -160,14 +160,15 @@ def test_mold_batch_shortest_side_mixed_sizes():
     assert [m.window for m in metas] == [(0, 0, 85, 64), (0, 0, 50, 100)]
 
 
-def test_mold_batch_crop_content():
+def test_mold_batch_crop_mode_molds_whole_images_as_pad64():
+    # Random crops are for training; inference sees the whole image.
     cfg = config(IMAGE_RESIZE_MODE="crop", MEAN_PIXEL=[0.0, 0.0, 0.0])
     image = np.random.default_rng(0).integers(0, 256, (100, 80, 3)).astype(np.uint8)
     batch, metas = mold_batch([image], cfg, rng=np.random.default_rng(5))
-    y, x, h, w = metas[0].crop
-    assert batch.shape == (1, 3, 64, 64)
-    expected = torch.from_numpy(image[y : y + h, x : x + w]).permute(2, 0, 1).float()
-    torch.testing.assert_close(batch[0], expected)
+    assert metas[0].crop is None
+    assert batch.shape == (1, 3, 128, 128)
+    x1, y1, x2, y2 = metas[0].window
+    assert (x2 - x1, y2 - y1) == (80, 100)
 
 
 def test_apply_plan_nearest_for_label_maps():

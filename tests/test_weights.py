@@ -560,12 +560,6 @@ def test_load_weights_imagenet_from_the_cache(torch_home, resnet_file, model_c):
     assert any("backbone only" in n for n in notes)
 
 
-@pytest.mark.xfail(
-    reason="BUG: mrcnn/weights.py load_into_network iterates a str exclude character by "
-    "character (each letter, and '.', becomes a regular expression), so exclude='mask_head.' "
-    "or exclude='class-specific' skips every tensor and fails with 'no tensor matched'",
-    strict=True,
-)
 def test_exclude_given_as_a_single_string(model_c):
     net = model_c.net
     before = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("rpn.")}

@@ -248,7 +248,7 @@ def _check_image(image, index: int) -> np.ndarray:
             "use (image * 255).round().astype(np.uint8))"
         )
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"{where}: shape {image.shape}, expected H x W, H x W x 3 or H x W x 4")
+        raise ValueError(f"{where}: shape {image.shape}, expected H x W or H x W x 1, 3 or 4")
     if image.size == 0:
         raise ValueError(f"{where}: zero-size image (shape {image.shape})")
     from mrcnn.image import to_rgb_uint8

@@ -59,6 +59,16 @@ class ConvWithFrozenBatchNorm(nn.Conv2d):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
+def clear_folded_weights(module: nn.Module) -> None:
+    """Drop the cached folded weights of every folded convolution under ``module``.
+
+    Needed only after writing weights in a way that bypasses PyTorch's version counters
+    (through ``.data``); loading state dicts and optimiser steps are tracked already.
+    """
+    for child in module.modules():
+        child.__dict__.pop("_folded_cache", None)
+
+
 def _conv_bn_pairs(body: nn.Module):
     """(conv, bn) pairs of a torchvision ResNet where the BatchNorm directly follows the conv."""
     yield body.conv1, body.bn1

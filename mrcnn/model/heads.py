@@ -28,7 +28,8 @@ class BoxHead(nn.Module):
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.relu(self.fc6(pooled.flatten(1)), inplace=True)
         x = F.relu(self.fc7(x), inplace=True)
-        return self.class_logits(x), self.deltas(x).view(x.shape[0], -1, 4)
+        classes = self.class_logits.out_features
+        return self.class_logits(x), self.deltas(x).view(x.shape[0], classes, 4)
 
 
 class MaskHead(nn.Module):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mrcnn.model.anchors import anchors_for_config
-from mrcnn.model.backbone import RESNET_CHANNELS, ResNetBackbone
+from mrcnn.model.backbone import RESNET_CHANNELS, ResNetBackbone, clear_folded_weights
 from mrcnn.model.detection import refine_detections
 from mrcnn.model.fpn import FeaturePyramid
 from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
@@ -43,6 +43,10 @@ class MaskRCNNNet(nn.Module):
         self.mask_head = MaskHead(
             channels, int(config.NUM_CLASSES), int(getattr(config, "MASK_HEAD_CHANNELS", 256))
         )
+
+    def clear_caches(self) -> None:
+        """Forget cached folded BatchNorm weights (after writing weights through ``.data``)."""
+        clear_folded_weights(self)
 
     # ------------------------------------------------------------------ stages
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
