@@ -148,3 +148,21 @@ def test_bad_splash_options_fail_before_output(model, tmp_path):
     with pytest.raises(ValueError, match="unknown class 'cat'"):
         splash_video(model, clip, tmp_path / "o.mp4", classes=["cat"], class_names=["BG", "a"])
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_detect_and_color_splash_python_api(model, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from mrcnn.splash import detect_and_color_splash
+
+    monkeypatch.chdir(tmp_path)
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)).save(photo)
+    assert detect_and_color_splash(model, image_path=photo) == Path("photo_splash.png")
+    assert Image.open(tmp_path / "photo_splash.png").size == SIZE
+    clip = truncate(write_clip(tmp_path / "cut.avi", frames=10, fourcc="MJPG"))
+    with pytest.warns(UserWarning, match="input ended early"):
+        written = detect_and_color_splash(model, video_path=clip, out="videos/", progress=False)
+    assert written == Path("videos/cut_splash.mp4") and written.is_file()
+    with pytest.raises(ValueError, match="exactly one of image_path and video_path"):
+        detect_and_color_splash(model)
