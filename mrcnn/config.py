@@ -27,6 +27,8 @@ import numpy as np
 #: Attributes computed from others; they cannot be overridden.
 COMPUTED_ATTRIBUTES = ("BATCH_SIZE", "IMAGE_SHAPE")
 
+BACKBONES = ("resnet50", "resnet101", "resnet18", "resnet34")
+
 RESIZE_MODES = ("square", "pad64", "crop", "none", "shortest_side")
 
 
@@ -50,7 +52,8 @@ class Config:
     VALIDATION_STEPS = 50
 
     # --- Backbone and pyramid ----------------------------------------------------------------
-    #: "resnet50" or "resnet101".
+    #: "resnet50" or "resnet101" (Mask R-CNN's), or the lighter "resnet18" / "resnet34" for
+    #: small data on a CPU.
     BACKBONE = "resnet101"
     #: Strides of the pyramid levels P2-P6 relative to the input image.
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
@@ -144,6 +147,9 @@ class Config:
     #: Steps of linear learning-rate warm-up at the start of each ``train`` call (from
     #: LEARNING_RATE / WARMUP_STEPS up to LEARNING_RATE); skipped when resuming an optimiser.
     WARMUP_STEPS = 100
+    #: "sgd" (Matterport's: momentum LEARNING_MOMENTUM) or "adamw" (LEARNING_MOMENTUM is its
+    #: beta1); AdamW with a learning rate near 1e-3 learns much faster from random weights.
+    OPTIMIZER = "sgd"
     #: Data-loading worker processes per training process (0 loads in the training process).
     WORKERS = 2
     #: Mixed precision in training: None (float32), "bf16" (CPU or GPU) or "fp16" (GPU only).
@@ -197,8 +203,8 @@ class Config:
     # ------------------------------------------------------------------------------------------
     def _validate(self) -> None:
         errors = []
-        if self.BACKBONE not in ("resnet50", "resnet101"):
-            errors.append(f"BACKBONE={self.BACKBONE!r}: use 'resnet50' or 'resnet101'")
+        if self.BACKBONE not in BACKBONES:
+            errors.append(f"BACKBONE={self.BACKBONE!r}: use one of {', '.join(BACKBONES)}")
         if int(self.NUM_CLASSES) < 1:
             errors.append(f"NUM_CLASSES={self.NUM_CLASSES}: must count the background (>= 1)")
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:

@@ -25,6 +25,8 @@ PRETRAINED = {
     "coco": "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
     "imagenet-resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
     "imagenet-resnet101": "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+    "imagenet-resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "imagenet-resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
 }
 
 #: torchvision Mask R-CNN key -> this network's key (first match wins).
@@ -70,7 +72,7 @@ def pretrained_file(name: str, progress: bool = True) -> Path:
     """Path of a published weights file, downloading it into the cache when missing.
 
     Args:
-        name: a key of :data:`PRETRAINED` ("coco", "imagenet-resnet50", "imagenet-resnet101").
+        name: a key of :data:`PRETRAINED` ("coco", "imagenet-resnet50", ...).
     Raises:
         WeightsError: offline or download failed (saying which file to fetch and where to
             put it), or the downloaded file's SHA-256 does not match its published prefix.

@@ -14,6 +14,7 @@ from mrcnn.model.backbone import (
     RESNET_CHANNELS,
     ConvWithFrozenBatchNorm,
     ResNetBackbone,
+    backbone_channels,
     clear_folded_weights,
     resnet_body,
 )
@@ -97,8 +98,23 @@ def test_train_bn_uses_trainable_batchnorm():
 
 
 def test_unknown_backbone():
-    with pytest.raises(ValueError, match="resnet18"):
-        resnet_body("resnet18")
+    with pytest.raises(ValueError, match="vgg16"):
+        resnet_body("vgg16")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34"])
+def test_light_backbones_fold_batchnorm_and_feed_the_pyramid(name):
+    torch.manual_seed(0)
+    backbone = ResNetBackbone(name).eval()
+    assert all(
+        isinstance(c, ConvWithFrozenBatchNorm)
+        for c in backbone.modules()
+        if isinstance(c, torch.nn.Conv2d)
+    )
+    with torch.no_grad():
+        outputs = backbone(torch.randn(1, 3, 64, 96))
+    assert [o.shape[1] for o in outputs] == list(backbone_channels(name))
+    assert [tuple(o.shape[-2:]) for o in outputs] == [(16, 24), (8, 12), (4, 6), (2, 3)]
 
 
 def test_feature_pyramid_shapes_and_p6():

@@ -89,7 +89,7 @@ def test_numpy_arrays_stay_arrays():
 @pytest.mark.parametrize(
     "overrides, needle",
     [
-        ({"BACKBONE": "resnet18"}, "BACKBONE='resnet18'"),
+        ({"BACKBONE": "resnet152"}, "BACKBONE='resnet152'"),
         ({"IMAGE_RESIZE_MODE": "stretch"}, "IMAGE_RESIZE_MODE='stretch'"),
         ({"RPN_ANCHOR_SCALES": (32, 64, 128, 256)}, "RPN_ANCHOR_SCALES has 4 entries"),
         ({"NUM_CLASSES": 0}, "NUM_CLASSES=0"),

@@ -14,8 +14,22 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-#: Output channels of C2, C3, C4, C5.
+#: torchvision ResNet builders by BACKBONE name. ResNet-50/101 are Mask R-CNN's backbones;
+#: the light ResNet-18/34 suit small data and laptops (about a fifth of ResNet-50's cost).
+RESNET_BUILDERS = {
+    "resnet18": torchvision.models.resnet18,
+    "resnet34": torchvision.models.resnet34,
+    "resnet50": torchvision.models.resnet50,
+    "resnet101": torchvision.models.resnet101,
+}
+
+#: Output channels of C2, C3, C4, C5 of the bottleneck ResNets (50, 101).
 RESNET_CHANNELS = (256, 512, 1024, 2048)
+
+
+def backbone_channels(name: str) -> tuple[int, int, int, int]:
+    """Channels of C2-C5 for a BACKBONE name (basic-block ResNets are 4x narrower)."""
+    return (64, 128, 256, 512) if name in ("resnet18", "resnet34") else RESNET_CHANNELS
 
 
 class FoldedFrozenBatchNorm2d(FrozenBatchNorm2d):
@@ -76,7 +90,8 @@ def _conv_bn_pairs(body: nn.Module):
         for block in layer:
             yield block.conv1, block.bn1
             yield block.conv2, block.bn2
-            yield block.conv3, block.bn3
+            if hasattr(block, "conv3"):  # bottleneck blocks
+                yield block.conv3, block.bn3
             if block.downsample is not None:
                 yield block.downsample[0], block.downsample[1]
 
@@ -94,14 +109,13 @@ def resnet_body(name: str, train_bn: bool = False) -> nn.Module:
     """A torchvision ResNet without its classifier (``avgpool`` and ``fc`` removed).
 
     Args:
-        name: "resnet50" or "resnet101".
+        name: "resnet18", "resnet34", "resnet50" or "resnet101".
         train_bn: use trainable ``nn.BatchNorm2d``; otherwise frozen BatchNorm.
     """
-    builders = {"resnet50": torchvision.models.resnet50, "resnet101": torchvision.models.resnet101}
-    if name not in builders:
-        raise ValueError(f"BACKBONE={name!r}: use 'resnet50' or 'resnet101'")
+    if name not in RESNET_BUILDERS:
+        raise ValueError(f"BACKBONE={name!r}: use one of {', '.join(RESNET_BUILDERS)}")
     norm_layer = nn.BatchNorm2d if train_bn else FrozenBatchNorm2d
-    body = builders[name](weights=None, norm_layer=norm_layer)
+    body = RESNET_BUILDERS[name](weights=None, norm_layer=norm_layer)
     del body.avgpool, body.fc
     if not train_bn:
         fold_frozen_batchnorm(body)
@@ -112,7 +126,7 @@ class ResNetBackbone(nn.Module):
     """ResNet body returning C2-C5.
 
     forward(images [B, 3, H, W]) -> [C2, C3, C4, C5] with strides 4, 8, 16, 32 and
-    256, 512, 1024, 2048 channels; each side is ceil(side / stride).
+    :func:`backbone_channels` channels; each side is ceil(side / stride).
     """
 
     def __init__(self, name: str, train_bn: bool = False) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mrcnn.model.anchors import anchors_for_config
-from mrcnn.model.backbone import RESNET_CHANNELS, ResNetBackbone, clear_folded_weights
+from mrcnn.model.backbone import ResNetBackbone, backbone_channels, clear_folded_weights
 from mrcnn.model.detection import refine_detections
 from mrcnn.model.fpn import FeaturePyramid
 from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
@@ -32,7 +32,7 @@ class MaskRCNNNet(nn.Module):
         self.config = config
         channels = int(config.TOP_DOWN_PYRAMID_SIZE)
         self.backbone = ResNetBackbone(config.BACKBONE, train_bn=bool(config.TRAIN_BN))
-        self.fpn = FeaturePyramid(RESNET_CHANNELS, channels)
+        self.fpn = FeaturePyramid(backbone_channels(config.BACKBONE), channels)
         self.rpn = RPNHead(channels, len(config.RPN_ANCHOR_RATIOS), int(config.RPN_ANCHOR_STRIDE))
         self.box_head = BoxHead(
             channels,

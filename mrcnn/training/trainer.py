@@ -100,10 +100,18 @@ def set_train_mode(net: nn.Module, train_bn: bool) -> None:
 
 
 def build_optimizer(
-    net: nn.Module, learning_rate: float, momentum: float, weight_decay: float
-) -> torch.optim.SGD:
-    """SGD over the trainable parameters; no weight decay on biases and norm parameters
-    (1-dimensional tensors), which decay would only pull towards zero for no benefit."""
+    net: nn.Module,
+    learning_rate: float,
+    momentum: float,
+    weight_decay: float,
+    kind: str = "sgd",
+) -> torch.optim.Optimizer:
+    """SGD (or AdamW) over the trainable parameters; no weight decay on biases and norm
+    parameters (1-dimensional tensors), which decay would only pull towards zero for no benefit.
+
+    ``kind`` is the config's OPTIMIZER: "sgd" (Matterport's, with ``momentum``) or "adamw"
+    (``momentum`` is its beta1), which converges faster when training from random weights.
+    """
     decay, no_decay = [], []
     for parameter in net.parameters():
         if parameter.requires_grad:
@@ -112,6 +120,10 @@ def build_optimizer(
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=(momentum, 0.999))
+    if kind != "sgd":
+        raise ValueError(f"OPTIMIZER={kind!r}: use 'sgd' or 'adamw'")
     return torch.optim.SGD(groups, lr=learning_rate, momentum=momentum)
 
 
@@ -175,6 +187,7 @@ class Trainer:
         self.model, self.config = model, model.config
         self.learning_rate, self.final_epoch, self.layers = float(learning_rate), epochs, layers
         check_dataset(train_dataset, self.config, "the training dataset")
+        self.class_names = list(train_dataset.class_names)
         if val_dataset is not None:
             check_dataset(val_dataset, self.config, "the validation dataset")
         self.device = distributed.device_for_rank(model.device, distributed.info().local_rank)
@@ -190,6 +203,7 @@ class Trainer:
             self.learning_rate,
             float(self.config.LEARNING_MOMENTUM),
             float(self.config.WEIGHT_DECAY),
+            str(getattr(self.config, "OPTIMIZER", "sgd")).lower(),
         )
         self.warmup = 0 if self._restore_optimizer() else int(self.config.WARMUP_STEPS)
         self.loss_module = LossModule(model.net)
@@ -262,14 +276,21 @@ class Trainer:
             )
         try:
             for epoch in range(start, self.final_epoch + 1):
+                began = time.monotonic()
                 losses = self._train_epoch(epoch)
                 val = self._validate(epoch)
                 self._end_epoch(epoch, losses, val)
-                if self.deadline is not None and time.monotonic() > self.deadline:
+                # Stop before an epoch that would end past the deadline.
+                if self.deadline is not None and 2 * time.monotonic() - began > self.deadline:
                     break
         finally:
             if self.writer is not None:
                 self.writer.close()
+        # A later train() call on the same layers continues with this momentum, no warm-up.
+        self.model.checkpoint_extras = {
+            "optimizer": self.optimizer.state_dict(),
+            "layers": self.layers,
+        }
 
     def _start_logs(self) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -395,6 +416,7 @@ class Trainer:
             epoch,
             optimizer=self.optimizer.state_dict(),
             layers=self.layers,
+            class_names=list(self.class_names),
             step=self.model.global_step,
             learning_rate=self.learning_rate,
         )
@@ -433,8 +455,8 @@ def train(
 ) -> None:
     """Train ``model`` (a :class:`~mrcnn.model.MaskRCNN`); see the module docstring.
 
-    ``max_seconds`` (for time-boxed experiments) stops after the first epoch that ends past
-    that many seconds from now; its checkpoint is written as usual.
+    ``max_seconds`` (for time-boxed runs) stops before an epoch that would end more than that
+    many seconds from now, judging by the last epoch's duration (at least one epoch runs).
     """
     trainer = Trainer(
         model, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation
