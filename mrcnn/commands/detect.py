@@ -188,7 +188,8 @@ def inference_config(args: argparse.Namespace):
 
     --config when given; else the config saved in an mrcnn checkpoint (without its DEVICE and
     CPU_THREADS); else TorchvisionCocoConfig for ``--weights coco``; else the base Config.
-    --set and --device apply on top.
+    --set and --device apply on top. ``--weights last`` is first resolved (in ``args``) to the
+    newest checkpoint under --logs (of the NAME given with --set, if any).
     """
     from mrcnn.config import (
         COMPUTED_ATTRIBUTES,
@@ -201,6 +202,12 @@ def inference_config(args: argparse.Namespace):
     overrides = list(getattr(args, "set", None) or [])
     if getattr(args, "device", None):
         overrides.append(f"DEVICE={args.device}")
+    if str(args.weights) == "last":
+        # Resolve now, so that the config and the weights come from the same checkpoint.
+        from mrcnn.training.checkpoint import find_last
+
+        name = parse_overrides(overrides).get("NAME")
+        args.weights = str(find_last(getattr(args, "logs", "logs"), name and str(name)))
     if args.config:
         return load_config(args.config, overrides)
     saved = checkpoint_config(args.weights)

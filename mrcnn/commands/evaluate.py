@@ -106,14 +106,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _config_for(dataset, args: argparse.Namespace, load_config):
-    """The config, with NUM_CLASSES from the dataset unless the user chose one."""
+    """The config (as ``mrcnn detect`` picks it: --config, else the checkpoint's own), with
+    NUM_CLASSES from the dataset when neither the user nor the checkpoint chose one."""
+    from mrcnn.commands.detect import checkpoint_config, inference_config
+
+    del load_config
     user_set_classes = any(s.split("=", 1)[0].strip().upper() == "NUM_CLASSES" for s in args.set)
-    overrides = list(args.set)
-    if not args.config and not user_set_classes:
-        overrides.append(f"NUM_CLASSES={dataset.num_classes}")
-    if args.device:
-        overrides.append(f"DEVICE={args.device}")
-    config = load_config(args.config, overrides)
+    args.weights = _resolved_weights(args)
+    chosen = args.config or user_set_classes or checkpoint_config(args.weights) is not None
+    config_args = argparse.Namespace(**vars(args))
+    config_args.set = list(args.set)
+    if not chosen:
+        config_args.set.append(f"NUM_CLASSES={dataset.num_classes}")
+    config = inference_config(config_args)
     if int(config.NUM_CLASSES) != int(dataset.num_classes):
         where = f"--config {args.config}" if args.config else "--set NUM_CLASSES"
         raise ValueError(
@@ -123,6 +128,17 @@ def _config_for(dataset, args: argparse.Namespace, load_config):
             f"--set NUM_CLASSES={dataset.num_classes}"
         )
     return config
+
+
+def _resolved_weights(args: argparse.Namespace) -> str:
+    """``--weights`` with "last" replaced by the newest checkpoint's path."""
+    if str(args.weights) != "last":
+        return str(args.weights)
+    from mrcnn.config import parse_overrides
+    from mrcnn.training.checkpoint import find_last
+
+    name = parse_overrides(list(args.set)).get("NAME")
+    return str(find_last(args.logs, name and str(name)))
 
 
 def _default_output(logs: str) -> Path:
