@@ -1,8 +1,9 @@
 """Train on synthetic shapes from random weights for a fixed wall-clock budget; print mask mAP.
 
-Our trainer and torchvision's Mask R-CNN (maskrcnn_resnet50_fpn, random weights, the same image
-size, batch size, learning rate and budget) each train for ``--minutes`` and are then scored with
-mask mAP@0.5 (mrcnn.evaluation.compute_ap, averaged over ``--val`` validation images)::
+Our trainer and torchvision's Mask R-CNN (random weights; the same ResNet-FPN backbone,
+anchors, image size, batch size, optimiser, learning rate and budget) each train for
+``--minutes`` and are then scored with mask mAP@0.5 (mrcnn.evaluation.compute_ap, averaged over
+``--val`` validation images)::
 
     python benchmarks/train_shapes.py --minutes 10
 """
@@ -22,39 +23,15 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets import ShapesDataset  # noqa: E402
+from mrcnn.demo import ShapesDemoConfig  # noqa: E402
 
 
-class ShapesTrainConfig(Config):
-    """What trains shapes fast on a CPU from scratch: a narrow head, small inputs, few ROIs,
-    trainable BatchNorm (random-init ResNets without normalisation blow up), high LR."""
+class ShapesTrainConfig(ShapesDemoConfig):
+    """The demo's config (ResNet-18 FPN, 128 px, AdamW), without validation losses."""
 
     NAME = "shapes_bench"
-    NUM_CLASSES = 4
-    BACKBONE = "resnet50"
-    IMAGES_PER_GPU = 4
-    IMAGE_RESIZE_MODE = "square"
-    IMAGE_MIN_DIM = 128
-    IMAGE_MAX_DIM = 128
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 128
-    PRE_NMS_LIMIT = 1000
-    POST_NMS_ROIS_TRAINING = 128
-    POST_NMS_ROIS_INFERENCE = 100
-    TRAIN_ROIS_PER_IMAGE = 32
-    ROI_POSITIVE_RATIO = 0.33
-    FPN_CLASSIF_FC_LAYERS_SIZE = 128
-    TOP_DOWN_PYRAMID_SIZE = 64
-    MASK_HEAD_CHANNELS = 64
-    MINI_MASK_SHAPE = (28, 28)
-    MAX_GT_INSTANCES = 8
-    STEPS_PER_EPOCH = 20
+    STEPS_PER_EPOCH = 50
     VALIDATION_STEPS = 0
-    TRAIN_BN = True
-    LEARNING_RATE = 0.02
-    WARMUP_STEPS = 50
-    WORKERS = 1
-    DEVICE = "cpu"
-    DETECTION_MIN_CONFIDENCE = 0.5
 
 
 def datasets(size: int, train_count: int, val_count: int) -> tuple[ShapesDataset, ShapesDataset]:
@@ -126,15 +103,38 @@ def torchvision_batches(train, batch_size: int, seed: int = 0):
 
 def run_torchvision(train, val, minutes: float, config: Config) -> tuple[float, int]:
     import torchvision
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
     size = int(config.IMAGE_MAX_DIM)
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=4, min_size=size, max_size=size
+    # The same backbone (trainable BatchNorm), anchors, image size and optimiser as ours.
+    backbone = resnet_fpn_backbone(
+        backbone_name=config.BACKBONE,
+        weights=None,
+        trainable_layers=5,
+        norm_layer=torch.nn.BatchNorm2d,
+    )
+    anchors = AnchorGenerator(tuple((s,) for s in config.RPN_ANCHOR_SCALES), ((0.5, 1.0, 2.0),) * 5)
+    model = torchvision.models.detection.MaskRCNN(
+        backbone,
+        num_classes=int(config.NUM_CLASSES),
+        min_size=size,
+        max_size=size,
+        rpn_anchor_generator=anchors,
     )
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=config.LEARNING_RATE, momentum=config.LEARNING_MOMENTUM, weight_decay=1e-4
-    )
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [
+        {"params": decay, "weight_decay": config.WEIGHT_DECAY},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if str(config.OPTIMIZER).lower() == "adamw":
+        optimizer = torch.optim.AdamW(
+            groups, lr=config.LEARNING_RATE, betas=(config.LEARNING_MOMENTUM, 0.999)
+        )
+    else:
+        optimizer = torch.optim.SGD(groups, lr=config.LEARNING_RATE, momentum=0.9)
     model.train()
     deadline, step = time.monotonic() + minutes * 60, 0
     for images, targets in torchvision_batches(train, int(config.IMAGES_PER_GPU)):
