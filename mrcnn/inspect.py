@@ -392,6 +392,28 @@ def top_anchors(stages: StageOutputs, config, count: int = 20) -> tuple[np.ndarr
     return anchors.numpy(), refined.numpy()
 
 
+def roi_refinement(stages: StageOutputs, class_names, limit: int = 20):
+    """The ROIs whose most likely class is an object, for a refinement figure.
+
+    Returns:
+        (proposals, refined, captions): [K, 4] and [K, 4] (x1, y1, x2, y2) for the first
+        ``limit`` such ROIs (best proposals first) and "class probability" captions.
+    """
+    rows = np.flatnonzero(stages.roi_class_ids > 0)[:limit]
+    best = stages.roi_class_ids
+    captions = [f"{class_names[best[i]]} {stages.class_probs[i, best[i]]:.2f}" for i in rows]
+    return stages.proposals[rows], stages.refined[rows], captions
+
+
+def mask_head_panels(stages: StageOutputs, class_names, limit: int = 6):
+    """(soft masks, titles) of the first ``limit`` detections: [M, M] probabilities of the
+    detected class, titled "class score"."""
+    count = min(limit, len(stages.mask_probs))
+    ids, scores = stages.detections["class_ids"], stages.detections["scores"]
+    titles = [f"{class_names[int(ids[i])]} {scores[i]:.2f}" for i in range(count)]
+    return list(stages.mask_probs[:count]), titles
+
+
 # ------------------------------------------------------------------------------------------------
 # Weights
 # ------------------------------------------------------------------------------------------------

@@ -105,12 +105,12 @@ def train(args: argparse.Namespace) -> int:
     if not args.dataset:
         raise ValueError("train needs --dataset=PATH (the folder holding train/ and val/)")
     config = make_config(args.set, args.device, inference=False)
+    model = MaskRCNN("training", config, model_dir=args.logs)
+    load_weights(model, args.weights)  # before reading the data: fail fast on bad weights
     dataset_train = from_spec(f"via:{args.dataset}", "train", class_name="balloon")
     dataset_val = from_spec(f"via:{args.dataset}", "val", class_name="balloon")
     print(f"train: {dataset_train.load_report.summary()}")
     print(f"val: {dataset_val.load_report.summary()}")
-    model = MaskRCNN("training", config, model_dir=args.logs)
-    load_weights(model, args.weights)
     layers = args.layers or ("heads" if args.weights == "coco" else "all")
     augmentation = default_augmentation() if args.augment else None
     print(f"training {layers} up to epoch {args.epochs}")
