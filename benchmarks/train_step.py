@@ -2,7 +2,8 @@
 
 Both models: ResNet-50-FPN from random weights with trainable BatchNorm, the same images
 (synthetic shapes at ``--size`` px), batch size, RPN/ROI sampling sizes and head widths, all
-layers trained with SGD. Prints the median step time of each and the ratio ours / torchvision::
+layers trained with SGD. Steps alternate between the two models; prints the median step
+time of each and the ratio ours / torchvision::
 
     python benchmarks/train_step.py --size 256 --batch 2 --steps 5
 """
@@ -56,18 +57,26 @@ def shapes_batch(config: Config, count: int):
     return dataset, collate([TrainingSamples(dataset, config)[i] for i in range(count)])
 
 
-def time_steps(step, steps: int, device: str) -> float:
-    step()  # warm-up: allocations, kernel selection
-    times = []
-    for _ in range(steps):
+def time_steps(steps_by_name: dict, steps: int, device: str) -> dict[str, float]:
+    """Median seconds per step of each named step function, alternating them step by step so
+    that a change in machine load hits every model alike."""
+
+    def timed(step) -> float:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
         step()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return time.perf_counter() - start
+
+    for step in steps_by_name.values():
+        step()  # warm-up: allocations, kernel selection
+    times: dict[str, list[float]] = {name: [] for name in steps_by_name}
+    for _ in range(steps):
+        for name, step in steps_by_name.items():
+            times[name].append(timed(step))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def ours_step(config: Config, batch):
@@ -137,9 +146,11 @@ def main(argv=None) -> int:
     config = matched_config(args.size, args.batch, args.device)
     dataset, batch = shapes_batch(config, args.batch)
     torch.manual_seed(0)
-    ours = time_steps(ours_step(config, batch), args.steps, args.device)
+    ours_fn = ours_step(config, batch)
     torch.manual_seed(0)
-    theirs = time_steps(torchvision_step(config, dataset, args.device), args.steps, args.device)
+    theirs_fn = torchvision_step(config, dataset, args.device)
+    medians = time_steps({"ours": ours_fn, "torchvision": theirs_fn}, args.steps, args.device)
+    ours, theirs = medians["ours"], medians["torchvision"]
     print(f"ours:        {ours:.3f} s/step")
     print(f"torchvision: {theirs:.3f} s/step")
     print(
