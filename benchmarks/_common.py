@@ -1,57 +1,9 @@
-"""Shared pieces of the benchmarks: reference models, test images and measurements."""
+"""Shared pieces of the benchmarks: measurements (models and images: mrcnn.testing)."""
 
 from __future__ import annotations
 
 import resource
 import sys
-
-import numpy as np
-import torch
-import torchvision
-
-
-def randomised_torchvision_maskrcnn(seed: int = 0, **kwargs) -> torch.nn.Module:
-    """torchvision's maskrcnn_resnet50_fpn with random weights and randomised BatchNorm.
-
-    No pretrained weights can be downloaded here, so both models share these weights; the
-    BatchNorm statistics and affine parameters are randomised so that no layer is an identity.
-    """
-    torch.manual_seed(seed)
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=91, **kwargs
-    )
-    generator = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            module.weight.data.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.eval()
-
-
-def photo_like_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """H x W x 3 uint8: smooth colour noise plus flat rectangles (a stand-in for a photo)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3)).astype(np.float32)
-    image = (
-        torch.nn.functional.interpolate(
-            torch.from_numpy(small).permute(2, 0, 1)[None],
-            size=(height, width),
-            mode="bicubic",
-            align_corners=False,
-        )[0]
-        .permute(1, 2, 0)
-        .clamp(0, 255)
-        .numpy()
-        .astype(np.uint8)
-    )
-    for _ in range(6):
-        y, x = rng.integers(0, height - 40), rng.integers(0, width - 40)
-        h, w = rng.integers(20, height // 2), rng.integers(20, width // 2)
-        image[y : y + h, x : x + w] = rng.integers(0, 256, 3)
-    return image
 
 
 def peak_rss_mib() -> float:

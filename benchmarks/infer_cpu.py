@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mib, photo_like_image, randomised_torchvision_maskrcnn  # noqa: E402
+from _common import peak_rss_mib  # noqa: E402
+
+from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn  # noqa: E402
 
 HEIGHT, WIDTH = 800, 1066
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import photo_like_image  # noqa: E402
+from mrcnn.testing import photo_like_image  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 30.0
 

@@ -10,51 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from mrcnn.config import TorchvisionCocoConfig
 from mrcnn.model import MaskRCNN
+from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
 
 IMAGE_SHAPES = [(480, 640), (600, 400), (300, 900)]
-
-
-def randomised_torchvision_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=91, box_score_thresh=0.0
-    )
-    generator = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            module.weight.data.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.eval()
-
-
-def smooth_image(shape: tuple[int, int], seed: int) -> np.ndarray:
-    """A photo-like test image: blurred colour noise plus a few flat rectangles."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (shape[0] // 16 + 1, shape[1] // 16 + 1, 3)).astype(np.float32)
-    image = (
-        torch.nn.functional.interpolate(
-            torch.from_numpy(small).permute(2, 0, 1)[None],
-            size=shape,
-            mode="bicubic",
-            align_corners=False,
-        )[0]
-        .permute(1, 2, 0)
-        .clamp(0, 255)
-        .numpy()
-        .astype(np.uint8)
-    )
-    for _ in range(4):
-        y, x = rng.integers(0, shape[0] - 40), rng.integers(0, shape[1] - 40)
-        h, w = rng.integers(20, shape[0] // 2), rng.integers(20, shape[1] // 2)
-        image[y : y + h, x : x + w] = rng.integers(0, 256, 3)
-    return image
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -64,7 +25,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    reference = randomised_torchvision_model().double()
+    reference = randomised_torchvision_maskrcnn(box_score_thresh=0.0).double()
     path = tmp_path_factory.mktemp("weights") / "maskrcnn_random.pth"
     torch.save(reference.state_dict(), path)
     config = TorchvisionCocoConfig.from_overrides(
@@ -79,7 +40,7 @@ def models(tmp_path_factory):
 @pytest.mark.parametrize("index", range(len(IMAGE_SHAPES)))
 def test_same_detections_as_torchvision(models, index):
     reference, ours = models
-    image = smooth_image(IMAGE_SHAPES[index], seed=index)
+    image = photo_like_image(*IMAGE_SHAPES[index], seed=index, rectangles=4)
     with torch.inference_mode():
         tensor = torch.from_numpy(image).permute(2, 0, 1).double() / 255.0
         expected = reference([tensor])[0]
