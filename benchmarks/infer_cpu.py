@@ -2,9 +2,10 @@
 
 Prints ms/image for both on an 800x1066 image in float32 (median of --repeats runs after a
 warm-up), their ratio, the peak resident memory of each (each model runs in its own process),
-whether the detections agree, and the lower bound the machine's convolution throughput puts on
-the time. Both models keep every detection (score threshold 0), so the mask head and the mask
-pasting run on 100 instances as they would on a busy photo.
+whether the detections agree (in float32 as sets, and exactly in a float64 run of both), and the
+lower bound the machine's convolution throughput puts on the time. Both models keep every
+detection (score threshold 0), so the mask head and the mask pasting run on 100 instances as
+they would on a busy photo.
 
     .venv/bin/python benchmarks/infer_cpu.py [--repeats 3] [--threads 2]
 """
@@ -157,6 +158,44 @@ def compare(ours: dict, reference: dict) -> str:
     )
 
 
+def float64_agreement(weights: Path) -> str:
+    """Both models once in float64 on the benchmark image: do the detections agree exactly?
+
+    float64 takes rounding out of the comparison (float32 rounding reorders the near-tied
+    scores of random weights); the criteria are those of tests/test_torchvision_equivalence.py.
+    """
+    from mrcnn.config import TorchvisionCocoConfig
+    from mrcnn.model import MaskRCNN
+
+    image = photo_like_image(HEIGHT, WIDTH)
+    reference = randomised_torchvision_maskrcnn(box_score_thresh=0.0).double()
+    reference.load_state_dict(torch.load(weights, weights_only=True))
+    with torch.inference_mode():
+        out = reference([torch.from_numpy(image).permute(2, 0, 1).double() / 255.0])[0]
+    config = TorchvisionCocoConfig.from_overrides(
+        {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}
+    )
+    ours = MaskRCNN("inference", config)
+    ours.load_weights(str(weights))
+    r = ours.to(torch.float64).detect([image])[0]
+    if len(r["scores"]) != len(out["scores"]):
+        return f"DIFFERENT counts: {len(r['scores'])} vs {len(out['scores'])}"
+    box = float(np.abs(r["boxes"] - out["boxes"].numpy()).max())
+    score = float(np.abs(r["scores"] - out["scores"].numpy()).max())
+    theirs = (out["masks"][:, 0] > 0.5).numpy()
+    ious = [  # two empty masks (degenerate boxes) agree
+        np.logical_and(a, b).sum() / np.logical_or(a, b).sum() if np.logical_or(a, b).any() else 1.0
+        for a, b in zip(np.moveaxis(r["masks"], 2, 0), theirs, strict=True)
+    ]
+    same = (r["class_ids"] == out["labels"].numpy()).all() and box < 1e-3 and score < 1e-5
+    verdict = "identical" if same and min(ious, default=1) >= 0.99 else "DIFFERENT"
+    return (
+        f"{verdict}: {len(r['scores'])} detections in the same order, same classes "
+        f"{bool((r['class_ids'] == out['labels'].numpy()).all())}, max box difference "
+        f"{box:.1e} px, max score difference {score:.1e}, lowest mask IoU {min(ious):.4f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -203,6 +242,7 @@ def main() -> None:
             stats[which].update(json.loads(process.stdout.readline()))
             process.wait()
             outputs[which] = dict(np.load(outs[which]))
+        agreement64 = float64_agreement(weights)
 
     tv_ms = statistics.median(stats["torchvision"]["ms"])
     our_ms = statistics.median(stats["ours"]["ms"])
@@ -221,7 +261,8 @@ def main() -> None:
         f"time ratio ours/torchvision: {our_ms / tv_ms:.3f}   memory ratio: "
         f"{stats['ours']['peak_rss_mib'] / stats['torchvision']['peak_rss_mib']:.3f}"
     )
-    print(f"detections: {compare(outputs['ours'], outputs['torchvision'])}")
+    print(f"detections in float32: {compare(outputs['ours'], outputs['torchvision'])}")
+    print(f"detections in float64: {agreement64}")
     print(
         f"network cost {gflop:.0f} GFLOP; 3x3-conv throughput here {conv_rate:.0f} GFLOP/s; "
         f"lower bound at that rate {gflop / conv_rate * 1000:.0f} ms/image"
