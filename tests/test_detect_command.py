@@ -8,45 +8,23 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
+from _tiny_model import save_tiny_checkpoint
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from mrcnn.cli import main
 from mrcnn.commands import detect
-from mrcnn.config import Config
 from mrcnn.image import read_image
-from mrcnn.model import MaskRCNN
-from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
 
-TINY = {
-    "NAME": "tiny",
-    "BACKBONE": "resnet50",
-    "NUM_CLASSES": 3,
-    "IMAGE_RESIZE_MODE": "square",
-    "IMAGE_MIN_DIM": 128,
-    "IMAGE_MAX_DIM": 128,
-    "POST_NMS_ROIS_INFERENCE": 50,
-    "PRE_NMS_LIMIT": 200,
-    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
-    "DETECTION_MIN_CONFIDENCE": 0,
-    "DETECTION_MAX_INSTANCES": 5,
-    "DEVICE": "cpu",
-}
 H, W = 64, 96
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     """A checkpoint of a tiny random model (no class names stored)."""
-    torch.manual_seed(0)
-    config = Config.from_overrides(TINY)
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    atomic_torch_save(
-        checkpoint_payload(MaskRCNN("inference", config).net.state_dict(), config, 1), path
-    )
-    return path
+    return save_tiny_checkpoint(path, IMAGES_PER_GPU=2)
 
 
 def _images(folder: Path) -> list[Path]:

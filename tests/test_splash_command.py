@@ -7,42 +7,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
+from _tiny_model import save_tiny_checkpoint
 from PIL import Image
 
 from mrcnn.cli import main
-from mrcnn.config import Config
-from mrcnn.model import MaskRCNN
-from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
 
-TINY = {
-    "NAME": "tiny",
-    "BACKBONE": "resnet50",
-    "NUM_CLASSES": 3,
-    "IMAGE_RESIZE_MODE": "square",
-    "IMAGE_MIN_DIM": 128,
-    "IMAGE_MAX_DIM": 128,
-    "POST_NMS_ROIS_INFERENCE": 50,
-    "PRE_NMS_LIMIT": 200,
-    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
-    "DETECTION_MIN_CONFIDENCE": 0,
-    "DETECTION_MAX_INSTANCES": 5,
-    "IMAGES_PER_GPU": 4,
-    "DEVICE": "cpu",
-}
 CLASS_NAMES = ["BG", "balloon", "kite"]
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     """A checkpoint of a tiny random model that stores its config and class names."""
-    torch.manual_seed(0)
-    config = Config.from_overrides(TINY)
-    model = MaskRCNN("inference", config)
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    payload = checkpoint_payload(model.net.state_dict(), config, 1, class_names=CLASS_NAMES)
-    atomic_torch_save(payload, path)
-    return path
+    return save_tiny_checkpoint(path, class_names=CLASS_NAMES)
 
 
 _MODELS: dict = {}

@@ -7,35 +7,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
+from _tiny_model import tiny_model
 
-from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
 from mrcnn.video import open_video, process_video, splash_video
 
-TINY = {
-    "NAME": "tiny",
-    "BACKBONE": "resnet50",
-    "NUM_CLASSES": 3,
-    "IMAGE_RESIZE_MODE": "square",
-    "IMAGE_MIN_DIM": 128,
-    "IMAGE_MAX_DIM": 128,
-    "POST_NMS_ROIS_INFERENCE": 50,
-    "PRE_NMS_LIMIT": 200,
-    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
-    "DETECTION_MIN_CONFIDENCE": 0,
-    "DETECTION_MAX_INSTANCES": 5,
-    "IMAGES_PER_GPU": 4,
-    "DEVICE": "cpu",
-}
 SIZE = (96, 64)  # width, height
 FPS = 12.0
 
 
 @pytest.fixture(scope="module")
 def model() -> MaskRCNN:
-    torch.manual_seed(0)
-    return MaskRCNN("inference", Config.from_overrides(TINY))
+    return tiny_model()
 
 
 def write_clip(path: Path, frames: int = 10, fourcc: str = "mp4v") -> Path:
