@@ -40,6 +40,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_dataset_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """--dataset SPEC, for the commands that read a dataset (``note`` ends its help)."""
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        metavar="SPEC",
+        help="via:PATH, coco:ANNOTATIONS[:IMAGES], masks:PATH, labels:IMAGES:MASKS or "
+        f"shapes[:COUNT[:SIZE]]{note}",
+    )
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool = True) -> None:
     """--weights, --device and --logs, shared by the commands that run a model."""
     parser.add_argument(

@@ -16,19 +16,13 @@ import json
 import time
 from pathlib import Path
 
-from mrcnn.cli import add_config_arguments, add_model_arguments
+from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_arguments
 
 HELP = "evaluate a model on a dataset: Matterport mAP and (with --coco) COCO AP"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        metavar="SPEC",
-        help="via:PATH, coco:ANNOTATIONS[:IMAGES], masks:PATH, labels:IMAGES:MASKS or "
-        "shapes[:COUNT[:SIZE]]",
-    )
+    add_dataset_argument(parser)
     parser.add_argument(
         "--subset", default="val", help="subset to evaluate: val, train, ... or all (default: val)"
     )
@@ -62,7 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrcnn.config import load_config
     from mrcnn.datasets import from_spec
     from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
     from mrcnn.model import MaskRCNN
@@ -70,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     subset = None if args.subset.lower() in ("all", "none") else args.subset
     dataset = from_spec(args.dataset, subset)
     print(dataset.load_report.summary())
-    config = _config_for(dataset, args, load_config)
+    config = _config_for(dataset, args)
     model = MaskRCNN("inference", config, model_dir=args.logs)
     notes = model.load_weights(args.weights)
     for note in notes:
@@ -105,12 +98,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_for(dataset, args: argparse.Namespace, load_config):
+def _config_for(dataset, args: argparse.Namespace):
     """The config (as ``mrcnn detect`` picks it: --config, else the checkpoint's own), with
     NUM_CLASSES from the dataset when neither the user nor the checkpoint chose one."""
     from mrcnn.commands.detect import checkpoint_config, inference_config
 
-    del load_config
     user_set_classes = any(s.split("=", 1)[0].strip().upper() == "NUM_CLASSES" for s in args.set)
     args.weights = _resolved_weights(args)
     chosen = args.config or user_set_classes or checkpoint_config(args.weights) is not None

@@ -15,19 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mrcnn.cli import add_config_arguments
+from mrcnn.cli import add_config_arguments, add_dataset_argument
 
 HELP = "check a dataset before training: sample sheet, instance statistics, anchor coverage"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        metavar="SPEC",
-        help="via:PATH, coco:ANNOTATIONS[:IMAGES], masks:PATH, labels:IMAGES:MASKS or "
-        "shapes[:COUNT[:SIZE]]",
-    )
+    add_dataset_argument(parser)
     parser.add_argument(
         "--subset",
         default="train",

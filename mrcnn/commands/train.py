@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from mrcnn.cli import add_config_arguments, add_model_arguments
+from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_arguments
 
 HELP = "train Mask R-CNN on a dataset (Matterport's model.train), resumable with --weights last"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        metavar="SPEC",
-        help="via:PATH, coco:ANNOTATIONS[:IMAGES], masks:PATH, labels:IMAGES:MASKS or "
-        "shapes[:COUNT[:SIZE]]; its 'train' and 'val' subsets are used",
-    )
+    add_dataset_argument(parser, "; its 'train' and 'val' subsets are used")
     parser.add_argument(
         "--layers",
         default="heads",

@@ -16,7 +16,7 @@ import torch
 
 from mrcnn import weights as weights_lib
 from mrcnn.boxes import xyxy_to_yxyx
-from mrcnn.image import ImageMeta, mold_batch, paste_masks, unmold_boxes
+from mrcnn.image import ImageMeta, mold_batch, paste_masks, to_rgb_uint8, unmold_boxes
 from mrcnn.model.network import MaskRCNNNet
 from mrcnn.training.checkpoint import find_last as find_last_checkpoint
 
@@ -251,6 +251,4 @@ def _check_image(image, index: int) -> np.ndarray:
         raise ValueError(f"{where}: shape {image.shape}, expected H x W or H x W x 1, 3 or 4")
     if image.size == 0:
         raise ValueError(f"{where}: zero-size image (shape {image.shape})")
-    from mrcnn.image import to_rgb_uint8
-
     return to_rgb_uint8(image, where)
