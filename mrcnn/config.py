@@ -166,7 +166,8 @@ class Config:
     #: How a box is assigned a pyramid level for ROIAlign: "round" (Matterport) or "floor"
     #: (torchvision) of 4 + log2(sqrt(area) / 224).
     ROI_LEVEL_ROUNDING = "round"
-    #: torchvision.ops.roi_align options: sampling points per bin and half-pixel alignment.
+    #: torchvision.ops.roi_align options: sampling points per bin and side (a positive integer;
+    #: torchvision's adaptive 0 is not supported) and half-pixel alignment.
     ROI_ALIGN_SAMPLING_RATIO = 2
     ROI_ALIGN_ALIGNED = True
     #: "top_class": each ROI becomes at most one detection, of its most likely class
@@ -220,6 +221,11 @@ class Config:
             errors.append("BACKBONE_STRIDES must list the 5 pyramid levels P2-P6")
         if self.ROI_LEVEL_ROUNDING not in ("round", "floor"):
             errors.append(f"ROI_LEVEL_ROUNDING={self.ROI_LEVEL_ROUNDING!r}: use 'round' or 'floor'")
+        if int(self.ROI_ALIGN_SAMPLING_RATIO) < 1:
+            errors.append(
+                f"ROI_ALIGN_SAMPLING_RATIO={self.ROI_ALIGN_SAMPLING_RATIO}: use a positive number "
+                "of sample points per bin (2 is the usual choice)"
+            )
         if self.DETECTION_CLASS_MODE not in ("top_class", "all_classes"):
             errors.append(
                 f"DETECTION_CLASS_MODE={self.DETECTION_CLASS_MODE!r}: use 'top_class' or "

@@ -301,21 +301,20 @@ def run_stages(model, image: np.ndarray) -> StageOutputs:
         windows = torch.tensor([metas[0].window], dtype=model.dtype, device=model.device)
         shape = (batch.shape[-2], batch.shape[-1])
         features = net.features(batch)
-        maps = [f.contiguous() for f in features[:4]]
         objectness, rpn_deltas = net.rpn_outputs(features)
         anchors, counts = net.anchors(shape, batch)
         pre = _pre_nms(net, objectness, rpn_deltas, anchors, counts, windows)
         rois, roi_scores, roi_image = net.proposals(objectness, rpn_deltas, shape, windows)
-        class_logits, deltas = net.box_predictions(maps, rois, roi_image)
+        class_logits, deltas = net.box_predictions(features, rois, roi_image)
         probs = torch.softmax(class_logits, dim=1)
         best = probs.argmax(dim=1)
         std = torch.as_tensor(list(map(float, config.BBOX_STD_DEV))).to(deltas)
         picked = deltas[torch.arange(len(rois), device=rois.device), best]
         refined = clip_boxes(decode_deltas(picked, rois, std), windows[0])
         found = net.detections(class_logits, deltas, rois, roi_image, windows)
-        mask_logits = net.mask_logits(maps, found["boxes"], found["image_index"])
+        mask_logits = net.mask_logits(features, found["boxes"], found["image_index"])
         mask_probs = net.mask_probabilities(
-            maps, found["boxes"], found["image_index"], found["class_ids"]
+            features, found["boxes"], found["image_index"], found["class_ids"]
         )
     plan = image_plan(image.shape[0], image.shape[1], config)
     return StageOutputs(

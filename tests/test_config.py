@@ -94,6 +94,7 @@ def test_numpy_arrays_stay_arrays():
         ({"RPN_ANCHOR_SCALES": (32, 64, 128, 256)}, "RPN_ANCHOR_SCALES has 4 entries"),
         ({"NUM_CLASSES": 0}, "NUM_CLASSES=0"),
         ({"ROI_LEVEL_ROUNDING": "ceil"}, "ROI_LEVEL_ROUNDING"),
+        ({"ROI_ALIGN_SAMPLING_RATIO": 0}, "ROI_ALIGN_SAMPLING_RATIO=0"),
         ({"DETECTION_CLASS_MODE": "best"}, "DETECTION_CLASS_MODE"),
         ({"IMAGE_MAX_DIM": 100}, "IMAGE_MAX_DIM=100"),
         ({"IMAGES_PER_GPU": 0}, "IMAGES_PER_GPU=0"),

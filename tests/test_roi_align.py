@@ -1,4 +1,5 @@
-"""Pyramid ROIAlign: level assignment and per-level cropping."""
+"""Pyramid ROIAlign: level assignment, per-level cropping, and agreement with torchvision's
+roi_align forward and backward."""
 
 from __future__ import annotations
 
@@ -83,8 +84,9 @@ def test_pyramid_roi_align_rounding_option_changes_the_level():
     index = torch.tensor([0])
     by_round = pyramid_roi_align(features, boxes, index, 4, STRIDES, rounding="round")
     by_floor = pyramid_roi_align(features, boxes, index, 4, STRIDES, rounding="floor")
-    assert by_round.unique().tolist() == [50.0]
-    assert by_floor.unique().tolist() == [40.0]
+    # The weights of each bin sum to 1 up to float32 rounding.
+    torch.testing.assert_close(by_round, torch.full_like(by_round, 50.0))
+    torch.testing.assert_close(by_floor, torch.full_like(by_floor, 40.0))
 
 
 @pytest.mark.parametrize("aligned", [True, False])
@@ -115,3 +117,92 @@ def test_pyramid_roi_align_no_boxes_and_dtype():
         STRIDES,
     )
     assert out.shape == (0, 2, 7, 7) and out.dtype == torch.float64
+
+
+def awkward_boxes() -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes on every level, across map edges, partly or wholly outside, and degenerate."""
+    boxes = torch.tensor(
+        [
+            square(20, 5.5, 7.25),
+            square(100, 3, 2),
+            square(90, 20, 30),
+            square(230, -40, -30),  # starts outside the top-left corner
+            square(60, 360, 480),  # runs past the bottom-right edge
+            square(400, 0, 0),  # larger than the image
+            [10.0, 10.0, 10.0, 40.0],  # zero width
+            [700.0, 700.0, 740.0, 760.0],  # wholly outside
+            [0.0, 0.0, 384.0, 512.0],  # exactly the image
+            square(3, 382, 510),  # a few pixels in the last corner
+        ],
+        dtype=torch.float64,
+    )
+    image_index = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0, 1, 1])
+    return boxes, image_index
+
+
+def torchvision_pyramid(features, boxes, image_index, size, sampling_ratio, aligned):
+    """The reference: torchvision.ops.roi_align, box by box on its assigned level."""
+    levels = assign_levels(boxes)
+    rows = []
+    for k, level in enumerate(levels.tolist()):
+        roi = torch.cat([image_index[k : k + 1].to(boxes), boxes[k]])[None]
+        rows.append(
+            roi_align(
+                features[level - 2],
+                roi,
+                size,
+                1 / STRIDES[level - 2],
+                sampling_ratio=sampling_ratio,
+                aligned=aligned,
+            )
+        )
+    return torch.cat(rows)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("sampling_ratio", [1, 2, 3])
+def test_pyramid_roi_align_forward_and_gradient_match_torchvision(aligned, sampling_ratio):
+    generator = torch.Generator().manual_seed(1)
+    shapes = [(2, 4, 128 // 2**i, 96 // 2**i) for i in range(4)]
+    maps = [torch.randn(s, generator=generator, dtype=torch.float64) for s in shapes]
+    boxes, image_index = awkward_boxes()
+    upstream = torch.randn(len(boxes), 4, 5, 5, generator=generator, dtype=torch.float64)
+
+    def run(function):
+        leaves = [m.clone().requires_grad_() for m in maps]
+        out = function(leaves, boxes, image_index, 5, sampling_ratio, aligned)
+        (out * upstream).sum().backward()
+        return out.detach(), [leaf.grad for leaf in leaves]
+
+    ours, our_grads = run(lambda f, b, i, s, r, a: pyramid_roi_align(f, b, i, s, STRIDES, r, a))
+    theirs, their_grads = run(torchvision_pyramid)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    for mine, reference in zip(our_grads, their_grads, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-12, atol=1e-12)
+    assert ours[7].abs().max() == 0  # the box outside every map reads nothing
+
+
+def test_pyramid_roi_align_reads_channels_last_maps_and_returns_their_dtype():
+    generator = torch.Generator().manual_seed(2)
+    maps = [torch.randn(2, 8, 64 // 2**i, 64 // 2**i, generator=generator) for i in range(4)]
+    boxes, image_index = awkward_boxes()
+    boxes = boxes.float() / 2
+    reference = pyramid_roi_align(maps, boxes, image_index, 7, STRIDES)
+    last = [m.contiguous(memory_format=torch.channels_last) for m in maps]
+    torch.testing.assert_close(pyramid_roi_align(last, boxes, image_index, 7, STRIDES), reference)
+    half = pyramid_roi_align([m.bfloat16() for m in maps], boxes, image_index, 7, STRIDES)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), reference, rtol=0.02, atol=0.05)
+
+
+def test_pyramid_roi_align_gradient_with_no_boxes_is_zero():
+    maps = [m.requires_grad_() for m in constant_pyramid(batch=1, size=64)]
+    out = pyramid_roi_align(maps, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), 7, STRIDES)
+    (out.sum() + sum(m.sum() * 0 for m in maps)).backward()
+    assert all(m.grad.abs().max() == 0 for m in maps)
+
+
+def test_pyramid_roi_align_refuses_adaptive_sampling():
+    maps = constant_pyramid(batch=1, size=64)
+    with pytest.raises(ValueError, match="sampling_ratio=0"):
+        pyramid_roi_align(maps, torch.tensor([square(10)]), torch.tensor([0]), 7, STRIDES, 0)

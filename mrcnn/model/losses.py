@@ -151,8 +151,6 @@ def training_losses(
         tuple(cfg.MASK_SHAPE),
         generator,
     )
-    # ROIAlign reads row-major maps; convert once (a no-op unless CHANNELS_LAST).
-    features = [f.contiguous() for f in features[:4]]
     rois = det.rois
     if features[0].dtype == torch.float64:  # float64 runs (equivalence checks) stay float64
         rois = rois.to(torch.float64)

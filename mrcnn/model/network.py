@@ -186,12 +186,10 @@ class MaskRCNNNet(nn.Module):
         features = self.features(images)
         objectness, rpn_deltas = self.rpn_outputs(features)
         rois, _, roi_image = self.proposals(objectness, rpn_deltas, image_shape, windows)
-        # ROIAlign reads row-major maps; convert once rather than inside every call.
-        maps = [f.contiguous() for f in features[:4]]
-        class_logits, deltas = self.box_predictions(maps, rois, roi_image)
+        class_logits, deltas = self.box_predictions(features, rois, roi_image)
         found = self.detections(class_logits, deltas, rois, roi_image, windows)
         found["masks"] = self.mask_probabilities(
-            maps, found["boxes"], found["image_index"], found["class_ids"]
+            features, found["boxes"], found["image_index"], found["class_ids"]
         )
         return found
 

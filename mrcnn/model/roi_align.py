@@ -2,14 +2,22 @@
 
 Small boxes read fine levels (P2), large ones coarse levels (P5): a box of sqrt(area) = 224
 pixels, the ImageNet crop size, goes to P4, and each doubling of size moves one level up.
+
+The crop is torchvision's ROIAlign arithmetic (same sample points, same bilinear weights, same
+edge rules), written as one sparse matrix product: every output value is a fixed weighted sum
+of at most ``4 * sampling_ratio**2`` feature pixels, so all boxes of all levels become one
+[K * S * S, N] sparse matrix applied to the pyramid's pixels stacked as an [N, C] table. The
+backward pass is the transposed product. Both run multi-threaded and read channels-last maps
+without reordering them, where torchvision's CPU kernel is a single-threaded loop (on a
+training step its backward cost as much as all convolutions' backward together).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
-from torchvision.ops import roi_align
 
 #: Box size (sqrt of area, pixels) that maps to CANONICAL_LEVEL.
 CANONICAL_SIZE = 224
@@ -35,6 +43,146 @@ def assign_levels(boxes: torch.Tensor, rounding: str = "round") -> torch.Tensor:
     return level.clamp(MIN_LEVEL, MAX_LEVEL).to(torch.int64)
 
 
+def _axis_taps(
+    start: torch.Tensor, length: torch.Tensor, size: torch.Tensor, output_size: int, grid: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear taps of the sample points along one axis (torchvision's ROIAlign arithmetic).
+
+    Args:
+        start, length: [K] ROI start and length in feature-map pixels.
+        size: [K] feature-map length along this axis (height or width of the ROI's level).
+        output_size: bins per side; grid: sample points per bin and side.
+    Returns:
+        index int64 [K, output_size, grid, 2] and weight [K, output_size, grid, 2]: the lower
+        and upper neighbour pixel of every sample and their weights; samples more than one
+        pixel outside the map weigh 0, as in torchvision.
+    """
+    bin_size = (length / output_size)[:, None, None]
+    bins = torch.arange(output_size, dtype=start.dtype, device=start.device)[None, :, None]
+    steps = torch.arange(grid, dtype=start.dtype, device=start.device)[None, None, :] + 0.5
+    # Same operation order as torchvision's kernel, so float64 results agree to the last bits.
+    position = start[:, None, None] + bins * bin_size + steps * bin_size / grid
+    size = size.to(start.dtype)[:, None, None]
+    inside = (position >= -1.0) & (position <= size)
+    position = position.clamp(min=0.0)
+    low = position.floor()
+    at_edge = low >= size - 1
+    low = torch.where(at_edge, size - 1, low)
+    position = torch.where(at_edge, low, position)
+    high = torch.where(at_edge, low, low + 1)
+    upper = (position - low) * inside
+    lower = (1.0 - (position - low)) * inside
+    return torch.stack([low, high], -1).long(), torch.stack([lower, upper], -1)
+
+
+def _sampling_matrix(
+    boxes: torch.Tensor,
+    image_index: torch.Tensor,
+    levels: torch.Tensor,
+    shapes: Sequence[tuple[int, int, int]],
+    strides: Sequence[int],
+    output_size: int,
+    sampling_ratio: int,
+    aligned: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column indices and weights of the ROIAlign sampling matrix, row by row.
+
+    Args:
+        boxes: [K, 4] (x1, y1, x2, y2) in network-input pixels.
+        image_index: int64 [K]; levels: int64 [K] index into ``shapes`` (0 = P2).
+        shapes: (batch, height, width) of each level's map.
+        strides: stride of each level.
+    Returns:
+        columns int64 [K * S * S, T] and weights [K * S * S, T], T = 4 * sampling_ratio**2:
+        row k * S * S + i * S + j holds bin (i, j) of box k; a column is a pixel of the
+        stacked table (levels in order, then image, row, column). Weights include the 1 /
+        sampling_ratio**2 average.
+    """
+    device, dtype = boxes.device, boxes.dtype
+    heights = torch.tensor([s[1] for s in shapes], device=device)[levels]
+    widths = torch.tensor([s[2] for s in shapes], device=device)[levels]
+    sizes = torch.tensor([s[0] * s[1] * s[2] for s in shapes], device=device)
+    level_start = torch.cumsum(sizes, 0) - sizes
+    scale = 1.0 / torch.tensor(list(map(float, strides)), dtype=dtype, device=device)[levels]
+    offset = 0.5 if aligned else 0.0
+    x1, y1, x2, y2 = (boxes[:, i] * scale - offset for i in range(4))
+    width, height = x2 - x1, y2 - y1
+    if not aligned:  # torchvision's legacy mode makes every ROI at least one pixel wide
+        width, height = width.clamp(min=1.0), height.clamp(min=1.0)
+    rows_at, row_weight = _axis_taps(y1, height, heights, output_size, sampling_ratio)
+    cols_at, col_weight = _axis_taps(x1, width, widths, output_size, sampling_ratio)
+    first_pixel = level_start[levels] + image_index * heights * widths
+    k = len(boxes)
+    # [K, S (bin row), S (bin column), grid row, grid column, 2 (row tap), 2 (column tap)]
+    columns = (
+        first_pixel.view(k, 1, 1, 1, 1, 1, 1)
+        + rows_at.view(k, output_size, 1, sampling_ratio, 1, 2, 1)
+        * widths.view(k, 1, 1, 1, 1, 1, 1)
+        + cols_at.view(k, 1, output_size, 1, sampling_ratio, 1, 2)
+    )
+    weights = (
+        row_weight.view(k, output_size, 1, sampling_ratio, 1, 2, 1)
+        * col_weight.view(k, 1, output_size, 1, sampling_ratio, 1, 2)
+        / float(sampling_ratio * sampling_ratio)
+    )
+    taps = 4 * sampling_ratio * sampling_ratio
+    return columns.reshape(-1, taps), weights.reshape(-1, taps)
+
+
+def _csr(row_columns: torch.Tensor, row_weights: torch.Tensor, num_columns: int) -> torch.Tensor:
+    """Sparse CSR [R, num_columns] matrix from R rows of T (column, weight) pairs each."""
+    rows, taps = row_columns.shape
+    crow = torch.arange(0, rows * taps + 1, taps, device=row_columns.device)
+    with warnings.catch_warnings():  # "CSR support is in beta": it has done this job since 1.13
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            crow,
+            row_columns.reshape(-1),
+            row_weights.reshape(-1),
+            (rows, num_columns),
+            check_invariants=False,
+        )
+
+
+def _transposed_csr(
+    row_columns: torch.Tensor, row_weights: torch.Tensor, num_columns: int
+) -> torch.Tensor:
+    """The transpose of :func:`_csr`'s matrix, as CSR [num_columns, R]."""
+    rows, taps = row_columns.shape
+    columns = row_columns.reshape(-1)
+    order = torch.argsort(columns, stable=True)
+    counts = torch.bincount(columns, minlength=num_columns)
+    crow = torch.zeros(num_columns + 1, dtype=torch.int64, device=columns.device)
+    crow[1:] = torch.cumsum(counts, 0)
+    row_of_entry = order // taps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            crow,
+            row_of_entry,
+            row_weights.reshape(-1)[order],
+            (num_columns, rows),
+            check_invariants=False,
+        )
+
+
+class _SampleTable(torch.autograd.Function):
+    """out = W @ table for the sampling matrix W given by (columns, weights); the gradient
+    flows to ``table`` only (as in torchvision, none reaches the boxes)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor):
+        ctx.save_for_backward(columns, weights)
+        ctx.num_columns = table.shape[0]
+        return _csr(columns, weights, table.shape[0]) @ table
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        columns, weights = ctx.saved_tensors
+        transposed = _transposed_csr(columns, weights, ctx.num_columns)
+        return transposed @ grad.contiguous(), None, None
+
+
 def pyramid_roi_align(
     features: Sequence[torch.Tensor],
     boxes: torch.Tensor,
@@ -45,33 +193,43 @@ def pyramid_roi_align(
     aligned: bool = True,
     rounding: str = "round",
 ) -> torch.Tensor:
-    """ROIAlign every box on its pyramid level.
+    """ROIAlign every box on its pyramid level (torchvision.ops.roi_align's sampling).
 
     Args:
-        features: [P2, P3, P4, P5], each [B, C, H_l, W_l].
+        features: [P2, P3, P4, P5], each [B, C, H_l, W_l], any memory format (channels-last
+            maps are read in place).
         boxes: [K, 4] (x1, y1, x2, y2) in network-input pixels.
         image_index: int64 [K] image of each box.
         output_size: side of the output patch (POOL_SIZE or MASK_POOL_SIZE).
         strides: stride of each of the given levels (BACKBONE_STRIDES[:4]).
-        sampling_ratio, aligned: torchvision.ops.roi_align options.
+        sampling_ratio: sample points per bin and side (a positive integer).
+        aligned: shift boxes by half a pixel (torchvision's ``aligned=True``).
         rounding: see :func:`assign_levels`.
     Returns:
-        [K, C, output_size, output_size] in the features' dtype.
+        [K, C, output_size, output_size] in the features' dtype (channels-last strides).
     """
-    levels = assign_levels(boxes, rounding) - MIN_LEVEL
-    rois = torch.cat([image_index.to(boxes)[:, None], boxes], dim=1)
+    if int(sampling_ratio) < 1:
+        raise ValueError(f"sampling_ratio={sampling_ratio}: use a positive number of samples")
     first = features[0]
-    out = first.new_zeros((len(boxes), first.shape[1], output_size, output_size))
-    for level, (feature, stride) in enumerate(zip(features, strides, strict=True)):
-        chosen = torch.nonzero(levels == level).squeeze(1)
-        if chosen.numel() == 0:
-            continue
-        out[chosen] = roi_align(
-            feature,
-            rois[chosen],
-            output_size,
-            spatial_scale=1.0 / stride,
-            sampling_ratio=sampling_ratio,
-            aligned=aligned,
-        )
-    return out
+    channels, k = first.shape[1], len(boxes)
+    if k == 0:
+        return first.new_zeros((0, channels, output_size, output_size))
+    # Sparse products run in float32 or float64; half-precision maps (autocast) are widened.
+    dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
+    table = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features]).to(dtype)
+    shapes = [(f.shape[0], f.shape[2], f.shape[3]) for f in features]
+    levels = assign_levels(boxes, rounding) - MIN_LEVEL
+    columns, weights = _sampling_matrix(
+        boxes.detach().to(dtype),
+        image_index.to(boxes.device),
+        levels,
+        shapes,
+        strides,
+        output_size,
+        int(sampling_ratio),
+        aligned,
+    )
+    with torch.autocast(first.device.type, enabled=False):
+        rows = _SampleTable.apply(table, columns, weights)
+    out = rows.view(k, output_size, output_size, channels).permute(0, 3, 1, 2)
+    return out.to(first.dtype)
