@@ -164,7 +164,7 @@ def compare(ours: dict, reference: dict) -> str:
     )
 
 
-def float64_agreement(weights: Path) -> str:
+def float64_agreement(weights: Path, device: str = "cpu") -> str:
     """Both models once in float64 on the benchmark image: do the detections agree exactly?
 
     float64 takes rounding out of the comparison (float32 rounding reorders the near-tied
@@ -176,10 +176,12 @@ def float64_agreement(weights: Path) -> str:
     image = photo_like_image(HEIGHT, WIDTH)
     reference = randomised_torchvision_maskrcnn(box_score_thresh=0.0).double()
     reference.load_state_dict(torch.load(weights, weights_only=True))
+    reference.to(device)
+    tensor = torch.from_numpy(image).to(device).permute(2, 0, 1).double() / 255.0
     with torch.inference_mode():
-        out = reference([torch.from_numpy(image).permute(2, 0, 1).double() / 255.0])[0]
+        out = {name: value.cpu() for name, value in reference([tensor])[0].items()}
     config = TorchvisionCocoConfig.from_overrides(
-        {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}
+        {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": device}
     )
     ours = MaskRCNN("inference", config)
     ours.load_weights(str(weights))

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The GPU checks in one go, for a machine with a CUDA GPU: the CUDA tests, then the GPU
+# inference and training-step benchmarks. Each part's output is also written under the folder
+# given as the first argument (default gpu_results). The Python that runs it needs torch,
+# torchvision and this project's dependencies; the project is taken from this checkout.
+#
+#     bash benchmarks/run_gpu.sh [OUTPUT_FOLDER]
+set -uo pipefail
+out=${1:-gpu_results}
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python=${PYTHON:-python3}
+
+nvidia-smi -L | tee "$out/device.txt"
+$python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/device.txt"
+$python -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_roi_align.py 2>&1 | tee "$out/tests.txt"
+$python benchmarks/infer_gpu.py --repeats 10 --batch 8 2>&1 | tee "$out/infer_gpu.txt"
+$python benchmarks/train_step.py --device cuda --steps 20 2>&1 | tee "$out/train_step_256.txt"
+$python benchmarks/train_step.py --device cuda --size 768 --batch 4 --steps 10 2>&1 | tee "$out/train_step_768.txt"

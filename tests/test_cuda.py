@@ -1,0 +1,75 @@
+"""The same code on a GPU: ROIAlign, detection and a few training steps with each AMP mode.
+
+Skipped without CUDA (CI has no GPU); run ``pytest tests/test_cuda.py`` on a machine with one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _tiny_model import tiny_model
+from _training_fixtures import config, shapes
+
+from mrcnn.model import MaskRCNN
+from mrcnn.model.roi_align import pyramid_roi_align
+from mrcnn.testing import photo_like_image
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)"
+)
+
+STRIDES = [4, 8, 16, 32]
+
+
+def test_roi_align_on_cuda_matches_the_cpu_forward_and_gradient():
+    generator = torch.Generator().manual_seed(0)
+    maps = [torch.randn(2, 16, 96 // 2**i, 128 // 2**i, generator=generator) for i in range(4)]
+    xy = torch.rand(300, 2, generator=generator) * 400 - 20
+    wh = torch.rand(300, 2, generator=generator) * 300
+    boxes = torch.cat([xy, xy + wh], dim=1).double()
+    image_index = torch.randint(0, 2, (300,), generator=generator)
+    upstream = torch.randn(300, 16, 7, 7, generator=generator, dtype=torch.float64)
+
+    def run(device):
+        leaves = [m.double().to(device).requires_grad_() for m in maps]
+        out = pyramid_roi_align(leaves, boxes.to(device), image_index.to(device), 7, STRIDES)
+        (out * upstream.to(device)).sum().backward()
+        return out.detach().cpu(), [leaf.grad.cpu() for leaf in leaves]
+
+    cpu_out, cpu_grads = run("cpu")
+    gpu_out, gpu_grads = run("cuda")
+    torch.testing.assert_close(gpu_out, cpu_out, rtol=1e-10, atol=1e-10)
+    for gpu, cpu in zip(gpu_grads, cpu_grads, strict=True):
+        torch.testing.assert_close(gpu, cpu, rtol=1e-10, atol=1e-10)
+
+
+def test_detect_on_cuda_matches_the_cpu_in_float64():
+    image = photo_like_image(150, 200, seed=3)
+    model = tiny_model().to(torch.float64)
+    on_cpu = model.detect([image])[0]
+    on_gpu = model.to(torch.device("cuda")).detect([image])[0]
+    assert len(on_cpu["class_ids"]) > 0
+    assert on_gpu["class_ids"].tolist() == on_cpu["class_ids"].tolist()
+    assert abs(on_gpu["rois"] - on_cpu["rois"]).max() <= 1
+    assert (on_gpu["masks"] != on_cpu["masks"]).mean() < 0.01
+
+
+@pytest.mark.parametrize("amp", [None, "bf16", "fp16"])
+def test_training_steps_on_cuda_then_loading_on_the_cpu(tmp_path, amp):
+    torch.manual_seed(0)
+    cfg = config(DEVICE="cuda", AMP=amp, STEPS_PER_EPOCH=3, VALIDATION_STEPS=1)
+    model = MaskRCNN("training", cfg, tmp_path)
+    assert model.device.type == "cuda"
+    model.train(shapes(6), shapes(2, "val"), 0.01, epochs=1, layers="all")
+    lines = (model.log_dir / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line) for line in lines if '"loss"' in line]
+    assert len(steps) == 3
+    assert all(torch.isfinite(torch.tensor(record["loss"])) for record in steps)
+    checkpoint = model.find_last()
+    on_cpu = MaskRCNN("inference", config(DEVICE="cpu"), tmp_path)
+    on_cpu.load_weights(checkpoint)
+    assert on_cpu.device.type == "cpu"
+    result = on_cpu.detect([photo_like_image(64, 64)])[0]
+    assert result["masks"].shape[:2] == (64, 64)
