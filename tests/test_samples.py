@@ -191,6 +191,36 @@ def test_nucleus_detect_writes_a_valid_submission(tmp_path: Path) -> None:
     assert found > 1
 
 
+def write_nucleus_training_layout(root: Path) -> None:
+    """stage1_train with train/ and val/ folders: one image and one mask file per nucleus each."""
+    rng = np.random.default_rng(1)
+    for split, names in (("train", ["t1", "t2"]), ("val", ["v1"])):
+        for name in names:
+            folder = root / "stage1_train" / split / name
+            (folder / "images").mkdir(parents=True)
+            (folder / "masks").mkdir()
+            pixels = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8)
+            for k, (y, x) in enumerate([(8, 10), (38, 34)]):
+                mask = np.zeros((64, 64), np.uint8)
+                mask[y : y + 14, x : x + 16] = 255
+                pixels[mask > 0] = 200
+                Image.fromarray(mask).save(folder / "masks" / f"nucleus{k}.png")
+            Image.fromarray(pixels).save(folder / "images" / f"{name}.png")
+
+
+def test_nucleus_trains_one_epoch(tmp_path: Path, capsys) -> None:
+    nucleus = load_sample("nucleus")
+    write_nucleus_training_layout(tmp_path / "data")
+    logs = tmp_path / "logs"
+    args = ["train", "--dataset", str(tmp_path / "data"), "--weights", "none", "--epochs", "1"]
+    sets = [*TINY, "IMAGE_MIN_DIM=64", "IMAGE_MAX_DIM=64"]
+    assert nucleus.main([*args, "--logs", str(logs), *with_sets(sets)]) == 0
+    assert len(list(logs.glob("nucleus*/mrcnn_nucleus_0001.pt"))) == 1
+    out = capsys.readouterr().out
+    assert "(train): loaded 2 images with 4 regions" in out
+    assert "(val): loaded 1 images with 2 regions" in out
+
+
 def test_nucleus_image_without_detections_gets_an_empty_row() -> None:
     nucleus = load_sample("nucleus")
     rows = nucleus.submission_rows("abc", np.zeros((5, 5, 0), bool), np.zeros(0))
@@ -200,22 +230,35 @@ def test_nucleus_image_without_detections_gets_an_empty_row() -> None:
 # ------------------------------------------------------------------------------------------------
 # COCO
 # ------------------------------------------------------------------------------------------------
-def write_coco_layout(root: Path, count: int = 2) -> None:
-    """A COCO-layout val2017 of shapes scenes (categories with COCO-like sparse ids)."""
+def write_coco_layout(root: Path, count: int = 2, split: str = "val") -> None:
+    """A COCO-layout <split>2017 of shapes scenes (categories with COCO-like sparse ids)."""
     from mrcnn.datasets import from_spec
     from mrcnn.evaluation import dataset_to_coco
 
-    shapes = from_spec(f"shapes:{count * 10}:64", "val")
+    shapes = from_spec(f"shapes:{count * 10}:64", split)
     data = dataset_to_coco(shapes)
-    (root / "val2017").mkdir(parents=True)
-    (root / "annotations").mkdir()
+    (root / f"{split}2017").mkdir(parents=True)
+    (root / "annotations").mkdir(exist_ok=True)
     for image in data["images"]:
         image["file_name"] = f"{int(image['id']):012d}.png"
         pixels = shapes.load_image(int(image["id"]))
-        Image.fromarray(pixels).save(root / "val2017" / image["file_name"])
+        Image.fromarray(pixels).save(root / f"{split}2017" / image["file_name"])
     for category in data["categories"]:
         category.setdefault("supercategory", "shape")
-    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
+    (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(data))
+
+
+def test_coco_trains_one_epoch_on_a_small_coco_layout(tmp_path: Path) -> None:
+    coco = load_sample("coco")
+    for split in ("train", "val"):
+        write_coco_layout(tmp_path / "coco", split=split)
+    logs = tmp_path / "logs"
+    args = ["train", "--dataset", str(tmp_path / "coco"), "--weights", "none", "--epochs", "1"]
+    sets = [*TINY, "IMAGE_MIN_DIM=64", "IMAGE_MAX_DIM=64"]
+    assert coco.main([*args, "--logs", str(logs), *with_sets(sets)]) == 0
+    (checkpoint,) = logs.glob("coco*/mrcnn_coco_0001.pt")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert saved["config"]["NUM_CLASSES"] == 4  # background + the layout's three categories
 
 
 def test_coco_evaluate_on_a_small_coco_layout(tmp_path: Path, capsys) -> None:
