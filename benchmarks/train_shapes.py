@@ -1,11 +1,13 @@
 """Train on synthetic shapes from random weights for a fixed wall-clock budget; print mask mAP.
 
 Our trainer and torchvision's Mask R-CNN (random weights; the same ResNet-FPN backbone,
-anchors, image size, batch size, optimiser, learning rate and budget) each train for
-``--minutes`` and are then scored with mask mAP@0.5 (mrcnn.evaluation.compute_ap, averaged over
-``--val`` validation images)::
+anchors, image size, batch size and budget) each train for ``--minutes`` and are then scored
+with mask mAP@0.5 (mrcnn.evaluation.compute_ap, averaged over ``--val`` validation images).
+torchvision's model is trained with its reference recipe (SGD, momentum 0.9, learning rate
+0.02 x batch / 16, weight decay 1e-4) or, with ``--torchvision-recipe ours``, with our
+optimiser and learning rate (AdamW 2e-3); both use our warm-up and gradient clipping::
 
-    python benchmarks/train_shapes.py --minutes 10
+    python benchmarks/train_shapes.py --minutes 10 [--device cuda]
 """
 
 from __future__ import annotations
@@ -81,27 +83,28 @@ def run_ours(train, val, minutes: float, config: Config) -> tuple[float, int]:
         return mask_map(predict, val), model.global_step
 
 
-def torchvision_batches(train, batch_size: int, seed: int = 0):
+def torchvision_batches(train, batch_size: int, device: torch.device, seed: int = 0):
     rng = np.random.default_rng(seed)
     while True:
         ids = rng.choice(train.image_ids, batch_size, replace=False)
         images, targets = [], []
         for image_id in ids:
-            image = torch.from_numpy(train.load_image(image_id)).permute(2, 0, 1).float() / 255
+            image = torch.from_numpy(train.load_image(image_id)).to(device)
+            image = image.permute(2, 0, 1).float() / 255
             masks, class_ids = train.load_mask(image_id)
             boxes = train.extract_bboxes(masks)[:, [1, 0, 3, 2]]
             images.append(image)
             targets.append(
                 {
-                    "boxes": torch.as_tensor(boxes, dtype=torch.float32),
-                    "labels": torch.as_tensor(class_ids, dtype=torch.int64),
-                    "masks": torch.from_numpy(masks.transpose(2, 0, 1).astype(np.uint8)),
+                    "boxes": torch.as_tensor(boxes, dtype=torch.float32, device=device),
+                    "labels": torch.as_tensor(class_ids, dtype=torch.int64, device=device),
+                    "masks": torch.from_numpy(masks.transpose(2, 0, 1).astype(np.uint8)).to(device),
                 }
             )
         yield images, targets
 
 
-def run_torchvision(train, val, minutes: float, config: Config) -> tuple[float, int]:
+def run_torchvision(train, val, minutes: float, config: Config, recipe: str) -> tuple[float, int]:
     import torchvision
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
@@ -122,6 +125,8 @@ def run_torchvision(train, val, minutes: float, config: Config) -> tuple[float, 
         max_size=size,
         rpn_anchor_generator=anchors,
     )
+    device = torch.device(config.DEVICE)
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
@@ -129,19 +134,25 @@ def run_torchvision(train, val, minutes: float, config: Config) -> tuple[float, 
         {"params": decay, "weight_decay": config.WEIGHT_DECAY},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    if str(config.OPTIMIZER).lower() == "adamw":
+    if recipe == "reference":  # torchvision's detection reference: lr 0.02 for 16 images
+        learning_rate = 0.02 * int(config.IMAGES_PER_GPU) / 16
+        optimizer = torch.optim.SGD(groups, lr=learning_rate, momentum=0.9)
+    elif str(config.OPTIMIZER).lower() == "adamw":
+        learning_rate = config.LEARNING_RATE
         optimizer = torch.optim.AdamW(
-            groups, lr=config.LEARNING_RATE, betas=(config.LEARNING_MOMENTUM, 0.999)
+            groups, lr=learning_rate, betas=(config.LEARNING_MOMENTUM, 0.999)
         )
     else:
-        optimizer = torch.optim.SGD(groups, lr=config.LEARNING_RATE, momentum=0.9)
+        learning_rate = config.LEARNING_RATE
+        optimizer = torch.optim.SGD(groups, lr=learning_rate, momentum=0.9)
+    print(f"torchvision: {type(optimizer).__name__}, learning rate {learning_rate:g} ({recipe})")
     model.train()
-    deadline, step = time.monotonic() + minutes * 60, 0
-    for images, targets in torchvision_batches(train, int(config.IMAGES_PER_GPU)):
+    deadline, step, recent = time.monotonic() + minutes * 60, 0, []
+    for images, targets in torchvision_batches(train, int(config.IMAGES_PER_GPU), device):
         if time.monotonic() > deadline:
             break
         for group in optimizer.param_groups:
-            group["lr"] = config.LEARNING_RATE * min(1.0, (step + 1) / config.WARMUP_STEPS)
+            group["lr"] = learning_rate * min(1.0, (step + 1) / config.WARMUP_STEPS)
         loss = sum(model(images, targets).values())
         if not torch.isfinite(loss):
             print(f"torchvision: non-finite loss at step {step}; stopping")
@@ -150,19 +161,29 @@ def run_torchvision(train, val, minutes: float, config: Config) -> tuple[float, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.GRADIENT_CLIP_NORM)
         optimizer.step()
+        recent = [*recent[-19:], float(loss.detach())]
         step += 1
-    print(f"torchvision: {step} steps")
+    print(f"torchvision: {step} steps, mean loss of the last {len(recent)}: {np.mean(recent):.3f}")
     model.eval()
 
     @torch.no_grad()
     def predict(image):
-        out = model([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
+        tensor = torch.from_numpy(image).to(device).permute(2, 0, 1).float() / 255
+        out = {name: value.cpu() for name, value in model([tensor])[0].items()}
         keep = out["scores"] >= config.DETECTION_MIN_CONFIDENCE
+        seen.append((int(keep.sum()), float(out["scores"].max()) if len(keep) else 0.0))
         boxes = out["boxes"][keep].numpy()[:, [1, 0, 3, 2]]
         masks = (out["masks"][keep, 0] >= 0.5).numpy().transpose(1, 2, 0)
         return boxes, out["labels"][keep].numpy(), out["scores"][keep].numpy(), masks
 
-    return mask_map(predict, val), step
+    seen: list[tuple[int, float]] = []
+    score = mask_map(predict, val)
+    print(
+        f"torchvision: {sum(n for n, _ in seen)} detections kept on {len(seen)} validation "
+        f"images (score >= {config.DETECTION_MIN_CONFIDENCE}); highest score "
+        f"{max((s for _, s in seen), default=0.0):.3f}"
+    )
+    return score, step
 
 
 def main(argv=None) -> int:
@@ -172,22 +193,32 @@ def main(argv=None) -> int:
     parser.add_argument("--train-images", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--skip-torchvision", action="store_true")
+    parser.add_argument("--skip-ours", action="store_true")
+    parser.add_argument(
+        "--torchvision-recipe",
+        choices=("reference", "ours"),
+        default="reference",
+        help="torchvision's optimiser: its reference SGD recipe (default) or ours",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = ShapesTrainConfig()
+    config = ShapesTrainConfig.from_overrides({"DEVICE": args.device})
     train, val = datasets(int(config.IMAGE_MAX_DIM), args.train_images, args.val)
-    torch.manual_seed(0)
-    ours, ours_steps = run_ours(train, val, args.minutes, config)
-    print(f"ours:        mask mAP@0.5 = {ours:.3f} on {args.val} images ({ours_steps} steps)")
+    if not args.skip_ours:
+        torch.manual_seed(0)
+        ours, ours_steps = run_ours(train, val, args.minutes, config)
+        print(f"ours:        mask mAP@0.5 = {ours:.3f} on {args.val} images ({ours_steps} steps)")
     if not args.skip_torchvision:
         torch.manual_seed(0)
-        theirs, their_steps = run_torchvision(train, val, args.minutes, config)
+        recipe = args.torchvision_recipe
+        theirs, their_steps = run_torchvision(train, val, args.minutes, config, recipe)
         print(
             f"torchvision: mask mAP@0.5 = {theirs:.3f} on {args.val} images ({their_steps} steps)"
         )
     print(
-        f"budget {args.minutes:g} min per model, {torch.get_num_threads()} threads, "
+        f"budget {args.minutes:g} min per model, {args.device}, {torch.get_num_threads()} threads, "
         f"{config.IMAGE_MAX_DIM} px, batch {config.IMAGES_PER_GPU}"
     )
     return 0
