@@ -129,19 +129,21 @@ def _sampling_matrix(
     return columns.reshape(-1, taps), weights.reshape(-1, taps)
 
 
+def _sparse_csr(
+    crow: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
+    """torch.sparse_csr_tensor without its one-time "CSR support is in beta" warning (the
+    construction and the sparse-dense product used here are long-standing operations)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, columns, values, shape, check_invariants=False)
+
+
 def _csr(row_columns: torch.Tensor, row_weights: torch.Tensor, num_columns: int) -> torch.Tensor:
     """Sparse CSR [R, num_columns] matrix from R rows of T (column, weight) pairs each."""
     rows, taps = row_columns.shape
     crow = torch.arange(0, rows * taps + 1, taps, device=row_columns.device)
-    with warnings.catch_warnings():  # "CSR support is in beta": it has done this job since 1.13
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            crow,
-            row_columns.reshape(-1),
-            row_weights.reshape(-1),
-            (rows, num_columns),
-            check_invariants=False,
-        )
+    return _sparse_csr(crow, row_columns.reshape(-1), row_weights.reshape(-1), (rows, num_columns))
 
 
 def _transposed_csr(
@@ -151,19 +153,10 @@ def _transposed_csr(
     rows, taps = row_columns.shape
     columns = row_columns.reshape(-1)
     order = torch.argsort(columns, stable=True)
-    counts = torch.bincount(columns, minlength=num_columns)
     crow = torch.zeros(num_columns + 1, dtype=torch.int64, device=columns.device)
-    crow[1:] = torch.cumsum(counts, 0)
+    crow[1:] = torch.cumsum(torch.bincount(columns, minlength=num_columns), 0)
     row_of_entry = order // taps
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            crow,
-            row_of_entry,
-            row_weights.reshape(-1)[order],
-            (num_columns, rows),
-            check_invariants=False,
-        )
+    return _sparse_csr(crow, row_of_entry, row_weights.reshape(-1)[order], (num_columns, rows))
 
 
 class _SampleTable(torch.autograd.Function):
