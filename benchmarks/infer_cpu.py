@@ -32,6 +32,23 @@ from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn  # n
 HEIGHT, WIDTH = 800, 1066
 
 
+def torchvision_result(out: dict) -> dict:
+    """One image's torchvision output as host arrays: boxes (x1, y1, x2, y2), labels, scores,
+    masks [N, H, W] bool."""
+    return {
+        "boxes": out["boxes"].cpu().numpy(),
+        "labels": out["labels"].cpu().numpy(),
+        "scores": out["scores"].cpu().numpy(),
+        "masks": (out["masks"][:, 0] > 0.5).cpu().numpy(),
+    }
+
+
+def our_result(r: dict) -> dict:
+    """One image's ``detect`` result in :func:`torchvision_result`'s form."""
+    masks = np.moveaxis(r["masks"], 2, 0)
+    return {"boxes": r["boxes"], "labels": r["class_ids"], "scores": r["scores"], "masks": masks}
+
+
 def run_torchvision(weights: Path, image: np.ndarray):
     model = randomised_torchvision_maskrcnn(box_score_thresh=0.0)
     model.load_state_dict(torch.load(weights, weights_only=True))
@@ -39,13 +56,7 @@ def run_torchvision(weights: Path, image: np.ndarray):
 
     def infer():
         with torch.inference_mode():
-            out = model([tensor])[0]
-        return {
-            "boxes": out["boxes"].numpy(),
-            "labels": out["labels"].numpy(),
-            "scores": out["scores"].numpy(),
-            "masks": (out["masks"][:, 0] > 0.5).numpy(),
-        }
+            return torchvision_result(model([tensor])[0])
 
     return infer
 
@@ -61,14 +72,7 @@ def run_ours(weights: Path, image: np.ndarray):
     model.load_weights(str(weights))
 
     def infer():
-        r = model.detect([image])[0]
-        masks = np.moveaxis(r["masks"], 2, 0)
-        return {
-            "boxes": r["boxes"],
-            "labels": r["class_ids"],
-            "scores": r["scores"],
-            "masks": masks,
-        }
+        return our_result(model.detect([image])[0])
 
     return infer
 

@@ -24,7 +24,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from infer_cpu import HEIGHT, WIDTH, compare, float64_agreement  # noqa: E402
+from infer_cpu import (  # noqa: E402
+    HEIGHT,
+    WIDTH,
+    compare,
+    float64_agreement,
+    our_result,
+    torchvision_result,
+)
 
 from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn  # noqa: E402
 
@@ -39,15 +46,7 @@ def torchvision_detector(state: dict, device: torch.device):
         tensors = [torch.from_numpy(i).to(device).permute(2, 0, 1).float() / 255 for i in images]
         with torch.inference_mode():
             outs = model(tensors)
-        return [
-            {
-                "boxes": o["boxes"].cpu().numpy(),
-                "labels": o["labels"].cpu().numpy(),
-                "scores": o["scores"].cpu().numpy(),
-                "masks": (o["masks"][:, 0] > 0.5).cpu().numpy(),
-            }
-            for o in outs
-        ]
+        return [torchvision_result(o) for o in outs]
 
     return detect
 
@@ -64,15 +63,7 @@ def our_detector(weights: Path, device: torch.device, batch: int):
     model.load_weights(str(weights))
 
     def detect(images: list[np.ndarray]) -> list[dict]:
-        return [
-            {
-                "boxes": r["boxes"],
-                "labels": r["class_ids"],
-                "scores": r["scores"],
-                "masks": np.moveaxis(r["masks"], 2, 0),
-            }
-            for r in model.detect(images)
-        ]
+        return [our_result(r) for r in model.detect(images)]
 
     return detect
 

@@ -134,16 +134,14 @@ def run_torchvision(train, val, minutes: float, config: Config, recipe: str) -> 
         {"params": decay, "weight_decay": config.WEIGHT_DECAY},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    if recipe == "reference":  # torchvision's detection reference: lr 0.02 for 16 images
-        learning_rate = 0.02 * int(config.IMAGES_PER_GPU) / 16
-        optimizer = torch.optim.SGD(groups, lr=learning_rate, momentum=0.9)
-    elif str(config.OPTIMIZER).lower() == "adamw":
-        learning_rate = config.LEARNING_RATE
+    # torchvision's detection reference trains at lr 0.02 for 16 images, with SGD.
+    reference = recipe == "reference"
+    learning_rate = 0.02 * int(config.IMAGES_PER_GPU) / 16 if reference else config.LEARNING_RATE
+    if not reference and str(config.OPTIMIZER).lower() == "adamw":
         optimizer = torch.optim.AdamW(
             groups, lr=learning_rate, betas=(config.LEARNING_MOMENTUM, 0.999)
         )
     else:
-        learning_rate = config.LEARNING_RATE
         optimizer = torch.optim.SGD(groups, lr=learning_rate, momentum=0.9)
     print(f"torchvision: {type(optimizer).__name__}, learning rate {learning_rate:g} ({recipe})")
     model.train()
