@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from mrcnn.conventions import CONVENTIONS, TORCHVISION
+
 #: Attributes computed from others; they cannot be overridden.
 COMPUTED_ATTRIBUTES = ("BATCH_SIZE", "IMAGE_SHAPE")
 
@@ -37,6 +39,10 @@ class Config:
 
     Every attribute is an UPPERCASE class attribute; :meth:`display` prints them all.
     """
+
+    #: Values defined on this class are library defaults, not the user's choices (so loading
+    #: weights may replace its conventions; see :func:`mrcnn.conventions.set_by_user`).
+    _LIBRARY_DEFAULTS = True
 
     # --- Identity and batching -------------------------------------------------------------
     #: Name of the configuration; used to name run folders and checkpoints.
@@ -173,6 +179,10 @@ class Config:
     #: "top_class": each ROI becomes at most one detection, of its most likely class
     #: (Matterport); "all_classes": every class of every ROI is a candidate (torchvision).
     DETECTION_CLASS_MODE = "top_class"
+    #: Convention keys whose value in this config is kept when loaded weights were trained
+    #: with another (normally loading adopts the weights' value, see mrcnn/conventions.py).
+    #: The loaded layers then see values they were not trained on; use it knowingly.
+    KEEP_CONVENTIONS: Any = []
 
     # --- Runtime -------------------------------------------------------------------------------
     #: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
@@ -246,6 +256,12 @@ class Config:
             errors.append(
                 f"MEAN_PIXEL has {len(self.MEAN_PIXEL)} values for "
                 f"IMAGE_CHANNEL_COUNT={self.IMAGE_CHANNEL_COUNT}"
+            )
+        unknown = [k for k in self.KEEP_CONVENTIONS or () if k not in CONVENTIONS]
+        if isinstance(self.KEEP_CONVENTIONS, str) or unknown:
+            errors.append(
+                f"KEEP_CONVENTIONS={self.KEEP_CONVENTIONS!r}: give a list of convention keys "
+                f"({', '.join(CONVENTIONS)})"
             )
         if errors:
             raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(errors))
@@ -409,6 +425,7 @@ class TorchvisionCocoConfig(Config):
     detection. Load it with ``load_weights("coco")`` or a torchvision state dict file.
     """
 
+    _LIBRARY_DEFAULTS = True
     NAME = "coco_torchvision"
     BACKBONE = "resnet50"
     NUM_CLASSES = 91
@@ -416,23 +433,23 @@ class TorchvisionCocoConfig(Config):
     IMAGE_RESIZE_MODE = "shortest_side"
     IMAGE_MIN_DIM = 800
     IMAGE_MAX_DIM = 1333
-    MEAN_PIXEL = np.array([0.485, 0.456, 0.406]) * 255.0
-    STD_PIXEL = np.array([0.229, 0.224, 0.225]) * 255.0
+    MEAN_PIXEL = np.array(TORCHVISION["MEAN_PIXEL"])
+    STD_PIXEL = np.array(TORCHVISION["STD_PIXEL"])
     # torchvision's aspect ratios are height / width (0.5, 1, 2); as width / height that is:
     RPN_ANCHOR_RATIOS = [2.0, 1.0, 0.5]
-    RPN_ANCHOR_ROUND = True
-    RPN_PROPOSALS_PER_LEVEL = True
+    RPN_ANCHOR_ROUND = TORCHVISION["RPN_ANCHOR_ROUND"]
+    RPN_PROPOSALS_PER_LEVEL = TORCHVISION["RPN_PROPOSALS_PER_LEVEL"]
     PRE_NMS_LIMIT = 1000
     POST_NMS_ROIS_TRAINING = 2000
     POST_NMS_ROIS_INFERENCE = 1000
     RPN_NMS_THRESHOLD = 0.7
-    RPN_BBOX_STD_DEV = np.array([1.0, 1.0, 1.0, 1.0])
-    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    RPN_BBOX_STD_DEV = np.array(TORCHVISION["RPN_BBOX_STD_DEV"])
+    BBOX_STD_DEV = np.array(TORCHVISION["BBOX_STD_DEV"])
     TRAIN_ROIS_PER_IMAGE = 512
     ROI_POSITIVE_RATIO = 0.25
-    ROI_LEVEL_ROUNDING = "floor"
-    ROI_ALIGN_SAMPLING_RATIO = 2
-    ROI_ALIGN_ALIGNED = False
+    ROI_LEVEL_ROUNDING = TORCHVISION["ROI_LEVEL_ROUNDING"]
+    ROI_ALIGN_SAMPLING_RATIO = TORCHVISION["ROI_ALIGN_SAMPLING_RATIO"]
+    ROI_ALIGN_ALIGNED = TORCHVISION["ROI_ALIGN_ALIGNED"]
     DETECTION_CLASS_MODE = "all_classes"
     DETECTION_MIN_CONFIDENCE = 0.05
     DETECTION_NMS_THRESHOLD = 0.5

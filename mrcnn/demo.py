@@ -78,7 +78,10 @@ class DemoReport:
             "# mrcnn offline demo",
             "",
             f"Synthetic shapes ({DEMO_IMAGE_SIZE} x {DEMO_IMAGE_SIZE}, 3 classes), "
-            f"{config.BACKBONE} from random weights, trained on the CPU.",
+            f"{config.BACKBONE} from random weights, trained on the CPU. With no pretrained "
+            "weights there are no conventions to adopt: the config's own normalisation, "
+            "anchors and box coding are used (pretrained weights bring theirs, see "
+            "docs/training.md).",
             "",
             "## Results",
             "",

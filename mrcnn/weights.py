@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from mrcnn import conventions as conventions_lib
+
 #: Published files, named as torchvision names them (the 8 hex digits are a SHA-256 prefix).
 PRETRAINED = {
     "coco": "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
@@ -233,20 +235,35 @@ def class_specific(key: str) -> bool:
     return key.startswith(CLASS_SPECIFIC_PREFIXES)
 
 
-def load_into_network(
+def trained_conventions(state: Mapping[str, torch.Tensor], extras: Mapping) -> dict | None:
+    """The conventions the weights were trained with (see :mod:`mrcnn.conventions`).
+
+    torchvision's Mask R-CNN and ResNet weights carry torchvision's; this project's checkpoints
+    the conventions of the config saved with them. None for a plain state dict of this network,
+    which records none.
+    """
+    if detect_format(state).startswith("torchvision"):
+        return dict(conventions_lib.TORCHVISION)
+    saved = extras.get("config") if extras.get("format") == "mrcnn" else None
+    if isinstance(saved, Mapping):
+        return conventions_lib.from_config_dict(saved)
+    return None
+
+
+def select_for_network(
     net: torch.nn.Module,
     state: Mapping[str, torch.Tensor],
     exclude: Iterable[str] = (),
     source: str = "weights",
-) -> list[str]:
-    """Copy tensors into ``net`` by name.
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors of ``state`` that :func:`load_into_network` would copy into ``net``.
 
     Args:
         exclude: names, name prefixes or regular expressions of parameters to skip, or
             "class-specific" (the layers whose shape depends on NUM_CLASSES).
         source: what to call the weights in messages (usually the file path).
     Returns:
-        notes on what was skipped.
+        (selected, notes): the tensors by name, and notes on what was skipped.
     Raises:
         WeightsError: a tensor's shape differs from the network's (other than in the
             class-specific layers, which are then skipped with a note), or nothing matched.
@@ -286,9 +303,28 @@ def load_into_network(
         )
     if not selected:
         raise WeightsError(f"{source}: no tensor matched this network")
-    missing = sorted(set(own) - set(selected))
-    net.load_state_dict(selected, strict=False)
+    return selected, notes
+
+
+def load_selected(
+    net: torch.nn.Module, selected: Mapping[str, torch.Tensor], source: str = "weights"
+) -> list[str]:
+    """Copy the tensors chosen by :func:`select_for_network`; notes on what kept its init."""
+    missing = sorted(set(net.state_dict()) - set(selected))
+    net.load_state_dict(dict(selected), strict=False)
     if missing:
         heads = sorted({k.split(".")[0] for k in missing})
-        notes.append(f"{len(missing)} tensors not in {source} keep their init ({', '.join(heads)})")
-    return notes
+        return [f"{len(missing)} tensors not in {source} keep their init ({', '.join(heads)})"]
+    return []
+
+
+def load_into_network(
+    net: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    exclude: Iterable[str] = (),
+    source: str = "weights",
+) -> list[str]:
+    """Copy tensors into ``net`` by name: :func:`select_for_network`, then
+    :func:`load_selected`. Returns notes on what was skipped."""
+    selected, notes = select_for_network(net, state, exclude, source)
+    return notes + load_selected(net, selected, source)

@@ -10,6 +10,11 @@ The workflow of the color splash blog post, on this library::
     python samples/balloon.py splash --weights=last --image=photo.jpg
     python samples/balloon.py splash --weights=last --video=clip.mp4
 
+Loading COCO (or ImageNet) weights adopts torchvision's conventions into BalloonConfig and
+prints each change: ImageNet mean/std input normalisation, anchor rounding, RPN box coding,
+per-level proposals and ROIAlign rules (see docs/training.md). The checkpoints keep them, so
+``splash --weights=last`` computes what training computed.
+
 The dataset is the blog post's VIA layout: ``PATH/train/via_region_data.json`` and
 ``PATH/val/via_region_data.json`` next to the images. ``--set KEY=VALUE`` overrides any config
 value (e.g. ``--set IMAGES_PER_GPU=1`` on a small GPU).
@@ -25,7 +30,10 @@ from mrcnn.config import Config, parse_overrides
 
 
 class BalloonConfig(Config):
-    """Balloons (one class) on a ResNet-50 FPN, so that torchvision's COCO weights apply."""
+    """Balloons (one class) on a ResNet-50 FPN, so that torchvision's COCO weights apply.
+
+    It sets no normalisation or box coding of its own: loading COCO weights adopts theirs.
+    """
 
     NAME = "balloon"
     NUM_CLASSES = 1 + 1  # background + balloon

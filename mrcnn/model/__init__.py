@@ -16,6 +16,7 @@ import torch
 
 from mrcnn import weights as weights_lib
 from mrcnn.boxes import xyxy_to_yxyx
+from mrcnn.conventions import reconcile as reconcile_conventions
 from mrcnn.image import ImageMeta, mold_batch, paste_masks, to_rgb_uint8, unmold_boxes
 from mrcnn.model.network import MaskRCNNNet
 from mrcnn.training.checkpoint import find_last as find_last_checkpoint
@@ -104,23 +105,39 @@ class MaskRCNN:
                 (Matterport's mrcnn_class_logits, mrcnn_bbox_fc, mrcnn_mask). Those layers are
                 skipped anyway, with a note, when their shapes differ.
             by_name: accepted for Matterport compatibility; loading is always by name.
+
+        The weights' conventions (input normalisation, box-coding std devs, anchors, ROIAlign
+        and level rules; see :mod:`mrcnn.conventions`) are adopted into ``self.config`` for
+        the layers loaded, each change named in a note, so that pretrained layers see what
+        they were trained on. A conflicting value the user set is refused with
+        :class:`~mrcnn.conventions.ConventionsError` unless listed in KEEP_CONVENTIONS.
         """
         del by_name
-        source = str(path_or_name)
+        source, label = str(path_or_name), str(path_or_name)
         if source == "last":
-            source = self.find_last()
+            source = label = self.find_last()
         elif source == "coco":
             if self.config.BACKBONE != "resnet50":
                 raise weights_lib.WeightsError(
                     "torchvision's COCO weights are for BACKBONE='resnet50', this config has "
                     f"{self.config.BACKBONE!r}; set BACKBONE = 'resnet50'"
                 )
-            source = str(weights_lib.pretrained_file("coco"))
+            source, label = str(weights_lib.pretrained_file("coco")), "the coco weights"
         elif source == "imagenet":
             source = str(weights_lib.pretrained_file(f"imagenet-{self.config.BACKBONE}"))
+            label = "the imagenet weights"
         state, extras = weights_lib.load_state_dict_file(source)
+        trained_with = weights_lib.trained_conventions(state, extras)
         state, notes = weights_lib.to_network_state(state, self.config)
-        notes += weights_lib.load_into_network(self.net, state, exclude or (), source)
+        selected, skipped = weights_lib.select_for_network(self.net, state, exclude or (), source)
+        if trained_with is None:
+            notes.append(
+                f"{label} records no conventions (normalisation, box coding, anchors, ROIAlign); "
+                "the config's values are used"
+            )
+        else:
+            notes += reconcile_conventions(self.config, trained_with, selected, label)
+        notes += skipped + weights_lib.load_selected(self.net, selected, source)
         if extras.get("format") == "mrcnn":
             self.epoch = int(extras.get("epoch", 0))
             self.checkpoint_extras = extras
