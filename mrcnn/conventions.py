@@ -162,8 +162,8 @@ def reconcile(config, conventions: Mapping[str, Any], loaded: Iterable[str], sou
             continue
         if key in keep:
             notes.append(
-                f"kept {key}={_shown(current)} (KEEP_CONVENTIONS) although {source} was trained "
-                f"with {_shown(wanted)}: its layers now see values they were not trained on"
+                f"kept {key}={_shown(current)} (KEEP_CONVENTIONS); {source} used {_shown(wanted)} "
+                "in training, so those layers now see values they were not trained on"
             )
         elif set_by_user(config, key):
             conflicts.append(f"{key}={_shown(current)} (trained with {_shown(wanted)})")
@@ -172,7 +172,7 @@ def reconcile(config, conventions: Mapping[str, Any], loaded: Iterable[str], sou
     if conflicts:
         names = ", ".join(repr(c.split("=")[0]) for c in conflicts)
         raise ConventionsError(
-            f"{source} was trained with other values than this config sets: "
+            f"{source}: trained with other values than this config sets: "
             f"{'; '.join(conflicts)}. Remove those settings to adopt the weights' values, or "
             f"keep yours with KEEP_CONVENTIONS = [{names}] in the config "
             f'(CLI: --set "KEEP_CONVENTIONS=[{names}]")'
@@ -181,7 +181,7 @@ def reconcile(config, conventions: Mapping[str, Any], loaded: Iterable[str], sou
     for key, current, wanted in changes:
         setattr(config, key, _like(current, wanted))
         adopted.add(key)
-        notes.append(f"{key}: {_shown(current)} -> {_shown(wanted)} (as {source} was trained)")
+        notes.append(f"{key}: {_shown(current)} -> {_shown(wanted)}, adopted from {source}")
     config._adopted_conventions = frozenset(adopted)
     if changes:
         config._validate()
