@@ -39,7 +39,9 @@ class NucleusConfig(Config):
     IMAGE_MIN_DIM = 512
     IMAGE_MAX_DIM = 512
     IMAGE_MIN_SCALE = 0
-    MEAN_PIXEL = np.array([43.5, 39.6, 48.3])  # dark backgrounds: far from ImageNet's mean
+    # No MEAN_PIXEL of its own (Matterport's sample set the dataset's mean, ~[43.5, 39.6, 48.3]):
+    # with --weights=imagenet or coco the pretrained backbone must see its own normalisation,
+    # which loading adopts; from random weights the library default serves as well.
     RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
     RPN_NMS_THRESHOLD = 0.9
     RPN_TRAIN_ANCHORS_PER_IMAGE = 64
