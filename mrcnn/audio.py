@@ -76,7 +76,7 @@ def _video_start(container) -> float:
     if not container.streams.video:
         return 0.0
     stream = container.streams.video[0]
-    if stream.start_time is None or stream.time_base is None:
+    if stream.start_time is None or not stream.time_base:
         return 0.0
     return float(stream.start_time * stream.time_base)
 
@@ -118,7 +118,7 @@ def _write(
 
 
 def _duration(container, stream) -> float:
-    if stream.duration is not None and stream.time_base is not None:
+    if stream.duration is not None and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
         return container.duration / 1_000_000
