@@ -1,9 +1,11 @@
-"""VIA (VGG Image Annotator) annotations: the 1.x export and the 2.x/3.x project layout.
+"""VIA (VGG Image Annotator) annotations: the 1.x export and the 2.x project layout.
 
 Layouts read:
     * 1.x: ``{"<filename><size>": {"filename", "size", "regions": {"0": region, ...}}}``
-    * 2.x/3.x project: ``{"_via_img_metadata": {...same entries, "regions": [region, ...]}}``
+    * 2.x project: ``{"_via_img_metadata": {...same entries, "regions": [region, ...]}}``
       (a 2.x annotation export without the wrapper is read too).
+    * a VIA 3 project (``project``, ``file``, ``metadata``) given as the file: read by
+      :meth:`~mrcnn.datasets.via3.Via3Dataset.load_via3`.
 
 A region is ``{"shape_attributes": {"name": shape, ...}, "region_attributes": {...}}`` with
 shape ``polygon`` (all_points_x, all_points_y), ``rect`` (x, y, width, height), ``circle``
