@@ -202,3 +202,28 @@ def test_bad_files_and_images(tmp_path):
     assert "mixed.json [gone.png]: skipped image: missing image file" in messages
     assert "mixed.json [good.png] region 1_m1: skipped region: bad polygon coordinate" in messages
     assert dataset.num_images == 1 and dataset.load_report.images_skipped == 1
+
+
+def test_of_several_option_attributes_the_shown_label_gives_the_class(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    attributes = {
+        **kind_attribute(),
+        "2": {
+            "aname": "size",
+            "anchor_id": "FILE1_Z0_XY1",
+            "type": RADIO,
+            "options": {"s": "small", "l": "large"},
+        },
+    }
+    regions = [([2, 1, 1, 5, 5], {"1": "0", "2": "l"}), ([2, 9, 9, 5, 5], {"1": "1", "2": "s"})]
+    project = write_via3(tmp_path / "p.json", {"a.png": regions}, attributes)
+    data = json.loads(project.read_text())
+    # Neither is shown as the label: no attribute is chosen, every region is one class.
+    assert _load(project).class_names == ["BG", tmp_path.name]
+    data["config"]["ui"] = {"spatial_region_label_attribute_id": "2"}
+    data["metadata"]["9_lost"] = {"vid": "99", "z": [], "xy": [2, 1, 1, 5, 5], "av": {}}
+    project.write_text(json.dumps(data))
+    with pytest.warns(DatasetWarning, match="region 9_lost: skipped region: of a view the proj"):
+        dataset = _load(project)
+    assert dataset.class_names == ["BG", "large", "small"]
+    assert dataset.load_mask(0)[1].tolist() == [1, 2]

@@ -17,7 +17,8 @@ and are skipped with a warning, as are regions on video frames (``z`` not empty)
 without a shape (file attributes, temporal segments) is not a region.
 
 Classes come from a region attribute: ``class_attribute`` names it (its ``aname``); by default
-the project's only region attribute with options (radio, dropdown or checkbox) is used. A text
+the project's only region attribute with options (radio, dropdown or checkbox) is used, or, of
+several, the one VIA shows as the regions' label (``spatial_region_label_attribute_id``). A text
 attribute gives its text, an option attribute the option's name. Without such an attribute every
 region is one class (``class_name``, by default the project folder's name).
 """
@@ -61,6 +62,9 @@ _OPTION_TYPES = (_CHECKBOX, _RADIO, _SELECT)
 
 #: Anchors of attributes that describe spatial regions (in an image; in a video frame).
 _REGION_ANCHORS = ("FILE1_Z0_XY1", "FILE1_Z1_XY1")
+
+#: The ``config.ui`` setting naming the attribute VIA draws as the regions' label.
+_LABEL_SETTING = "spatial_region_label_attribute_id"
 
 #: File locations (``_VIA_FILE_LOC``): a local file, and those that are not read.
 _LOCAL = 1
@@ -110,7 +114,7 @@ class Via3Dataset(RegionDataset):
         files = _files(data, path)
         attribute = _find_class_attribute(data, class_attribute, path)
         single_class = class_name or default_class_name(path)
-        per_file = _regions_by_file(data, attribute, single_class)
+        per_file, dangling = _regions_by_file(data, attribute, single_class)
         found = {r.class_name for regions in per_file.values() for r in regions if r.class_name}
         if attribute is None:
             found = {single_class}
@@ -121,6 +125,8 @@ class Via3Dataset(RegionDataset):
             self.add_class(source, class_id, name)
         ids = {name: i for i, name in enumerate(names, start=1)}
         report = LoadReport(f"{source} {path} ({subset or 'all'})")
+        for region in dangling:
+            report.skip_region(f"{path} {region.name}", region.error.reason, region.error.detail)
         seen: set[str] = set()
         for fid, entry in files:
             fname = str(entry.get("fname", ""))
@@ -213,20 +219,30 @@ def _find_class_attribute(data: dict, name: str | None, path: Path) -> dict | No
             "names are case-sensitive"
         )
     with_options = [s for s in region_attributes.values() if s.get("type") in _OPTION_TYPES]
+    if len(with_options) > 1:  # the one VIA shows as the regions' label, if it is one of them
+        shown = str(((data.get("config") or {}).get("ui") or {}).get(_LABEL_SETTING, ""))
+        with_options = [s for s in with_options if s["id"] == shown]
     return with_options[0] if len(with_options) == 1 else None
 
 
-def _regions_by_file(data: dict, attribute: dict | None, single_class: str) -> dict[str, list]:
-    """file id -> its regions, in metadata order, each named after its metadata id."""
+def _regions_by_file(
+    data: dict, attribute: dict | None, single_class: str
+) -> tuple[dict[str, list[Region]], list[Region]]:
+    """(file id -> its regions in metadata order, regions of no known file); each region is
+    named after its metadata id."""
     views = data.get("view") or {}
     per_file: dict[str, list[Region]] = {}
+    dangling: list[Region] = []
     for mid, entry in data["metadata"].items():
         if not isinstance(entry, dict) or not entry.get("xy"):
             continue  # file attributes and temporal segments have no shape
-        fids = (views.get(str(entry.get("vid"))) or {}).get("fid_list") or []
-        if not fids:
-            continue  # a region of a view the project does not list: nothing to attach it to
         name = f"region {mid}"
+        view = views.get(str(entry.get("vid")))
+        fids = view.get("fid_list") if isinstance(view, dict) else None
+        if not fids:
+            error = RegionError("of a view the project does not list", repr(entry.get("vid")))
+            dangling.append(Region(name, error=error))
+            continue
         try:
             if len(fids) != 1:
                 raise RegionError("region on a view of several files")
@@ -238,7 +254,7 @@ def _regions_by_file(data: dict, attribute: dict | None, single_class: str) -> d
         except RegionError as error:
             region = Region(name, error=error)
         per_file.setdefault(str(fids[0]), []).append(region)
-    return per_file
+    return per_file, dangling
 
 
 def _class_value(entry: dict, attribute: dict) -> str:
