@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import queue
+import tempfile
 import threading
 import time
 import warnings
@@ -211,9 +212,8 @@ def process_video(
     output_path = Path(output_path)
     capture, info = open_video(input_path)
     sound = audio and has_audio(input_path)
-    # With sound, OpenCV writes the pictures to a hidden file that the muxing then replaces.
-    frames_path = output_path.with_name(f".{output_path.stem}.frames{output_path.suffix}")
-    frames_path = frames_path if sound else output_path
+    # With sound, OpenCV writes the pictures to a new hidden file that the muxing then removes.
+    frames_path = _temporary_beside(output_path) if sound else output_path
     size = int(batch_size or model.config.IMAGES_PER_GPU)
     written, started = 0, time.perf_counter()
     total = info.frame_count if info.frame_count > 0 else None
@@ -234,7 +234,16 @@ def process_video(
     finally:
         bar.close()
         capture.release()
+        if sound:
+            frames_path.unlink(missing_ok=True)  # also when the writer could not be opened
     return VideoReport(output_path, info, written, time.perf_counter() - started, audio_note)
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A new empty file next to ``path`` (same folder and suffix), never an existing one."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    return Path(name)
 
 
 def _join_audio(frames_path: Path, input_path, output_path: Path, duration: float) -> str:
