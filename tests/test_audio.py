@@ -51,9 +51,11 @@ def make_clip(
     """FRAMES frames of 96 x 64 at FPS, the first at ``video_start`` frames, and a mono track
     from 0 to ``audio_tail`` seconds after the last frame's end: silence, then a TONE Hz beep
     from ``beep_from`` seconds."""
+    mjpeg = path.suffix == ".avi"  # AVI with MJPEG still decodes when cut short
     with av.open(str(path), "w") as out:
-        video = out.add_stream("mpeg4", rate=FPS)
-        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        video = out.add_stream("mjpeg" if mjpeg else "mpeg4", rate=FPS)
+        video.width, video.height = 96, 64
+        video.pix_fmt = "yuvj420p" if mjpeg else "yuv420p"
         audio = out.add_stream(audio_codec, rate=RATE)
         audio.layout = "mono"
         for i in range(FRAMES):
@@ -135,6 +137,35 @@ def test_audio_stays_in_sync_when_the_video_starts_late(tmp_path):
     assert abs(len(samples) / rate - FRAMES / FPS) <= FRAME
     onset = np.flatnonzero(np.abs(samples) > 0.2)[0] / rate
     assert abs(onset - 0.5) <= FRAME / 2
+
+
+def test_truncated_input_keeps_the_sound_of_the_frames_written(tmp_path):
+    clip = make_clip(tmp_path / "cut.avi", audio_codec="pcm_s16le")
+    clip.write_bytes(clip.read_bytes()[: int(clip.stat().st_size * 0.6)])
+    report = splash_video(NothingFound(), clip, tmp_path / "out.mp4", progress=False)
+    assert not report.complete and 0 < report.frames_written < FRAMES
+    samples, rate, _ = decoded_audio(report.output)
+    assert abs(len(samples) / rate - report.frames_written / FPS) <= FRAME
+
+
+def test_failed_run_keeps_the_sound_of_the_frames_written(tmp_path):
+    from mrcnn.video import process_video
+
+    clip = make_clip(tmp_path / "tone.mp4")
+    rendered = []
+
+    def render(frame, result):
+        if len(rendered) == 4:
+            raise RuntimeError("render failed")
+        rendered.append(1)
+        return frame
+
+    with pytest.raises(RuntimeError, match="render failed"):
+        process_video(NothingFound(), clip, tmp_path / "out.mp4", render, progress=False)
+    assert video_seconds(tmp_path / "out.mp4") == 4 / FPS
+    samples, rate, _ = decoded_audio(tmp_path / "out.mp4")
+    assert abs(len(samples) / rate - 4 / FPS) <= FRAME
+    assert not list(tmp_path.glob(".*"))
 
 
 def test_pictures_kept_when_the_sound_cannot_be_written(tmp_path, monkeypatch):
