@@ -187,6 +187,12 @@ def test_bad_files_and_images(tmp_path):
     bad_file.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="bf.json: file '1' is not a VIA 3 file entry"):
         _load(bad_file)
+    bad_meta = write_via3(tmp_path / "bm.json", {"a.png": [[2, 1, 1, 5, 5]]})
+    data = json.loads(bad_meta.read_text())
+    data["metadata"]["1_m0"] = [2, 1, 1, 5, 5]
+    bad_meta.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="bm.json: metadata '1_m0' is not an object"):
+        _load(bad_meta)
     no_images = write_via3(tmp_path / "none.json", {})
     with pytest.raises(ValueError, match="no images"):
         _load(no_images)

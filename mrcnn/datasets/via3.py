@@ -114,7 +114,7 @@ class Via3Dataset(RegionDataset):
         files = _files(data, path)
         attribute = _find_class_attribute(data, class_attribute, path)
         single_class = class_name or default_class_name(path)
-        per_file, dangling = _regions_by_file(data, attribute, single_class)
+        per_file, dangling = _regions_by_file(data, attribute, single_class, path)
         found = {r.class_name for regions in per_file.values() for r in regions if r.class_name}
         if attribute is None:
             found = {single_class}
@@ -226,7 +226,7 @@ def _find_class_attribute(data: dict, name: str | None, path: Path) -> dict | No
 
 
 def _regions_by_file(
-    data: dict, attribute: dict | None, single_class: str
+    data: dict, attribute: dict | None, single_class: str, path: Path
 ) -> tuple[dict[str, list[Region]], list[Region]]:
     """(file id -> its regions in metadata order, regions of no known file); each region is
     named after its metadata id."""
@@ -234,7 +234,9 @@ def _regions_by_file(
     per_file: dict[str, list[Region]] = {}
     dangling: list[Region] = []
     for mid, entry in data["metadata"].items():
-        if not isinstance(entry, dict) or not entry.get("xy"):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: metadata {mid!r} is not an object (VIA 3 metadata entry)")
+        if not entry.get("xy"):
             continue  # file attributes and temporal segments have no shape
         name = f"region {mid}"
         view = views.get(str(entry.get("vid")))
