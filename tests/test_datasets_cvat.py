@@ -82,7 +82,7 @@ def test_every_shape_and_skipped_ones(tmp_path):
         labels=("car", "bus", "van"),
     )
     with pytest.warns(DatasetWarning) as record:
-        dataset = from_spec(f"cvat:{xml}", None)
+        dataset = from_spec(f"cvat:{tmp_path}", None)  # an export: annotations.xml, images/
     messages = _messages(record)
     assert "annotations.xml [a.jpg] polyline 5: skipped region: polyline has no area" in messages
     assert "points 6: skipped region: points has no area" in messages

@@ -22,7 +22,7 @@ The class is the ``label``; the names declared under ``meta`` and those used are
 1..K, or ``class_names`` fixes them.
 
 Images are found by their ``name`` under ``images_dir``, by default the XML file's folder or
-its ``images/`` folder (the layout of a CVAT dataset export).
+its ``images/`` folder (the layout of a CVAT dataset export, which ``cvat:FOLDER`` reads whole).
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ from mrcnn.datasets.regions import (
     rectangle,
     run_length_mask,
 )
+
+#: The annotation file's name in a CVAT dataset export.
+EXPORT_FILE = "annotations.xml"
 
 #: Elements of an image that are annotations without area.
 _SKIPPED = ("polyline", "points", "cuboid", "skeleton")
@@ -67,7 +70,8 @@ class CvatDataset(RegionDataset):
         """Add the images and shapes of a CVAT XML file.
 
         Args:
-            path: the annotations XML.
+            path: the annotations XML, or the folder of an unpacked CVAT export holding
+                ``annotations.xml``.
             subset: "train"/"val" select a deterministic ~90/10 split by image name; None: all.
             class_names: fix the classes and their order (ids 1..K); shapes with other labels
                 are skipped. Default: every label declared or used, sorted.
@@ -77,6 +81,8 @@ class CvatDataset(RegionDataset):
             source: the source name of the classes and images.
         """
         path = Path(path)
+        if path.is_dir():  # an unpacked CVAT export: annotations.xml and images/
+            path = path / EXPORT_FILE
         check_split_subset(subset, str(path))
         root = read_xml(path)
         images = [_parse_image(element, path) for element in root.iter("image")]
