@@ -64,7 +64,7 @@ def test_every_shape_and_skipped_ones(tmp_path):
     bitmap = np.zeros((5, 7), dtype=bool)
     bitmap[1:4, 2:6] = True
     bitmap[4, 6] = True  # the last pixel: the runs end with foreground
-    xml = write_cvat(
+    write_cvat(
         tmp_path / "annotations.xml",
         {
             "a.jpg": [
