@@ -95,7 +95,8 @@ def from_spec(spec: str, subset: str | None = "train", **options: Any) -> Datase
     if kind not in builders:
         hint = ""
         if Path(spec).exists():
-            hint = f"; prefix the path with its format, e.g. via:{spec}"
+            example = "cvat" if spec.lower().endswith(".xml") else "via"
+            hint = f"; prefix the path with its format, e.g. {example}:{spec}"
         raise ValueError(
             f"unknown dataset spec {spec!r}: use one of via:PATH, via3:FILE, labelme:PATH, "
             "cvat:XML[:IMAGES], coco:ANNOTATIONS[:IMAGES], masks:PATH, "
