@@ -86,7 +86,7 @@ def test_every_shape_and_skipped_ones(tmp_path):
     messages = _messages(record)
     assert "annotations.xml [a.jpg] polyline 5: skipped region: polyline has no area" in messages
     assert "points 6: skipped region: points has no area" in messages
-    assert "cube 7: skipped region: unknown shape type ('cube')" in messages  # tags are no shapes
+    assert "cube 8: skipped region: unknown shape type ('cube')" in messages  # tags are no shapes
     report = dataset.load_report
     assert (report.regions_loaded, report.regions_skipped) == (5, 3)
     assert dataset.class_names == ["BG", "bus", "car", "van"]  # declared, used or not

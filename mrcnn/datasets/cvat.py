@@ -168,9 +168,11 @@ def _parse_image(element: ElementTree.Element, path: Path) -> dict:
         size = (int(element.get("height", "")), int(element.get("width", "")))
     except ValueError:
         raise ValueError(f"{where} ({name}) lacks a whole-number width or height") from None
+    # Numbered by position among the image's elements, as they appear in the file.
     regions = [
         _element_region(index, child)
-        for index, child in enumerate(c for c in element if c.tag not in _NOT_SHAPES)
+        for index, child in enumerate(element)
+        if child.tag not in _NOT_SHAPES
     ]
     return {"name": name, "size": size, "regions": regions}
 
