@@ -109,6 +109,7 @@ def ellipse(cx: float, cy: float, rx: float, ry: float, angle: float = 0.0) -> d
 
 
 def circle(cx: float, cy: float, r: float) -> dict:
+    """A circle of radius r about (cx, cy)."""
     if r <= 0:
         raise RegionError("circle without area", f"r {r:g}")
     return ellipse(cx, cy, r, r)
