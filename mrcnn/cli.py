@@ -46,8 +46,8 @@ def add_dataset_argument(parser: argparse.ArgumentParser, note: str = "") -> Non
         "--dataset",
         required=True,
         metavar="SPEC",
-        help="via:PATH, coco:ANNOTATIONS[:IMAGES], masks:PATH, labels:IMAGES:MASKS or "
-        f"shapes[:COUNT[:SIZE]]{note}",
+        help="via:PATH, via3:FILE, labelme:PATH, cvat:XML[:IMAGES], coco:ANNOTATIONS[:IMAGES], "
+        f"masks:PATH, labels:IMAGES:MASKS or shapes[:COUNT[:SIZE]] (see docs/datasets.md){note}",
     )
 
 

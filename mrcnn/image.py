@@ -68,24 +68,36 @@ def read_image(path: str | Path) -> np.ndarray:
     Grayscale, palette, RGBA and 16-bit files are converted. Raises FileNotFoundError for a
     missing file and ValueError naming the file for an unreadable one.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
+    return _decode(path, str(path))
+
+
+def decode_image(data: bytes, where: str = "image data") -> np.ndarray:
+    """An encoded image (the bytes of a PNG, JPEG, ... file) as :func:`read_image` reads it.
+    Raises ValueError naming ``where`` when the bytes are not an image."""
+    import io
+
+    return _decode(io.BytesIO(data), where)
+
+
+def _decode(source, where: str) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
-        with Image.open(path) as pil:
+        with Image.open(source) as pil:
             pil = ImageOps.exif_transpose(pil)
             if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
                 array = np.asarray(pil)
                 if array.dtype != np.uint16:
                     array = np.clip(array, 0, 65535).astype(np.uint16)
-                return to_rgb_uint8(array, where=str(path))
+                return to_rgb_uint8(array, where=where)
             if pil.mode != "RGB":
                 pil = pil.convert("RGB")
             return np.asarray(pil).copy()
     except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
+        raise ValueError(f"cannot read image {where}: {error}") from error
 
 
 # ------------------------------------------------------------------------------------------------

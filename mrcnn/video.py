@@ -8,16 +8,22 @@ color splash filter.
 Frames are decoded on a background thread, so decoding overlaps detection. The writer is
 released whatever happens (an exception, Ctrl-C), so the output is always a playable file. An
 input that ends before the frame count its header announces (a truncated or corrupt file) stops
-the run cleanly: the report says how many frames were written. Audio is not copied: OpenCV reads
-and writes pictures only.
+the run cleanly: the report says how many frames were written.
+
+OpenCV reads and writes pictures only. When the input has a sound track, the frames go to a
+temporary file beside the output, and :func:`mrcnn.audio.add_audio` then writes the output from
+it and the input's audio (copied unchanged, or re-encoded to AAC when the output container cannot
+hold the codec), in sync and cut to the frames written.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +72,8 @@ class VideoReport:
     info: VideoInfo
     frames_written: int
     seconds: float
+    #: What happened to the input's sound: "" (none), "audio copied (aac)", ...
+    audio: str = ""
 
     @property
     def complete(self) -> bool:
@@ -76,16 +84,17 @@ class VideoReport:
         return self.frames_written / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
+        audio = f"; {self.audio}" if self.audio else ""
         if self.complete:
             return (
                 f"wrote {self.output}: {self.frames_written} frames, {self.info.width}x"
                 f"{self.info.height} at {self.info.fps:g} fps ({self.frames_per_second:.1f} "
-                "frames/s processed)"
+                f"frames/s processed){audio}"
             )
         return (
             f"input ended early: only {self.frames_written} of the {self.info.frame_count} "
             f"frames announced could be decoded (truncated or corrupt file?); wrote those "
-            f"{self.frames_written} frames to {self.output}, a playable partial video"
+            f"{self.frames_written} frames to {self.output}, a playable partial video{audio}"
         )
 
 
@@ -178,8 +187,9 @@ def process_video(
     fourcc: str | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    audio: bool = True,
 ) -> VideoReport:
-    """Detect in every frame of a video and write the rendered frames.
+    """Detect in every frame of a video and write the rendered frames (and the input's sound).
 
     Args:
         model: has ``detect(list of [H, W, 3] uint8 RGB) -> list of dicts`` and
@@ -191,19 +201,26 @@ def process_video(
         fourcc: codec; default by extension (FOURCC_BY_SUFFIX: .mp4 mp4v, .avi MJPG).
         batch_size: frames per ``detect`` call (default ``config.IMAGES_PER_GPU``).
         progress: a tqdm bar with frames/s.
+        audio: copy the input's sound track into the output (see :mod:`mrcnn.audio`).
     Returns:
         a :class:`VideoReport`; ``report.complete`` is False for an input that ended early.
     """
     from tqdm import tqdm
 
+    from mrcnn.audio import has_audio
+
     output_path = Path(output_path)
     capture, info = open_video(input_path)
+    sound = audio and has_audio(input_path)
+    # With sound, OpenCV writes the pictures to a new hidden file that the muxing then removes.
+    frames_path = _temporary_beside(output_path) if sound else output_path
     size = int(batch_size or model.config.IMAGES_PER_GPU)
     written, started = 0, time.perf_counter()
     total = info.frame_count if info.frame_count > 0 else None
     bar = tqdm(total=total, unit="frame", desc=Path(input_path).name, disable=not progress)
+    audio_note = ""
     try:
-        writer = _open_writer(output_path, info, fourcc)
+        writer = _open_writer(frames_path, info, fourcc)
         try:
             for batch in _decoded_batches(capture, size):
                 for frame, result in zip(batch, model.detect(batch), strict=True):
@@ -212,10 +229,37 @@ def process_video(
                 bar.update(len(batch))
         finally:
             writer.release()
+            if sound:  # also after an error, so that the frames written keep their sound
+                audio_note = _join_audio(frames_path, input_path, output_path, written / info.fps)
     finally:
         bar.close()
         capture.release()
-    return VideoReport(output_path, info, written, time.perf_counter() - started)
+        if sound:
+            frames_path.unlink(missing_ok=True)  # also when the writer could not be opened
+    return VideoReport(output_path, info, written, time.perf_counter() - started, audio_note)
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A new empty file next to ``path`` (same folder and suffix), never an existing one."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def _join_audio(frames_path: Path, input_path, output_path: Path, duration: float) -> str:
+    """Write ``output_path`` from the frames file and the input's audio; the frames file is
+    removed. If muxing fails, the silent frames file becomes the output, with a warning."""
+    from mrcnn.audio import add_audio
+
+    try:
+        return add_audio(frames_path, input_path, output_path, duration)
+    except Exception as error:  # the pictures must not be lost over the sound
+        note = f"audio not copied ({type(error).__name__}: {error})"
+        warnings.warn(f"{output_path}: {note}", UserWarning, stacklevel=3)
+        os.replace(frames_path, output_path)
+        return note
+    finally:
+        frames_path.unlink(missing_ok=True)
 
 
 def _check_splash_options(effect: str, options: dict) -> None:
@@ -235,6 +279,7 @@ def splash_video(
     overwrite: bool = False,
     progress: bool = True,
     fourcc: str | None = None,
+    audio: bool = True,
     **options,
 ) -> VideoReport:
     """The color splash of a video file.
@@ -245,6 +290,7 @@ def splash_video(
             ``overwrite``.
         effect, options: as in :func:`mrcnn.splash.color_splash` (classes, class_names,
             min_score, feather, blur_sigma, background_color, dim_factor).
+        audio: keep the input's sound track (default); a video without one is unaffected.
     Returns:
         the :class:`VideoReport`.
     """
@@ -259,7 +305,9 @@ def splash_video(
         return splash_detections(frame, result, effect, **options)
 
     try:
-        return process_video(model, video_path, target, render, fourcc=fourcc, progress=progress)
+        return process_video(
+            model, video_path, target, render, fourcc=fourcc, progress=progress, audio=audio
+        )
     except BaseException:
         if target.exists() and target.stat().st_size == 0:
             target.unlink()  # the reserved name, never written

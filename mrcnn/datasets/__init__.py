@@ -2,6 +2,9 @@
 
 Specs (the CLI's ``--dataset``):
     ``via:PATH``                          VIA annotations (:class:`ViaDataset`)
+    ``via3:FILE``                         a VIA 3 project (:class:`Via3Dataset`)
+    ``labelme:PATH``                      LabelMe JSON files (:class:`LabelmeDataset`)
+    ``cvat:XML[:IMAGES_DIR]``             CVAT for images 1.1 XML (:class:`CvatDataset`)
     ``coco:ANNOTATIONS_JSON[:IMAGES_DIR]``  COCO instances (:class:`CocoDataset`)
     ``masks:PATH``                        one folder per image with images/ and masks/
     ``labels:IMAGES_DIR:MASKS_DIR``       one label image per image (:class:`LabelDataset`)
@@ -20,6 +23,8 @@ from typing import Any
 
 from mrcnn.dataset import Dataset
 from mrcnn.datasets.coco import CocoDataset
+from mrcnn.datasets.cvat import CvatDataset
+from mrcnn.datasets.labelme import LabelmeDataset
 from mrcnn.datasets.masks import LabelDataset, MaskFolderDataset
 from mrcnn.datasets.shapes import ShapesDataset, shapes_spec_options
 from mrcnn.datasets.stats import (
@@ -29,13 +34,17 @@ from mrcnn.datasets.stats import (
     sample_image_ids,
 )
 from mrcnn.datasets.via import ViaDataset
+from mrcnn.datasets.via3 import Via3Dataset
 
 __all__ = [
     "CocoDataset",
+    "CvatDataset",
     "Dataset",
     "LabelDataset",
+    "LabelmeDataset",
     "MaskFolderDataset",
     "ShapesDataset",
+    "Via3Dataset",
     "ViaDataset",
     "anchor_coverage",
     "collect_instances",
@@ -44,7 +53,7 @@ __all__ = [
     "sample_image_ids",
 ]
 
-KINDS = ("via", "coco", "masks", "labels", "shapes")
+KINDS = ("via", "via3", "labelme", "cvat", "coco", "masks", "labels", "shapes")
 
 #: Images of the shapes spec when it gives no count: (train, val).
 SHAPES_DEFAULT_COUNT = (500, 50)
@@ -75,6 +84,9 @@ def from_spec(spec: str, subset: str | None = "train", **options: Any) -> Datase
     kind, _, rest = spec.partition(":")
     builders = {
         "via": _via,
+        "via3": _via3,
+        "labelme": _labelme,
+        "cvat": _cvat,
         "coco": _coco,
         "masks": _masks,
         "labels": _labels,
@@ -83,10 +95,12 @@ def from_spec(spec: str, subset: str | None = "train", **options: Any) -> Datase
     if kind not in builders:
         hint = ""
         if Path(spec).exists():
-            hint = f"; prefix the path with its format, e.g. via:{spec}"
+            example = "cvat" if spec.lower().endswith(".xml") else "via"
+            hint = f"; prefix the path with its format, e.g. {example}:{spec}"
         raise ValueError(
-            f"unknown dataset spec {spec!r}: use one of via:PATH, coco:ANNOTATIONS[:IMAGES], "
-            f"masks:PATH, labels:IMAGES_DIR:MASKS_DIR, shapes[:COUNT[:SIZE]]{hint}"
+            f"unknown dataset spec {spec!r}: use one of via:PATH, via3:FILE, labelme:PATH, "
+            "cvat:XML[:IMAGES], coco:ANNOTATIONS[:IMAGES], masks:PATH, "
+            f"labels:IMAGES_DIR:MASKS_DIR, shapes[:COUNT[:SIZE]]{hint}"
         )
     if kind != "shapes" and not rest:
         raise ValueError(f"dataset spec {spec!r} names no path: write {kind}:PATH")
@@ -101,13 +115,39 @@ def _via(rest: str, subset: str | None, options: dict) -> Dataset:
     return dataset
 
 
+def _via3(rest: str, subset: str | None, options: dict) -> Dataset:
+    dataset = Via3Dataset()
+    dataset.load_via3(rest, subset, **options)
+    return dataset
+
+
+def _labelme(rest: str, subset: str | None, options: dict) -> Dataset:
+    dataset = LabelmeDataset()
+    dataset.load_labelme(rest, subset, **options)
+    return dataset
+
+
+def _cvat(rest: str, subset: str | None, options: dict) -> Dataset:
+    annotations, images_dir = _file_and_folder(rest, ".xml")
+    if images_dir:
+        options = {**options, "images_dir": images_dir}
+    dataset = CvatDataset()
+    dataset.load_cvat(annotations, subset, **options)
+    return dataset
+
+
+def _file_and_folder(rest: str, suffix: str) -> tuple[str, str | None]:
+    """``"a.json:imgs"`` -> (``"a.json"``, ``"imgs"``); without a folder, (rest, None)."""
+    if f"{suffix}:" in rest:
+        head, folder = rest.split(f"{suffix}:", 1)
+        return head + suffix, folder or None
+    return rest, None
+
+
 def _coco(rest: str, subset: str | None, options: dict) -> Dataset:
-    annotations, images_dir = rest, None
-    if ".json:" in rest:
-        head, images_dir = rest.split(".json:", 1)
-        annotations = head + ".json"
+    annotations, images_dir = _file_and_folder(rest, ".json")
     dataset = CocoDataset()
-    dataset.load_coco(annotations, images_dir or None, subset, **options)
+    dataset.load_coco(annotations, images_dir, subset, **options)
     return dataset
 
 

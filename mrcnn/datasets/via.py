@@ -1,9 +1,11 @@
-"""VIA (VGG Image Annotator) annotations: the 1.x export and the 2.x/3.x project layout.
+"""VIA (VGG Image Annotator) annotations: the 1.x export and the 2.x project layout.
 
 Layouts read:
     * 1.x: ``{"<filename><size>": {"filename", "size", "regions": {"0": region, ...}}}``
-    * 2.x/3.x project: ``{"_via_img_metadata": {...same entries, "regions": [region, ...]}}``
+    * 2.x project: ``{"_via_img_metadata": {...same entries, "regions": [region, ...]}}``
       (a 2.x annotation export without the wrapper is read too).
+    * a VIA 3 project (``project``, ``file``, ``metadata``) given as the file: read by
+      :meth:`~mrcnn.datasets.via3.Via3Dataset.load_via3`.
 
 A region is ``{"shape_attributes": {"name": shape, ...}, "region_attributes": {...}}`` with
 shape ``polygon`` (all_points_x, all_points_y), ``rect`` (x, y, width, height), ``circle``
@@ -20,36 +22,35 @@ dataset folder's name, as "balloon" for ``balloon/train/via_region_data.json``).
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
 from mrcnn.dataset import (
-    Dataset,
-    DatasetWarning,
     LoadReport,
     check_split_subset,
     in_subset,
-    read_image_size,
     read_json,
     require_images,
 )
+from mrcnn.datasets.regions import (
+    Region,
+    circle,
+    default_class_name,
+    ellipse,
+    finite,
+    geometry_bounds,
+    polygon,
+    rasterize,
+    rectangle,
+)
+from mrcnn.datasets.regions import RegionError as _RegionError
+from mrcnn.datasets.via3 import Via3Dataset, is_via3_project
+
+__all__ = ["ViaDataset", "find_via_files", "geometry_bounds", "parse_via", "rasterize"]
 
 #: The annotation file of one subset folder, as in the balloon blog post.
 SUBSET_FILE = "via_region_data.json"
-
-#: Folder names that are subsets; the class name defaults to the folder above them.
-_SUBSET_NAMES = {"train", "val", "valid", "validation", "test", "training", "eval"}
-
-#: Fixed-point bits for sub-pixel vertices in OpenCV's drawing functions.
-_SHIFT = 4
-
-#: Coordinates are clamped to this magnitude so that fixed-point values fit in int32.
-_COORD_LIMIT = 2.0**20
 
 
 @dataclass
@@ -61,16 +62,8 @@ class ViaEntry:
     regions: list[tuple[Any, Any]]
 
 
-class _RegionError(Exception):
-    """A region that cannot be used: ``reason`` is a short category, ``detail`` says more."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.reason, self.detail = reason, detail
-
-
-class ViaDataset(Dataset):
-    """Images and regions from VIA annotation files."""
+class ViaDataset(Via3Dataset):
+    """Images and regions from VIA annotation files (VIA 3 projects through :meth:`load_via3`)."""
 
     def load_via(
         self,
@@ -104,6 +97,17 @@ class ViaDataset(Dataset):
             the :class:`~mrcnn.dataset.LoadReport` (also appended to ``self.load_reports``).
         """
         files, family = find_via_files(path, subset)
+        if len(family) == 1 and is_via3_project(read_json(family[0])):
+            return self.load_via3(
+                family[0],
+                subset,
+                class_attribute=class_attribute,
+                class_name=class_name,
+                class_names=class_names,
+                images_dir=images_dir,
+                keep_empty=keep_empty,
+                source=source,
+            )
         where = f"{source} {path}"
         names = _class_list(family, class_attribute, class_name, class_names)
         for class_id, name in enumerate(names, start=1):
@@ -139,65 +143,20 @@ class ViaDataset(Dataset):
         source: str,
         report: LoadReport,
     ) -> bool:
-        where = f"{json_path} [{entry.filename}]"
-        image_path = folder / entry.filename
-        try:
-            height, width = read_image_size(image_path)
-        except FileNotFoundError:
-            report.skip_image(where, "missing image file", str(image_path))
-            return False
-        except ValueError as error:
-            report.skip_image(where, "unreadable image", str(error))
-            return False
-        regions = []
-        for index, region in entry.regions:
-            try:
-                geometry = _region(region, class_attribute, ids, height, width)
-            except _RegionError as error:
-                report.skip_region(f"{where} region {index}", error.reason, error.detail)
-                continue
-            regions.append(geometry)
-        if not regions and not keep_empty:
-            reason = "no usable regions" if entry.regions else "no regions"
-            report.skip_image(where, reason)
-            return False
-        self.add_image(
+        regions = [
+            _parsed_region(f"region {index}", region, class_attribute, next(iter(ids)))
+            for index, region in entry.regions
+        ]
+        return self.add_region_image(
             source,
             entry.filename,
-            str(image_path),
-            width=width,
-            height=height,
-            regions=regions,
-            format="via",
+            folder / entry.filename,
+            regions,
+            ids,
+            report,
+            where=f"{json_path} [{entry.filename}]",
+            keep_empty=keep_empty,
         )
-        report.images_loaded += 1
-        report.regions_loaded += len(regions)
-        return True
-
-    def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """bool [H, W, N] masks and int32 [N] class ids of a VIA image (see Dataset)."""
-        info = self.image_info[image_id]
-        if info.get("format") != "via":
-            return super().load_mask(image_id)
-        height, width = info["height"], info["width"]
-        regions = info["regions"]
-        masks = np.zeros((height, width, len(regions)), dtype=bool)
-        for i, geometry in enumerate(regions):
-            masks[:, :, i] = rasterize(geometry, height, width)
-        class_ids = np.array(
-            [self.map_source_class_id(f"{info['source']}.{g['class_id']}") for g in regions],
-            dtype=np.int32,
-        )
-        keep = masks.any(axis=(0, 1))
-        if not keep.all():
-            # The region's box touched the image but its area did not (e.g. a thin sliver).
-            warnings.warn(
-                f"{info['path']}: {int((~keep).sum())} region(s) cover no pixel; dropped",
-                DatasetWarning,
-                stacklevel=2,
-            )
-            masks, class_ids = masks[:, :, keep], class_ids[keep]
-        return masks, class_ids
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,10 +209,10 @@ def parse_via(data: Any, json_path: str | Path) -> list[ViaEntry]:
     """The image entries of a parsed VIA file (1.x or 2.x/3.x project layout)."""
     if isinstance(data, dict) and "_via_img_metadata" in data:
         data = data["_via_img_metadata"]
-    if isinstance(data, dict) and {"project", "file", "metadata"} <= set(data):
+    if is_via3_project(data):
         raise ValueError(
-            f"{json_path} is a VIA 3 project (keys project/file/metadata), which this loader does "
-            "not read; in VIA 2 use Annotation > Export Annotations (as json)"
+            f"{json_path} is a VIA 3 project (keys project/file/metadata) inside a folder of "
+            "subsets; name the file itself: via3:FILE"
         )
     if not isinstance(data, dict):
         raise ValueError(
@@ -327,14 +286,6 @@ def _declared_options(data: Any, attribute: str) -> set[str]:
     return {str(o) for o in options} if isinstance(options, dict) else set()
 
 
-def default_class_name(json_path: Path) -> str:
-    """The dataset folder's name: the JSON's folder, or the one above a subset folder."""
-    folder = Path(json_path).resolve().parent
-    if folder.name.lower() in _SUBSET_NAMES:
-        folder = folder.parent
-    return folder.name or "object"
-
-
 def _class_value(region: Any, attribute: str) -> str:
     attributes = region.get("region_attributes") if isinstance(region, dict) else None
     if not isinstance(attributes, dict) or attribute not in attributes:
@@ -355,76 +306,50 @@ def _class_value(region: Any, attribute: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # Geometry
 # ------------------------------------------------------------------------------------------------
-def _region(
-    region: Any, class_attribute: str | None, ids: dict[str, int], height: int, width: int
-) -> dict:
-    """Validate one region; returns its geometry dict with the source ``class_id`` added."""
-    if not isinstance(region, dict) or not isinstance(region.get("shape_attributes"), dict):
-        raise _RegionError("no 'shape_attributes'")
-    geometry = region_geometry(region["shape_attributes"])
-    x1, y1, x2, y2 = geometry_bounds(geometry)
-    if x2 < 0 or y2 < 0 or x1 > width - 1 or y1 > height - 1:
-        raise _RegionError(
-            "entirely outside the image",
-            f"x {x1:g}..{x2:g}, y {y1:g}..{y2:g}, image {width}x{height}",
-        )
-    if class_attribute is None:
-        geometry["class_id"] = 1
-    else:
-        name = _class_value(region, class_attribute)
-        if name not in ids:
-            raise _RegionError("class not in class_names", repr(name))
-        geometry["class_id"] = ids[name]
-    return geometry
+def _parsed_region(
+    name: str, region: Any, class_attribute: str | None, single_class: str
+) -> Region:
+    """One VIA region as a :class:`Region` (its geometry and class, or why it is unusable)."""
+    try:
+        if not isinstance(region, dict) or not isinstance(region.get("shape_attributes"), dict):
+            raise _RegionError("no 'shape_attributes'")
+        geometry = region_geometry(region["shape_attributes"])
+        if class_attribute is None:
+            return Region(name, geometry, single_class)
+        return Region(name, geometry, _class_value(region, class_attribute))
+    except _RegionError as error:
+        return Region(name, error=error)
 
 
 def region_geometry(shape: dict) -> dict:
-    """Normalise VIA shape_attributes to ``{"type": "polygon", "points": [[x, y], ...]}`` or
-    ``{"type": "ellipse", "center": [cx, cy], "axes": [rx, ry], "angle": degrees}``.
+    """VIA shape_attributes as a geometry dict (:mod:`mrcnn.datasets.regions`).
 
-    Raises _RegionError for shapes without area, unknown shapes and malformed values.
+    Raises RegionError for shapes without area, unknown shapes and malformed values.
     """
     name = shape.get("name")
     if name == "polygon":
         xs, ys = _numbers(shape, "all_points_x"), _numbers(shape, "all_points_y")
         if len(xs) != len(ys):
             raise _RegionError("polygon x and y lists differ in length", f"{len(xs)} vs {len(ys)}")
-        if len(xs) < 3:
-            raise _RegionError("polygon with fewer than 3 points", f"{len(xs)} points")
-        return {"type": "polygon", "points": [[x, y] for x, y in zip(xs, ys, strict=True)]}
+        return polygon(list(zip(xs, ys, strict=True)))
     if name == "rect":
         x, y, w, h = (_number(shape, k) for k in ("x", "y", "width", "height"))
         if w <= 0 or h <= 0:
             raise _RegionError("rect without area", f"width {w:g}, height {h:g}")
-        # The rectangle covers pixels x .. x + width - 1 (OpenCV fills the vertices' pixels).
-        x2, y2 = x + max(w - 1, 0), y + max(h - 1, 0)
-        return {"type": "polygon", "points": [[x, y], [x2, y], [x2, y2], [x, y2]]}
+        return rectangle(x, y, w, h)
     if name == "circle":
-        cx, cy, r = (_number(shape, k) for k in ("cx", "cy", "r"))
-        if r <= 0:
-            raise _RegionError("circle without area", f"r {r:g}")
-        return {"type": "ellipse", "center": [cx, cy], "axes": [r, r], "angle": 0.0}
+        return circle(*(_number(shape, k) for k in ("cx", "cy", "r")))
     if name == "ellipse":
         cx, cy, rx, ry = (_number(shape, k) for k in ("cx", "cy", "rx", "ry"))
         theta = _number(shape, "theta") if "theta" in shape else 0.0
-        if rx <= 0 or ry <= 0:
-            raise _RegionError("ellipse without area", f"rx {rx:g}, ry {ry:g}")
-        angle = math.degrees(theta)
-        return {"type": "ellipse", "center": [cx, cy], "axes": [rx, ry], "angle": angle}
+        return ellipse(cx, cy, rx, ry, math.degrees(theta))
     if name in ("polyline", "point", "line"):
         raise _RegionError(f"{name} has no area")
     raise _RegionError("unknown shape type", repr(name))
 
 
 def _number(shape: dict, key: str) -> float:
-    value = shape.get(key)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _RegionError(f"bad {key!r}", repr(value)) from None
-    if not math.isfinite(number):
-        raise _RegionError(f"bad {key!r}", repr(value))
-    return number
+    return finite(shape.get(key), repr(key))
 
 
 def _numbers(shape: dict, key: str) -> list[float]:
@@ -438,35 +363,3 @@ def _numbers(shape: dict, key: str) -> list[float]:
     if not all(math.isfinite(n) for n in numbers):
         raise _RegionError(f"bad {key!r}", "non-finite value")
     return numbers
-
-
-def geometry_bounds(geometry: dict) -> tuple[float, float, float, float]:
-    """(x1, y1, x2, y2) bounds of a geometry dict (conservative for rotated ellipses)."""
-    if geometry["type"] == "polygon":
-        points = np.asarray(geometry["points"], dtype=np.float64)
-        return (*points.min(axis=0), *points.max(axis=0))
-    (cx, cy), radius = geometry["center"], max(geometry["axes"])
-    return cx - radius, cy - radius, cx + radius, cy + radius
-
-
-def rasterize(geometry: dict, height: int, width: int) -> np.ndarray:
-    """bool [height, width] mask of a geometry dict (see :func:`region_geometry`), clipped to
-    the image. Vertices are pixel centres, in (x, y) order; sub-pixel values are kept."""
-    canvas = np.zeros((height, width), dtype=np.uint8)
-    if geometry["type"] == "polygon":
-        fixed = _fixed_point(geometry["points"]).reshape(-1, 1, 2)
-        cv2.fillPoly(canvas, [fixed], 1, lineType=cv2.LINE_8, shift=_SHIFT)
-    elif geometry["type"] == "ellipse":
-        center = tuple(int(v) for v in _fixed_point(geometry["center"]))
-        axes = tuple(int(v) for v in _fixed_point(geometry["axes"]))
-        angle = float(geometry["angle"])
-        cv2.ellipse(canvas, center, axes, angle, 0, 360, 1, -1, cv2.LINE_8, _SHIFT)
-    else:
-        raise ValueError(f"unknown geometry type {geometry['type']!r}")
-    return canvas.astype(bool)
-
-
-def _fixed_point(values) -> np.ndarray:
-    """int32 values * 2**_SHIFT for OpenCV, clamped so that absurd coordinates cannot overflow."""
-    clamped = np.clip(np.asarray(values, dtype=np.float64), -_COORD_LIMIT, _COORD_LIMIT)
-    return np.round(clamped * (1 << _SHIFT)).astype(np.int32)
