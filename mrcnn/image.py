@@ -68,24 +68,48 @@ def read_image(path: str | Path) -> np.ndarray:
     Grayscale, palette, RGBA and 16-bit files are converted. Raises FileNotFoundError for a
     missing file and ValueError naming the file for an unreadable one.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
+    return _decode(path, str(path))
+
+
+def decode_image(data: bytes, where: str = "upload") -> np.ndarray:
+    """Decode the bytes of an image file (JPEG, PNG, ...) as :func:`read_image` reads a file.
+
+    Returns H x W x 3 uint8 RGB with the EXIF orientation applied. Raises ValueError naming
+    ``where`` for empty bytes, bytes that are not an image, and images over PIL's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, twice over).
+    """
+    import io
+
+    if not data:
+        raise ValueError(f"{where}: the file is empty")
+    return _decode(io.BytesIO(data), where)
+
+
+def _decode(source, where: str) -> np.ndarray:
+    """PIL-decode a path or file object into H x W x 3 uint8 RGB (EXIF orientation applied)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
-        with Image.open(path) as pil:
+        with Image.open(source) as pil:
             pil = ImageOps.exif_transpose(pil)
             if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
                 array = np.asarray(pil)
                 if array.dtype != np.uint16:
                     array = np.clip(array, 0, 65535).astype(np.uint16)
-                return to_rgb_uint8(array, where=str(path))
+                return to_rgb_uint8(array, where=where)
             if pil.mode != "RGB":
                 pil = pil.convert("RGB")
             return np.asarray(pil).copy()
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
+    except UnidentifiedImageError as error:
+        # PIL's own message names a file object, not the file: say what it is in words.
+        raise ValueError(
+            f"cannot read image {where}: not an image file (JPEG, PNG, BMP, TIFF, WebP, ...)"
+        ) from error
+    except (OSError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read image {where}: {error}") from error
 
 
 # ------------------------------------------------------------------------------------------------
