@@ -242,6 +242,17 @@ def test_old_uploads_expire_from_the_cache(photos):
 def test_a_burst_of_50_requests_from_8_clients_gets_every_answer_right(photos, reference_model):
     service = SplashService(serve_model(), NAMES, score_floor=0.05)
     expected = {p.name: direct_coco(reference_model, p, 0.05) for p in photos}
+    detect, running, most_at_once = service.model.detect, [], []
+
+    def counted_detect(images):  # records how many detections run at the same time
+        running.append(1)
+        most_at_once.append(len(running))
+        try:
+            return detect(images)
+        finally:
+            running.pop()
+
+    service.model.detect = counted_detect
     jobs = [photos[i % len(photos)] for i in range(50)]
 
     def ask(path: Path) -> tuple[str, int, list]:
@@ -254,6 +265,7 @@ def test_a_burst_of_50_requests_from_8_clients_gets_every_answer_right(photos, r
         with ThreadPoolExecutor(max_workers=8) as pool:
             answers = list(pool.map(ask, jobs))
     assert len(answers) == 50
+    assert len(most_at_once) == 50 and max(most_at_once) == 1  # served in turn
     for name, status, body in answers:
         assert status == 200, body
         assert_same_results(body, expected[name], name)
