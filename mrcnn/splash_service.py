@@ -24,10 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "SplashService", "Upload", "UploadError"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "SplashService",
+    "Upload",
+    "UploadError",
+]
 
 #: Largest photo accepted by default (bytes).
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+#: Largest image accepted by default (pixels), which bounds the memory of decoded uploads.
+DEFAULT_MAX_PIXELS = 50_000_000
 
 
 class UploadError(ValueError):
@@ -65,7 +73,8 @@ class SplashService:
             default threshold and is lowered to ``score_floor`` (the model is this service's).
         class_names: names indexed by class id, "BG" first.
         score_floor: the lowest threshold the page offers; detection runs down to it.
-        max_upload_bytes: larger photos are refused (413).
+        max_upload_bytes: larger files are refused (413).
+        max_pixels: larger images are refused (413), after decoding.
         cache_size: uploads kept for re-rendering; older ones expire (404).
     """
 
@@ -76,12 +85,13 @@ class SplashService:
         *,
         score_floor: float = 0.05,
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         cache_size: int = 8,
     ) -> None:
         if not 0 <= score_floor <= 1:
             raise ValueError(f"score_floor={score_floor}: must be in [0, 1]")
-        if max_upload_bytes < 1 or cache_size < 1:
-            raise ValueError("max_upload_bytes and cache_size must be positive")
+        if min(max_upload_bytes, max_pixels, cache_size) < 1:
+            raise ValueError("max_upload_bytes, max_pixels and cache_size must be positive")
         self.model = model
         self.class_names = list(class_names)
         self.default_threshold = float(model.config.DETECTION_MIN_CONFIDENCE)
@@ -89,6 +99,7 @@ class SplashService:
         for config in {id(c): c for c in (model.config, model.net.config)}.values():
             config.DETECTION_MIN_CONFIDENCE = self.score_floor
         self.max_upload_bytes = int(max_upload_bytes)
+        self.max_pixels = int(max_pixels)
         self.cache_size = int(cache_size)
         self._uploads: OrderedDict[str, Upload] = OrderedDict()
         self._lock = threading.Lock()  # one request at a time: model, cache and renderers
@@ -109,7 +120,7 @@ class SplashService:
     def analyze(self, data: bytes, file_name: str) -> tuple[str, Upload]:
         """Decode and detect one uploaded photo, keep it, and return its id and the Upload.
 
-        Raises UploadError: 400 for empty bytes, 413 over the limit, 415 for not an image.
+        Raises UploadError: 400 for empty bytes, 413 over a limit, 415 for not an image.
         """
         upload = self.detect(data, file_name)
         upload_id = uuid.uuid4().hex
@@ -128,13 +139,20 @@ class SplashService:
             raise UploadError(f"{file_name}: the file is empty; choose a photo", 400)
         if len(data) > self.max_upload_bytes:
             raise UploadError(too_large_message(file_name, len(data), self.max_upload_bytes), 413)
-        try:
-            image = decode_image(data, where=file_name)
-        except ValueError as error:
-            raise UploadError(str(error), 415) from error
-        with self._lock:
+        with self._lock:  # decoding too: one full-size image in memory at a time
+            try:
+                image = decode_image(data, where=file_name)
+            except ValueError as error:
+                raise UploadError(str(error), 415) from error
+            pixels = image.shape[0] * image.shape[1]
+            if pixels > self.max_pixels:
+                raise UploadError(
+                    f"{file_name}: {image.shape[1]} x {image.shape[0]} pixels is over the limit "
+                    f"of {self.max_pixels / 1e6:g} megapixels; send a smaller photo",
+                    413,
+                )
             result = self.model.detect([image])[0]
-        detections = detections_to_coco([result], [_image_id(file_name)])
+            detections = detections_to_coco([result], [_image_id(file_name)])
         for entry in detections:
             entry["category_name"] = self._name(entry["category_id"])
         return Upload(

@@ -142,6 +142,7 @@ def test_threshold_and_classes_filter_without_detecting_again(
     assert default == [d for d in body["detections"] if d["score"] >= 0.5]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2
 @pytest.mark.parametrize("effect", ["gray", "blur", "dim"])
 def test_splash_png_is_the_color_splash_of_the_kept_masks(client, photos, effect):
     from pycocotools import mask as mask_utils
@@ -208,6 +209,11 @@ def test_too_large_uploads_are_refused_with_413(photos):
         huge = b"\0" * (size + 100 * 1024)  # refused from its Content-Length, before reading
         response = client.post("/api/detect", files={"image": ("huge.jpg", huge)})
         assert response.status_code == 413
+    service = SplashService(serve_model(), NAMES, max_pixels=320 * 240 - 1)
+    with TestClient(create_app(service)) as client:
+        response = client.post("/api/uploads", files={"image": ("0.jpg", photos[0].read_bytes())})
+        assert response.status_code == 413
+        assert "320 x 240 pixels is over the limit" in response.json()["error"]
 
 
 def test_bad_parameters_and_unknown_uploads_get_a_4xx(client, photos):

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest photo accepted, in MiB (default 20)",
     )
     parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=50.0,
+        metavar="MP",
+        help="largest image accepted, in millions of pixels (default 50)",
+    )
+    parser.add_argument(
         "--score-floor",
         type=float,
         default=0.05,
@@ -64,14 +71,15 @@ def run(args: argparse.Namespace) -> int:
     require_web_stack()  # before the model loads: say what to install first
     if not 0 < args.port < 65536:
         raise ValueError(f"--port {args.port}: give a TCP port in 1-65535")
-    if args.max_upload_mb <= 0 or args.cache < 1:
-        raise ValueError("--max-upload-mb and --cache must be positive")
+    if min(args.max_upload_mb, args.max_megapixels, args.cache) <= 0:
+        raise ValueError("--max-upload-mb, --max-megapixels and --cache must be positive")
     model = build_model(args)
     service = SplashService(
         model,
         class_names_for(model, args.weights, args.class_names),
         score_floor=args.score_floor,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=int(args.max_megapixels * 1e6),
         cache_size=args.cache,
     )
     if args.host not in LOCAL_HOSTS:

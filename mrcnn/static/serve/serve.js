@@ -70,6 +70,7 @@ async function sendPhoto(file) {
   if (!response.ok) return showError(await errorOf(response));
   state.upload = await response.json();
   buildClassChoices(state.upload.detections);
+  $("drop-zone").classList.add("compact");
   $("controls").hidden = false;
   $("results").hidden = false;
   render();
@@ -148,6 +149,7 @@ async function render() {
     const shown = detections.length === 1 ? "1 detection" : `${detections.length} detections`;
     $("detections-caption").textContent = `Detections: ${shown}`;
     $("status").textContent = `${upload.file_name}: ${shown} at score ≥ ${params.get("min_score")}`;
+    clearError();
     $("results").dataset.rendered = splashParams.toString();
   } catch (error) {
     if (count === state.renderCount) showError(error.message);
