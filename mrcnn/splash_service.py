@@ -152,9 +152,9 @@ class SplashService:
                     413,
                 )
             result = self.model.detect([image])[0]
-            detections = detections_to_coco([result], [_image_id(file_name)])
-        for entry in detections:
-            entry["category_name"] = self._name(entry["category_id"])
+            detections = detections_to_coco(
+                [result], [_image_id(file_name)], class_names=self.class_names
+            )
         return Upload(
             file_name,
             image,
@@ -256,10 +256,6 @@ class SplashService:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # pycocotools vs numpy 2
             return mask_utils.decode(rles).astype(bool)
-
-    def _name(self, class_id: int) -> str:
-        names = self.class_names
-        return names[class_id] if 0 <= class_id < len(names) else f"class {class_id}"
 
 
 def _image_id(file_name: str) -> int | str:
