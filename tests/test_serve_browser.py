@@ -6,6 +6,7 @@ server runs a tiny model in a thread on a free localhost port and is always stop
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 import urllib.request
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from _fixtures_data import BALLOON
-from _serve_fixtures import CLASS_NAMES, live_server, serve_model
+from _serve_fixtures import CLASS_NAMES, blob_photo, live_server, serve_model
 from PIL import Image
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -31,7 +32,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="pip install seleni
 pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install '.[serve]'")
 
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from mrcnn.serve import create_app  # noqa: E402
 from mrcnn.splash_service import SplashService  # noqa: E402
@@ -117,7 +118,11 @@ def test_upload_a_balloon_photo_change_the_threshold_and_download(server, browse
     caption = browser.find_element(By.ID, "detections-caption").text
     assert caption.startswith(f"Detections: {shown_after} detection")
 
-    # download: the file is the splash at that threshold, as the API gives it
+    # another effect re-renders the splash
+    Select(browser.find_element(By.ID, "effect")).select_by_value("blur")
+    wait(browser, lambda d: "effect=blur" in rendered(d))
+
+    # download: the file is the splash at that threshold and effect, as the API gives it
     browser.find_element(By.ID, "download").click()
     expected_name = f"{photo.stem}_splash.png"
     target = browser.downloads / expected_name
@@ -127,7 +132,7 @@ def test_upload_a_balloon_photo_change_the_threshold_and_download(server, browse
         assert target.read_bytes() == response.read()
     downloaded = Image.open(io.BytesIO(target.read_bytes()))
     assert downloaded.format == "PNG" and downloaded.size == (width, height)
-    assert f"min_score={threshold:.2f}" in href
+    assert f"min_score={threshold:.2f}" in href and "effect=blur" in href
 
     browser.save_screenshot(str(tmp_path / "page.png"))
     assert Image.open(tmp_path / "page.png").size[0] > 0
@@ -148,6 +153,26 @@ def test_uploading_a_text_file_shows_the_error(server, browser, tmp_path):
     empty.write_bytes(b"")
     browser.find_element(By.ID, "file-input").send_keys(str(empty))
     wait(browser, lambda d: "empty.jpg" in error.text and "empty" in error.text)
+
+
+def test_dropping_a_photo_on_the_page_uploads_it(server, browser, tmp_path):
+    photo = blob_photo(tmp_path / "dropped.jpg", 320, 240, seed=0)
+    browser.get(server + "/")
+    wait(browser, lambda d: "classes" in d.find_element(By.ID, "model-info").text)
+    browser.execute_script(
+        """
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+        const zone = document.getElementById("drop-zone");
+        zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+        """,
+        base64.b64encode(photo.read_bytes()).decode("ascii"),
+    )
+    wait(browser, lambda d: "min_score=0.30" in rendered(d))
+    assert "dropped.jpg" in browser.find_element(By.ID, "status").text
+    splash = browser.find_element(By.ID, "splash-image")
+    assert browser.execute_script("return arguments[0].naturalWidth", splash) == 320
 
 
 def _table_rows(driver) -> int:
