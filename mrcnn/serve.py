@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import socket
 from pathlib import Path
 
 from mrcnn.splash_service import SplashService, UploadError, too_large_message
 
-__all__ = ["STATIC_DIR", "create_app", "require_web_stack", "run_server"]
+__all__ = ["STATIC_DIR", "check_address", "create_app", "require_web_stack", "run_server"]
 
 #: The page's files.
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "serve"
@@ -179,6 +180,21 @@ def _filters(request) -> tuple[float | None, list[int] | None]:
 def _safe_stem(file_name: str) -> str:
     """The file name's stem with anything but letters, digits, '.', '-' and '_' replaced."""
     return re.sub(r"[^\w.-]", "_", Path(file_name).stem, flags=re.ASCII) or "photo"
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise RuntimeError when ``host:port`` cannot be listened on (in use, unknown host)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        raise RuntimeError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); "
+            "is another server using it? choose another with --port"
+        ) from error
 
 
 def run_server(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:

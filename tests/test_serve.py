@@ -323,3 +323,18 @@ def test_serve_command_says_how_to_install_the_web_stack(tmp_path, monkeypatch, 
     assert main(["serve", "--weights", str(tmp_path / "missing.pt")]) == 1
     error = capsys.readouterr().err
     assert "uvicorn" in error and "pip install 'mrcnn[serve]'" in error
+
+
+def test_serve_command_refuses_a_busy_port_before_loading(tmp_path, capsys):
+    import socket
+
+    from mrcnn.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["serve", "--weights", str(tmp_path / "not-loaded.pt"), "--port", str(port)]
+        assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in error and "--port" in error

@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mrcnn.commands.detect import build_model, class_names_for
-    from mrcnn.serve import create_app, require_web_stack, run_server
+    from mrcnn.serve import check_address, create_app, require_web_stack, run_server
     from mrcnn.splash_service import SplashService
 
     require_web_stack()  # before the model loads: say what to install first
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--port {args.port}: give a TCP port in 1-65535")
     if min(args.max_upload_mb, args.max_megapixels, args.cache) <= 0:
         raise ValueError("--max-upload-mb, --max-megapixels and --cache must be positive")
+    check_address(args.host, args.port)  # a busy port fails before the model loads
     model = build_model(args)
     service = SplashService(
         model,
