@@ -56,6 +56,7 @@ class Upload:
         detections: COCO results entries, best score first (masks as RLE).
         scores: float32 [N] unrounded scores of ``detections`` (the entries' are rounded).
         class_ids: int32 [N] class ids of ``detections``.
+        rois: int32 [N, 4] (y1, x1, y2, x2) boxes of ``detections``, as ``detect`` gives them.
     """
 
     file_name: str
@@ -63,6 +64,7 @@ class Upload:
     detections: list[dict]
     scores: np.ndarray
     class_ids: np.ndarray
+    rois: np.ndarray
 
 
 class SplashService:
@@ -161,6 +163,7 @@ class SplashService:
             detections,
             np.asarray(result["scores"], dtype=np.float32),
             np.asarray(result["class_ids"], dtype=np.int32),
+            np.asarray(result["rois"], dtype=np.int32).reshape(-1, 4),
         )
 
     def get(self, upload_id: str) -> Upload:
@@ -231,12 +234,10 @@ class SplashService:
         from mrcnn.splash import encode_image
         from mrcnn.visualize import draw_instances
 
-        entries = self.results(upload, keep)
-        boxes = np.array([_yxyx(e["bbox"]) for e in entries]).reshape(-1, 4)
         with self._lock:
             picture = draw_instances(
                 upload.image,
-                np.round(boxes).astype(np.int32),
+                upload.rois[keep],
                 self._masks(upload, keep),
                 upload.class_ids[keep],
                 self.class_names,
@@ -262,12 +263,6 @@ def _image_id(file_name: str) -> int | str:
     """COCO image_id of an uploaded file, as ``mrcnn detect`` gives: its stem, an int if digits."""
     stem = Path(file_name).stem
     return int(stem) if stem.isdigit() else stem
-
-
-def _yxyx(bbox: Sequence[float]) -> list[float]:
-    """COCO [x, y, w, h] as (y1, x1, y2, x2)."""
-    x, y, w, h = bbox
-    return [y, x, y + h, x + w]
 
 
 def too_large_message(file_name: str, size: int, limit: int) -> str:
