@@ -847,7 +847,10 @@ def dataset_to_coco(dataset, image_ids: Sequence[int] | np.ndarray | None = None
 
 
 def detections_to_coco(
-    results: Sequence[dict], image_ids: Sequence[Any], class_map: dict[int, int] | None = None
+    results: Sequence[dict],
+    image_ids: Sequence[Any],
+    class_map: dict[int, int] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> list[dict]:
     """``MaskRCNN.detect`` results in COCO's results format.
 
@@ -857,6 +860,8 @@ def detections_to_coco(
             [H, W, N]; "masks" may be absent for box-only results).
         image_ids: the COCO image id of each result.
         class_map: {internal class id: category id to write} (default: identity).
+        class_names: names indexed by internal class id; when given, each entry also gets a
+            ``category_name`` ("class <id>" for an id past the end).
     Returns:
         one dict per detection: image_id, category_id, bbox [x, y, w, h] floats, score and,
         with masks, segmentation (RLE, counts as str).
@@ -888,6 +893,9 @@ def detections_to_coco(
                 "bbox": [round(float(v), 3) for v in boxes[k]],
                 "score": round(float(np.asarray(r["scores"]).reshape(-1)[k]), 5),
             }
+            if class_names is not None:
+                known = 0 <= class_id < len(class_names)
+                item["category_name"] = class_names[class_id] if known else f"class {class_id}"
             if rles is not None:
                 item["segmentation"] = rles[k]
             out.append(item)

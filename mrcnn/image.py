@@ -74,15 +74,22 @@ def read_image(path: str | Path) -> np.ndarray:
     return _decode(path, str(path))
 
 
-def decode_image(data: bytes, where: str = "image data") -> np.ndarray:
-    """An encoded image (the bytes of a PNG, JPEG, ... file) as :func:`read_image` reads it.
-    Raises ValueError naming ``where`` when the bytes are not an image."""
+def decode_image(data: bytes, where: str = "upload") -> np.ndarray:
+    """Decode the bytes of an image file (JPEG, PNG, ...) as :func:`read_image` reads a file.
+
+    Returns H x W x 3 uint8 RGB with the EXIF orientation applied. Raises ValueError naming
+    ``where`` for empty bytes, bytes that are not an image, and images over PIL's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, twice over).
+    """
     import io
 
+    if not data:
+        raise ValueError(f"{where}: the file is empty")
     return _decode(io.BytesIO(data), where)
 
 
 def _decode(source, where: str) -> np.ndarray:
+    """PIL-decode a path or file object into H x W x 3 uint8 RGB (EXIF orientation applied)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -96,7 +103,12 @@ def _decode(source, where: str) -> np.ndarray:
             if pil.mode != "RGB":
                 pil = pil.convert("RGB")
             return np.asarray(pil).copy()
-    except (UnidentifiedImageError, OSError) as error:
+    except UnidentifiedImageError as error:
+        # PIL's own message names a file object, not the file: say what it is in words.
+        raise ValueError(
+            f"cannot read image {where}: not an image file (JPEG, PNG, BMP, TIFF, WebP, ...)"
+        ) from error
+    except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read image {where}: {error}") from error
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "color_splash",
     "detect_and_color_splash",
+    "encode_image",
     "free_output_path",
     "select_instances",
     "splash_background",
@@ -339,11 +340,16 @@ def splash_image_file(
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write [H, W, 3] uint8 RGB to ``path`` in the format of its extension (OpenCV)."""
     path = Path(path)
-    suffix = path.suffix.lower() or ".png"
+    path.write_bytes(encode_image(image, path.suffix or ".png", where=str(path)))
+
+
+def encode_image(image: np.ndarray, suffix: str = ".png", where: str = "image") -> bytes:
+    """[H, W, 3] uint8 RGB as the bytes of a ``suffix`` (".png", ".jpg", ...) file (OpenCV)."""
+    suffix = suffix.lower()
     ok, encoded = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise ValueError(f"{path}: OpenCV cannot write {suffix} images; use .png or .jpg")
-    path.write_bytes(encoded.tobytes())
+        raise ValueError(f"{where}: OpenCV cannot write {suffix} images; use .png or .jpg")
+    return encoded.tobytes()
 
 
 def detect_and_color_splash(

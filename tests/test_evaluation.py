@@ -443,3 +443,17 @@ def test_evaluate_dataset_on_a_coco_dataset_uses_its_ids(tmp_path):
     np.testing.assert_allclose(missed.image_aps[0.5], [0.5, 1.0])
     assert missed.dataset_ap[0.5] == pytest.approx(2 / 3)
     assert evaluate_dataset(OracleModel(dataset), dataset, limit=1).image_ids.tolist() == [0]
+
+
+def test_detections_to_coco_names_categories_when_given_class_names():
+    masks = np.zeros((4, 4, 2), dtype=bool)
+    masks[:2, :2, 0] = masks[2:, 2:, 1] = True
+    result = {
+        "boxes": np.array([[0, 0, 2, 2], [2, 2, 4, 4]], dtype=np.float32),
+        "class_ids": np.array([1, 5]),
+        "scores": np.array([0.9, 0.8], dtype=np.float32),
+        "masks": masks,
+    }
+    entries = detections_to_coco([result], ["img"], class_names=["BG", "cat"])
+    assert [e["category_name"] for e in entries] == ["cat", "class 5"]
+    assert "category_name" not in detections_to_coco([result], ["img"])[0]

@@ -12,6 +12,7 @@ from mrcnn.config import Config
 from mrcnn.image import (
     ImageMeta,
     apply_plan,
+    decode_image,
     expanded_paste_boxes,
     mold_batch,
     paste_masks,
@@ -273,6 +274,23 @@ def test_read_image(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="bad.png"):
         read_image(tmp_path / "bad.png")
+
+
+def test_decode_image_reads_bytes_as_read_image_reads_files(tmp_path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 10, 3)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif)
+    data = (tmp_path / "rotated.jpg").read_bytes()
+    decoded = decode_image(data, "rotated.jpg")
+    assert decoded.shape == (10, 6, 3)  # EXIF orientation applied
+    np.testing.assert_array_equal(decoded, read_image(tmp_path / "rotated.jpg"))
+    with pytest.raises(ValueError, match="upload: the file is empty"):
+        decode_image(b"")
+    with pytest.raises(ValueError, match="notes.txt: not an image file"):
+        decode_image(b"plain text", "notes.txt")
 
 
 # ------------------------------------------------------------------ pasting masks
