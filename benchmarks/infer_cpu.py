@@ -7,7 +7,13 @@ lower bound the machine's convolution throughput puts on the time. Both models k
 detection (score threshold 0), so the mask head and the mask pasting run on 100 instances as
 they would on a busy photo.
 
-    .venv/bin/python benchmarks/infer_cpu.py [--repeats 3] [--threads 2]
+    .venv/bin/python benchmarks/infer_cpu.py [--repeats 3] [--threads 2] [--precision bf16]
+
+With ``--precision bf16`` our model runs with INFERENCE_PRECISION="bf16" (torchvision stays in
+float32, its default), and two agreement checks are added: the share of torchvision's
+random-weight detections that ours pairs with the same class and mask IoU >= 0.9, and the mask
+mAP@0.5 of a trained shapes model (the demo's configuration, trained for --train-seconds, or
+--checkpoint) on 50 validation images in bf16 against fp32.
 """
 
 from __future__ import annotations
@@ -61,12 +67,12 @@ def run_torchvision(weights: Path, image: np.ndarray):
     return infer
 
 
-def run_ours(weights: Path, image: np.ndarray):
+def run_ours(weights: Path, image: np.ndarray, precision: str = "fp32"):
     from mrcnn.config import TorchvisionCocoConfig
     from mrcnn.model import MaskRCNN
 
     config = TorchvisionCocoConfig.from_overrides(
-        {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}
+        {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu", "INFERENCE_PRECISION": precision}
     )
     model = MaskRCNN("inference", config)
     model.load_weights(str(weights))
@@ -77,7 +83,7 @@ def run_ours(weights: Path, image: np.ndarray):
     return infer
 
 
-def worker(which: str, weights: Path, threads: int, out: Path) -> None:
+def worker(which: str, weights: Path, threads: int, out: Path, precision: str) -> None:
     """Serve timed runs: one inference per "run" line on stdin, then save and report on EOF.
 
     The parent alternates the two workers run by run, so that a change in machine load hits
@@ -85,7 +91,10 @@ def worker(which: str, weights: Path, threads: int, out: Path) -> None:
     """
     torch.set_num_threads(threads)
     image = photo_like_image(HEIGHT, WIDTH)
-    infer = (run_ours if which == "ours" else run_torchvision)(weights, image)
+    if which == "ours":
+        infer = run_ours(weights, image, precision)
+    else:
+        infer = run_torchvision(weights, image)
     result = infer()  # warm-up (allocator, anchor cache, oneDNN primitives)
     print("ready", flush=True)
     for line in sys.stdin:
@@ -98,11 +107,13 @@ def worker(which: str, weights: Path, threads: int, out: Path) -> None:
     print(json.dumps({"peak_rss_mib": peak_rss_mib()}), flush=True)
 
 
-def conv_throughput(threads: int) -> float:
+def conv_throughput(threads: int, dtype: torch.dtype = torch.float32) -> float:
     """GFLOP/s of a 3x3 256->256 convolution on a 200x272 map, the FPN's largest level."""
     torch.set_num_threads(threads)
-    conv = torch.nn.Conv2d(256, 256, 3, padding=1)
-    x = torch.randn(1, 256, 200, 272)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1).to(
+        dtype=dtype, memory_format=torch.channels_last
+    )
+    x = torch.randn(1, 256, 200, 272).to(dtype=dtype, memory_format=torch.channels_last)
     flops = 2 * 256 * 256 * 9 * 200 * 272
     with torch.inference_mode():
         conv(x)
@@ -139,32 +150,77 @@ def network_gflop() -> float:
     return sum(n for op, n in counts.items() if op is not torch.ops.aten.mm) / 1e9
 
 
-def compare(ours: dict, reference: dict) -> str:
-    """Match detections one to one (same class, nearest box) and summarise the differences.
-
-    In float32 many random-weight detections have nearly equal scores, so the two models may
-    list them in a different order; matching compares them as sets.
-    """
-    n_ours, n_ref = len(ours["scores"]), len(reference["scores"])
-    unmatched = set(range(n_ref))
-    box_diffs, score_diffs, ious = [], [], []
-    for i in range(n_ours):
+def pair(ours: dict, reference: dict) -> list[tuple[int, int, float, float]]:
+    """Match detections one to one (same class, nearest box): (i ours, j reference, largest box
+    difference in px, mask IoU) per pair."""
+    unmatched = set(range(len(reference["scores"])))
+    pairs = []
+    for i in range(len(ours["scores"])):
         candidates = [j for j in unmatched if reference["labels"][j] == ours["labels"][i]]
         if not candidates:
             continue
         diffs = [np.abs(ours["boxes"][i] - reference["boxes"][j]).max() for j in candidates]
         j = candidates[int(np.argmin(diffs))]
         unmatched.discard(j)
-        box_diffs.append(float(min(diffs)))
-        score_diffs.append(abs(float(ours["scores"][i]) - float(reference["scores"][j])))
         union = np.logical_or(ours["masks"][i], reference["masks"][j]).sum()
         inter = np.logical_and(ours["masks"][i], reference["masks"][j]).sum()
-        ious.append(1.0 if union == 0 else inter / union)
+        pairs.append((i, j, float(min(diffs)), 1.0 if union == 0 else float(inter / union)))
+    return pairs
+
+
+def compare(ours: dict, reference: dict) -> str:
+    """Summarise the differences of two sets of detections matched by :func:`pair`.
+
+    In float32 many random-weight detections have nearly equal scores, so the two models may
+    list them in a different order; matching compares them as sets.
+    """
+    n_ours, n_ref = len(ours["scores"]), len(reference["scores"])
+    pairs = pair(ours, reference)
+    box_diffs = [p[2] for p in pairs]
+    score_diffs = [
+        abs(float(ours["scores"][i]) - float(reference["scores"][j])) for i, j, *_ in pairs
+    ]
+    ious = [p[3] for p in pairs]
     close = sum(d < 0.01 for d in box_diffs)
+    good = sum(iou >= 0.9 for iou in ious)
     return (
         f"{n_ours} ours vs {n_ref} torchvision; {close} matched within 0.01 px "
         f"(max box difference {max(box_diffs, default=0):.2e} px, max score difference "
-        f"{max(score_diffs, default=0):.2e}, lowest mask IoU {min(ious, default=1.0):.4f})"
+        f"{max(score_diffs, default=0):.2e}, lowest mask IoU {min(ious, default=1.0):.4f}); "
+        f"paired with the same class and mask IoU >= 0.9: {good}/{n_ref} "
+        f"({100 * good / max(n_ref, 1):.0f}%)"
+    )
+
+
+def trained_agreement(checkpoint: Path | None, train_seconds: float) -> str:
+    """Mask mAP@0.5 on 50 shapes validation images of a trained model in fp32 and in bf16.
+
+    The model is ``checkpoint`` (trained with the demo's ShapesDemoConfig), else the demo's
+    configuration trained here for ``train_seconds``.
+    """
+    from mrcnn.datasets.shapes import ShapesDataset
+    from mrcnn.demo import ShapesDemoConfig, _shapes, run_demo
+    from mrcnn.evaluation import evaluate_dataset
+    from mrcnn.model import MaskRCNN
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if checkpoint is None:
+            run_demo(Path(tmp) / "demo", train_seconds=train_seconds, progress=False)
+            checkpoint = next((Path(tmp) / "demo" / "logs").glob("*/*.pt"))
+        val = _shapes(ShapesDataset, 50, "val", 0)
+        scores = {}
+        for precision in ("fp32", "bf16"):
+            config = ShapesDemoConfig.from_overrides(
+                {"INFERENCE_PRECISION": precision, "DEVICE": "cpu"}
+            )
+            model = MaskRCNN("inference", config, tmp)
+            model.load_weights(str(checkpoint))
+            result = evaluate_dataset(model, val, progress=False, coco_results=False)
+            scores[precision] = result.map50
+    return (
+        f"trained shapes model ({checkpoint.name if checkpoint else 'demo'}): mask mAP@0.5 "
+        f"fp32 {scores['fp32']:.4f}, bf16 {scores['bf16']:.4f}, difference "
+        f"{abs(scores['bf16'] - scores['fp32']):.4f}"
     )
 
 
@@ -212,12 +268,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument(
+        "--train-seconds",
+        type=float,
+        default=240.0,
+        help="bf16 only: training budget of the shapes model for the mAP agreement",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="bf16 only: a trained demo checkpoint instead of training"
+    )
     parser.add_argument("--worker", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.weights, args.threads, args.out)
+        worker(args.worker, args.weights, args.threads, args.out, args.precision)
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -237,6 +303,8 @@ def main() -> None:
                 str(args.threads),
                 "--out",
                 str(outs[which]),
+                "--precision",
+                args.precision,
             ]
             workers[which] = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -254,13 +322,17 @@ def main() -> None:
             stats[which].update(json.loads(process.stdout.readline()))
             process.wait()
             outputs[which] = dict(np.load(outs[which]))
-        agreement64 = float64_agreement(weights)
+        agreement64 = float64_agreement(weights) if args.precision == "fp32" else None
 
     tv_ms = statistics.median(stats["torchvision"]["ms"])
     our_ms = statistics.median(stats["ours"]["ms"])
     gflop = network_gflop()
-    conv_rate = conv_throughput(args.threads)
-    print(f"input {WIDTH}x{HEIGHT}, float32, {args.threads} threads, median of {args.repeats}")
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    conv_rate = conv_throughput(args.threads, dtype)
+    print(
+        f"input {WIDTH}x{HEIGHT}, ours in {args.precision}, torchvision in fp32, "
+        f"{args.threads} threads, median of {args.repeats}"
+    )
     print(
         f"torchvision maskrcnn_resnet50_fpn: {tv_ms:8.0f} ms/image  "
         f"peak RSS {stats['torchvision']['peak_rss_mib']:.0f} MiB"
@@ -273,11 +345,16 @@ def main() -> None:
         f"time ratio ours/torchvision: {our_ms / tv_ms:.3f}   memory ratio: "
         f"{stats['ours']['peak_rss_mib'] / stats['torchvision']['peak_rss_mib']:.3f}"
     )
-    print(f"detections in float32: {compare(outputs['ours'], outputs['torchvision'])}")
-    print(f"detections in float64: {agreement64}")
     print(
-        f"network cost {gflop:.0f} GFLOP; 3x3-conv throughput here {conv_rate:.0f} GFLOP/s; "
-        f"lower bound at that rate {gflop / conv_rate * 1000:.0f} ms/image"
+        f"detections ({args.precision} vs fp32): {compare(outputs['ours'], outputs['torchvision'])}"
+    )
+    if agreement64 is not None:
+        print(f"detections in float64: {agreement64}")
+    else:
+        print(trained_agreement(args.checkpoint, args.train_seconds))
+    print(
+        f"network cost {gflop:.0f} GFLOP; 3x3-conv throughput here in {args.precision} "
+        f"{conv_rate:.0f} GFLOP/s; lower bound at that rate {gflop / conv_rate * 1000:.0f} ms/image"
     )
 
 

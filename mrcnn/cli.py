@@ -69,6 +69,18 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool 
     )
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """--precision, for the commands that run inference (sets INFERENCE_PRECISION)."""
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        help="inference precision: bf16 on CPUs with native bf16 (AVX512_BF16/AMX) and GPUs, "
+        "fp16 on GPUs; box decoding, NMS and mask pasting stay fp32 (default: the config's "
+        "INFERENCE_PRECISION, fp32)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mrcnn import __version__
 

@@ -187,6 +187,10 @@ class Config:
     # --- Runtime -------------------------------------------------------------------------------
     #: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
     DEVICE = "auto"
+    #: Precision of detect/splash/evaluate: "fp32", "bf16" (CPUs with native bf16 such as
+    #: AVX512_BF16/AMX, and GPUs) or "fp16" (GPUs). Convolutions and matrix products run in
+    #: it; box decoding, NMS, coordinates and mask pasting stay in float32.
+    INFERENCE_PRECISION = "fp32"
     #: CPU threads for torch; 0 leaves torch's default (all physical cores).
     CPU_THREADS = 0
     #: Keep convolution weights and activations in channels-last memory layout, which oneDNN
@@ -256,6 +260,10 @@ class Config:
             errors.append(
                 f"MEAN_PIXEL has {len(self.MEAN_PIXEL)} values for "
                 f"IMAGE_CHANNEL_COUNT={self.IMAGE_CHANNEL_COUNT}"
+            )
+        if self.INFERENCE_PRECISION not in ("fp32", "bf16", "fp16"):
+            errors.append(
+                f"INFERENCE_PRECISION={self.INFERENCE_PRECISION!r}: use 'fp32', 'bf16' or 'fp16'"
             )
         unknown = [k for k in self.KEEP_CONVENTIONS or () if k not in CONVENTIONS]
         if isinstance(self.KEEP_CONVENTIONS, str) or unknown:

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from mrcnn.cli import add_config_arguments, add_model_arguments
+from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_argument
 
 HELP = "detect instances in images: figures and COCO results JSON"
 
 #: Config keys of a checkpoint that describe the machine it was trained on, not the model.
-RUNTIME_KEYS = ("DEVICE", "CPU_THREADS")
+RUNTIME_KEYS = ("DEVICE", "CPU_THREADS", "INFERENCE_PRECISION")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_class_names_argument(parser)
     add_model_arguments(parser)
+    add_precision_argument(parser)
     add_config_arguments(parser)
 
 
@@ -186,10 +187,11 @@ def add_class_names_argument(parser: argparse.ArgumentParser) -> None:
 def inference_config(args: argparse.Namespace):
     """The config for running ``args.weights``.
 
-    --config when given; else the config saved in an mrcnn checkpoint (without its DEVICE and
-    CPU_THREADS); else TorchvisionCocoConfig for ``--weights coco``; else the base Config.
-    --set and --device apply on top. ``--weights last`` is first resolved (in ``args``) to the
-    newest checkpoint under --logs (of the NAME given with --set, if any).
+    --config when given; else the config saved in an mrcnn checkpoint (without its DEVICE,
+    CPU_THREADS and INFERENCE_PRECISION); else TorchvisionCocoConfig for ``--weights coco``;
+    else the base Config. --set, --device and --precision apply on top. ``--weights last`` is
+    first resolved (in ``args``) to the newest checkpoint under --logs (of the NAME given with
+    --set, if any).
     """
     from mrcnn.config import (
         COMPUTED_ATTRIBUTES,
@@ -202,6 +204,8 @@ def inference_config(args: argparse.Namespace):
     overrides = list(getattr(args, "set", None) or [])
     if getattr(args, "device", None):
         overrides.append(f"DEVICE={args.device}")
+    if getattr(args, "precision", None):
+        overrides.append(f"INFERENCE_PRECISION={args.precision}")
     if str(args.weights) == "last":
         # Resolve now, so that the config and the weights come from the same checkpoint.
         from mrcnn.training.checkpoint import find_last

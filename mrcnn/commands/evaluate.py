@@ -16,7 +16,12 @@ import json
 import time
 from pathlib import Path
 
-from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_arguments
+from mrcnn.cli import (
+    add_config_arguments,
+    add_dataset_argument,
+    add_model_arguments,
+    add_precision_argument,
+)
 
 HELP = "evaluate a model on a dataset: Matterport mAP and (with --coco) COCO AP"
 
@@ -53,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser)
     add_model_arguments(parser)
+    add_precision_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

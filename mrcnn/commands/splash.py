@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mrcnn.cli import add_config_arguments, add_model_arguments
+from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_argument
 from mrcnn.commands.detect import add_class_names_argument
 
 HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the rest"
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
     add_class_names_argument(parser)
     add_model_arguments(parser)
+    add_precision_argument(parser)
     add_config_arguments(parser)
 
 

@@ -19,6 +19,7 @@ from mrcnn.boxes import xyxy_to_yxyx
 from mrcnn.conventions import reconcile as reconcile_conventions
 from mrcnn.image import ImageMeta, mold_batch, paste_masks, to_rgb_uint8, unmold_boxes
 from mrcnn.model.network import MaskRCNNNet
+from mrcnn.model.precision import inference_autocast
 from mrcnn.training.checkpoint import find_last as find_last_checkpoint
 
 __all__ = ["MaskRCNN", "MaskRCNNNet", "resolve_device"]
@@ -223,7 +224,9 @@ class MaskRCNN:
     def _detect_batch(self, images: list[np.ndarray]) -> list[dict]:
         batch, metas = mold_batch(images, self.config, self.dtype, self.device)
         windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
-        found = self.net(batch, windows)
+        precision = str(getattr(self.config, "INFERENCE_PRECISION", "fp32"))
+        with inference_autocast(precision, self.device, self.dtype):
+            found = self.net(batch, windows)
         return [
             _unmold_detections(found, found["image_index"] == i, meta)
             for i, meta in enumerate(metas)

@@ -48,28 +48,38 @@ class ConvWithFrozenBatchNorm(nn.Conv2d):
 
     _folded_bn: FrozenBatchNorm2d
 
-    def folded_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def folded_weights(self, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight [O, I, k, k], bias [O]) of the convolution with the BatchNorm folded in.
 
-        Without autograd the result is cached until a weight or buffer changes (tracked by the
-        tensors' version counters), so inference pays for the folding once.
+        The fold is computed in the parameters' dtype, then cast to ``dtype`` (e.g. bfloat16
+        under autocast) when given. Without autograd the result is cached per dtype until a
+        weight or buffer changes (tracked by the tensors' version counters), so inference pays
+        for the folding and the cast once.
         """
         bn = self._folded_bn
         sources = (self.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
         key = tuple((id(t), t._version, t.dtype, t.device) for t in sources)
         key += (self.weight.is_contiguous(memory_format=torch.channels_last),)
-        cached = self.__dict__.get("_folded_cache")
+        target = dtype or self.weight.dtype
+        caches = self.__dict__.setdefault("_folded_cache", {})
+        cached = caches.get(target)
         if cached is not None and cached[0] == key and not torch.is_grad_enabled():
             return cached[1], cached[2]
         scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
         bias = bn.bias - bn.running_mean * scale
         weight = self.weight * scale.view(-1, 1, 1, 1)
+        if target != weight.dtype:
+            weight, bias = weight.to(target), bias.to(target)
         if not torch.is_grad_enabled():
-            self.__dict__["_folded_cache"] = (key, weight, bias)
+            caches[target] = (key, weight, bias)
         return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.folded_weights()
+        device_type = x.device.type
+        dtype = None
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+        weight, bias = self.folded_weights(dtype)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 

@@ -16,6 +16,7 @@ from mrcnn.model.backbone import ResNetBackbone, backbone_channels, clear_folded
 from mrcnn.model.detection import refine_detections
 from mrcnn.model.fpn import FeaturePyramid
 from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
+from mrcnn.model.precision import decoding_dtype
 from mrcnn.model.proposals import generate_proposals
 from mrcnn.model.roi_align import pyramid_roi_align
 from mrcnn.model.rpn import RPNHead
@@ -184,12 +185,16 @@ class MaskRCNNNet(nn.Module):
         """
         image_shape = (images.shape[-2], images.shape[-1])
         features = self.features(images)
-        objectness, rpn_deltas = self.rpn_outputs(features)
+        # Under bf16/fp16 autocast the layers' outputs are half precision; anchors, box
+        # decoding, NMS and coordinates are computed in float32 (decoding_dtype).
+        objectness, rpn_deltas = map(decoding_dtype, self.rpn_outputs(features))
         rois, _, roi_image = self.proposals(objectness, rpn_deltas, image_shape, windows)
-        class_logits, deltas = self.box_predictions(features, rois, roi_image)
+        class_logits, deltas = map(decoding_dtype, self.box_predictions(features, rois, roi_image))
         found = self.detections(class_logits, deltas, rois, roi_image, windows)
-        found["masks"] = self.mask_probabilities(
-            features, found["boxes"], found["image_index"], found["class_ids"]
+        found["masks"] = decoding_dtype(
+            self.mask_probabilities(
+                features, found["boxes"], found["image_index"], found["class_ids"]
+            )
         )
         return found
 
