@@ -20,6 +20,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "inspect-data": "inspect_data",
     "demo": "demo",
+    "export": "export",
 }
 
 
