@@ -354,4 +354,3 @@ def test_runtime_errors_name_the_file(tmp_path):
     onnx.save(helper.make_model(graph), plain)
     with pytest.raises(ValueError, match="mrcnn export"):
         runtime.OnnxMaskRCNN(plain)
-

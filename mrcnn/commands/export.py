@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """"800x1088" -> (800, 1088) (height x width); None stays None."""
+    """ "800x1088" -> (800, 1088) (height x width); None stays None."""
     if text is None:
         return None
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
