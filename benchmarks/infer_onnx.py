@@ -61,7 +61,9 @@ def agreement(ours: dict, exported: dict) -> str:
         ious.append(1.0 if union == 0 else np.logical_and(a, b).sum() / union)
         scores.append(max(float(ours["scores"][i]), float(exported["scores"][j])))
     close = [d <= 0.5 and iou >= 0.98 for d, iou in zip(box_diffs, ious, strict=True)]
-    off = [s for s, c in zip(scores, close, strict=True) if not c]
+    off = [
+        (s, d, iou) for s, d, iou, c in zip(scores, box_diffs, ious, close, strict=True) if not c
+    ]
     close_diffs = [d for d, c in zip(box_diffs, close, strict=True) if c]
     close_ious = [iou for iou, c in zip(ious, close, strict=True) if c]
     text = (
@@ -71,9 +73,10 @@ def agreement(ours: dict, exported: dict) -> str:
         f"lowest mask IoU {min(close_ious, default=1.0):.4f})"
     )
     if off:
+        listed = ", ".join(f"score {s:.4f}: {d:.2f} px, IoU {iou:.3f}" for s, d, iou in off)
         text += (
-            f"; the {len(off)} others score at most {max(off):.5f} (scores run "
-            f"{float(ours['scores'].min()):.5f}..{float(ours['scores'].max()):.5f})"
+            f"; the {len(off)} others ({listed}; all scores run "
+            f"{float(ours['scores'].min()):.4f}..{float(ours['scores'].max()):.4f})"
         )
     return text
 

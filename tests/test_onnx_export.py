@@ -164,6 +164,7 @@ def test_onnxruntime_matches_pytorch_matterport_style(matterport_export):
     assert_same_detections(model.detect(images), exported.detect(images))
 
 
+@pytest.mark.slow
 def test_onnxruntime_matches_pytorch_torchvision_style(torchvision_export):
     model, onnx_file = torchvision_export
     exported = runtime.OnnxMaskRCNN(onnx_file)
@@ -181,6 +182,7 @@ def test_image_larger_than_the_input_is_fitted_with_a_warning(torchvision_export
     assert (result["boxes"][:, [2, 3]] <= [90, 120]).all()
 
 
+@pytest.mark.slow
 def test_no_detections_gives_empty_results(tmp_path):
     model = tiny_model(BACKBONE="resnet18", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64)
     with torch.no_grad():
@@ -195,6 +197,7 @@ def test_no_detections_gives_empty_results(tmp_path):
         exported.detect([])
 
 
+@pytest.mark.slow
 def test_torch_export_program_matches_the_network(tmp_path):
     from mrcnn.deploy.export import export_program
 
@@ -337,7 +340,7 @@ def test_unmold_and_paste_are_the_torch_ones():
     assert (pasted != reference.numpy()).sum() <= 2  # float rounding at the 0.5 threshold
 
 
-def test_runtime_errors_name_the_file(tmp_path):
+def test_runtime_errors_name_the_file(tmp_path, monkeypatch):
     import onnx
     from onnx import TensorProto, helper
 
@@ -353,4 +356,7 @@ def test_runtime_errors_name_the_file(tmp_path):
     graph.output[0].name = "y"
     onnx.save(helper.make_model(graph), plain)
     with pytest.raises(ValueError, match="mrcnn export"):
+        runtime.OnnxMaskRCNN(plain)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    with pytest.raises(RuntimeError, match="pip install onnxruntime"):
         runtime.OnnxMaskRCNN(plain)
