@@ -190,7 +190,7 @@ def export_program(
     graph, example = inference_graph(model, input_size)
     with _fresh_folded_weights(model.net), torch.no_grad(), _quiet_exporter():
         program = torch.export.export(graph, example, strict=False)
-    with _atomic_target(path) as temporary:
+    with _atomic_target(path) as temporary, _quiet_exporter():
         torch.export.save(program, temporary)
     return path
 
@@ -218,8 +218,10 @@ def _atomic_target(path: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """Silence the exporter's notes that are not the user's business (a deprecation inside
-    torchvision's NMS registration; attributes set while tracing, which are cleared after)."""
+    torchvision's NMS registration; attributes set while tracing, which are cleared after;
+    torch.export.save's note on weights that share storage, all on the CPU here)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*create_unbacked_symint.*")
         warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+        warnings.filterwarnings("ignore", message=".*No complete tensor found in the group.*")
         yield
