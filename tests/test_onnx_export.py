@@ -141,6 +141,8 @@ def assert_same_detections(reference: list[dict], exported: list[dict]) -> None:
     >= 0.98 (over all images together)."""
     total = sum(len(r["scores"]) for r in reference)
     assert total >= 20, "too few detections for a meaningful comparison"
+    non_empty = sum(int(r["masks"].any(axis=(0, 1)).sum()) for r in reference)
+    assert non_empty >= 0.9 * total, "empty masks would make the IoU check vacuous"
     paired, box_diffs, ious = 0, [], []
     for ref, out in zip(reference, exported, strict=True):
         assert len(out["scores"]) == len(ref["scores"])
