@@ -264,13 +264,15 @@ def test_export_refuses_to_overwrite(matterport_export, tmp_path, capsys):
         export_onnx(tiny_model(), out)
 
 
-def test_export_bad_input_size_and_missing_folder(matterport_export, tmp_path, capsys):
+def test_export_bad_input_size_opset_and_missing_folder(matterport_export, tmp_path, capsys):
     checkpoint, _ = matterport_export
     args = ["export", "--weights", str(checkpoint)]
     assert main([*args, "--input-size", "128", str(tmp_path / "a.onnx")]) == 1
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
     assert main([*args, str(tmp_path / "missing" / "a.onnx")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert main([*args, "--opset", "13", str(tmp_path / "a.onnx")]) == 1
+    assert "use 16 or later" in capsys.readouterr().err
 
 
 def test_export_says_how_to_install_missing_packages(monkeypatch, tmp_path, capsys):

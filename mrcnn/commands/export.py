@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="network input size the graph is made for (default: the config's molded size, "
         "e.g. IMAGE_MAX_DIM square for IMAGE_RESIZE_MODE=square)",
     )
-    parser.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    parser.add_argument(
+        "--opset", type=int, help="ONNX opset version, 16 or later (default: the exporter's)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument(
         "--logs", default="logs", metavar="DIR", help="folder of run folders (default: logs)"
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} exists: choose another name or pass --overwrite")
     size = parse_size(args.input_size)
     if args.format == "onnx":
+        exporting.check_opset(args.opset)
         exporting.check_onnx_dependencies()
     args.device = "cpu"  # the graph is traced on the CPU in float32
     model = build_model(args)

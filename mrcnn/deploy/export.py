@@ -54,6 +54,19 @@ def check_onnx_dependencies() -> None:
         raise RuntimeError(f"ONNX export needs {' and '.join(missing)}: {INSTALL_HINT}")
 
 
+#: RoiAlign's coordinate_transformation_mode (needed for aligned ROIAlign) came in opset 16.
+MIN_OPSET = 16
+
+
+def check_opset(opset: int | None) -> None:
+    """Raise ValueError for an opset too old for the graph (None: the exporter's default)."""
+    if opset is not None and int(opset) < MIN_OPSET:
+        raise ValueError(
+            f"--opset {opset}: use {MIN_OPSET} or later (RoiAlign's "
+            "coordinate_transformation_mode, which aligned ROIAlign needs, came in opset 16)"
+        )
+
+
 def default_input_size(config) -> tuple[int, int]:
     """(H, W) network input the export is made for, when none is given.
 
@@ -152,10 +165,12 @@ def export_onnx(
         "class_ids" int64 [D], "scores" [D], "masks" [D, M, M]; see :mod:`mrcnn.deploy.runtime`.
     Raises:
         FileExistsError: ``path`` exists and not ``overwrite``.
+        ValueError: ``opset`` below 16.
         RuntimeError: onnx or onnxscript is not installed (the message says how to install).
     """
     path = Path(path)
     _check_target(path, overwrite)
+    check_opset(opset)
     check_onnx_dependencies()
     graph, example = inference_graph(model, input_size)
     metadata = {
