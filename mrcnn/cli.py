@@ -21,6 +21,7 @@ COMMANDS = {
     "inspect-data": "inspect_data",
     "demo": "demo",
     "serve": "serve",
+    "export": "export",
 }
 
 

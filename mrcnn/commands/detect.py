@@ -41,8 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output", required=True, metavar="DIR", help="folder for the figures and JSON files"
     )
     add_class_names_argument(parser)
-    add_model_arguments(parser)
+    add_model_arguments(parser, weights_required=False)
     add_precision_argument(parser)
+    parser.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="run an exported model (mrcnn export) with ONNX Runtime instead of --weights; "
+        "needs onnxruntime",
+    )
     add_config_arguments(parser)
 
 
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.splash import IMAGE_SUFFIXES
 
     paths = list_inputs(Path(args.input), IMAGE_SUFFIXES)
-    model = build_model(args)
+    model = _onnx_model(args) if args.onnx else build_model(_with_weights(args))
     class_names = class_names_for(model, args.weights, args.class_names)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +81,24 @@ def run(args: argparse.Namespace) -> int:
     done = len(paths) - failed
     print(f"wrote {done} figures and {out / 'detections.json'} ({len(everything)} detections)")
     return 1 if failed else 0
+
+
+def _with_weights(args: argparse.Namespace) -> argparse.Namespace:
+    if not args.weights:
+        raise ValueError("give --weights (a checkpoint, coco or last) or --onnx FILE")
+    return args
+
+
+def _onnx_model(args: argparse.Namespace):
+    """The exported model of --onnx; its settings come from the file, not --config/--set."""
+    from mrcnn.deploy.runtime import OnnxMaskRCNN
+
+    if args.weights or args.config or args.set:
+        raise ValueError(
+            "--onnx runs the exported model with the settings stored in it: "
+            "drop --weights, --config and --set"
+        )
+    return OnnxMaskRCNN(args.onnx)
 
 
 # ------------------------------------------------------------------------------------------------

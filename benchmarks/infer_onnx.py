@@ -1,0 +1,152 @@
+"""CPU inference: the exported ONNX model in ONNX Runtime against our PyTorch model.
+
+Same weights (torchvision's Mask R-CNN ResNet-50 FPN layout, random), same 800x1066 photo-like
+image, TorchvisionCocoConfig with every detection kept (score threshold 0, so the mask head and
+the pasting run on 100 instances). Exports the model once (printing how long that took), then
+times ``MaskRCNN.detect`` and ``OnnxMaskRCNN.detect`` alternately (median of --repeats after a
+warm-up, same thread count), splits ONNX Runtime's time into the graph and the numpy pre- and
+post-processing, and checks that the two agree by the test's criteria.
+
+    .venv/bin/python benchmarks/infer_onnx.py [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_mib  # noqa: E402
+
+from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn  # noqa: E402
+
+HEIGHT, WIDTH = 800, 1066
+
+
+def our_model(weights: Path):
+    from mrcnn.config import TorchvisionCocoConfig
+    from mrcnn.model import MaskRCNN
+
+    config = TorchvisionCocoConfig.from_overrides(
+        {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}
+    )
+    model = MaskRCNN("inference", config)
+    model.load_weights(str(weights))
+    return model
+
+
+def agreement(ours: dict, exported: dict) -> str:
+    """Pairs (same class, nearest box) and how close they are, as the test measures it; for
+    the pairs that are not close, the highest score involved (near-tied low scores at the
+    DETECTION_MAX_INSTANCES cut are where float rounding swaps detections)."""
+    free = set(range(len(exported["scores"])))
+    box_diffs, ious, scores = [], [], []
+    for i in range(len(ours["scores"])):
+        same = [j for j in free if exported["class_ids"][j] == ours["class_ids"][i]]
+        if not same:
+            continue
+        diffs = [float(np.abs(ours["boxes"][i] - exported["boxes"][j]).max()) for j in same]
+        j = same[int(np.argmin(diffs))]
+        free.discard(j)
+        box_diffs.append(min(diffs))
+        a, b = ours["masks"][..., i], exported["masks"][..., j]
+        union = np.logical_or(a, b).sum()
+        ious.append(1.0 if union == 0 else np.logical_and(a, b).sum() / union)
+        scores.append(max(float(ours["scores"][i]), float(exported["scores"][j])))
+    close = [d <= 0.5 and iou >= 0.98 for d, iou in zip(box_diffs, ious, strict=True)]
+    off = [
+        (s, d, iou) for s, d, iou, c in zip(scores, box_diffs, ious, close, strict=True) if not c
+    ]
+    close_diffs = [d for d, c in zip(box_diffs, close, strict=True) if c]
+    close_ious = [iou for iou, c in zip(ious, close, strict=True) if c]
+    text = (
+        f"{len(ours['scores'])} PyTorch vs {len(exported['scores'])} ONNX Runtime detections, "
+        f"{len(box_diffs)} paired by class; {sum(close)} with box within 0.5 px and mask IoU "
+        f">= 0.98 (among those: largest box difference {max(close_diffs, default=0):.2e} px, "
+        f"lowest mask IoU {min(close_ious, default=1.0):.4f})"
+    )
+    if off:
+        listed = ", ".join(f"score {s:.4f}: {d:.2f} px, IoU {iou:.3f}" for s, d, iou in off)
+        text += (
+            f"; the {len(off)} others ({listed}; all scores run "
+            f"{float(ours['scores'].min()):.4f}..{float(ours['scores'].max()):.4f})"
+        )
+    return text
+
+
+class TimedSession:
+    """An onnxruntime session that records how long each run took (ms)."""
+
+    def __init__(self, session) -> None:
+        self.session, self.ms = session, []
+
+    def run(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self.session.run(*args, **kwargs)
+        self.ms.append((time.perf_counter() - start) * 1000)
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from mrcnn.deploy.export import export_onnx
+    from mrcnn.deploy.runtime import OnnxMaskRCNN
+
+    image = photo_like_image(HEIGHT, WIDTH)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "weights.pth"
+        torch.save(randomised_torchvision_maskrcnn().state_dict(), weights)
+        model = our_model(weights)
+        start = time.perf_counter()
+        onnx_file = export_onnx(model, Path(tmp) / "model.onnx")
+        export_s = time.perf_counter() - start
+        size_mib = onnx_file.stat().st_size / 2**20
+        exported = OnnxMaskRCNN(onnx_file, threads=args.threads)
+        exported.session = timed = TimedSession(exported.session)
+
+        runs = {
+            "pytorch": lambda: model.detect([image])[0],
+            "onnx": lambda: exported.detect([image])[0],
+        }
+        results = {which: infer() for which, infer in runs.items()}  # warm-up
+        times: dict[str, list[float]] = {which: [] for which in runs}
+        graph_ms = []
+        for _ in range(args.repeats):
+            for which, infer in runs.items():
+                start = time.perf_counter()
+                results[which] = infer()
+                times[which].append((time.perf_counter() - start) * 1000)
+            graph_ms.append(timed.ms[-1])
+
+    ours, onnx = statistics.median(times["pytorch"]), statistics.median(times["onnx"])
+    graph = statistics.median(graph_ms)
+    outside = statistics.median(t - g for t, g in zip(times["onnx"], graph_ms, strict=True))
+    print(
+        f"input {WIDTH}x{HEIGHT} (network input {exported.input_size[1]}x"
+        f"{exported.input_size[0]}), float32, {args.threads} threads, median of {args.repeats}"
+    )
+    print(f"export: {export_s:.0f} s, {size_mib:.0f} MiB .onnx file")
+    print(f"mrcnn PyTorch (TorchvisionCocoConfig): {ours:8.0f} ms/image")
+    print(
+        f"ONNX Runtime (mrcnn.deploy.runtime):   {onnx:8.0f} ms/image "
+        f"(graph {graph:.0f} ms, numpy molding + pasting {outside:.0f} ms)"
+    )
+    print(f"time ratio ONNX Runtime / PyTorch: {onnx / ours:.3f}")
+    print(f"peak RSS of this process (both models): {peak_rss_mib():.0f} MiB")
+    print(f"detections: {agreement(results['pytorch'], results['onnx'])}")
+
+
+if __name__ == "__main__":
+    main()

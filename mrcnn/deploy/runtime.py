@@ -1,0 +1,282 @@
+"""Run an exported Mask R-CNN (``mrcnn export``) with ONNX Runtime: needs numpy and onnxruntime.
+
+The ONNX graph (see :mod:`mrcnn.deploy.graph`) takes one molded image of the size it was
+exported for and returns detections in that input's pixels. This module does the rest, with the
+same arithmetic as :mod:`mrcnn.image` but in numpy, so it runs where torch is not installed:
+
+1. **Molding**: plan the resize with the model's IMAGE_* settings (:mod:`mrcnn.resize_plan`),
+   subtract MEAN_PIXEL (and divide by STD_PIXEL), resize bilinearly (PyTorch's
+   ``align_corners=False`` rule), zero-pad to the graph's input size. The window (the image's
+   place in the padded input) is the graph's second input.
+2. **Unmolding**: boxes (x1, y1, x2, y2) back to original-image pixels.
+3. **Mask pasting**: each M x M soft mask, padded by one zero pixel, resized into its widened
+   box and thresholded at 0.5: bool [H, W, N] at the original resolution.
+
+The settings and class names travel in the ONNX file's metadata (key ``mrcnn``), so the file
+alone is enough. An image whose molded size exceeds the graph's input is scaled down further to
+fit (a warning says so); export with ``--input-size`` for that shape to avoid it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from mrcnn.resize_plan import ImageMeta, ResizePlan, plan_resize
+
+#: Metadata key of the ONNX file holding the settings (JSON).
+METADATA_KEY = "mrcnn"
+#: Version of the metadata layout.
+METADATA_FORMAT = 1
+#: Probability above which a pasted mask pixel belongs to the instance.
+MASK_THRESHOLD = 0.5
+
+
+# ------------------------------------------------------------------------------------------------
+# Pixels: PyTorch's bilinear resize (align_corners=False, no antialiasing) in numpy
+# ------------------------------------------------------------------------------------------------
+def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low index, high index, high weight) [out_size] of F.interpolate's bilinear rule."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    source = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    source = np.maximum(source, np.float32(0.0))
+    low = source.astype(np.int64)  # truncation, as the kernel's cast
+    high = np.minimum(low + 1, in_size - 1)
+    return low, high, source - low.astype(np.float32)
+
+
+def resize_bilinear(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize [C, H, W] float32 to [C, h, w] as ``F.interpolate(..., "bilinear",
+    align_corners=False)`` does."""
+    height, width = array.shape[-2:]
+    if (height, width) == tuple(size):
+        return array
+    row_low, row_high, row_weight = _linear_taps(height, int(size[0]))
+    col_low, col_high, col_weight = _linear_taps(width, int(size[1]))
+    rows = array[:, row_low] * (1 - row_weight)[:, None] + array[:, row_high] * row_weight[:, None]
+    return rows[:, :, col_low] * (1 - col_weight) + rows[:, :, col_high] * col_weight
+
+
+# ------------------------------------------------------------------------------------------------
+# Molding and unmolding
+# ------------------------------------------------------------------------------------------------
+def plan_for_input(
+    height: int, width: int, settings: SimpleNamespace, input_size: tuple[int, int]
+) -> tuple[ResizePlan, bool]:
+    """How an image of ``height`` x ``width`` goes into a graph input of ``input_size`` (H, W).
+
+    The config's plan (``crop`` molds whole images as ``pad64``, as ``MaskRCNN.detect`` does),
+    padded at the bottom and right up to ``input_size``; when that plan does not fit, the image
+    is scaled to fit instead. Returns (plan, whether it had to be scaled to fit).
+    """
+    mode = "pad64" if settings.IMAGE_RESIZE_MODE == "crop" else settings.IMAGE_RESIZE_MODE
+    plan = plan_resize(
+        height,
+        width,
+        mode,
+        settings.IMAGE_MIN_DIM,
+        settings.IMAGE_MAX_DIM,
+        settings.IMAGE_MIN_SCALE,
+    )
+    out_h, out_w = plan.output_shape
+    in_h, in_w = input_size
+    if out_h <= in_h and out_w <= in_w:
+        top, bottom, left, right = plan.padding
+        padding = (top, bottom + in_h - out_h, left, right + in_w - out_w)
+        return ResizePlan(plan.original_shape, plan.resized_shape, padding), False
+    scale = min(in_h / height, in_w / width)
+    new_h = max(1, min(in_h, math.floor(height * scale)))
+    new_w = max(1, min(in_w, math.floor(width * scale)))
+    padding = (0, in_h - new_h, 0, in_w - new_w)
+    return ResizePlan((height, width), (new_h, new_w), padding), True
+
+
+def mold_image(
+    image: np.ndarray, settings: SimpleNamespace, plan: ResizePlan
+) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's inputs for one H x W x 3 uint8 RGB image.
+
+    Returns:
+        (image [1, 3, H_in, W_in] float32, window [1, 4] float32 (x1, y1, x2, y2)).
+    """
+    tensor = image.transpose(2, 0, 1).astype(np.float32)
+    tensor = tensor - np.asarray(settings.MEAN_PIXEL, dtype=np.float32)[:, None, None]
+    if settings.STD_PIXEL is not None:
+        tensor = tensor / np.asarray(settings.STD_PIXEL, dtype=np.float32)[:, None, None]
+    tensor = resize_bilinear(tensor, plan.resized_shape)
+    top, bottom, left, right = plan.padding
+    molded = np.pad(tensor, ((0, 0), (top, bottom), (left, right)))
+    window = np.asarray([plan.meta().window], dtype=np.float32)
+    return molded[None].astype(np.float32, copy=False), window
+
+
+def unmold_boxes(boxes: np.ndarray, meta: ImageMeta) -> np.ndarray:
+    """[N, 4] (x1, y1, x2, y2) input pixels -> original-image pixels, clipped to the image
+    (:func:`mrcnn.image.unmold_boxes` in numpy)."""
+    x1, y1, _, _ = meta.window
+    fy = np.float32(meta.original_shape[0]) / np.float32(meta.resized_shape[0])
+    fx = np.float32(meta.original_shape[1]) / np.float32(meta.resized_shape[1])
+    offset = np.asarray([x1, y1, x1, y1], dtype=np.float32)
+    out = (boxes.astype(np.float32) - offset) * np.asarray([fx, fy, fx, fy], dtype=np.float32)
+    height, width = meta.original_shape
+    limit = np.asarray([width, height, width, height], dtype=np.float32)
+    return np.minimum(np.maximum(out, 0), limit)
+
+
+def expanded_paste_boxes(boxes: np.ndarray, mask_size: int) -> np.ndarray:
+    """int64 [N, 4] (x1, y1, x2, y2), inclusive, that padded masks are pasted into
+    (:func:`mrcnn.image.expanded_paste_boxes` in numpy)."""
+    boxes = boxes.astype(np.float32)
+    expand = np.float32((mask_size + 2) / mask_size)
+    half_w = (boxes[:, 2] - boxes[:, 0]) * np.float32(0.5) * expand
+    half_h = (boxes[:, 3] - boxes[:, 1]) * np.float32(0.5) * expand
+    cx = (boxes[:, 2] + boxes[:, 0]) * np.float32(0.5)
+    cy = (boxes[:, 3] + boxes[:, 1]) * np.float32(0.5)
+    corners = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+    return np.trunc(corners).astype(np.int64)
+
+
+def paste_masks(
+    masks: np.ndarray,
+    boxes: np.ndarray,
+    image_shape: tuple[int, int],
+    threshold: float = MASK_THRESHOLD,
+) -> np.ndarray:
+    """Soft masks [N, M, M] into their boxes [N, 4] (x1, y1, x2, y2, image pixels): bool
+    [H, W, N] (:func:`mrcnn.image.paste_masks` in numpy; one box-sized resize per instance)."""
+    height, width = int(image_shape[0]), int(image_shape[1])
+    out = np.zeros((height, width, len(masks)), dtype=bool)
+    if len(masks) == 0:
+        return out
+    padded = np.pad(masks.astype(np.float32), ((0, 0), (1, 1), (1, 1)))
+    for index, (x0, y0, x1, y1) in enumerate(expanded_paste_boxes(boxes, masks.shape[-1])):
+        span_h, span_w = max(int(y1 - y0 + 1), 1), max(int(x1 - x0 + 1), 1)
+        top, left = max(int(y0), 0), max(int(x0), 0)
+        bottom, right = min(int(y0) + span_h, height), min(int(x0) + span_w, width)
+        if bottom <= top or right <= left:
+            continue
+        patch = resize_bilinear(padded[index : index + 1], (span_h, span_w))[0]
+        out[top:bottom, left:right, index] = (
+            patch[top - y0 : bottom - y0, left - x0 : right - x0] > threshold
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The model
+# ------------------------------------------------------------------------------------------------
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise RuntimeError(
+            "running an ONNX model needs onnxruntime: pip install onnxruntime "
+            "(or pip install 'mrcnn[onnx]')"
+        ) from error
+    return onnxruntime
+
+
+class OnnxMaskRCNN:
+    """An exported model in ONNX Runtime, with ``MaskRCNN.detect``'s interface.
+
+    Args:
+        path: the .onnx file written by ``mrcnn export``.
+        providers: ONNX Runtime execution providers (default: CPU).
+        threads: intra-op threads (default: ONNX Runtime's choice).
+
+    Attributes:
+        settings: the config values the runtime needs (IMAGE_*, MEAN_PIXEL, STD_PIXEL,
+            NUM_CLASSES, ...), as attributes; ``config`` is the same object.
+        input_size: (H, W) of the graph's input.
+        class_names: names by class id ("BG" first), as stored at export.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        ort = _onnxruntime()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own error types
+            raise ValueError(f"cannot load ONNX model {path}: {error}") from error
+        stored = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if stored is None:
+            raise ValueError(
+                f"{path} has no '{METADATA_KEY}' metadata: export it with `mrcnn export`"
+            )
+        info = json.loads(stored)
+        if info.get("format") != METADATA_FORMAT:
+            raise ValueError(
+                f"{path}: metadata format {info.get('format')!r}, this runtime reads "
+                f"{METADATA_FORMAT}; export the model again with this version"
+            )
+        self.settings = SimpleNamespace(**info["config"])
+        self.config = self.settings
+        self.input_size = (int(info["input_size"][0]), int(info["input_size"][1]))
+        self.class_names = list(info.get("class_names") or [])
+        #: Kept for ``mrcnn detect``'s class-name lookup (same shape as a checkpoint's extras).
+        self.checkpoint_extras = {"class_names": self.class_names[1:]} if self.class_names else {}
+
+    def detect(self, images: Sequence[np.ndarray], verbose: int = 0) -> list[dict]:
+        """Detections for each H x W x 3 uint8 RGB image, as ``MaskRCNN.detect`` returns them:
+        "rois" int32 [N, 4] (y1, x1, y2, x2), "boxes" float32 [N, 4] (x1, y1, x2, y2),
+        "class_ids" int32 [N], "scores" float32 [N], "masks" bool [H, W, N]; best first."""
+        if isinstance(images, np.ndarray) or len(images) == 0:
+            raise ValueError("detect expects a non-empty list of H x W x 3 uint8 RGB images")
+        results = []
+        for index, image in enumerate(images):
+            results.append(self._detect_one(_check_image(image, index)))
+            if verbose:
+                print(f"image {index}: {len(results[-1]['class_ids'])} instances")
+        return results
+
+    def _detect_one(self, image: np.ndarray) -> dict:
+        height, width = image.shape[:2]
+        plan, fitted = plan_for_input(height, width, self.settings, self.input_size)
+        if fitted:
+            warnings.warn(
+                f"image {width}x{height} molds to more than the model's input "
+                f"{self.input_size[1]}x{self.input_size[0]}: scaled down to fit, so results "
+                "differ from the PyTorch model; export with --input-size for this shape",
+                stacklevel=3,
+            )
+        molded, window = mold_image(image, self.settings, plan)
+        boxes, class_ids, scores, masks = self.session.run(
+            None, {"image": molded, "window": window}
+        )
+        meta = plan.meta()
+        boxes = unmold_boxes(boxes, meta)
+        return {
+            "rois": np.round(boxes[:, [1, 0, 3, 2]]).astype(np.int32),
+            "boxes": boxes.astype(np.float32),
+            "class_ids": class_ids.astype(np.int32),
+            "scores": scores.astype(np.float32),
+            "masks": paste_masks(masks, boxes, (height, width)),
+        }
+
+
+def _check_image(image, index: int) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"image {index}: expected a uint8 numpy array (H x W x 3 RGB)")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.size == 0:
+        raise ValueError(f"image {index}: shape {image.shape}, expected H x W x 3 RGB")
+    return np.ascontiguousarray(image[:, :, :3])
