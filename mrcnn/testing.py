@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torchvision
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 
 def randomised_torchvision_maskrcnn(seed: int = 0, **kwargs) -> torch.nn.Module:
@@ -22,15 +23,23 @@ def randomised_torchvision_maskrcnn(seed: int = 0, **kwargs) -> torch.nn.Module:
     model = torchvision.models.detection.maskrcnn_resnet50_fpn(
         weights=None, weights_backbone=None, num_classes=91, **kwargs
     )
-    generator = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            module.weight.data.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+    randomise_batchnorm(model, seed + 1)
     return model.eval()
+
+
+def randomise_batchnorm(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Give every BatchNorm2d and FrozenBatchNorm2d under ``module`` random statistics and
+    affine parameters (seeded), so that none is an identity; returns ``module``."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in module.modules():
+            if isinstance(bn, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
+                n = bn.weight.shape[0]
+                bn.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                bn.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+                bn.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+                bn.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return module
 
 
 def photo_like_image(height: int, width: int, seed: int = 0, rectangles: int = 6) -> np.ndarray:

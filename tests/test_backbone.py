@@ -8,7 +8,6 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from torchvision.ops.misc import FrozenBatchNorm2d
 
 from mrcnn.model.backbone import (
     RESNET_CHANNELS,
@@ -19,17 +18,7 @@ from mrcnn.model.backbone import (
     resnet_body,
 )
 from mrcnn.model.fpn import FeaturePyramid
-
-
-def randomise_batchnorm(module: nn.Module, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d)):
-            n = m.weight.shape[0]
-            m.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            m.weight.data.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            m.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+from mrcnn.testing import randomise_batchnorm
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from mrcnn.config import Config
 from mrcnn.conventions import TORCHVISION, ConventionsError
 from mrcnn.image import mold_batch, read_image
 from mrcnn.model import MaskRCNN
-from mrcnn.testing import randomised_torchvision_maskrcnn
+from mrcnn.testing import randomise_batchnorm, randomised_torchvision_maskrcnn
 from mrcnn.weights import PRETRAINED
 from tests._fixtures_data import BALLOON
 
@@ -37,16 +37,6 @@ USER_CONFIGS = {
 }
 
 
-def _randomised_bn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def torchvision_files(tmp_path_factory):
     """A torch home holding random "coco" and "imagenet" files under their published names,
@@ -59,7 +49,7 @@ def torchvision_files(tmp_path_factory):
     state_file = home / "my_torchvision_maskrcnn.pth"
     torch.save(maskrcnn.state_dict(), state_file)
     torch.manual_seed(5)
-    resnet = _randomised_bn(torchvision.models.resnet50(weights=None), seed=6)
+    resnet = randomise_batchnorm(torchvision.models.resnet50(weights=None), seed=6).eval()
     torch.save(resnet.state_dict(), cache / PRETRAINED["imagenet-resnet50"].rsplit("/", 1)[-1])
     return {"home": home, "file": state_file, "maskrcnn": maskrcnn, "resnet": resnet}
 

@@ -16,6 +16,7 @@ from mrcnn import weights as weights_lib
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
 from mrcnn.model.anchors import pyramid_anchors
+from mrcnn.testing import randomise_batchnorm
 from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_name, checkpoint_payload
 from mrcnn.weights import (
     WeightsError,
@@ -53,17 +54,6 @@ class CocoLikeConfig(Config):
 def make_model(**overrides) -> MaskRCNN:
     torch.manual_seed(1)
     return MaskRCNN("inference", CocoLikeConfig.from_overrides(overrides), model_dir="unused")
-
-
-def randomise_batchnorm(module: torch.nn.Module, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            m.weight.data.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            m.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
 
 
 def old_torchvision_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
