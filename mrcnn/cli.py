@@ -58,7 +58,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool 
         required=weights_required,
         metavar="W",
         help="a checkpoint or state-dict file, 'coco' (torchvision's COCO Mask R-CNN), "
-        "'imagenet' (backbone only) or 'last' (newest checkpoint under --logs)",
+        "'imagenet' (backbone only), 'last' (newest checkpoint under --logs) or, for train, "
+        "'none' (random initialisation)",
     )
     parser.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)"
@@ -102,9 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"mrcnn {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"mrcnn {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (OS errors as "reason: path")."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.strerror}: {error.filename}"
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

@@ -31,6 +31,22 @@ BACKBONES = ("resnet50", "resnet101", "resnet18", "resnet34")
 
 RESIZE_MODES = ("square", "pad64", "crop", "none", "shortest_side")
 
+#: Settings that decide the network's layers and their shapes: a checkpoint only resumes under
+#: a config that agrees with it on all of them.
+ARCHITECTURE_KEYS = (
+    "BACKBONE",
+    "NUM_CLASSES",
+    "BACKBONE_STRIDES",
+    "TOP_DOWN_PYRAMID_SIZE",
+    "FPN_CLASSIF_FC_LAYERS_SIZE",
+    "MASK_HEAD_CHANNELS",
+    "RPN_ANCHOR_RATIOS",
+    "POOL_SIZE",
+    "MASK_POOL_SIZE",
+    "MASK_SHAPE",
+    "IMAGE_CHANNEL_COUNT",
+)
+
 
 class Config:
     """Base configuration. Subclass it and override what differs for your data.

@@ -233,6 +233,55 @@ def class_specific(key: str) -> bool:
     return key.startswith(CLASS_SPECIFIC_PREFIXES)
 
 
+def uninitialised_parts(
+    net: torch.nn.Module, state: Mapping[str, torch.Tensor], exclude: Iterable[str] = ()
+) -> dict[str, int]:
+    """Which parts of ``net`` loading ``state`` (with ``exclude``) would leave at their
+    random initialisation: {"backbone": 12, "mask_head": 4, ...} tensors per top-level module.
+
+    A tensor counts as uninitialised when ``state`` lacks it, its shape differs, or ``exclude``
+    (as in :func:`load_into_network`) skips it.
+    """
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    patterns = [e for e in exclude if e != "class-specific"]
+    skip_class_specific = "class-specific" in exclude
+    parts: dict[str, int] = {}
+    for key, own in net.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        value = state.get(key)
+        skipped = (skip_class_specific and class_specific(key)) or any(
+            key.startswith(p) or re.search(p, key) for p in patterns
+        )
+        if value is None or skipped or tuple(value.shape) != tuple(own.shape):
+            part = key.split(".")[0]
+            parts[part] = parts.get(part, 0) + 1
+    return parts
+
+
+def require_complete(
+    net: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    exclude: Iterable[str] = (),
+    source: str = "weights",
+) -> None:
+    """Refuse weights that would leave part of the network random, for inference.
+
+    Raises:
+        WeightsError: naming the parts left uninitialised and what to do.
+    """
+    parts = uninitialised_parts(net, state, exclude)
+    if parts:
+        shown = ", ".join(f"{name} ({count} tensors)" for name, count in sorted(parts.items()))
+        raise WeightsError(
+            f"{source} leaves {shown} of this network uninitialised, so detection would give "
+            "random results. Use weights trained for this config (check BACKBONE and "
+            "NUM_CLASSES, or let the checkpoint's own config apply by not passing --config), "
+            "or train first"
+        )
+
+
 def load_into_network(
     net: torch.nn.Module,
     state: Mapping[str, torch.Tensor],

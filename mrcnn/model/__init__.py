@@ -120,6 +120,8 @@ class MaskRCNN:
             source = str(weights_lib.pretrained_file(f"imagenet-{self.config.BACKBONE}"))
         state, extras = weights_lib.load_state_dict_file(source)
         state, notes = weights_lib.to_network_state(state, self.config)
+        if self.mode == "inference":  # training may start from partial weights; detection not
+            weights_lib.require_complete(self.net, state, exclude or (), source)
         notes += weights_lib.load_into_network(self.net, state, exclude or (), source)
         if extras.get("format") == "mrcnn":
             self.epoch = int(extras.get("epoch", 0))
@@ -165,6 +167,12 @@ class MaskRCNN:
         from mrcnn.training.trainer import train
 
         train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation)
+
+    def start_new_run(self) -> None:
+        """Make the next ``train`` start a new run folder at epoch 1 from the loaded weights,
+        instead of resuming the loaded checkpoint's run."""
+        self.epoch, self.global_step = 0, 0
+        self.checkpoint_extras, self.checkpoint_path, self.log_dir = {}, None, None
 
     # ------------------------------------------------------------------ inference
     def detect(self, images: Sequence[np.ndarray], verbose: int = 0) -> list[dict]:
