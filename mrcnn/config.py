@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from mrcnn.config_checks import BACKBONES, RESIZE_MODES, attribute_errors
+
 #: Attributes computed from others; they cannot be overridden.
 COMPUTED_ATTRIBUTES = ("BATCH_SIZE", "IMAGE_SHAPE")
 
-BACKBONES = ("resnet50", "resnet101", "resnet18", "resnet34")
-
-RESIZE_MODES = ("square", "pad64", "crop", "none", "shortest_side")
+__all__ = ["BACKBONES", "RESIZE_MODES", "Config", "TorchvisionCocoConfig", "load_config"]
 
 #: Settings that decide the network's layers and their shapes: a checkpoint only resumes under
 #: a config that agrees with it on all of them.
@@ -219,15 +219,14 @@ class Config:
 
     # ------------------------------------------------------------------------------------------
     def _validate(self) -> None:
-        errors = []
-        if self.BACKBONE not in BACKBONES:
-            errors.append(f"BACKBONE={self.BACKBONE!r}: use one of {', '.join(BACKBONES)}")
-        if int(self.NUM_CLASSES) < 1:
-            errors.append(f"NUM_CLASSES={self.NUM_CLASSES}: must count the background (>= 1)")
-        if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
-            errors.append(
-                f"IMAGE_RESIZE_MODE={self.IMAGE_RESIZE_MODE!r}: use one of {RESIZE_MODES}"
-            )
+        """Each attribute's type and range (:mod:`mrcnn.config_checks`), then how they relate.
+
+        Raises:
+            ValueError: one line listing every problem found.
+        """
+        errors = attribute_errors(self)
+        if errors:  # the relations below assume well-typed values
+            raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(errors))
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
             errors.append(
                 f"RPN_ANCHOR_SCALES has {len(self.RPN_ANCHOR_SCALES)} entries but "
@@ -235,18 +234,6 @@ class Config:
             )
         if len(self.BACKBONE_STRIDES) != 5:
             errors.append("BACKBONE_STRIDES must list the 5 pyramid levels P2-P6")
-        if self.ROI_LEVEL_ROUNDING not in ("round", "floor"):
-            errors.append(f"ROI_LEVEL_ROUNDING={self.ROI_LEVEL_ROUNDING!r}: use 'round' or 'floor'")
-        if int(self.ROI_ALIGN_SAMPLING_RATIO) < 1:
-            errors.append(
-                f"ROI_ALIGN_SAMPLING_RATIO={self.ROI_ALIGN_SAMPLING_RATIO}: use a positive number "
-                "of sample points per bin (2 is the usual choice)"
-            )
-        if self.DETECTION_CLASS_MODE not in ("top_class", "all_classes"):
-            errors.append(
-                f"DETECTION_CLASS_MODE={self.DETECTION_CLASS_MODE!r}: use 'top_class' or "
-                "'all_classes'"
-            )
         if self.IMAGE_RESIZE_MODE == "pad64" and self.IMAGE_MIN_DIM and self.IMAGE_MIN_DIM % 64:
             errors.append(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} must be a multiple of 64 for pad64")
         if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MAX_DIM % 64:
@@ -256,8 +243,8 @@ class Config:
                 f"MASK_SHAPE={list(self.MASK_SHAPE)} must be twice MASK_POOL_SIZE="
                 f"{self.MASK_POOL_SIZE} (the mask head upsamples its ROIAlign patch by 2)"
             )
-        if int(self.IMAGES_PER_GPU) < 1:
-            errors.append(f"IMAGES_PER_GPU={self.IMAGES_PER_GPU}: must be at least 1")
+        if self.IMAGE_RESIZE_MODE == "shortest_side" and not self.IMAGE_MIN_DIM:
+            errors.append("IMAGE_MIN_DIM must be >= 1 for shortest_side (the shorter side's size)")
         if len(self.MEAN_PIXEL) != self.IMAGE_CHANNEL_COUNT:
             errors.append(
                 f"MEAN_PIXEL has {len(self.MEAN_PIXEL)} values for "

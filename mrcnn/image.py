@@ -8,6 +8,7 @@ records how, so that detections can be mapped back to the original pixels. Boxes
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,24 +69,40 @@ def read_image(path: str | Path) -> np.ndarray:
     Grayscale, palette, RGBA and 16-bit files are converted. Raises FileNotFoundError for a
     missing file and ValueError naming the file for an unreadable one.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
-        with Image.open(path) as pil:
-            pil = ImageOps.exif_transpose(pil)
-            if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(pil)
-                if array.dtype != np.uint16:
-                    array = np.clip(array, 0, 65535).astype(np.uint16)
-                return to_rgb_uint8(array, where=str(path))
-            if pil.mode != "RGB":
-                pil = pil.convert("RGB")
-            return np.asarray(pil).copy()
+        with warnings.catch_warnings():
+            # Up to twice PIL's MAX_IMAGE_PIXELS is a big photo, which detect handles in
+            # bounded memory; beyond that PIL raises DecompressionBombError (below).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _read_with_pil(path)
+    except Image.DecompressionBombError as error:
+        raise ValueError(
+            f"cannot read image {path}: it has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+            "megapixels, PIL's safety limit against decompression bombs; if the file is "
+            "genuine, downscale it first (e.g. to 10000 pixels on the longer side)"
+        ) from error
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"cannot read image {path}: {error}") from error
+
+
+def _read_with_pil(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as pil:
+        pil = ImageOps.exif_transpose(pil)
+        if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(pil)
+            if array.dtype != np.uint16:
+                array = np.clip(array, 0, 65535).astype(np.uint16)
+            return to_rgb_uint8(array, where=str(path))
+        if pil.mode != "RGB":
+            pil = pil.convert("RGB")
+        return np.array(pil)  # one copy, writable, owning its memory
 
 
 # ------------------------------------------------------------------------------------------------

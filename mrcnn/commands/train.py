@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.training.distributed import info
 
     overrides = list(args.set) + ([f"DEVICE={args.device}"] if args.device else [])
+    if args.learning_rate is not None:  # validated with the config, before any work
+        overrides.append(f"LEARNING_RATE={args.learning_rate!r}")
     config = load_config(args.config, overrides)
     check_writable_dir(args.logs, "--logs")
     if args.weights == "last":  # resolve now, so a run in use is refused before any work
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             )
         for note in notes:
             print(f"weights: {note}")
-    learning_rate = args.learning_rate or float(config.LEARNING_RATE)
+    learning_rate = float(config.LEARNING_RATE)
     augmentation = default_augmentation() if args.augment else None
     model.train(train_set, val_set, learning_rate, args.epochs, args.layers, augmentation)
     return 0

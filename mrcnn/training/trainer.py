@@ -188,6 +188,8 @@ class Trainer:
         self.deadline: float | None = None
         self.model, self.config = model, model.config
         self.learning_rate, self.final_epoch, self.layers = float(learning_rate), epochs, layers
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate={learning_rate!r}: must be a finite number > 0")
         check_dataset(train_dataset, self.config, "the training dataset")
         self.class_names = list(train_dataset.class_names)
         if val_dataset is not None:
