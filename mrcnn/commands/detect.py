@@ -25,12 +25,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from mrcnn.cli import add_config_arguments, add_model_arguments
 
 HELP = "detect instances in images: figures and COCO results JSON"
 
+#: Longest side, pixels, of the figures (larger images are drawn downscaled).
+FIGURE_MAX_SIDE = 2000
 #: The file holding the detections of every image.
 SUMMARY_NAME = "detections.json"
 
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             bar.write(f"skipped {path}: {error}", file=sys.stderr)
             skipped += 1
             continue
-        result = model.detect([image])[0]
+        result = model.detect([image], mask_format="boxes")[0]  # memory bounded by boxes
         entries = coco_results(result, image_id_for(key), class_names)
         _write_json(out / f"{key}.json", entries)
         _write_figure(out / f"{key}.png", image, result, class_names)
@@ -109,19 +112,19 @@ def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> l
 
     Args:
         result: "boxes" float [N, 4] (x1, y1, x2, y2), "class_ids" [N], "scores" [N],
-            "masks" bool [H, W, N].
+            "masks" bool [H, W, N] or :class:`mrcnn.masks.BoxMasks`.
         image_id: the entries' image_id.
         class_names: names by class id (for "category_name").
     Returns:
         N dicts: image_id, category_id, category_name, bbox [x, y, w, h] floats, score,
         segmentation (RLE with "counts" as str).
     """
-    from pycocotools import mask as mask_utils
+    from mrcnn.evaluation import encode_masks
 
     count = len(result["class_ids"])
     if count == 0:
         return []
-    rles = mask_utils.encode(np.asfortranarray(result["masks"].astype(np.uint8)))
+    rles = encode_masks(result["masks"])
     entries = []
     for i in range(count):
         x1, y1, x2, y2 = (float(v) for v in result["boxes"][i])
@@ -134,15 +137,10 @@ def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> l
                 "category_name": _name(class_names, class_id),
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "score": float(result["scores"][i]),
-                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": _text(rle)},
+                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"]},
             }
         )
     return entries
-
-
-def _text(rle: dict) -> str:
-    counts = rle["counts"]
-    return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
 
 
 def _name(class_names: list[str], class_id: int) -> str:
@@ -172,14 +170,24 @@ def _write_json(path: Path, entries: list[dict]) -> None:
 
 
 def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list[str]) -> None:
+    """display_instances of one result, drawn at most FIGURE_MAX_SIDE pixels wide or high (a
+    108-megapixel photo would otherwise need a canvas and masks of its full size)."""
     from mrcnn import visualize
 
     height, width = image.shape[:2]
-    figsize = (max(4.0, width / 100), max(4.0, height / 100))
+    scale = min(1.0, FIGURE_MAX_SIDE / max(height, width))
+    masks, rois = result["masks"], result["rois"]
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        rois = np.round(rois * scale).astype(np.int32)
+    if hasattr(masks, "scaled"):
+        masks = masks.scaled(image.shape[:2]).to_dense()
+    figsize = (max(4.0, image.shape[1] / 100), max(4.0, image.shape[0] / 100))
     visualize.display_instances(
         image,
-        result["rois"],
-        result["masks"],
+        rois,
+        masks,
         result["class_ids"],
         class_names,
         result["scores"],
