@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 #: subcommand name -> module under mrcnn.commands
@@ -98,14 +100,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
+    # The commands print the datasets' summary lines themselves; the library's log of the same
+    # line would repeat it.
+    datasets_log = logging.getLogger("mrcnn.datasets")
+    if not datasets_log.handlers:
+        datasets_log.addHandler(logging.NullHandler())
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError) as error:
         print(f"mrcnn {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line: "warning: <message>" (no file name, no source line)."""
+    kind = "" if issubclass(category, UserWarning) else f"{category.__name__}: "
+    text = " ".join(str(message).split())
+    tqdm_write = getattr(sys.modules.get("tqdm"), "tqdm", None)
+    if tqdm_write is not None:
+        tqdm_write.write(f"warning: {kind}{text}", file=file or sys.stderr)  # below any bar
+    else:
+        print(f"warning: {kind}{text}", file=file or sys.stderr)
 
 
 def _one_line(error: BaseException) -> str:

@@ -75,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
             pass
         check_same_architecture(checkpoint_config(args.weights), config, args.weights)
     train_set = from_spec(args.dataset, "train")
+    if train_set.load_report.regions_loaded == 0:
+        raise ValueError(
+            f"the training images of {args.dataset} have no annotated regions (see the warnings "
+            "above); there is nothing to learn from: check the annotation file"
+        )
     val_set = from_spec(args.dataset, "val")
     main = info().is_main
     if main:

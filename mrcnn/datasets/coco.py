@@ -78,6 +78,12 @@ class CocoDataset(Dataset):
             images = images[: int(max_images)]
         for image in images:
             self._add_coco_image(image, per_image.get(image["id"], []), images_dir, source, report)
+        if report.images_loaded and not report.regions_loaded:
+            report.problem(
+                f"{annotations}: none of the {report.images_loaded} images has an annotation "
+                "(of the selected categories); training needs annotated instances: check that "
+                "this is an instances file, not image_info"
+            )
         self.coco = _coco_api(data)
         self.load_reports.append(report.finish())
         require_images(self, report, f"{source} {annotations}", subset)
