@@ -320,14 +320,17 @@ def _parse_literal(text: str) -> Any:
         return None
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text  # not a Python literal ({[]: 1} included): a bare string
 
 
 def _coerce_like(default: Any, value: Any) -> Any:
     """Keep numpy arrays as arrays so that code doing arithmetic on them keeps working."""
     if isinstance(default, np.ndarray) and value is not None:
-        return np.asarray(value, dtype=default.dtype)
+        try:
+            return np.asarray(value, dtype=default.dtype)
+        except (TypeError, ValueError, OverflowError):
+            return value  # not numbers: the attribute's rule reports it in one line
     return value
 
 

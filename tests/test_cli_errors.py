@@ -163,3 +163,26 @@ def test_unwritable_output_error_from_the_os_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(inspect_data, "run", denied)
     assert main(["inspect-data", "--dataset", "shapes"]) == 1
     assert _one_line(capsys).endswith("error: Permission denied: /some/where.png")
+
+
+def test_splash_folder_counts_what_it_skipped(photos, weights, tmp_path, capsys):
+    (photos / "zz_broken.png").write_bytes(b"not a png")
+    argv = ["splash", "--weights", str(weights), "--input-dir", str(photos)]
+    assert main([*argv, "--output", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert "splashed 2 of 3 files; 1 skipped" in captured.out
+    assert "skipped " in captured.err and "zz_broken.png" in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_splash.png", "b_splash.png"]
+
+
+def test_detect_refuses_backbone_only_weights(photos, tmp_path, capsys):
+    import torchvision
+
+    backbone = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), backbone)
+    out = tmp_path / "out"
+    argv = ["detect", "--weights", str(backbone), "--input", str(photos), "--output", str(out)]
+    assert main([*argv, "--set", "BACKBONE=resnet18"]) == 1
+    line = _one_line(capsys)
+    assert "uninitialised" in line and "box_head" in line and "train first" in line
+    assert not out.exists() or not any(out.iterdir())
