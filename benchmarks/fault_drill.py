@@ -13,8 +13,8 @@ The model is a random ResNet-18 Mask R-CNN on 64 x 64 generated shapes, 3 steps 
 
     python benchmarks/fault_drill.py [--kills 20] [--seed 0] [--min-delay S] [--max-delay S]
 
-By default the kill delays span 0.4 x the time to the first checkpoint up to that time plus
-three epochs, measured by a first (calibration) run that is killed after its second checkpoint.
+By default the kill delays span 0.4 x a resumed run's time to its first checkpoint up to that
+time plus four epochs, measured by calibration runs before the drill.
 """
 
 from __future__ import annotations
@@ -79,6 +79,23 @@ def check_checkpoints(paths: list[Path]) -> int:
     return len(paths)
 
 
+def _leftovers(logs: Path) -> dict[str, int]:
+    """What a kill left that a resume must tidy: temporary checkpoint files, and metrics rows
+    of steps after the newest checkpoint (the resumed run repeats those steps)."""
+    temporaries = len(list(logs.glob("*/.*.tmp")))
+    found = checkpoints(logs)
+    rows = 0
+    if found:
+        newest = max(found, key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+        step = torch.load(newest, weights_only=True)["step"]
+        for line in (newest.parent / "metrics.jsonl").read_text().splitlines():
+            try:
+                rows += json.loads(line).get("step", 0) > step
+            except json.JSONDecodeError:
+                rows += 1  # a half-written line
+    return {"temporary files": temporaries, "metrics rows past the checkpoint": rows}
+
+
 def check_run_folder(run: Path) -> dict:
     """Epochs contiguous, steps continuing, metrics without repeats, no temporaries."""
     from mrcnn.training.checkpoint import is_locked
@@ -106,6 +123,7 @@ def drill(args, work: Path) -> None:
     logs = work / "logs"
     seen: set[Path] = set(calibrate(config, logs, args))
     low, high = args.min_delay, args.max_delay
+    totals = {"temporary files": 0, "metrics rows past the checkpoint": 0}
     print(f"kill delays drawn uniformly from {low:.1f}-{high:.1f} s\n")
     for index in range(args.kills):
         weights = "last" if checkpoints(logs) else "none"
@@ -121,10 +139,14 @@ def drill(args, work: Path) -> None:
         process.wait()
         seen.update(checkpoints(logs))
         loaded = check_checkpoints(sorted(seen))
+        leftovers = _leftovers(logs)
+        for key, value in leftovers.items():
+            totals[key] += bool(value)
         note = " (had exited by itself!)" if exited is not None else ""
+        left = ", ".join(f"{v} {k}" for k, v in leftovers.items() if v) or "nothing"
         print(
             f"kill {index + 1:2}: --weights {weights:4} after {delay:5.1f} s; "
-            f"{loaded} checkpoints, all load{note}"
+            f"{loaded} checkpoints, all load; left for the resume to tidy: {left}{note}"
         )
     last_epoch = max(int(p.stem.rsplit("_", 1)[1]) for p in seen) if seen else 0
     final = subprocess.run(
@@ -147,31 +169,43 @@ def drill(args, work: Path) -> None:
     )
     print(
         f"run folders without checkpoints (kills before the first one): {len(empty)}; "
-        f"checkpoints seen: {len(seen | set(checkpoints(logs)))}"
+        f"checkpoints seen: {len(seen | set(checkpoints(logs)))}; kills that left "
+        + ", ".join(f"{k}: {v}" for k, v in totals.items())
     )
 
 
 def calibrate(config: Path, logs: Path, args) -> list[Path]:
-    """Time a run to its first and second checkpoint, so that the kill delays span start-up,
-    training steps and checkpoint writes; set args.min_delay/max_delay when not given."""
-    start = time.monotonic()
-    process = subprocess.Popen(
-        train_command(config, logs, "none", 100_000),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    """Time a resumed run to its first and second new checkpoint, so that the kill delays span
+    start-up, training steps and checkpoint writes; set args.min_delay/max_delay when not given.
+
+    A fresh run is first trained to one checkpoint (and killed), then resumed and timed.
+    """
+    marks = _time_checkpoints(train_command(config, logs, "none", 100_000), logs, 1)
+    first, second = _time_checkpoints(train_command(config, logs, "last", 100_000), logs, 2)
+    epoch = second - first
+    args.min_delay = args.min_delay if args.min_delay is not None else 0.4 * first
+    args.max_delay = args.max_delay if args.max_delay is not None else first + 4 * epoch
+    print(
+        f"calibration: a fresh run's first checkpoint after {marks[0]:.1f} s; a resumed run's "
+        f"first after {first:.1f} s, then one per {epoch:.1f} s"
     )
-    marks = []
-    while len(marks) < 2 and process.poll() is None:
-        if len(checkpoints(logs)) > len(marks):
+    return checkpoints(logs)
+
+
+def _time_checkpoints(command: list[str], logs: Path, count: int) -> list[float]:
+    """Seconds from start until each of ``count`` new checkpoints appears; then SIGKILL."""
+    before, start = len(checkpoints(logs)), time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marks: list[float] = []
+    while len(marks) < count and process.poll() is None:
+        if len(checkpoints(logs)) - before > len(marks):
             marks.append(time.monotonic() - start)
         time.sleep(0.05)
     process.kill()
     process.wait()
-    first, epoch = marks[0], marks[1] - marks[0]
-    args.min_delay = args.min_delay if args.min_delay is not None else 0.4 * first
-    args.max_delay = args.max_delay if args.max_delay is not None else first + 3 * epoch
-    print(f"calibration: first checkpoint after {first:.1f} s, then one per {epoch:.1f} s")
-    return checkpoints(logs)
+    if len(marks) < count:
+        raise SystemExit(f"calibration run exited with {process.returncode}: {command}")
+    return marks
 
 
 def concurrent(work: Path) -> None:

@@ -177,3 +177,36 @@ def test_bad_files_raise_clear_errors(tmp_path):
         CocoDataset().load_coco(only_missing, tmp_path / "images")
     with pytest.raises(FileNotFoundError, match="images folder .* not found"):
         CocoDataset().load_coco(only_missing, tmp_path / "nowhere")
+
+
+def test_malformed_entries_are_refused_or_skipped_in_one_line(tmp_path):
+    """Issue 12 (found by fuzzing): wrong types in a COCO file give a ValueError naming the
+    entry, and an RLE whose counts do not cover the image is skipped, not decoded (pycocotools
+    would write past its buffer)."""
+    import json
+
+    from mrcnn.datasets import CocoDataset
+
+    (tmp_path / "a.png").write_bytes(b"")
+    base = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 24.0, "width": 32}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
+    bad = [
+        ({"categories": [{}]}, "whole-number id and a text name"),
+        ({"images": [{"id": [1], "file_name": "a.png", "height": 2, "width": 2}]}, "id must be"),
+        ({"images": [{"id": 1, "file_name": "a.png", "height": -2, "width": 2}]}, "positive"),
+        ({"annotations": [3]}, "is not an object"),
+    ]
+    for change, needle in bad:
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps({**base, **change}))
+        with pytest.raises(ValueError, match=needle):
+            CocoDataset().load_coco(path, tmp_path)
+    from mrcnn.datasets.coco import _segmentation_problem
+
+    assert "cover 5 pixels" in _segmentation_problem({"size": [24, 32], "counts": [5]}, 24, 32)
+    assert "cover" in _segmentation_problem({"size": [24, 32], "counts": "0`0"}, 24, 32)
+    assert _segmentation_problem({"size": [2, 2], "counts": [1, 2, 1]}, 2, 2) == ""
+    assert "not a finite" in _segmentation_problem([[0, 0, 1, "x", 2, 2]], 24, 32)

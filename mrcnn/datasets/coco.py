@@ -220,6 +220,9 @@ _IMAGE_KEYS = ("id", "file_name", "height", "width")
 
 
 def _is_int(value: Any) -> bool:
+    """A whole number: an int, or a float without fraction (some exporters write 480.0)."""
+    if isinstance(value, float):
+        return value.is_integer()
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -311,7 +314,7 @@ def _segmentation_problem(segmentation: Any, height: int, width: int) -> str:
         if not (isinstance(size, list) and len(size) == 2 and size == [height, width]):
             return f"RLE size {size!r:.40} is not the image's [{height}, {width}]"
         counts = segmentation["counts"]
-        if isinstance(counts, list) and all(_is_int(c) and c >= 0 for c in counts):
+        if isinstance(counts, list) and all(_is_plain_count(c) for c in counts):
             total = sum(counts)
         elif isinstance(counts, str):
             total = _compressed_rle_total(counts)
@@ -321,6 +324,10 @@ def _segmentation_problem(segmentation: Any, height: int, width: int) -> str:
             return f"RLE counts cover {total} pixels, not the image's {height * width}"
         return ""
     return f"missing or unknown segmentation ({type(segmentation).__name__})"
+
+
+def _is_plain_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _is_coordinate(value: Any) -> bool:
