@@ -56,7 +56,7 @@ _HOLDER = textwrap.dedent(
     import fcntl, sys, time
     stream = open(sys.argv[1], "a+")
     fcntl.flock(stream.fileno(), fcntl.LOCK_EX)
-    stream.write("pid 4242"); stream.flush()
+    stream.seek(0); stream.truncate(); stream.write("pid 4242"); stream.flush()
     print("locked", flush=True)
     time.sleep(60)
     """
@@ -157,3 +157,23 @@ def test_torch_load_of_a_checkpoint_after_resume(tmp_path):
     model = MaskRCNN("training", config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=1), tmp_path)
     model.train(shapes(2), None, 0.01, epochs=1, layers="heads")
     assert torch.load(model.find_last(), weights_only=True)["epoch"] == 1
+
+
+def test_library_resume_into_a_run_in_use_is_refused(tmp_path):
+    cfg = config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=1)
+    first = MaskRCNN("training", cfg, tmp_path)
+    first.train(shapes(2), None, 0.01, epochs=1, layers="heads")
+    run = first.log_dir
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(run / ckpt.LOCK_FILE)], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        second = MaskRCNN("training", cfg, tmp_path)
+        second.load_weights("last")
+        with pytest.raises(ckpt.RunFolderLocked, match="in use by pid 4242"):
+            second.train(shapes(2), None, 0.01, epochs=2, layers="heads")
+        assert sorted(p.name for p in run.glob("*.pt")) == ["mrcnn_tiny_0001.pt"]
+    finally:
+        holder.kill()
+        holder.wait()
