@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _fuzz_targets import (  # noqa: E402 - after the path set-up
     COUNTS,
+    DEPTH,
     Workspace,
     class_maps,
     coco_document,
@@ -82,8 +83,13 @@ def main() -> int:
                 database=None,
                 suppress_health_check=list(HealthCheck),
             )
+            DEPTH.clear()
             seed(args.seed)(configured(test))()
-            print(f"{name:8} {COUNTS[name]:>7} examples  {time.perf_counter() - tick:7.1f} s")
+            depth = ", ".join(f"{k} {v}" for k, v in DEPTH.items()) or "-"
+            print(
+                f"{name:8} {COUNTS[name]:>7} examples  {time.perf_counter() - tick:7.1f} s  "
+                f"({depth})"
+            )
     finally:
         workspace.close()
     total = sum(COUNTS.values())

@@ -26,6 +26,8 @@ ALLOWED = (ValueError, OSError, RuntimeError)
 
 #: Examples run per target, for the report.
 COUNTS: Counter = Counter()
+#: How deep the examples got (loaded datasets, images whose masks were read), for the report.
+DEPTH: Counter = Counter()
 
 _IMAGE_NAMES = ("a.png", "b.jpg", "c.png")
 
@@ -91,7 +93,47 @@ _via_entry = st.fixed_dictionaries(
     {"filename": st.one_of(st.sampled_from([*_IMAGE_NAMES, "missing.png"]), number)},
     optional={"regions": _regions, "size": number, "file_attributes": json_value},
 )
+_pixel = st.one_of(st.integers(-3, 40), st.floats(-3, 40, allow_nan=False))
+_points = st.integers(0, 7).flatmap(
+    lambda n: st.tuples(
+        st.lists(_pixel, min_size=n, max_size=n), st.lists(_pixel, min_size=n, max_size=n)
+    )
+)
+_plausible_shape = st.one_of(
+    _points.map(lambda xy: {"name": "polygon", "all_points_x": xy[0], "all_points_y": xy[1]}),
+    st.fixed_dictionaries(
+        {"name": st.just("rect"), "x": _pixel, "y": _pixel, "width": _pixel, "height": _pixel}
+    ),
+    st.fixed_dictionaries({"name": st.just("circle"), "cx": _pixel, "cy": _pixel, "r": _pixel}),
+    st.fixed_dictionaries(
+        {"name": st.just("ellipse"), "cx": _pixel, "cy": _pixel, "rx": _pixel, "ry": _pixel},
+        optional={"theta": st.floats(-7, 7)},
+    ),
+    _shape_attributes,
+)
+_plausible_region = st.fixed_dictionaries(
+    {
+        "shape_attributes": _plausible_shape,
+        "region_attributes": st.dictionaries(
+            st.just("name"), st.sampled_from(["cat", "dog", ""]), max_size=1
+        ),
+    }
+)
+_plausible_entry = st.fixed_dictionaries(
+    {
+        "filename": st.sampled_from(_IMAGE_NAMES),
+        "regions": st.one_of(
+            st.lists(_plausible_region, max_size=4),
+            st.dictionaries(st.integers(0, 9).map(str), _plausible_region, max_size=3),
+        ),
+    },
+    optional={"size": st.integers(0, 10**6)},
+)
+plausible_via = st.lists(_plausible_entry, min_size=1, max_size=3).map(
+    lambda entries: {f"{e['filename']}{i}": e for i, e in enumerate(entries)}
+)
 via_document = st.one_of(
+    plausible_via,
     st.dictionaries(st.text(max_size=8), st.one_of(_via_entry, number), max_size=4),
     st.fixed_dictionaries(
         {"_via_img_metadata": st.dictionaries(st.text(max_size=8), _via_entry, max_size=3)},
@@ -108,8 +150,8 @@ _coco_annotation = st.fixed_dictionaries(
     {},
     optional={
         "id": small_number,
-        "image_id": st.one_of(st.integers(0, 4), number),
-        "category_id": st.one_of(st.integers(0, 3), number),
+        "image_id": st.one_of(st.integers(0, 4), st.integers(0, 4).map(float), number),
+        "category_id": st.one_of(st.integers(0, 3), st.integers(0, 3).map(float), number),
         "segmentation": st.one_of(
             st.lists(st.lists(small_number, max_size=10), max_size=2), _rle, number
         ),
@@ -121,13 +163,46 @@ _coco_annotation = st.fixed_dictionaries(
 _coco_image = st.fixed_dictionaries(
     {},
     optional={
-        "id": st.one_of(st.integers(0, 4), number),
+        "id": st.one_of(st.integers(0, 4), st.integers(0, 4).map(float), number),
         "file_name": st.one_of(st.sampled_from([*_IMAGE_NAMES, "missing.png"]), number),
-        "height": st.one_of(st.just(24), small_number),
-        "width": st.one_of(st.just(32), small_number),
+        "height": st.one_of(st.just(24), st.just(24.0), small_number),
+        "width": st.one_of(st.just(32), st.just(32.0), small_number),
     },
 )
+_plausible_rle = st.fixed_dictionaries(
+    {
+        "size": st.one_of(st.just([24, 32]), st.lists(small_number, max_size=3)),
+        "counts": st.one_of(
+            st.lists(st.integers(0, 800), max_size=6),
+            st.text(alphabet=st.characters(min_codepoint=48, max_codepoint=111), max_size=8),
+        ),
+    }
+)
+_plausible_annotation = st.fixed_dictionaries(
+    {
+        "id": st.integers(1, 99),
+        "image_id": st.integers(1, 3),
+        "category_id": st.integers(1, 2),
+        "segmentation": st.one_of(
+            st.lists(st.lists(_pixel, max_size=12), max_size=2), _plausible_rle, number
+        ),
+    },
+    optional={"iscrowd": st.integers(0, 1), "bbox": st.lists(_pixel, max_size=4)},
+)
+plausible_coco = st.fixed_dictionaries(
+    {
+        "images": st.just(
+            [
+                {"id": i + 1, "file_name": name, "height": 24, "width": 32}
+                for i, name in enumerate(_IMAGE_NAMES)
+            ]
+        ),
+        "annotations": st.lists(_plausible_annotation, max_size=6),
+        "categories": st.just([{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]),
+    }
+)
 coco_document = st.one_of(
+    plausible_coco,
     st.fixed_dictionaries(
         {
             "images": st.one_of(st.lists(_coco_image, max_size=4), number),
@@ -135,7 +210,11 @@ coco_document = st.one_of(
             "categories": st.one_of(
                 st.lists(
                     st.fixed_dictionaries(
-                        {}, optional={"id": st.one_of(st.integers(0, 3), number), "name": number}
+                        {},
+                        optional={
+                            "id": st.one_of(st.integers(0, 3), st.integers(0, 3).map(float)),
+                            "name": st.one_of(st.sampled_from(["cat", "dog"]), number),
+                        },
                     ),
                     max_size=3,
                 ),
@@ -160,7 +239,22 @@ mask_folder = st.fixed_dictionaries(
     }
 )
 mask_folders = st.lists(mask_folder, min_size=1, max_size=3)
-label_pair = st.fixed_dictionaries(
+_matched_pair = st.tuples(st.integers(1, 12), st.integers(1, 12)).flatmap(
+    lambda hw: st.fixed_dictionaries(
+        {
+            "image": st.tuples(
+                st.just(hw[0]), st.just(hw[1]), st.sampled_from(["RGB", "L"]), st.just(7),
+                st.just("noise"),
+            ),
+            "label": st.tuples(
+                st.just(hw[0]), st.just(hw[1]), st.sampled_from(["L", "I;16", "P", "RGB"]),
+                st.integers(0, 300), st.sampled_from(["zeros", "blob", "noise"]),
+            ),
+            "suffix": st.sampled_from(["_mask.png", ".png"]),
+        }
+    )
+)  # fmt: skip
+label_pair = _matched_pair | st.fixed_dictionaries(
     {
         "image": st.one_of(_array, st.just("garbage")),
         "label": st.one_of(_array, st.just("garbage"), st.none()),
@@ -240,6 +334,8 @@ class Workspace:
 def _exercise(dataset) -> None:
     """What training does with a loaded dataset: prepare it and read every image's masks."""
     dataset.prepare()
+    DEPTH["loaded a dataset"] += 1
+    DEPTH["images whose masks were read"] += len(dataset.image_ids)
     for image_id in dataset.image_ids:
         masks, class_ids = dataset.load_mask(image_id)
         assert masks.ndim == 3 and masks.shape[2] == len(class_ids), (masks.shape, class_ids)

@@ -210,3 +210,27 @@ def test_malformed_entries_are_refused_or_skipped_in_one_line(tmp_path):
     assert "cover" in _segmentation_problem({"size": [24, 32], "counts": "0`0"}, 24, 32)
     assert _segmentation_problem({"size": [2, 2], "counts": [1, 2, 1]}, 2, 2) == ""
     assert "not a finite" in _segmentation_problem([[0, 0, 1, "x", 2, 2]], 24, 32)
+
+
+def test_whole_float_sizes_and_ids_load(tmp_path):
+    """Some exporters write 480.0 for 480: such files load and their masks read."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from mrcnn.datasets import CocoDataset
+
+    Image.fromarray(np.zeros((24, 32, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    square = [4.0, 4.0, 20.0, 4.0, 20.0, 20.0, 4.0, 20.0]
+    data = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 24.0, "width": 32.0}],
+        "annotations": [{"id": 1, "image_id": 1.0, "category_id": 1.0, "segmentation": [square]}],
+        "categories": [{"id": 1.0, "name": "cat"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    dataset = CocoDataset()
+    dataset.load_coco(tmp_path / "ann.json", tmp_path)
+    dataset.prepare()
+    masks, class_ids = dataset.load_mask(0)
+    assert masks.shape == (24, 32, 1) and class_ids.tolist() == [1] and masks.sum() > 200

@@ -140,7 +140,7 @@ class CocoDataset(Dataset):
         masks = decoded.astype(bool).reshape(height, width, len(anns))
         class_ids = np.array(
             [
-                self.map_source_class_id(f"{info['source']}.{ann['category_id']}")
+                self.map_source_class_id(f"{info['source']}.{int(ann['category_id'])}")
                 * (-1 if ann.get("iscrowd", 0) else 1)
                 for ann in anns
             ],
