@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 #: subcommand name -> module under mrcnn.commands
@@ -60,7 +62,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool 
         required=weights_required,
         metavar="W",
         help="a checkpoint or state-dict file, 'coco' (torchvision's COCO Mask R-CNN), "
-        "'imagenet' (backbone only) or 'last' (newest checkpoint under --logs)",
+        "'imagenet' (backbone only), 'last' (newest checkpoint under --logs) or, for train, "
+        "'none' (random initialisation)",
     )
     parser.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)"
@@ -111,14 +114,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2
+    # The commands print the datasets' summary lines themselves; the library's log of the same
+    # line would repeat it.
+    datasets_log = logging.getLogger("mrcnn.datasets")
+    if not datasets_log.handlers:
+        datasets_log.addHandler(logging.NullHandler())
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"mrcnn {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"mrcnn {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line: "warning: <message>" (no file name, no source line)."""
+    kind = "" if issubclass(category, UserWarning) else f"{category.__name__}: "
+    text = " ".join(str(message).split())
+    tqdm_write = getattr(sys.modules.get("tqdm"), "tqdm", None)
+    if tqdm_write is not None:
+        tqdm_write.write(f"warning: {kind}{text}", file=file or sys.stderr)  # below any bar
+    else:
+        print(f"warning: {kind}{text}", file=file or sys.stderr)
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (OS errors as "reason: path")."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.strerror}: {error.filename}"
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

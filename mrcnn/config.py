@@ -24,14 +24,29 @@ from typing import Any
 
 import numpy as np
 
-from mrcnn.conventions import CONVENTIONS, TORCHVISION
+from mrcnn.config_checks import BACKBONES, RESIZE_MODES, attribute_errors
+from mrcnn.conventions import TORCHVISION
 
 #: Attributes computed from others; they cannot be overridden.
 COMPUTED_ATTRIBUTES = ("BATCH_SIZE", "IMAGE_SHAPE")
 
-BACKBONES = ("resnet50", "resnet101", "resnet18", "resnet34")
+__all__ = ["BACKBONES", "RESIZE_MODES", "Config", "TorchvisionCocoConfig", "load_config"]
 
-RESIZE_MODES = ("square", "pad64", "crop", "none", "shortest_side")
+#: Settings that decide the network's layers and their shapes: a checkpoint only resumes under
+#: a config that agrees with it on all of them.
+ARCHITECTURE_KEYS = (
+    "BACKBONE",
+    "NUM_CLASSES",
+    "BACKBONE_STRIDES",
+    "TOP_DOWN_PYRAMID_SIZE",
+    "FPN_CLASSIF_FC_LAYERS_SIZE",
+    "MASK_HEAD_CHANNELS",
+    "RPN_ANCHOR_RATIOS",
+    "POOL_SIZE",
+    "MASK_POOL_SIZE",
+    "MASK_SHAPE",
+    "IMAGE_CHANNEL_COUNT",
+)
 
 
 class Config:
@@ -217,15 +232,14 @@ class Config:
 
     # ------------------------------------------------------------------------------------------
     def _validate(self) -> None:
-        errors = []
-        if self.BACKBONE not in BACKBONES:
-            errors.append(f"BACKBONE={self.BACKBONE!r}: use one of {', '.join(BACKBONES)}")
-        if int(self.NUM_CLASSES) < 1:
-            errors.append(f"NUM_CLASSES={self.NUM_CLASSES}: must count the background (>= 1)")
-        if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
-            errors.append(
-                f"IMAGE_RESIZE_MODE={self.IMAGE_RESIZE_MODE!r}: use one of {RESIZE_MODES}"
-            )
+        """Each attribute's type and range (:mod:`mrcnn.config_checks`), then how they relate.
+
+        Raises:
+            ValueError: one line listing every problem found.
+        """
+        errors = attribute_errors(self)
+        if errors:  # the relations below assume well-typed values
+            raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(errors))
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
             errors.append(
                 f"RPN_ANCHOR_SCALES has {len(self.RPN_ANCHOR_SCALES)} entries but "
@@ -233,18 +247,6 @@ class Config:
             )
         if len(self.BACKBONE_STRIDES) != 5:
             errors.append("BACKBONE_STRIDES must list the 5 pyramid levels P2-P6")
-        if self.ROI_LEVEL_ROUNDING not in ("round", "floor"):
-            errors.append(f"ROI_LEVEL_ROUNDING={self.ROI_LEVEL_ROUNDING!r}: use 'round' or 'floor'")
-        if int(self.ROI_ALIGN_SAMPLING_RATIO) < 1:
-            errors.append(
-                f"ROI_ALIGN_SAMPLING_RATIO={self.ROI_ALIGN_SAMPLING_RATIO}: use a positive number "
-                "of sample points per bin (2 is the usual choice)"
-            )
-        if self.DETECTION_CLASS_MODE not in ("top_class", "all_classes"):
-            errors.append(
-                f"DETECTION_CLASS_MODE={self.DETECTION_CLASS_MODE!r}: use 'top_class' or "
-                "'all_classes'"
-            )
         if self.IMAGE_RESIZE_MODE == "pad64" and self.IMAGE_MIN_DIM and self.IMAGE_MIN_DIM % 64:
             errors.append(f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} must be a multiple of 64 for pad64")
         if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MAX_DIM % 64:
@@ -254,22 +256,12 @@ class Config:
                 f"MASK_SHAPE={list(self.MASK_SHAPE)} must be twice MASK_POOL_SIZE="
                 f"{self.MASK_POOL_SIZE} (the mask head upsamples its ROIAlign patch by 2)"
             )
-        if int(self.IMAGES_PER_GPU) < 1:
-            errors.append(f"IMAGES_PER_GPU={self.IMAGES_PER_GPU}: must be at least 1")
+        if self.IMAGE_RESIZE_MODE == "shortest_side" and not self.IMAGE_MIN_DIM:
+            errors.append("IMAGE_MIN_DIM must be >= 1 for shortest_side (the shorter side's size)")
         if len(self.MEAN_PIXEL) != self.IMAGE_CHANNEL_COUNT:
             errors.append(
                 f"MEAN_PIXEL has {len(self.MEAN_PIXEL)} values for "
                 f"IMAGE_CHANNEL_COUNT={self.IMAGE_CHANNEL_COUNT}"
-            )
-        if self.INFERENCE_PRECISION not in ("fp32", "bf16", "fp16"):
-            errors.append(
-                f"INFERENCE_PRECISION={self.INFERENCE_PRECISION!r}: use 'fp32', 'bf16' or 'fp16'"
-            )
-        unknown = [k for k in self.KEEP_CONVENTIONS or () if k not in CONVENTIONS]
-        if isinstance(self.KEEP_CONVENTIONS, str) or unknown:
-            errors.append(
-                f"KEEP_CONVENTIONS={self.KEEP_CONVENTIONS!r}: give a list of convention keys "
-                f"({', '.join(CONVENTIONS)})"
             )
         if errors:
             raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(errors))
@@ -341,14 +333,17 @@ def _parse_literal(text: str) -> Any:
         return None
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text  # not a Python literal ({[]: 1} included): a bare string
 
 
 def _coerce_like(default: Any, value: Any) -> Any:
     """Keep numpy arrays as arrays so that code doing arithmetic on them keeps working."""
     if isinstance(default, np.ndarray) and value is not None:
-        return np.asarray(value, dtype=default.dtype)
+        try:
+            return np.asarray(value, dtype=default.dtype)
+        except (TypeError, ValueError, OverflowError):
+            return value  # not numbers: the attribute's rule reports it in one line
     return value
 
 

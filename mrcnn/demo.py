@@ -8,7 +8,6 @@ and writes everything with a ``report.md`` into one folder. Nothing is downloade
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +132,10 @@ def run_demo(
 ) -> DemoReport:
     """Run the demo and write ``out_dir/report.md``.
 
+    ``out_dir`` may be missing, empty, or a folder an earlier demo wrote (it carries
+    :data:`mrcnn.outputs.DEMO_MARKER` and is replaced); anything else raises
+    :class:`mrcnn.outputs.OutputError` and nothing is deleted.
+
     Args:
         train_seconds: wall-clock budget of training; whole epochs run while the next one is
             expected to finish inside it (at least one epoch runs).
@@ -143,11 +146,9 @@ def run_demo(
     """
     from mrcnn.datasets.shapes import ShapesDataset
     from mrcnn.model import MaskRCNN
+    from mrcnn.outputs import prepare_demo_folder
 
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = prepare_demo_folder(out_dir)  # replaces only a folder an earlier demo wrote
     report = DemoReport(out)
     config = ShapesDemoConfig.from_overrides(overrides or {})
     start = time.perf_counter()

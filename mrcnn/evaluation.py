@@ -777,18 +777,25 @@ def coco_ids(dataset, image_ids: Sequence[int] | np.ndarray) -> tuple[list[Any],
     return [int(i) for i in image_ids], {c: c for c in range(1, len(dataset.class_info))}
 
 
-def _encode(masks: np.ndarray) -> list[dict]:
-    """COCO RLEs (counts as str) of bool [H, W, N] masks."""
+def encode_masks(masks) -> list[dict]:
+    """COCO RLEs (counts as str) of bool [H, W, N] masks or of a
+    :class:`mrcnn.masks.BoxMasks` (encoded box by box, without a full-size stack)."""
     from pycocotools import mask as mask_utils
 
-    if masks.shape[-1] == 0:
+    if len(masks) == 0 if hasattr(masks, "rle") else masks.shape[-1] == 0:
         return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # pycocotools vs numpy 2
-        rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8)))
+        if hasattr(masks, "rle"):
+            rles = masks.rle()
+        else:
+            rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8)))
     for rle in rles:
         rle["counts"] = rle["counts"].decode("ascii")
     return rles
+
+
+_encode = encode_masks
 
 
 def dataset_to_coco(dataset, image_ids: Sequence[int] | np.ndarray | None = None) -> dict:

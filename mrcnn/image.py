@@ -7,7 +7,8 @@ records how, so that detections can be mapped back to the original pixels. Boxes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,11 @@ from mrcnn.resize_plan import (  # noqa: F401
     plan_for_config,
     plan_resize,
 )
+
+#: EXIF tag of the orientation (1: as stored).
+_EXIF_ORIENTATION = 0x0112
+#: Images with more pixels than this are resized from uint8 rows (:func:`mold_image`).
+LARGE_IMAGE_PIXELS = 4096 * 4096
 
 
 # ------------------------------------------------------------------------------------------------
@@ -94,26 +100,56 @@ def decode_image(data: bytes, where: str = "upload") -> np.ndarray:
 
 def _decode(source, where: str) -> np.ndarray:
     """PIL-decode a path or file object into H x W x 3 uint8 RGB (EXIF orientation applied)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(source) as pil:
-            pil = ImageOps.exif_transpose(pil)
-            if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(pil)
-                if array.dtype != np.uint16:
-                    array = np.clip(array, 0, 65535).astype(np.uint16)
-                return to_rgb_uint8(array, where=where)
-            if pil.mode != "RGB":
-                pil = pil.convert("RGB")
-            return np.asarray(pil).copy()
+        with warnings.catch_warnings():
+            # Up to twice PIL's MAX_IMAGE_PIXELS is a big photo, which detect handles in
+            # bounded memory; beyond that PIL raises DecompressionBombError (below).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _read_with_pil(source, where)
+    except Image.DecompressionBombError as error:
+        raise ValueError(
+            f"cannot read image {where}: it has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+            "megapixels, PIL's safety limit against decompression bombs; if the file is "
+            "genuine, downscale it first (e.g. to 10000 pixels on the longer side)"
+        ) from error
     except UnidentifiedImageError as error:
         # PIL's own message names a file object, not the file: say what it is in words.
         raise ValueError(
             f"cannot read image {where}: not an image file (JPEG, PNG, BMP, TIFF, WebP, ...)"
         ) from error
-    except (OSError, Image.DecompressionBombError) as error:
+    except OSError as error:
         raise ValueError(f"cannot read image {where}: {error}") from error
+
+
+def _read_with_pil(source, where: str) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(source) as pil:
+        if pil.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            pil = ImageOps.exif_transpose(pil)  # a rotated copy: only when it is needed
+        if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(pil)
+            if array.dtype != np.uint16:
+                array = np.clip(array, 0, 65535).astype(np.uint16)
+            return to_rgb_uint8(array, where=where)
+        if pil.mode != "RGB":
+            pil = pil.convert("RGB")
+        return _rgb_array(pil)
+
+
+def _rgb_array(pil) -> np.ndarray:
+    """An RGB PIL image as a writable H x W x 3 uint8 array, copied a band of rows at a time
+    (``np.array(pil)`` would hold two extra full-size copies at once)."""
+    width, height = pil.size
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    band = max(1, (64 << 20) // (3 * width))  # about 64 MB per band
+    for top in range(0, height, band):
+        bottom = min(height, top + band)
+        rows = pil.crop((0, top, width, bottom)).tobytes()
+        out[top:bottom] = np.frombuffer(rows, dtype=np.uint8).reshape(bottom - top, width, 3)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,13 +198,47 @@ def mold_image(image: np.ndarray, config, plan: ResizePlan, dtype, device) -> to
     Returns:
         [3, out_h, out_w] tensor of ``dtype`` on ``device``.
     """
+    mean, std = normalization(config, dtype, device)
+    if image.shape[0] * image.shape[1] > LARGE_IMAGE_PIXELS and plan.crop is None:
+        # Resize first, from uint8 rows, so no float copy of the whole image is made: a
+        # 108-megapixel photo would need 1.3 GB per copy. Bilinear weights sum to 1, so
+        # resizing then normalising equals normalising then resizing, up to rounding.
+        tensor = _bilinear_resize_uint8(image, plan.resized_shape).to(device, dtype)
+        tensor = tensor - mean
+        if std is not None:
+            tensor = tensor / std
+        top, bottom, left, right = plan.padding
+        return F.pad(tensor, (left, right, top, bottom))
     tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     tensor = tensor.permute(2, 0, 1).to(dtype)
-    mean, std = normalization(config, dtype, device)
     tensor = tensor - mean
     if std is not None:
         tensor = tensor / std
     return apply_plan(tensor, plan)
+
+
+def _bilinear_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Input indices i0, i1 and weight of i1 for each of ``target`` outputs: bilinear
+    interpolation with half-pixel centres (F.interpolate's align_corners=False)."""
+    scale = np.float32(source) / np.float32(target)  # float32 arithmetic, as torch's kernel
+    position = np.maximum((np.arange(target, dtype=np.float32) + 0.5) * scale - 0.5, 0)
+    first = np.minimum(np.floor(position).astype(np.int64), source - 1)
+    second = np.minimum(first + 1, source - 1)
+    return first, second, (position - first).astype(np.float32)
+
+
+def _bilinear_resize_uint8(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Resize H x W x 3 uint8 to float32 [3, h, w], rows first then columns, touching only the
+    input rows the output needs (memory ~ h x W floats, not H x W)."""
+    (height, width), (out_h, out_w) = image.shape[:2], size
+    r0, r1, rw = _bilinear_taps(height, out_h)
+    c0, c1, cw = _bilinear_taps(width, out_w)
+    rw = torch.from_numpy(rw)[:, None, None]
+    rows = torch.from_numpy(image[r0]).float() * (1 - rw)
+    rows += torch.from_numpy(image[r1]).float() * rw
+    cw = torch.from_numpy(cw)[None, :, None]
+    out = rows[:, c0] * (1 - cw) + rows[:, c1] * cw
+    return out.permute(2, 0, 1).contiguous()
 
 
 def mold_batch(
@@ -280,10 +350,25 @@ def paste_masks(
         bool [H, W, N] on the masks' device.
     """
     height, width = int(image_shape[0]), int(image_shape[1])
-    count = masks.shape[0]
-    out = torch.zeros((height, width, count), dtype=torch.bool, device=masks.device)
-    if count == 0:
-        return out
+    out = torch.zeros((height, width, masks.shape[0]), dtype=torch.bool, device=masks.device)
+    for index, top, left, patch in pasted_patches(masks, boxes, image_shape, threshold):
+        out[top : top + patch.shape[0], left : left + patch.shape[1], index] = patch
+    return out
+
+
+def pasted_patches(
+    masks: torch.Tensor, boxes: torch.Tensor, image_shape: tuple[int, int], threshold: float = 0.5
+) -> Iterator[tuple[int, int, int, torch.Tensor]]:
+    """The pasting of :func:`paste_masks`, one instance at a time, without the full image.
+
+    Args: as :func:`paste_masks`.
+    Yields:
+        (index, top, left, patch): bool [h, w] patch of instance ``index`` whose top-left pixel
+        is (top, left) in the image; instances whose box lies outside the image are skipped.
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    if masks.shape[0] == 0:
+        return
     padded = F.pad(masks, (1, 1, 1, 1))[:, None]
     paste = expanded_paste_boxes(boxes, masks.shape[-1]).tolist()
     for index, (x0, y0, x1, y1) in enumerate(paste):
@@ -295,7 +380,4 @@ def paste_masks(
         patch = F.interpolate(
             padded[index : index + 1], size=(span_h, span_w), mode="bilinear", align_corners=False
         )[0, 0]
-        out[top:bottom, left:right, index] = (
-            patch[top - y0 : bottom - y0, left - x0 : right - x0] > threshold
-        )
-    return out
+        yield index, top, left, patch[top - y0 : bottom - y0, left - x0 : right - x0] > threshold

@@ -27,6 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mrcnn.masks import BoxMasks
+
 __all__ = [
     "EFFECTS",
     "IMAGE_SUFFIXES",
@@ -48,6 +50,8 @@ EFFECTS = ("gray", "blur", "color", "dim")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
 
+#: Rows blended at a time by :func:`_blend`.
+_BLEND_ROWS = 256
 #: Alpha values this close to 0 or 1 are snapped, so that feathering touches only the edges.
 _ALPHA_SNAP = 1e-3
 
@@ -74,8 +78,8 @@ def color_splash(
 
     Args:
         image: [H, W, 3] uint8 RGB.
-        masks: bool [H, W, N] instance masks (N may be 0), or None for no instances: the whole
-            image then gets the effect.
+        masks: bool [H, W, N] instance masks (N may be 0), a :class:`mrcnn.masks.BoxMasks`
+            (large images), or None for no instances: the whole image then gets the effect.
         effect: "gray", "blur", "color" or "dim" (see the module docstring).
         class_ids: [N] class ids of the instances; needed with ``classes``.
         scores: [N] instance scores; needed with ``min_score`` > 0.
@@ -93,7 +97,12 @@ def color_splash(
     image = _check_image(image)
     masks = _check_masks(masks, image.shape[:2])
     keep = select_instances(
-        masks.shape[2], class_ids, scores, class_names, classes=classes, min_score=min_score
+        len(masks) if isinstance(masks, BoxMasks) else masks.shape[2],
+        class_ids,
+        scores,
+        class_names,
+        classes=classes,
+        min_score=min_score,
     )
     background = splash_background(
         image,
@@ -104,7 +113,7 @@ def color_splash(
     )
     if not keep.any():
         return background
-    union = masks[:, :, keep].any(axis=2)
+    union = masks.union(keep) if isinstance(masks, BoxMasks) else masks[:, :, keep].any(axis=2)
     if feather > 0:
         return _blend(image, background, _feathered_alpha(union, feather))
     np.copyto(background, image, where=union[:, :, None])
@@ -203,9 +212,13 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _check_masks(masks: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+def _check_masks(masks, shape: tuple[int, int]) -> np.ndarray | BoxMasks:
     if masks is None:
         return np.zeros((*shape, 0), dtype=bool)
+    if isinstance(masks, BoxMasks):
+        if tuple(masks.shape) != tuple(shape):
+            raise ValueError(f"color_splash: masks of a {masks.shape} image for a {shape} one")
+        return masks
     masks = np.asarray(masks)
     if masks.ndim == 2:
         masks = masks[:, :, None]
@@ -258,11 +271,15 @@ def _feathered_alpha(union: np.ndarray, feather: float) -> np.ndarray:
 
 
 def _blend(image: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """alpha * image + (1 - alpha) * background, rounded: uint8 [H, W, 3]."""
-    a = alpha[:, :, None]
-    mixed = background.astype(np.float32)
-    mixed += a * (image.astype(np.float32) - mixed)
-    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    """alpha * image + (1 - alpha) * background, rounded: uint8 [H, W, 3], written into
+    ``background``. Done in bands of rows, so the float copies stay small on huge images."""
+    for top in range(0, image.shape[0], _BLEND_ROWS):
+        rows = slice(top, top + _BLEND_ROWS)
+        a = alpha[rows, :, None]
+        mixed = background[rows].astype(np.float32)
+        mixed += a * (image[rows].astype(np.float32) - mixed)
+        background[rows] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    return background
 
 
 # ------------------------------------------------------------------------------------------------
@@ -330,7 +347,7 @@ def splash_image_file(
     from mrcnn.image import read_image
 
     image = read_image(image_path)
-    result = model.detect([image])[0]
+    result = model.detect([image], mask_format="boxes")[0]  # memory bounded by the boxes
     splashed = splash_detections(image, result, effect, **options)
     target = splash_output_path(image_path, out, overwrite)
     write_image(target, splashed)

@@ -126,15 +126,14 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path)), {}
+        try:
+            return load_file(str(path)), {}
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
+            raise WeightsError(f"cannot read {path} as safetensors: {error}") from error
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same here
-        raise WeightsError(
-            f"cannot read {path} as PyTorch weights ({type(error).__name__}: {error}). Only "
-            "tensors and plain containers are loaded; re-save full models with "
-            "torch.save(model.state_dict(), path)"
-        ) from error
+        raise WeightsError(unreadable_weights_message(path, error)) from error
     if isinstance(data, Mapping) and data.get("format") == "mrcnn":
         if not isinstance(data.get("model"), Mapping):
             raise WeightsError(f"{path}: mrcnn checkpoint without a 'model' state dict")
@@ -149,6 +148,41 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return dict(data), {}
+
+
+def unreadable_weights_message(path: Path, error: Exception) -> str:
+    """One line saying what ``path`` is, since torch.load(weights_only=True) refused it, and
+    what to pass instead."""
+    head = path.read_bytes()[:64] if path.is_file() else b""
+    global_name = re.search(r"GLOBAL ([\w.]+)", str(error))
+    if global_name:
+        return (
+            f"{path} holds a pickled Python object ({global_name.group(1)}), not a state dict; "
+            "loading it would run code from the file. Where it was made, save its weights with "
+            "torch.save(model.state_dict(), path) and pass that file"
+        )
+    if head.startswith(b"\x89HDF"):
+        return f"{path} is an HDF5 file (Keras .h5?): rename it to .h5, or convert it first"
+    if not head:
+        return f"{path} is empty: the download or copy did not finish; fetch it again"
+    if _looks_like_text(head):
+        start = " ".join(head.decode("utf-8", "replace").split())[:40]
+        return (
+            f"{path} is a text file (it starts with {start!r}), not weights; pass a "
+            ".pt/.pth/.safetensors checkpoint, or 'coco', 'imagenet' or 'last'"
+        )
+    return (
+        f"cannot read {path} as PyTorch weights ({type(error).__name__}: "
+        f"{' '.join(str(error).split())[:200]}); pass a .pt/.pth/.safetensors state dict"
+    )
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
 
 
 def detect_format(state: Mapping[str, torch.Tensor]) -> str:
@@ -248,6 +282,41 @@ def trained_conventions(state: Mapping[str, torch.Tensor], extras: Mapping) -> d
     if isinstance(saved, Mapping):
         return conventions_lib.from_config_dict(saved)
     return None
+
+
+def uninitialised_parts(
+    net: torch.nn.Module, selected: Mapping[str, torch.Tensor]
+) -> dict[str, int]:
+    """Which parts of ``net`` loading ``selected`` (from :func:`select_for_network`) would
+    leave at their random initialisation: {"backbone": 12, "mask_head": 4, ...} tensors per
+    top-level module."""
+    parts: dict[str, int] = {}
+    for key in net.state_dict():
+        if key not in selected and not key.endswith("num_batches_tracked"):
+            part = key.split(".")[0]
+            parts[part] = parts.get(part, 0) + 1
+    return parts
+
+
+def require_complete(
+    net: torch.nn.Module, selected: Mapping[str, torch.Tensor], source: str = "weights"
+) -> None:
+    """Refuse weights that would leave part of the network random, for inference.
+
+    Args:
+        selected: the tensors :func:`select_for_network` chose to load.
+    Raises:
+        WeightsError: naming the parts left uninitialised and what to do.
+    """
+    parts = uninitialised_parts(net, selected)
+    if parts:
+        shown = ", ".join(f"{name} ({count} tensors)" for name, count in sorted(parts.items()))
+        raise WeightsError(
+            f"{source} leaves {shown} of this network uninitialised, so detection would give "
+            "random results. Use weights trained for this config (check BACKBONE and "
+            "NUM_CLASSES, or let the checkpoint's own config apply by not passing --config), "
+            "or train first"
+        )
 
 
 def select_for_network(

@@ -29,7 +29,7 @@ def test_crash_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 def test_run_folder_names_and_find_last(tmp_path):
     run = ckpt.new_run_dir(tmp_path, "Shapes", datetime.datetime(2024, 5, 6, 7, 8))
-    assert run.name == "shapes20240506T0708"
+    assert run.name == "shapes20240506T070800"
     for epoch in (1, 2, 10):
         ckpt.atomic_torch_save({}, ckpt.checkpoint_path(run, "shapes", epoch))
     last = ckpt.find_last(tmp_path, "shapes")

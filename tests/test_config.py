@@ -91,7 +91,7 @@ def test_numpy_arrays_stay_arrays():
     [
         ({"BACKBONE": "resnet152"}, "BACKBONE='resnet152'"),
         ({"IMAGE_RESIZE_MODE": "stretch"}, "IMAGE_RESIZE_MODE='stretch'"),
-        ({"RPN_ANCHOR_SCALES": (32, 64, 128, 256)}, "RPN_ANCHOR_SCALES has 4 entries"),
+        ({"RPN_ANCHOR_SCALES": (32, 64, 128, 256)}, "RPN_ANCHOR_SCALES=(32, 64, 128, 256): must"),
         ({"NUM_CLASSES": 0}, "NUM_CLASSES=0"),
         ({"ROI_LEVEL_ROUNDING": "ceil"}, "ROI_LEVEL_ROUNDING"),
         ({"ROI_ALIGN_SAMPLING_RATIO": 0}, "ROI_ALIGN_SAMPLING_RATIO=0"),

@@ -100,10 +100,11 @@ def test_maskrcnn_weights_give_torchvision_pyramid_features(
     torchvision_files, balloon_crop, reference_pyramid, monkeypatch, config_name, weights
 ):
     monkeypatch.setenv("TORCH_HOME", str(torchvision_files["home"]))
-    model = MaskRCNN("inference", USER_CONFIGS[config_name](), "unused")
+    model = MaskRCNN("training", USER_CONFIGS[config_name](), "unused")
     source = "coco" if weights == "coco" else str(torchvision_files["file"])
     notes = model.load_weights(source, exclude=["class-specific"])
     assert any(n.startswith("STD_PIXEL: None -> ") for n in notes), notes
+    model.net.eval()
     with torch.inference_mode():
         ours = model.net.features(_molded(model, balloon_crop))
     for level, (mine, theirs) in enumerate(zip(ours, reference_pyramid, strict=True)):
@@ -143,8 +144,9 @@ def test_loaded_rpn_gives_torchvision_proposals(torchvision_files, balloon_crop)
     """Same molded image, float64: our proposal layer on our features against torchvision's
     RPN (its anchors, box coder and per-level selection) on its own features."""
     config = USER_CONFIGS["balloon_sample"]()
-    model = MaskRCNN("inference", config, "unused")
+    model = MaskRCNN("training", config, "unused")
     model.load_weights(str(torchvision_files["file"]), exclude=["class-specific"])
+    model.net.eval()
     model.to(torch.float64)
     reference = randomised_torchvision_maskrcnn(
         seed=3,
@@ -219,6 +221,7 @@ def test_heads_fine_tune_from_torchvision_weights_lowers_the_loss(torchvision_fi
 
 # ------------------------------------------------------------------------------------------------
 # The rules: adopt defaults, refuse user conflicts, keep on request, only for loaded layers
+# (training mode: inference refuses weights that leave the class-specific layers random)
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def torchvision_state_file(tmp_path_factory):
@@ -228,7 +231,7 @@ def torchvision_state_file(tmp_path_factory):
 
 
 def test_inherited_values_are_adopted_with_a_note_per_key(torchvision_state_file):
-    model = MaskRCNN("inference", Config.from_overrides({**README_CLI, "DEVICE": "cpu"}))
+    model = MaskRCNN("training", Config.from_overrides({**README_CLI, "DEVICE": "cpu"}))
     notes = model.load_weights(str(torchvision_state_file), exclude=["class-specific"])
     config = model.config
     for key in ("MEAN_PIXEL", "STD_PIXEL", "RPN_BBOX_STD_DEV"):
@@ -244,7 +247,7 @@ def test_user_set_conflict_is_refused_before_loading(torchvision_state_file):
         NAME, NUM_CLASSES, BACKBONE, DEVICE = "mine", 2, "resnet50", "cpu"
         RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
 
-    model = MaskRCNN("inference", MyConfig())
+    model = MaskRCNN("training", MyConfig())
     before = model.net.backbone.body.conv1.weight.clone()
     with pytest.raises(ConventionsError, match="RPN_BBOX_STD_DEV.*KEEP_CONVENTIONS"):
         model.load_weights(str(torchvision_state_file), exclude=["class-specific"])
@@ -254,7 +257,7 @@ def test_user_set_conflict_is_refused_before_loading(torchvision_state_file):
 
 def test_set_on_the_command_line_counts_as_user_set(torchvision_state_file):
     config = Config.from_overrides({**README_CLI, "DEVICE": "cpu", "ROI_ALIGN_ALIGNED": True})
-    model = MaskRCNN("inference", config)
+    model = MaskRCNN("training", config)
     with pytest.raises(ConventionsError, match="ROI_ALIGN_ALIGNED"):
         model.load_weights(str(torchvision_state_file), exclude=["class-specific"])
 
@@ -268,7 +271,7 @@ def test_keep_conventions_keeps_the_users_value_with_a_note(torchvision_state_fi
             "KEEP_CONVENTIONS": ["ROI_ALIGN_ALIGNED"],
         }
     )
-    model = MaskRCNN("inference", config)
+    model = MaskRCNN("training", config)
     notes = model.load_weights(str(torchvision_state_file), exclude=["class-specific"])
     assert model.config.ROI_ALIGN_ALIGNED is True
     assert any(n.startswith("kept ROI_ALIGN_ALIGNED=True") for n in notes)
@@ -281,7 +284,7 @@ def test_keep_conventions_refuses_unknown_keys():
 
 
 def test_only_conventions_of_loaded_layers_apply(torchvision_state_file):
-    model = MaskRCNN("inference", Config.from_overrides({**README_CLI, "DEVICE": "cpu"}))
+    model = MaskRCNN("training", Config.from_overrides({**README_CLI, "DEVICE": "cpu"}))
     notes = model.load_weights(
         str(torchvision_state_file), exclude=[r"^(rpn|box_head|mask_head)\."]
     )

@@ -177,3 +177,60 @@ def test_bad_files_raise_clear_errors(tmp_path):
         CocoDataset().load_coco(only_missing, tmp_path / "images")
     with pytest.raises(FileNotFoundError, match="images folder .* not found"):
         CocoDataset().load_coco(only_missing, tmp_path / "nowhere")
+
+
+def test_malformed_entries_are_refused_or_skipped_in_one_line(tmp_path):
+    """Issue 12 (found by fuzzing): wrong types in a COCO file give a ValueError naming the
+    entry, and an RLE whose counts do not cover the image is skipped, not decoded (pycocotools
+    would write past its buffer)."""
+    import json
+
+    from mrcnn.datasets import CocoDataset
+
+    (tmp_path / "a.png").write_bytes(b"")
+    base = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 24.0, "width": 32}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
+    bad = [
+        ({"categories": [{}]}, "whole-number id and a text name"),
+        ({"images": [{"id": [1], "file_name": "a.png", "height": 2, "width": 2}]}, "id must be"),
+        ({"images": [{"id": 1, "file_name": "a.png", "height": -2, "width": 2}]}, "positive"),
+        ({"annotations": [3]}, "is not an object"),
+    ]
+    for change, needle in bad:
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps({**base, **change}))
+        with pytest.raises(ValueError, match=needle):
+            CocoDataset().load_coco(path, tmp_path)
+    from mrcnn.datasets.coco import _segmentation_problem
+
+    assert "cover 5 pixels" in _segmentation_problem({"size": [24, 32], "counts": [5]}, 24, 32)
+    assert "cover" in _segmentation_problem({"size": [24, 32], "counts": "0`0"}, 24, 32)
+    assert _segmentation_problem({"size": [2, 2], "counts": [1, 2, 1]}, 2, 2) == ""
+    assert "not a finite" in _segmentation_problem([[0, 0, 1, "x", 2, 2]], 24, 32)
+
+
+def test_whole_float_sizes_and_ids_load(tmp_path):
+    """Some exporters write 480.0 for 480: such files load and their masks read."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from mrcnn.datasets import CocoDataset
+
+    Image.fromarray(np.zeros((24, 32, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    square = [4.0, 4.0, 20.0, 4.0, 20.0, 20.0, 4.0, 20.0]
+    data = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 24.0, "width": 32.0}],
+        "annotations": [{"id": 1, "image_id": 1.0, "category_id": 1.0, "segmentation": [square]}],
+        "categories": [{"id": 1.0, "name": "cat"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    dataset = CocoDataset()
+    dataset.load_coco(tmp_path / "ann.json", tmp_path)
+    dataset.prepare()
+    masks, class_ids = dataset.load_mask(0)
+    assert masks.shape == (24, 32, 1) and class_ids.tolist() == [1] and masks.sum() > 200

@@ -70,7 +70,7 @@ def test_two_epoch_run_loss_falls_and_writes_run_folder(tmp_path):
     model = MaskRCNN("training", cfg, tmp_path)
     model.train(shapes(12), shapes(2, "val"), cfg.LEARNING_RATE, epochs=2, layers="all")
     run = model.log_dir
-    assert run.parent == tmp_path and re.fullmatch(r"tiny\d{8}T\d{4}", run.name)
+    assert run.parent == tmp_path and re.fullmatch(r"tiny\d{8}T\d{6}", run.name)
     assert (run / "mrcnn_tiny_0001.pt").is_file() and (run / "mrcnn_tiny_0002.pt").is_file()
     assert json.loads((run / "config.json").read_text())["NUM_CLASSES"] == 4
     assert list(run.glob("events.out.tfevents.*"))

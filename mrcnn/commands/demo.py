@@ -11,12 +11,17 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_output", help="output folder (replaced)")
+    parser.add_argument(
+        "--out",
+        default="demo_output",
+        help="output folder (default demo_output): new, empty, or an earlier demo's output, "
+        "which is replaced; any other folder is refused",
+    )
     parser.add_argument(
         "--train-seconds",
         type=float,
         default=210.0,
-        help="wall-clock training budget in seconds (default 240)",
+        help="wall-clock training budget in seconds (default 210)",
     )
     parser.add_argument("--train-images", type=int, default=1000, help="generated training images")
     parser.add_argument("--val-images", type=int, default=50, help="generated validation images")
@@ -28,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mrcnn.demo import run_demo
+    from mrcnn.outputs import prepare_demo_folder
 
+    prepare_demo_folder(args.out)  # refuse a folder the demo did not write, before any work
     if torch.get_num_threads() > 1:
         torch.set_num_threads(torch.get_num_threads())
     report = run_demo(

@@ -8,7 +8,9 @@ For every image of ``--input`` (a file or a folder, not recursive) it writes int
      "bbox": [x, y, w, h], "score": 0.98, "segmentation": {"size": [H, W], "counts": "..."}}
 
 ``<id>`` is the file's stem; ``image_id`` is that stem as an int when it is all digits (COCO's
-``000000397133.jpg`` gives 397133), else the stem string. Files in ``--output`` are replaced.
+``000000397133.jpg`` gives 397133), else the stem string. Nothing is written over an input
+file; existing outputs are replaced only with ``--overwrite`` (``--output`` may be the input
+folder when no name collides). ``detections.json`` is written when at least one image was read.
 
 This module also holds the model set-up shared with ``mrcnn splash``: :func:`build_model`
 (config from --config, else from the checkpoint, else TorchvisionCocoConfig for ``coco``
@@ -23,11 +25,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_argument
 
 HELP = "detect instances in images: figures and COCO results JSON"
+
+#: Longest side, pixels, of the figures (larger images are drawn downscaled).
+FIGURE_MAX_SIDE = 2000
+#: The file holding the detections of every image.
+SUMMARY_NAME = "detections.json"
 
 #: Config keys of a checkpoint that describe the machine it was trained on, not the model.
 RUNTIME_KEYS = ("DEVICE", "CPU_THREADS", "INFERENCE_PRECISION")
@@ -39,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--output", required=True, metavar="DIR", help="folder for the figures and JSON files"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files (never input files); default: refuse",
     )
     add_class_names_argument(parser)
     add_model_arguments(parser, weights_required=False)
@@ -53,34 +66,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from mrcnn.image import read_image
+    from mrcnn.outputs import check_new_outputs, check_writable_dir
     from mrcnn.splash import IMAGE_SUFFIXES
 
     paths = list_inputs(Path(args.input), IMAGE_SUFFIXES)
+    out = check_writable_dir(args.output, "--output")
+    keys = output_keys(paths)
+    targets = [out / f"{k}{ext}" for k in keys for ext in (".json", ".png")]
+    check_new_outputs([*targets, out / SUMMARY_NAME], paths, args.overwrite)
     model = _onnx_model(args) if args.onnx else build_model(_with_weights(args))
     class_names = class_names_for(model, args.weights, args.class_names)
-    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    keys = output_keys(paths)
     everything: list[dict] = []
-    failed = 0
+    skipped = 0
+    bar = tqdm(total=len(paths), unit="image", disable=len(paths) < 2, dynamic_ncols=True)
     for path, key in zip(paths, keys, strict=True):
+        bar.update()
         try:
             image = read_image(path)
         except (ValueError, OSError) as error:
-            print(f"skipped {path}: {error}", file=sys.stderr)
-            failed += 1
+            bar.write(f"skipped {path}: {error}", file=sys.stderr)
+            skipped += 1
             continue
-        result = model.detect([image])[0]
+        # Memory bounded by the boxes (BoxMasks); an ONNX model returns dense masks.
+        result = model.detect([image], **({} if args.onnx else {"mask_format": "boxes"}))[0]
         entries = coco_results(result, image_id_for(key), class_names)
         _write_json(out / f"{key}.json", entries)
         _write_figure(out / f"{key}.png", image, result, class_names)
         everything += entries
-        print(f"{path.name}: {len(entries)} instances")
-    _write_json(out / "detections.json", everything)
-    done = len(paths) - failed
-    print(f"wrote {done} figures and {out / 'detections.json'} ({len(everything)} detections)")
-    return 1 if failed else 0
+        bar.write(f"{path.name}: {len(entries)} instances")
+    bar.close()
+    done = len(paths) - skipped
+    if done:
+        _write_json(out / SUMMARY_NAME, everything)
+        written = f"{out / SUMMARY_NAME} ({len(everything)} detections)"
+    else:
+        written = f"no {SUMMARY_NAME}"
+    print(
+        f"wrote {done} figures and {written}"
+        + (f"; skipped {skipped} of {len(paths)} files (see above)" if skipped else "")
+    )
+    return 1 if skipped else 0
 
 
 def _with_weights(args: argparse.Namespace) -> argparse.Namespace:
@@ -109,19 +138,19 @@ def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> l
 
     Args:
         result: "boxes" float [N, 4] (x1, y1, x2, y2), "class_ids" [N], "scores" [N],
-            "masks" bool [H, W, N].
+            "masks" bool [H, W, N] or :class:`mrcnn.masks.BoxMasks`.
         image_id: the entries' image_id.
         class_names: names by class id (for "category_name").
     Returns:
         N dicts: image_id, category_id, category_name, bbox [x, y, w, h] floats, score,
         segmentation (RLE with "counts" as str).
     """
-    from pycocotools import mask as mask_utils
+    from mrcnn.evaluation import encode_masks
 
     count = len(result["class_ids"])
     if count == 0:
         return []
-    rles = mask_utils.encode(np.asfortranarray(result["masks"].astype(np.uint8)))
+    rles = encode_masks(result["masks"])
     entries = []
     for i in range(count):
         x1, y1, x2, y2 = (float(v) for v in result["boxes"][i])
@@ -134,15 +163,10 @@ def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> l
                 "category_name": _name(class_names, class_id),
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "score": float(result["scores"][i]),
-                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": _text(rle)},
+                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"]},
             }
         )
     return entries
-
-
-def _text(rle: dict) -> str:
-    counts = rle["counts"]
-    return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
 
 
 def _name(class_names: list[str], class_id: int) -> str:
@@ -155,10 +179,15 @@ def image_id_for(key: str) -> int | str:
 
 
 def output_keys(paths: list[Path]) -> list[str]:
-    """Output base names: the stems, with the extension kept where two files share a stem."""
+    """Output base names: the stems, with the extension kept where two files share a stem or
+    the stem is that of the summary file (``detections``)."""
     stems = [p.stem for p in paths]
+    reserved = Path(SUMMARY_NAME).stem
     return [
-        p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in paths
+        p.stem
+        if stems.count(p.stem) == 1 and p.stem != reserved
+        else f"{p.stem}_{p.suffix.lstrip('.')}"
+        for p in paths
     ]
 
 
@@ -167,14 +196,27 @@ def _write_json(path: Path, entries: list[dict]) -> None:
 
 
 def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list[str]) -> None:
+    """display_instances of one result, drawn at most FIGURE_MAX_SIDE pixels wide or high (a
+    108-megapixel photo would otherwise need a canvas and masks of its full size)."""
     from mrcnn import visualize
 
     height, width = image.shape[:2]
-    figsize = (max(4.0, width / 100), max(4.0, height / 100))
+    scale = min(1.0, FIGURE_MAX_SIDE / max(height, width))
+    masks, rois = result["masks"], result["rois"]
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        rois = np.round(rois * scale).astype(np.int32)
+    if hasattr(masks, "scaled"):
+        masks = masks.scaled(image.shape[:2]).to_dense()
+    elif scale < 1.0 and masks.shape[2]:
+        small = cv2.resize(masks.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        masks = small.reshape(*image.shape[:2], -1).astype(bool)
+    figsize = (max(4.0, image.shape[1] / 100), max(4.0, image.shape[0] / 100))
     visualize.display_instances(
         image,
-        result["rois"],
-        result["masks"],
+        rois,
+        masks,
         result["class_ids"],
         class_names,
         result["scores"],
@@ -191,8 +233,10 @@ def list_inputs(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """``path`` itself if it is a file, else its files with one of ``suffixes``, sorted."""
     if path.is_file():
         return [path]
-    if not path.is_dir():
+    if not path.exists():
         raise FileNotFoundError(f"input not found: {path}")
+    if not path.is_dir():
+        raise ValueError(f"input {path} is neither a file nor a folder")
     found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
     if not found:
         raise FileNotFoundError(f"no {', '.join(suffixes)} files in {path}")

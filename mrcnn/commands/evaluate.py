@@ -65,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.datasets import from_spec
     from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
     from mrcnn.model import MaskRCNN
+    from mrcnn.outputs import check_writable_dir
 
+    output = Path(args.output) if args.output else _default_output(args.logs)
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a folder; give a file name such as {output}/x.json")
+    check_writable_dir(output.parent, "--output" if args.output else "--logs")
     subset = None if args.subset.lower() in ("all", "none") else args.subset
     dataset = from_spec(args.dataset, subset)
     print(dataset.load_report.summary())
@@ -97,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
             values = "  ".join(f"{stats[name]:>6.3f}" for name in COCO_STAT_NAMES[:6])
             print(f"{iou_type:>6}  {values}")
 
-    output = Path(args.output) if args.output else _default_output(args.logs)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(evaluation.coco_results))
     print(f"wrote {len(evaluation.coco_results)} detections to {output}")

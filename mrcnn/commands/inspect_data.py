@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.config import load_config
     from mrcnn.datasets import from_spec
     from mrcnn.datasets import stats as dstats
+    from mrcnn.outputs import check_writable_dir
 
     config = load_config(args.config, args.set)
+    check_writable_dir(args.out, "--out")
     subset = None if args.subset.lower() in ("all", "none") else args.subset
     dataset = from_spec(args.dataset, subset)
     print(dataset.load_report.summary())

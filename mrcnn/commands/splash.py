@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_argument
 from mrcnn.commands.detect import add_class_names_argument
 
@@ -101,37 +103,61 @@ def splash_options(args: argparse.Namespace, class_names: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from mrcnn.commands.detect import build_model, class_names_for, list_inputs
+    from mrcnn.outputs import check_writable_dir
     from mrcnn.splash import IMAGE_SUFFIXES, VIDEO_SUFFIXES
     from mrcnn.video import open_video
 
     if args.input_dir:
         inputs = list_inputs(Path(args.input_dir), IMAGE_SUFFIXES + VIDEO_SUFFIXES)
         if args.output:
-            Path(args.output).mkdir(parents=True, exist_ok=True)
+            check_writable_dir(args.output, "--output").mkdir(parents=True, exist_ok=True)
     else:
+        flag = "--image" if args.image else "--video"
         inputs = [Path(args.image or args.video)]
+        if inputs[0].is_dir():
+            raise ValueError(f"{flag} {inputs[0]} is a folder; use --input-dir {inputs[0]}")
         if not inputs[0].is_file():
-            raise FileNotFoundError(f"input not found: {inputs[0]}")
+            raise FileNotFoundError(f"input not found: {flag} {inputs[0]} does not exist")
+        _check_output_file(args.output)
         if args.video:
             open_video(inputs[0])[0].release()  # an unreadable video fails before the model loads
     model = build_model(args)
     options = splash_options(args, class_names_for(model, args.weights, args.class_names))
     failures = 0
+    bar = tqdm(total=len(inputs), unit="file", disable=len(inputs) < 2, dynamic_ncols=True)
     for path in inputs:
+        bar.update()
         as_video = args.video is not None or path.suffix.lower() in VIDEO_SUFFIXES
         try:
-            ok = _splash_one(model, path, as_video, args, options)
+            ok = _splash_one(model, path, as_video, args, options, bar.write)
         except (ValueError, OSError) as error:
             if len(inputs) == 1:
                 raise
-            print(f"skipped {path}: {error}", file=sys.stderr)
+            bar.write(f"skipped {path}: {error}", file=sys.stderr)
             ok = False
         failures += not ok
+    bar.close()
+    if len(inputs) > 1:
+        print(
+            f"splashed {len(inputs) - failures} of {len(inputs)} files"
+            + (f"; {failures} skipped or incomplete (see above)" if failures else "")
+        )
     return 1 if failures else 0
 
 
-def _splash_one(model, path: Path, as_video: bool, args, options: dict) -> bool:
-    """Splash one file; False when a video ended early."""
+def _check_output_file(output: str | None) -> None:
+    """Refuse an --output whose folder cannot be written, before the model loads."""
+    from mrcnn.outputs import check_writable_dir
+
+    if output is None:
+        return
+    target = Path(output)
+    is_folder = target.is_dir() or output.endswith(("/", "\\")) or not target.suffix
+    check_writable_dir(target if is_folder else target.parent, "--output")
+
+
+def _splash_one(model, path: Path, as_video: bool, args, options: dict, say=print) -> bool:
+    """Splash one file; False when a video ended early. ``say`` prints a line."""
     from mrcnn.splash import splash_image_file
     from mrcnn.video import splash_video
 
@@ -139,7 +165,7 @@ def _splash_one(model, path: Path, as_video: bool, args, options: dict) -> bool:
         written = splash_image_file(
             model, path, args.output, effect=args.effect, overwrite=args.overwrite, **options
         )
-        print(f"wrote {written}")
+        say(f"wrote {written}")
         return True
     report = splash_video(
         model,
@@ -150,5 +176,5 @@ def _splash_one(model, path: Path, as_video: bool, args, options: dict) -> bool:
         progress=not args.no_progress,
         **options,
     )
-    print(report.summary(), file=sys.stdout if report.complete else sys.stderr)
+    say(report.summary(), file=sys.stdout if report.complete else sys.stderr)
     return report.complete

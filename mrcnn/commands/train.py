@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="augment with flips, 90-degree rotations, scale and colour jitter",
     )
+    parser.add_argument(
+        "--new-run",
+        action="store_true",
+        help="start a new run folder at epoch 1 from --weights, even when they are a "
+        "checkpoint of an earlier run (default: resume that run)",
+    )
     add_config_arguments(parser)
     add_model_arguments(parser, weights_required=True)
 
@@ -48,12 +54,32 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.config import load_config
     from mrcnn.datasets import from_spec
     from mrcnn.model import MaskRCNN
+    from mrcnn.outputs import check_writable_dir
     from mrcnn.training.augment import default_augmentation
+    from mrcnn.training.checkpoint import RunLock, find_last, run_dir_of
     from mrcnn.training.distributed import info
 
     overrides = list(args.set) + ([f"DEVICE={args.device}"] if args.device else [])
+    if args.learning_rate is not None:  # validated with the config, before any work
+        overrides.append(f"LEARNING_RATE={args.learning_rate!r}")
     config = load_config(args.config, overrides)
+    check_writable_dir(args.logs, "--logs")
+    if args.weights == "last":  # resolve now, so a run in use is refused before any work
+        args.weights = str(find_last(args.logs, (config.NAME or "").lower() or None))
+    resumed_run = None if args.new_run else run_dir_of(args.weights)
+    if resumed_run is not None:
+        from mrcnn.commands.detect import checkpoint_config
+        from mrcnn.training.trainer import check_same_architecture
+
+        with RunLock(resumed_run):  # raises RunFolderLocked when another process trains there
+            pass
+        check_same_architecture(checkpoint_config(args.weights), config, args.weights)
     train_set = from_spec(args.dataset, "train")
+    if train_set.load_report.regions_loaded == 0:
+        raise ValueError(
+            f"the training images of {args.dataset} have no annotated regions (see the warnings "
+            "above); there is nothing to learn from: check the annotation file"
+        )
     val_set = from_spec(args.dataset, "val")
     main = info().is_main
     if main:
@@ -68,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     model = MaskRCNN("training", config, args.logs)
     exclude = ["class-specific"] if args.weights == "coco" and config.NUM_CLASSES != 91 else None
     notes = [] if args.weights == "none" else model.load_weights(args.weights, exclude=exclude)
+    if args.new_run:
+        model.start_new_run()
     if main:
         if exclude:
             print(
@@ -76,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             )
         for note in notes:
             print(f"weights: {note}")
-    learning_rate = args.learning_rate or float(config.LEARNING_RATE)
+    learning_rate = float(config.LEARNING_RATE)
     augmentation = default_augmentation() if args.augment else None
     model.train(train_set, val_set, learning_rate, args.epochs, args.layers, augmentation)
     return 0

@@ -78,6 +78,12 @@ class CocoDataset(Dataset):
             images = images[: int(max_images)]
         for image in images:
             self._add_coco_image(image, per_image.get(image["id"], []), images_dir, source, report)
+        if report.images_loaded and not report.regions_loaded:
+            report.problem(
+                f"{annotations}: none of the {report.images_loaded} images has an annotation "
+                "(of the selected categories); training needs annotated instances: check that "
+                "this is an instances file, not image_info"
+            )
         self.coco = _coco_api(data)
         self.load_reports.append(report.finish())
         require_images(self, report, f"{source} {annotations}", subset)
@@ -134,7 +140,7 @@ class CocoDataset(Dataset):
         masks = decoded.astype(bool).reshape(height, width, len(anns))
         class_ids = np.array(
             [
-                self.map_source_class_id(f"{info['source']}.{ann['category_id']}")
+                self.map_source_class_id(f"{info['source']}.{int(ann['category_id'])}")
                 * (-1 if ann.get("iscrowd", 0) else 1)
                 for ann in anns
             ],
@@ -182,10 +188,54 @@ def _check_layout(data: Any, path: Path) -> None:
         if not isinstance(data[key], list):
             raise ValueError(f"{path}: {key!r} must be a list")
     for image in data["images"]:
-        if not all(k in image for k in ("id", "file_name", "height", "width")):
+        if not (isinstance(image, dict) and all(k in image for k in _IMAGE_KEYS)):
             raise ValueError(
                 f"{path}: image entry {image!r:.200} lacks one of id, file_name, height, width"
             )
+        if not (
+            _is_id(image["id"])
+            and isinstance(image["file_name"], str)
+            and _is_size(image["height"])
+            and _is_size(image["width"])
+        ):
+            raise ValueError(
+                f"{path}: image entry {image!r:.200}: id must be a number or text, file_name "
+                "text, height and width positive whole numbers"
+            )
+    for category in data["categories"]:
+        if not (
+            isinstance(category, dict)
+            and _is_int(category.get("id"))
+            and isinstance(category.get("name"), str)
+        ):
+            raise ValueError(
+                f"{path}: category {category!r:.200} must have a whole-number id and a text name"
+            )
+    for annotation in data["annotations"]:
+        if not isinstance(annotation, dict):
+            raise ValueError(f"{path}: annotation {annotation!r:.200} is not an object")
+
+
+_IMAGE_KEYS = ("id", "file_name", "height", "width")
+
+
+def _is_int(value: Any) -> bool:
+    """A whole number: an int, or a float without fraction (some exporters write 480.0)."""
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_id(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, str)
+
+
+def _is_size(value: Any) -> bool:
+    return _is_int(value) and 0 < value <= _MAX_SIDE
+
+
+#: Larger image sides in an annotation file are taken for typos (such a mask would not fit).
+_MAX_SIDE = 100_000
 
 
 def _select_categories(
@@ -219,11 +269,11 @@ def _annotations_by_image(
     per_image: dict[Any, list[dict]] = {}
     for ann in data["annotations"]:
         where = f"annotation {ann.get('id')} (image {ann.get('image_id')})"
-        if ann.get("image_id") not in image_ids:
+        if not _is_id(ann.get("image_id")) or ann["image_id"] not in image_ids:
             report.skip_region(where, "unknown image id")
             continue
         category = ann.get("category_id")
-        if category not in all_category_ids:
+        if not _is_int(category) or category not in all_category_ids:
             report.skip_region(where, "unknown category id", repr(category))
             continue
         if int(category) in category_ids:
@@ -248,20 +298,68 @@ def _id_order(image: dict) -> tuple:
 
 
 def _segmentation_problem(segmentation: Any, height: int, width: int) -> str:
-    """Why a segmentation cannot be used, or "" when it can."""
+    """Why a segmentation cannot be used, or "" when it can (checked fully here, because
+    pycocotools trusts its input and can crash the process on a malformed RLE)."""
     if isinstance(segmentation, list):
         polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
         if not polygons:
             return "no polygon with 3 or more points"
         if any(len(p) % 2 for p in polygons):
             return "polygon with an odd number of coordinates"
+        if not all(_is_coordinate(v) for p in polygons for v in p):
+            return "polygon coordinate that is not a finite number"
         return ""
     if isinstance(segmentation, dict) and "counts" in segmentation:
         size = segmentation.get("size")
-        if not isinstance(size, list) or [int(s) for s in size] != [height, width]:
-            return f"RLE size {size} is not the image's [{height}, {width}]"
+        if not (isinstance(size, list) and len(size) == 2 and size == [height, width]):
+            return f"RLE size {size!r:.40} is not the image's [{height}, {width}]"
+        counts = segmentation["counts"]
+        if isinstance(counts, list) and all(_is_plain_count(c) for c in counts):
+            total = sum(counts)
+        elif isinstance(counts, str):
+            total = _compressed_rle_total(counts)
+        else:
+            return "RLE counts are neither a list of whole numbers nor a compressed string"
+        if total != height * width:
+            return f"RLE counts cover {total} pixels, not the image's {height * width}"
         return ""
     return f"missing or unknown segmentation ({type(segmentation).__name__})"
+
+
+def _is_plain_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_coordinate(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e9
+
+
+def _compressed_rle_total(counts: str) -> int:
+    """Sum of the run lengths of a compressed COCO RLE string (pycocotools' rleFrString
+    decoding), or -1 when the string is malformed."""
+    total, index, runs = 0, 0, []
+    try:
+        while index < len(counts):
+            value, shift, more = 0, 0, True
+            while more:
+                code = ord(counts[index]) - 48
+                if not 0 <= code < 64:
+                    return -1
+                value |= (code & 0x1F) << (5 * shift)
+                more = bool(code & 0x20)
+                index += 1
+                shift += 1
+                if not more and code & 0x10:
+                    value |= -1 << (5 * shift)
+            if len(runs) > 2:
+                value += runs[-2]
+            runs.append(value)
+            if value < 0:
+                return -1
+            total += value
+    except IndexError:
+        return -1
+    return total
 
 
 def annotation_rle(segmentation: Any, height: int, width: int) -> dict:

@@ -17,7 +17,14 @@ import torch
 from mrcnn import weights as weights_lib
 from mrcnn.boxes import xyxy_to_yxyx
 from mrcnn.conventions import reconcile as reconcile_conventions
-from mrcnn.image import ImageMeta, mold_batch, paste_masks, to_rgb_uint8, unmold_boxes
+from mrcnn.image import (
+    ImageMeta,
+    mold_batch,
+    paste_masks,
+    to_rgb_uint8,
+    unmold_boxes,
+)
+from mrcnn.masks import BoxMasks
 from mrcnn.model.network import MaskRCNNNet
 from mrcnn.model.precision import inference_autocast
 from mrcnn.training.checkpoint import find_last as find_last_checkpoint
@@ -131,6 +138,8 @@ class MaskRCNN:
         trained_with = weights_lib.trained_conventions(state, extras)
         state, notes = weights_lib.to_network_state(state, self.config)
         selected, skipped = weights_lib.select_for_network(self.net, state, exclude or (), source)
+        if self.mode == "inference":  # training may start from partial weights; detection not
+            weights_lib.require_complete(self.net, selected, source)
         if trained_with is None:
             notes.append(
                 f"{label} records no conventions (normalisation, box coding, anchors, ROIAlign); "
@@ -184,14 +193,25 @@ class MaskRCNN:
 
         train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation)
 
+    def start_new_run(self) -> None:
+        """Make the next ``train`` start a new run folder at epoch 1 from the loaded weights,
+        instead of resuming the loaded checkpoint's run."""
+        self.epoch, self.global_step = 0, 0
+        self.checkpoint_extras, self.checkpoint_path, self.log_dir = {}, None, None
+
     # ------------------------------------------------------------------ inference
-    def detect(self, images: Sequence[np.ndarray], verbose: int = 0) -> list[dict]:
+    def detect(
+        self, images: Sequence[np.ndarray], verbose: int = 0, *, mask_format: str = "dense"
+    ) -> list[dict]:
         """Detect instances in a list of images.
 
         Args:
             images: H x W x 3 uint8 RGB arrays (H x W grayscale and H x W x 4 RGBA are
                 converted); any number, run IMAGES_PER_GPU at a time.
             verbose: 1 prints one line per image.
+            mask_format: "dense" (Matterport's bool [H, W, N]) or "boxes": a
+                :class:`mrcnn.masks.BoxMasks` holding each mask only inside its box, whose memory
+                does not grow with the image (use it for large photos).
         Returns:
             one dict per image:
             "rois" int32 [N, 4] (y1, x1, y2, x2) original-image pixels, rounded;
@@ -202,6 +222,8 @@ class MaskRCNN:
             ValueError: an empty list, a non-array, a dtype other than uint8, a bad shape or a
                 zero-size image, naming the image's position.
         """
+        if mask_format not in ("dense", "boxes"):
+            raise ValueError(f"mask_format={mask_format!r}: use 'dense' or 'boxes'")
         images = [_check_image(image, i) for i, image in enumerate(_check_list(images))]
         was_training = self.net.training
         self.net.eval()
@@ -210,7 +232,7 @@ class MaskRCNN:
         try:
             with torch.inference_mode():
                 for start in range(0, len(images), step):
-                    results += self._detect_batch(images[start : start + step])
+                    results += self._detect_batch(images[start : start + step], mask_format)
         finally:
             self.net.train(was_training)
         if verbose:
@@ -221,31 +243,42 @@ class MaskRCNN:
                 )
         return results
 
-    def _detect_batch(self, images: list[np.ndarray]) -> list[dict]:
+    def _detect_batch(self, images: list[np.ndarray], mask_format: str) -> list[dict]:
         batch, metas = mold_batch(images, self.config, self.dtype, self.device)
         windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
         precision = str(getattr(self.config, "INFERENCE_PRECISION", "fp32"))
         with inference_autocast(precision, self.device, self.dtype):
             found = self.net(batch, windows)
         return [
-            _unmold_detections(found, found["image_index"] == i, meta)
+            _unmold_detections(found, found["image_index"] == i, meta, mask_format)
             for i, meta in enumerate(metas)
         ]
 
 
-def _unmold_detections(found: dict, selected: torch.Tensor, meta: ImageMeta) -> dict:
+def _unmold_detections(
+    found: dict, selected: torch.Tensor, meta: ImageMeta, mask_format: str = "dense"
+) -> dict:
     boxes = unmold_boxes(found["boxes"][selected], meta)
     masks = found["masks"][selected]
     paste_dtype = masks.dtype if masks.dtype == torch.float64 else torch.float32
-    full = paste_masks(masks.to(paste_dtype), boxes.to(paste_dtype), meta.original_shape)
+    masks, paste_boxes = masks.to(paste_dtype), boxes.to(paste_dtype)
+    if mask_format == "boxes":
+        full = _box_masks(masks, paste_boxes, meta.original_shape)
+    else:
+        full = paste_masks(masks, paste_boxes, meta.original_shape).cpu().numpy()
     boxes_np = boxes.float().cpu().numpy()
     return {
         "rois": np.round(xyxy_to_yxyx(boxes_np)).astype(np.int32),
         "boxes": boxes_np.astype(np.float32),
         "class_ids": found["class_ids"][selected].cpu().numpy().astype(np.int32),
         "scores": found["scores"][selected].float().cpu().numpy(),
-        "masks": full.cpu().numpy(),
+        "masks": full,
     }
+
+
+def _box_masks(masks: torch.Tensor, boxes: torch.Tensor, shape: tuple[int, int]) -> BoxMasks:
+    """The instances as :class:`mrcnn.masks.BoxMasks`: small masks and boxes, pasted lazily."""
+    return BoxMasks((int(shape[0]), int(shape[1])), masks.cpu(), boxes.cpu())
 
 
 def _check_list(images) -> list:

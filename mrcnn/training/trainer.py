@@ -22,10 +22,12 @@ from torch import nn
 from mrcnn.model.losses import LOSS_NAMES, training_losses, weighted_total
 from mrcnn.training import distributed
 from mrcnn.training.checkpoint import (
+    RunLock,
     atomic_torch_save,
+    check_same_architecture,
     checkpoint_path,
     checkpoint_payload,
-    new_run_dir,
+    claim_run_dir,
     run_dir_of,
 )
 from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
@@ -186,6 +188,8 @@ class Trainer:
         self.deadline: float | None = None
         self.model, self.config = model, model.config
         self.learning_rate, self.final_epoch, self.layers = float(learning_rate), epochs, layers
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate={learning_rate!r}: must be a finite number > 0")
         check_dataset(train_dataset, self.config, "the training dataset")
         self.class_names = list(train_dataset.class_names)
         if val_dataset is not None:
@@ -213,7 +217,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda"
         )
-        self.run_dir = self._run_dir()
+        self.run_dir: Path | None = self._run_dir()
+        self.lock: RunLock | None = None
         self.last_checkpoint: Path | None = getattr(model, "checkpoint_path", None)
         self.writer = None
 
@@ -251,15 +256,22 @@ class Trainer:
             group["lr"] = self.learning_rate
         return True
 
-    def _run_dir(self) -> Path:
-        """Continue the run folder of a previous ``train`` or resumed checkpoint, else a new one
-        named after the config NAME and the current time."""
+    def _run_dir(self) -> Path | None:
+        """Continue the run folder of a previous ``train`` or resumed checkpoint; None for a
+        new run (its folder is created when training starts).
+
+        Raises:
+            ArchitectureMismatch: the resumed checkpoint's network settings differ from the
+                config's (training on would mix two models in one run folder).
+        """
         if self.model.log_dir is not None:
             return Path(self.model.log_dir)
         previous = getattr(self.model, "checkpoint_path", None)
         if previous and run_dir_of(previous) is not None:
+            saved = self.model.checkpoint_extras.get("config")
+            check_same_architecture(saved, self.config, previous)
             return run_dir_of(previous)
-        return new_run_dir(self.model.model_dir, self.config.NAME)
+        return None
 
     # --- run -----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -267,13 +279,13 @@ class Trainer:
         if start > self.final_epoch:
             log.warning("already at epoch %d of %d: nothing to train", start - 1, self.final_epoch)
             return
-        self.model.log_dir = self.run_dir
         if self.dist.is_main:
-            self._start_logs()
+            self._claim_run_dir()
             print(
                 f"Training {len(self.trainable)} tensors ({self.layers}) from epoch {start} "
                 f"to {self.final_epoch}; run folder {self.run_dir}"
             )
+        self.model.log_dir = self.run_dir
         try:
             for epoch in range(start, self.final_epoch + 1):
                 began = time.monotonic()
@@ -286,18 +298,31 @@ class Trainer:
         finally:
             if self.writer is not None:
                 self.writer.close()
+            if self.lock is not None:
+                self.lock.release()
         # A later train() call on the same layers continues with this momentum, no warm-up.
         self.model.checkpoint_extras = {
             "optimizer": self.optimizer.state_dict(),
             "layers": self.layers,
         }
 
-    def _start_logs(self) -> None:
+    def _claim_run_dir(self) -> None:
+        """Create (new run) or lock (resumed run) the run folder, tidy what a killed run left
+        there, and open the logs.
+
+        Raises:
+            RunFolderLocked: another live process trains into the resumed run folder.
+        """
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir, self.lock = claim_run_dir(
+            self.run_dir, self.model.model_dir, self.config, self.model.global_step
+        )
         config_file = self.run_dir / "config.json"
-        config_file.write_text(json.dumps(self.config.to_dict(), indent=2, default=str) + "\n")
+        text = json.dumps(self.config.to_dict(), indent=2, default=str) + "\n"
+        if config_file.exists() and config_file.read_text() != text:  # e.g. a new learning rate
+            config_file = self.run_dir / f"config_from_epoch_{self.model.epoch + 1:04d}.json"
+        config_file.write_text(text)
         self.writer = SummaryWriter(str(self.run_dir))
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -308,7 +333,7 @@ class Trainer:
         steps = int(self.config.STEPS_PER_EPOCH)
         bar = tqdm(
             total=steps,
-            desc=f"epoch {epoch}/{self.final_epoch}",
+            desc=self._progress_label(epoch),
             disable=not self.dist.is_main,
             dynamic_ncols=True,
         )
@@ -324,6 +349,12 @@ class Trainer:
             bar.update()
         bar.close()
         return {key: value / max(1, steps) for key, value in sums.items()}
+
+    def _progress_label(self, epoch: int) -> str:
+        """ "epoch 3/30", or for a time-boxed run the seconds left of its budget."""
+        if self.deadline is None:
+            return f"epoch {epoch}/{self.final_epoch}"
+        return f"epoch {epoch}, {max(0.0, self.deadline - time.monotonic()):.0f} s of budget left"
 
     def _step(self, batch: Batch, epoch: int, index: int) -> dict[str, float]:
         batch = batch.to(self.device)
