@@ -1,29 +1,35 @@
 """A stream through stages on threads joined by bounded queues, so that the stages overlap.
 
-:class:`Pipeline` runs a source iterable and a chain of stages, each on its own thread; the
-caller iterates over the last stage's items on its own thread. A video splash uses it to decode,
-detect, render and encode at once, so that it runs at the speed of its slowest stage (detection)
-rather than the sum of all. It is worth it because the heavy work of every stage (torch kernels,
-OpenCV, numpy, FFmpeg) releases the GIL.
+:meth:`Pipeline.run` feeds a source iterable through a chain of stages, each on its own thread,
+except one that may run on the calling thread. The video splash uses it to decode, detect,
+render and encode at once, so that it runs at the speed of its slowest stage (detection) rather
+than the sum of all; detection stays on the calling thread, where the caller's torch settings
+(thread-local: device and autocast contexts, grad mode, the OpenMP team) apply and where Ctrl-C
+arrives. It is worth it because the heavy work of every stage (torch kernels, OpenCV, numpy,
+FFmpeg) releases the GIL.
 
 - **Bounded memory.** Each queue holds at most its ``size`` items; a stage that is ahead waits.
-- **Order.** One thread per stage and FIFO queues: items come out in the order they went in.
-- **Errors.** A stage that raises stops reading its input, so the stages before it stop too;
-  the items it produced before the error still flow to the caller, and the caller's loop then
-  raises that error (the first, when several stages fail). An error in the caller's loop, or
-  Ctrl-C (KeyboardInterrupt reaches the caller's thread), aborts every stage at once.
-  Leaving the ``with`` block always joins every thread: none is left behind.
+- **Order.** One thread per stage and FIFO queues: items go through in the order they came.
+- **Errors.** A stage that raises an ``Exception`` stops reading its input, so the stages before
+  it stop too; the items it produced before the error still go through the stages after it, and
+  ``run`` then raises that error (the first, when several stages fail). KeyboardInterrupt (Ctrl-C)
+  or SystemExit stops every stage at once and is raised. ``run`` returns or raises only when
+  every thread has ended: none is left behind.
 
 A stage is a function from an iterator of input items to an iterable of output items, usually a
-generator, so it may batch, split or drop items::
+generator, so it may batch, split or drop items. The last stage is the sink: what it yields is
+dropped::
 
     def detect(batches):
         for batch in batches:
             yield batch, model.detect(batch)
 
-    with Pipeline(decode(capture), [detect, render], sizes=[2, 2, 8]) as frames:
+    def write(frames):
         for frame in frames:
             writer.write(frame)
+        return ()
+
+    Pipeline(decode(capture), [detect, render, write], sizes=[2, 2, 8], caller=0).run()
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any
 
 __all__ = ["Pipeline", "Stage"]
 
-#: items -> items; runs on its own thread.
+#: items -> items; runs on its own thread (or the caller's).
 Stage = Callable[[Iterator[Any]], Iterable[Any]]
 
 #: How often a thread waiting on a queue checks whether the pipeline was stopped, seconds.
@@ -85,19 +91,17 @@ class _Channel:
 
 
 class Pipeline:
-    """Run ``source`` and ``stages`` on threads; iterate over the last stage's items.
+    """``source`` through ``stages``, each on its own thread (``caller``: on the calling one).
 
     Args:
         source: the items fed to the first stage; iterated on its own thread (a generator
             reading a file, say).
-        stages: functions ``items -> items``, each run on its own thread, in order.
-        sizes: the capacity of the queue after the source and after each stage (one more
-            than ``len(stages)``), in items; a single int sets them all.
+        stages: functions ``items -> items``, in order; the last one's output is dropped.
+        sizes: the capacity of the queue after the source and after each stage but the last
+            (``len(stages)`` queues), in items; a single int sets them all.
         names: thread names, for the source then each stage (defaults: pipeline-0, -1, ...).
-
-    Use it as a context manager and iterate over it once. The iteration raises the first
-    error of a stage after the items produced before it; leaving the block stops and joins
-    every thread.
+        caller: the index in ``stages`` of the stage to run on the thread calling
+            :meth:`run` (None: all on threads of their own).
     """
 
     def __init__(
@@ -106,60 +110,68 @@ class Pipeline:
         stages: Sequence[Stage],
         sizes: int | Sequence[int] = 2,
         names: Sequence[str] | None = None,
+        caller: int | None = None,
     ) -> None:
-        count = len(stages) + 1
+        if not stages:
+            raise ValueError("Pipeline: give at least one stage (the last one consumes)")
+        count = len(stages)
         sizes = [sizes] * count if isinstance(sizes, int) else list(sizes)
         if len(sizes) != count:
             raise ValueError(f"Pipeline: {len(sizes)} queue sizes for {count} queues")
-        names = list(names) if names is not None else [f"pipeline-{i}" for i in range(count)]
+        if caller is not None and not 0 <= caller < count:
+            raise ValueError(f"Pipeline: caller={caller}, but the stages are 0 to {count - 1}")
+        self._names = list(names or [f"pipeline-{i}" for i in range(count + 1)])
         self._abort = threading.Event()
         self._errors: list[BaseException] = []
-        self._channels = [_Channel(size, self._abort) for size in sizes]
-        inboxes = [None, *self._channels[:-1]]
+        channels = [_Channel(size, self._abort) for size in sizes]
         works = [lambda _: source, *stages]
-        self._threads = [
-            threading.Thread(
-                target=self._run_stage, args=(work, inbox, outbox), name=name, daemon=True
-            )
-            for work, inbox, outbox, name in zip(works, inboxes, self._channels, names, strict=True)
+        # (work, inbox, outbox) of the source and each stage
+        self._steps = list(zip(works, [None, *channels], [*channels, None], strict=True))
+        self._caller = None if caller is None else caller + 1
+
+    def run(self) -> None:
+        """Run to the end. Raises the first error of a stage, once every thread has ended."""
+        threads = [
+            threading.Thread(target=self._run_step, args=step, name=name, daemon=True)
+            for i, (step, name) in enumerate(zip(self._steps, self._names, strict=True))
+            if i != self._caller
         ]
+        try:
+            for thread in threads:
+                thread.start()
+            if self._caller is not None:
+                self._run_step(*self._steps[self._caller])
+            for thread in threads:
+                thread.join()
+        except BaseException:  # Ctrl-C while joining, or out of the caller's stage's clean-up
+            self._abort.set()
+            for thread in threads:
+                if thread.ident is not None:
+                    thread.join()
+            raise
+        stops = [e for e in self._errors if not isinstance(e, Exception)]
+        if stops or self._errors:
+            raise (stops or self._errors)[0]
 
-    def __enter__(self) -> Pipeline:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __iter__(self) -> Iterator[Any]:
-        yield from self._channels[-1].items()
-        self._join()
-        if self._errors:
-            raise self._errors[0]
-
-    def __exit__(self, *exc_info) -> None:
-        self._abort.set()  # a no-op after a complete run: every thread has ended
-        self._channels[-1].close()
-        self._join()
-
-    def _join(self) -> None:
-        for thread in self._threads:
-            thread.join()
-
-    def _run_stage(self, work, inbox: _Channel | None, outbox: _Channel) -> None:
+    def _run_step(self, work, inbox: _Channel | None, outbox: _Channel | None) -> None:
         items = None
         try:
             items = iter(work(inbox.items(until=outbox) if inbox is not None else iter(())))
             for item in items:
-                if not outbox.put(item):
+                if outbox is not None and not outbox.put(item):
                     break  # the consumer hung up, or abort
-        except BaseException as error:  # handed to the caller's thread, which raises it
+        except BaseException as error:  # raised by run(), on the caller's thread
             self._errors.append(error)
+            if not isinstance(error, Exception):  # Ctrl-C, SystemExit: stop everything now
+                self._abort.set()
         finally:
             close = getattr(items, "close", None)
             if close is not None:
                 try:
                     close()  # the stage's own clean-up runs on its thread, now
-                except BaseException as error:
+                except Exception as error:
                     self._errors.append(error)
             if inbox is not None:
                 inbox.close()
-            outbox.put(_END)
+            if outbox is not None:
+                outbox.put(_END)

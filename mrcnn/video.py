@@ -6,14 +6,15 @@ with ``cv2.VideoWriter`` at the input's size and frame rate. :func:`splash_video
 color splash filter.
 
 The four steps overlap, as a :class:`mrcnn.pipeline.Pipeline`: a thread decodes frames into
-batches of ``IMAGES_PER_GPU``, one runs ``detect`` on each batch, one renders the frames, and the
-calling thread encodes them. Torch, OpenCV and numpy release the GIL in their heavy work, so a
-video runs at the speed of detection alone; a few batches wait between two steps at most, so
-memory stays bounded. An error in any step stops every thread and is raised by
-:func:`process_video` after the frames rendered before it are written; so does Ctrl-C. The
-writer is released whatever happens, so the output is always a playable file. An
-input that ends before the frame count its header announces (a truncated or corrupt file) stops
-the run cleanly: the report says how many frames were written.
+batches of ``IMAGES_PER_GPU``, the calling thread runs ``detect`` on each batch (so that the
+caller's torch settings apply), a thread renders the frames and one encodes them. Torch, OpenCV
+and numpy release the GIL in their heavy work, so a video runs at the speed of detection alone;
+a few batches wait between two steps at most, so memory stays bounded. An error in any step
+stops every thread and is raised by :func:`process_video` after the frames rendered before it
+are written; Ctrl-C stops every thread at once. The writer is released whatever happens, so the
+output is always a playable file. An input that ends before the frame count its header
+announces (a truncated or corrupt file) stops the run cleanly: the report says how many frames
+were written.
 
 OpenCV reads and writes pictures only. When the input has a sound track, the frames go to a
 temporary file beside the output, and :func:`mrcnn.audio.add_audio` then writes the output from
@@ -51,7 +52,7 @@ FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJP
 FALLBACK_FPS = 30.0
 #: Batches waiting between two stages of the pipeline (frames: this times the batch size).
 QUEUED_BATCHES = 2
-THREAD_NAMES = ("video-decode", "video-detect", "video-render")
+THREAD_NAMES = ("video-decode", "video-detect", "video-render", "video-encode")
 
 #: (frame RGB [H, W, 3] uint8, detect result) -> rendered frame RGB [H, W, 3] uint8
 RenderFn = Callable[[np.ndarray, dict], np.ndarray]
@@ -193,6 +194,20 @@ def _render_stage(render: RenderFn) -> Stage:
     return render_frames
 
 
+class _Encoder:
+    """The last stage: writes BGR frames [H, W, 3] uint8 and counts them on the progress bar."""
+
+    def __init__(self, writer: cv2.VideoWriter, bar) -> None:
+        self.writer, self.bar, self.frames_written = writer, bar, 0
+
+    def __call__(self, frames: Iterator[np.ndarray]) -> tuple:
+        for frame in frames:
+            self.writer.write(frame)
+            self.frames_written += 1
+            self.bar.update(1)
+        return ()
+
+
 def process_video(
     model,
     input_path: str | os.PathLike,
@@ -235,18 +250,16 @@ def process_video(
     bar = tqdm(total=total, unit="frame", desc=Path(input_path).name, disable=not progress)
     audio_note = ""
     try:
-        writer = _open_writer(frames_path, info, fourcc)
+        encoder = _Encoder(_open_writer(frames_path, info, fourcc), bar)
         try:
-            stages = [_detect_stage(model), _render_stage(render)]
+            stages = [_detect_stage(model), _render_stage(render), encoder]
             sizes = [QUEUED_BATCHES, QUEUED_BATCHES, QUEUED_BATCHES * size]
-            # The threads are joined when the block ends, before the capture is released.
-            with Pipeline(_decoded_batches(capture, size), stages, sizes, THREAD_NAMES) as frames:
-                for frame in frames:  # encoding, on this thread
-                    writer.write(frame)
-                    written += 1
-                    bar.update(1)
+            # Detection on this thread (the caller's torch settings apply); the rest on threads
+            # of their own, all ended when run() returns or raises.
+            Pipeline(_decoded_batches(capture, size), stages, sizes, THREAD_NAMES, caller=0).run()
         finally:
-            writer.release()
+            encoder.writer.release()
+            written = encoder.frames_written
             if sound:  # also after an error, so that the frames written keep their sound
                 audio_note = _join_audio(frames_path, input_path, output_path, written / info.fps)
     finally:
