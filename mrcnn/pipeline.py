@@ -130,7 +130,7 @@ class Pipeline:
         self._caller = None if caller is None else caller + 1
 
     def run(self) -> None:
-        """Run to the end. Raises the first error of a stage, once every thread has ended."""
+        """Run to the end (once). Raises the first error of a stage, once every thread has ended."""
         threads = [
             threading.Thread(target=self._run_step, args=step, name=name, daemon=True)
             for i, (step, name) in enumerate(zip(self._steps, self._names, strict=True))
