@@ -52,6 +52,9 @@ FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJP
 FALLBACK_FPS = 30.0
 #: Batches waiting between two stages of the pipeline (frames: this times the batch size).
 QUEUED_BATCHES = 2
+#: Batches waiting between detection and rendering: one, as their full-size masks are big
+#: (bool [H, W, N] per frame: 90 MB for 100 instances in a 1280 x 720 frame).
+QUEUED_DETECTIONS = 1
 THREAD_NAMES = ("video-decode", "video-detect", "video-render", "video-encode")
 
 #: (frame RGB [H, W, 3] uint8, detect result) -> rendered frame RGB [H, W, 3] uint8
@@ -253,7 +256,7 @@ def process_video(
         encoder = _Encoder(_open_writer(frames_path, info, fourcc), bar)
         try:
             stages = [_detect_stage(model), _render_stage(render), encoder]
-            sizes = [QUEUED_BATCHES, QUEUED_BATCHES, QUEUED_BATCHES * size]
+            sizes = [QUEUED_BATCHES, QUEUED_DETECTIONS, QUEUED_BATCHES * size]
             # Detection on this thread (the caller's torch settings apply); the rest on threads
             # of their own, all ended when run() returns or raises.
             Pipeline(_decoded_batches(capture, size), stages, sizes, THREAD_NAMES, caller=0).run()
