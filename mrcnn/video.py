@@ -5,10 +5,16 @@
 with ``cv2.VideoWriter`` at the input's size and frame rate. :func:`splash_video` is that with the
 color splash filter.
 
-Frames are decoded on a background thread, so decoding overlaps detection. The writer is
-released whatever happens (an exception, Ctrl-C), so the output is always a playable file. An
-input that ends before the frame count its header announces (a truncated or corrupt file) stops
-the run cleanly: the report says how many frames were written.
+The four steps overlap, as a :class:`mrcnn.pipeline.Pipeline`: a thread decodes frames into
+batches of ``IMAGES_PER_GPU``, the calling thread runs ``detect`` on each batch (so that the
+caller's torch settings apply), a thread renders the frames and one encodes them. Torch, OpenCV
+and numpy release the GIL in their heavy work, so a video runs at the speed of detection alone;
+a few batches wait between two steps at most, so memory stays bounded. An error in any step
+stops every thread and is raised by :func:`process_video` after the frames rendered before it
+are written; Ctrl-C stops every thread at once. The writer is released whatever happens, so the
+output is always a playable file. An input that ends before the frame count its header
+announces (a truncated or corrupt file) stops the run cleanly: the report says how many frames
+were written.
 
 OpenCV reads and writes pictures only. When the input has a sound track, the frames go to a
 temporary file beside the output, and :func:`mrcnn.audio.add_audio` then writes the output from
@@ -19,9 +25,7 @@ hold the codec), in sync and cut to the frames written.
 from __future__ import annotations
 
 import os
-import queue
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,6 +34,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from mrcnn.pipeline import Pipeline, Stage
 
 __all__ = [
     "FOURCC_BY_SUFFIX",
@@ -44,6 +50,12 @@ __all__ = [
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 #: Frame rate written when the input does not report a usable one.
 FALLBACK_FPS = 30.0
+#: Batches waiting between two stages of the pipeline (frames: this times the batch size).
+QUEUED_BATCHES = 2
+#: Batches waiting between detection and rendering: one, as their full-size masks are big
+#: (bool [H, W, N] per frame: 90 MB for 100 instances in a 1280 x 720 frame).
+QUEUED_DETECTIONS = 1
+THREAD_NAMES = ("video-decode", "video-detect", "video-render", "video-encode")
 
 #: (frame RGB [H, W, 3] uint8, detect result) -> rendered frame RGB [H, W, 3] uint8
 RenderFn = Callable[[np.ndarray, dict], np.ndarray]
@@ -143,39 +155,60 @@ def _open_writer(path: Path, info: VideoInfo, fourcc: str | None) -> cv2.VideoWr
 
 
 def _decoded_batches(capture: cv2.VideoCapture, size: int) -> Iterator[list[np.ndarray]]:
-    """Lists of up to ``size`` RGB frames, decoded on a thread one batch ahead of the caller."""
-    batches: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def decode() -> None:
-        batch: list[np.ndarray] = []
+    """Lists of up to ``size`` RGB frames [H, W, 3] uint8, in order, until the input ends.
+    A read that raises ends the list there: the frames before it are still processed."""
+    batch: list[np.ndarray] = []
+    while True:
         try:
-            while not stop.is_set():
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                if len(batch) == size:
-                    batches.put(batch)
-                    batch = []
+            ok, frame = capture.read()
+            if not ok:
+                break
+            batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        except Exception:
             if batch:
-                batches.put(batch)
-        finally:
-            batches.put(None)
-
-    thread = threading.Thread(target=decode, name="video-decode", daemon=True)
-    thread.start()
-    try:
-        while (batch := batches.get()) is not None:
+                yield batch
+            raise
+        if len(batch) == size:
             yield batch
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a decoder waiting on a full queue
-            try:
-                batches.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        thread.join()
+            batch = []
+    if batch:
+        yield batch
+
+
+def _detect_stage(model) -> Stage:
+    """Batches of RGB frames -> (batch, its detect results), one ``detect`` call per batch."""
+
+    def detect(batches: Iterator[list[np.ndarray]]) -> Iterator[tuple[list, list[dict]]]:
+        for batch in batches:
+            yield batch, model.detect(batch)
+
+    return detect
+
+
+def _render_stage(render: RenderFn) -> Stage:
+    """(batch, results) -> rendered BGR frames [H, W, 3] uint8 for the writer, one at a time
+    (so that the frames rendered before a failing one are still written)."""
+
+    def render_frames(detected: Iterator[tuple[list, list[dict]]]) -> Iterator[np.ndarray]:
+        for batch, results in detected:
+            for frame, result in zip(batch, results, strict=True):
+                yield cv2.cvtColor(render(frame, result), cv2.COLOR_RGB2BGR)
+
+    return render_frames
+
+
+class _Encoder:
+    """The last stage: writes BGR frames [H, W, 3] uint8 and counts them on the progress bar."""
+
+    def __init__(self, writer: cv2.VideoWriter, bar) -> None:
+        self.writer, self.bar, self.frames_written = writer, bar, 0
+
+    def __call__(self, frames: Iterator[np.ndarray]) -> tuple:
+        for frame in frames:
+            self.writer.write(frame)
+            self.frames_written += 1
+            self.bar.update(1)
+        return ()
 
 
 def process_video(
@@ -220,15 +253,16 @@ def process_video(
     bar = tqdm(total=total, unit="frame", desc=Path(input_path).name, disable=not progress)
     audio_note = ""
     try:
-        writer = _open_writer(frames_path, info, fourcc)
+        encoder = _Encoder(_open_writer(frames_path, info, fourcc), bar)
         try:
-            for batch in _decoded_batches(capture, size):
-                for frame, result in zip(batch, model.detect(batch), strict=True):
-                    writer.write(cv2.cvtColor(render(frame, result), cv2.COLOR_RGB2BGR))
-                written += len(batch)
-                bar.update(len(batch))
+            stages = [_detect_stage(model), _render_stage(render), encoder]
+            sizes = [QUEUED_BATCHES, QUEUED_DETECTIONS, QUEUED_BATCHES * size]
+            # Detection on this thread (the caller's torch settings apply); the rest on threads
+            # of their own, all ended when run() returns or raises.
+            Pipeline(_decoded_batches(capture, size), stages, sizes, THREAD_NAMES, caller=0).run()
         finally:
-            writer.release()
+            encoder.writer.release()
+            written = encoder.frames_written
             if sound:  # also after an error, so that the frames written keep their sound
                 audio_note = _join_audio(frames_path, input_path, output_path, written / info.fps)
     finally:

@@ -149,3 +149,177 @@ def test_detect_and_color_splash_python_api(model, tmp_path, monkeypatch):
     assert written == Path("videos/cut_splash.mp4") and written.is_file()
     with pytest.raises(ValueError, match="exactly one of image_path and video_path"):
         detect_and_color_splash(model)
+
+
+# ------------------------------------------------------------------------------------------------
+# The pipeline: the same frames as the sequential path; errors stop it without a hang
+# ------------------------------------------------------------------------------------------------
+def decode_all(path: Path) -> list[np.ndarray]:
+    """Every frame of a video, RGB [H, W, 3] uint8, as cv2.VideoCapture decodes it."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (got := capture.read())[0]:
+        frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
+def video_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("video-")]
+
+
+@pytest.mark.parametrize(("images_per_gpu", "frames"), [(1, 4), (2, 5)])
+def test_pipelined_video_gives_the_frames_of_the_sequential_path(images_per_gpu, frames, tmp_path):
+    from mrcnn.splash import splash_detections
+
+    model = tiny_model(IMAGES_PER_GPU=images_per_gpu)
+    clip = write_clip(tmp_path / "clip.mp4", frames=frames)  # 5: not a multiple of 2
+    # Sequential: decode every frame, detect them (IMAGES_PER_GPU at a time), splash each.
+    decoded = decode_all(clip)
+    results = model.detect(decoded)
+    expected = [splash_detections(f, r, "gray") for f, r in zip(decoded, results, strict=True)]
+    assert any(r["masks"].any() for r in results)  # frames with colour kept: a real splash
+    counting = CountingModel(model)
+    # FFV1 is lossless: the file decoded back holds exactly the frames the pipeline rendered.
+    report = splash_video(counting, clip, tmp_path / "out.avi", fourcc="FFV1", progress=False)
+    assert counting.batches == ([1] * 4 if images_per_gpu == 1 else [2, 2, 1])
+    written = decode_all(report.output)
+    assert report.frames_written == len(written) == frames
+    for i, (got, want) in enumerate(zip(written, expected, strict=True)):
+        assert np.array_equal(got, want), f"frame {i} differs from the sequential path"
+    assert not video_threads()
+
+
+class FailingModel:
+    """A model whose ``detect`` raises on its ``fail_at``-th call (0-based)."""
+
+    def __init__(self, model: MaskRCNN, fail_at: int, error: BaseException) -> None:
+        self.model, self.config, self.calls = model, model.config, 0
+        self.fail_at, self.error = fail_at, error
+
+    def detect(self, images):
+        self.calls += 1
+        if self.calls - 1 == self.fail_at:
+            raise self.error
+        return self.model.detect(images)
+
+
+@pytest.fixture
+def deadline():
+    """A hang becomes a failure: SIGALRM raises in the test's (main) thread after 60 s."""
+    import signal
+
+    def hung(signum, frame):
+        raise TimeoutError("the video pipeline hung")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, 60.0)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_detect_error_stops_the_pipeline_after_writing_the_frames_before(model, tmp_path, deadline):
+    clip = write_clip(tmp_path / "clip.avi", frames=10, fourcc="MJPG")
+    failing = FailingModel(model, fail_at=1, error=RuntimeError("out of memory in detect"))
+    with pytest.raises(RuntimeError, match="out of memory in detect"):
+        process_video(failing, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
+    assert count_frames(tmp_path / "out.avi")[0] == 4  # the first batch, playable
+    assert failing.calls == 2  # nothing detected after the error
+    assert not video_threads()
+
+
+def test_decode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch):
+    import mrcnn.video
+
+    real_open = mrcnn.video.open_video
+
+    class BreakingCapture:
+        def __init__(self, capture) -> None:
+            self.capture, self.reads = capture, 0
+
+        def read(self):
+            self.reads += 1
+            if self.reads == 7:
+                raise OSError("read error in frame 7")
+            return self.capture.read()
+
+        def release(self) -> None:
+            self.capture.release()
+
+    def open_breaking(path):
+        capture, info = real_open(path)
+        return BreakingCapture(capture), info
+
+    monkeypatch.setattr(mrcnn.video, "open_video", open_breaking)
+    clip = write_clip(tmp_path / "clip.avi", frames=10, fourcc="MJPG")
+    with pytest.raises(OSError, match="read error in frame 7"):
+        process_video(model, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
+    assert count_frames(tmp_path / "out.avi")[0] == 6  # the frames decoded before the error
+    assert not video_threads()
+
+
+def test_encode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch):
+    import mrcnn.video
+
+    real_open_writer = mrcnn.video._open_writer
+
+    class BreakingWriter:
+        def __init__(self, writer) -> None:
+            self.writer, self.frames = writer, 0
+
+        def write(self, frame) -> None:
+            self.frames += 1
+            if self.frames == 3:
+                raise OSError("No space left on device")
+            self.writer.write(frame)
+
+        def release(self) -> None:
+            self.writer.release()
+
+    monkeypatch.setattr(
+        mrcnn.video, "_open_writer", lambda *a: BreakingWriter(real_open_writer(*a))
+    )
+    counting = CountingModel(model)
+    clip = write_clip(tmp_path / "clip.avi", frames=40, fourcc="MJPG")
+    with pytest.raises(OSError, match="No space left"):
+        process_video(counting, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
+    assert count_frames(tmp_path / "out.avi")[0] == 2
+    assert sum(counting.batches) < 40  # detection stopped, it did not run to the end
+    assert not video_threads()
+
+
+def test_ctrl_c_stops_the_pipeline(model, tmp_path, deadline):
+    import signal
+    import threading
+
+    class Interrupting(CountingModel):
+        def detect(self, images):
+            if len(self.batches) == 1:  # as a Ctrl-C during the second batch would
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            return super().detect(images)
+
+    interrupting = Interrupting(model)
+    clip = write_clip(tmp_path / "clip.avi", frames=40, fourcc="MJPG")
+    with pytest.raises(KeyboardInterrupt):
+        process_video(interrupting, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
+    assert sum(interrupting.batches) < 40
+    assert count_frames(tmp_path / "out.avi")[0] < 40  # a playable partial output
+    assert not video_threads()
+
+
+def test_a_stage_error_is_one_line_from_the_cli(model, tmp_path, capsys, monkeypatch, deadline):
+    from mrcnn.cli import main
+    from mrcnn.commands import detect
+
+    failing = FailingModel(model, fail_at=1, error=RuntimeError("detect failed on batch 2"))
+    monkeypatch.setattr(detect, "build_model", lambda args: failing)
+    clip = write_clip(tmp_path / "clip.mp4", frames=10)
+    out = tmp_path / "out.mp4"
+    args = ["--video", str(clip), "--output", str(out), "--weights", "built.pt", "--no-progress"]
+    code = main(["splash", *args])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == "mrcnn splash: error: detect failed on batch 2"
+    assert not video_threads()
