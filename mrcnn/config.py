@@ -57,7 +57,7 @@ class Config:
 
     #: Values defined on this class are library defaults, not the user's choices (so loading
     #: weights may replace its conventions; see :func:`mrcnn.conventions.set_by_user`).
-    _LIBRARY_DEFAULTS = True
+    _library_defaults = True
 
     # --- Identity and batching -------------------------------------------------------------
     #: Name of the configuration; used to name run folders and checkpoints.
@@ -428,7 +428,7 @@ class TorchvisionCocoConfig(Config):
     detection. Load it with ``load_weights("coco")`` or a torchvision state dict file.
     """
 
-    _LIBRARY_DEFAULTS = True
+    _library_defaults = True
     NAME = "coco_torchvision"
     BACKBONE = "resnet50"
     NUM_CLASSES = 91

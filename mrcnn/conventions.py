@@ -114,7 +114,7 @@ def set_by_user(config, key: str) -> bool:
         return key not in getattr(config, "_adopted_conventions", ())
     for klass in type(config).__mro__:
         if key in vars(klass):
-            return not vars(klass).get("_LIBRARY_DEFAULTS", False)
+            return not vars(klass).get("_library_defaults", False)
     return False
 
 
