@@ -157,7 +157,7 @@ def keep_conventions(value: Any) -> str | None:
     what = f"give a list of convention keys ({', '.join(CONVENTIONS)})"
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         return what
-    return what if any(key not in CONVENTIONS for key in value) else None
+    return what if any(not isinstance(k, str) or k not in CONVENTIONS for k in value) else None
 
 
 _POSITIVE = whole(1)

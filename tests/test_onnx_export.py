@@ -246,10 +246,11 @@ def test_detect_onnx_refuses_weights_and_config(matterport_export, tmp_path, cap
     from PIL import Image
 
     Image.fromarray(photo_like_image(64, 64)).save(image)
-    args = ["detect", "--onnx", str(onnx_file), "--input", str(image), "--output", str(tmp_path)]
+    out = str(tmp_path / "out")
+    args = ["detect", "--onnx", str(onnx_file), "--input", str(image), "--output", out]
     assert main([*args, "--weights", str(checkpoint)]) == 1
     assert "drop --weights" in capsys.readouterr().err
-    assert main(["detect", "--input", str(image), "--output", str(tmp_path)]) == 1
+    assert main(["detect", "--input", str(image), "--output", out]) == 1
     assert "--weights" in capsys.readouterr().err
 
 
