@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,10 +167,10 @@ def copy_tracked_files(destination: Path) -> None:
             shutil.copy2(source, target)
 
 
-def run_test(copy: Path, test: str) -> tuple[str, float]:
-    """PASS or FAIL (or ERROR/SKIP with pytest's exit code) of one test, and its seconds."""
+def run_test(copy: Path, test: str) -> tuple[str, str]:
+    """PASS or FAIL (or ERROR/SKIP with pytest's exit code) of one test, and the first line
+    of pytest's explanation of a failure ("E   ...")."""
     environment = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
-    start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test],
         cwd=copy,
@@ -179,15 +178,15 @@ def run_test(copy: Path, test: str) -> tuple[str, float]:
         capture_output=True,
         text=True,
     )
-    seconds = time.perf_counter() - start
     if done.returncode == 0:
         skipped = " skipped" in done.stdout.splitlines()[-1] and " passed" not in done.stdout
-        return ("SKIP" if skipped else "PASS"), seconds
-    return ("FAIL" if done.returncode == 1 else f"ERROR({done.returncode})"), seconds
+        return ("SKIP" if skipped else "PASS"), ""
+    why = next((line[1:].strip() for line in done.stdout.splitlines() if line.startswith("E ")), "")
+    return ("FAIL" if done.returncode == 1 else f"ERROR({done.returncode})"), why
 
 
-def check(case: Case, copy: Path) -> tuple[str, str]:
-    """(result with the bug planted, result on the real code)."""
+def check(case: Case, copy: Path) -> tuple[str, str, str]:
+    """(result with the bug planted, result on the real code, why it failed with the bug)."""
     target = copy / case.path
     real = target.read_text()
     if real.count(case.old) != 1:
@@ -198,10 +197,10 @@ def check(case: Case, copy: Path) -> tuple[str, str]:
     without, _ = run_test(copy, case.test)
     target.write_text(real.replace(case.old, case.new))
     try:
-        with_bug, _ = run_test(copy, case.test)
+        with_bug, why = run_test(copy, case.test)
     finally:
         target.write_text(real)
-    return with_bug, without
+    return with_bug, without, why
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         help="cases whose test or bug contains this text (repeatable)",
     )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument(
+        "--why", action="store_true", help="print pytest's first explanation line under each row"
+    )
     args = parser.parse_args(argv)
     cases = [c for c in CASES if not args.only or any(o in c.test + c.bug for o in args.only)]
     if args.list or not cases:
@@ -223,15 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="planted_bugs_") as folder:
         copy = Path(folder)
         copy_tracked_files(copy)
-        print(f"{'test':<78} {'planted bug':<62} {'with bug':>9} {'without':>8}")
+        width = max(len(c.test) for c in cases) - len("tests/")
+        print(f"{'test':<{width}} {'planted bug':<62} {'with bug':>9} {'without':>8}")
         for case in cases:
-            with_bug, without = check(case, copy)
+            with_bug, without, why = check(case, copy)
             good = with_bug == "FAIL" and without == "PASS"
             ok &= good
             name = case.test.replace("tests/", "")
             rows.append((name, case.bug, with_bug, without))
             flag = "" if good else "  <-- the test does not catch it"
-            print(f"{name:<78} {case.bug:<62} {with_bug:>9} {without:>8}{flag}", flush=True)
+            print(f"{name:<{width}} {case.bug:<62} {with_bug:>9} {without:>8}{flag}", flush=True)
+            if args.why and why:
+                print(f"    {why[:150]}", flush=True)
     print(
         f"{sum(r[2] == 'FAIL' and r[3] == 'PASS' for r in rows)} of {len(rows)} planted bugs "
         "caught (FAIL with the bug, PASS without)"
