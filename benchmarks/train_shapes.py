@@ -5,7 +5,14 @@ anchors, image size, batch size and budget) each train for ``--minutes`` and are
 with mask mAP@0.5 (mrcnn.evaluation.compute_ap, averaged over ``--val`` validation images).
 torchvision's model is trained with its reference recipe (SGD, momentum 0.9, learning rate
 0.02 x batch / 16, weight decay 1e-4) or, with ``--torchvision-recipe ours``, with our
-optimiser and learning rate (AdamW 2e-3); both use our warm-up and gradient clipping::
+optimiser and learning rate (AdamW 2e-3); both use our warm-up and gradient clipping.
+
+Two torchvision models are trained: one with its default heads and sampling sizes (256-channel
+pyramid and mask head, 1024-wide box head, 2000 proposals, 512 ROIs per image) and one with
+those sized like ours ("torchvision, our head sizes"), which separates what our trainer does
+from what our smaller default heads buy. AP ranks detections, so every model is scored at one
+low score threshold (``--low-threshold``, torchvision's default 0.05) and at its own default
+(ours: DETECTION_MIN_CONFIDENCE 0.7; torchvision: box_score_thresh 0.05)::
 
     python benchmarks/train_shapes.py --minutes 10 [--device cuda]
 """
@@ -45,25 +52,45 @@ def datasets(size: int, train_count: int, val_count: int) -> tuple[ShapesDataset
     return train, val
 
 
-def mask_map(predict, dataset) -> float:
-    """Mean over images of compute_ap at IoU 0.5 (masks); ``predict(image)`` returns
-    (boxes (y1, x1, y2, x2), class_ids, scores, masks [H, W, N])."""
-    from mrcnn.evaluation import compute_ap  # written alongside; imported when needed
+def predictions(predict, dataset) -> list[tuple]:
+    """``predict(image)`` on every image: (boxes (y1, x1, y2, x2), class_ids, scores,
+    masks [H, W, N]) each."""
+    return [predict(dataset.load_image(image_id)) for image_id in dataset.image_ids]
+
+
+def mask_map(predicted: list[tuple], dataset, threshold: float) -> float:
+    """Mean over images of compute_ap at IoU 0.5 (masks), keeping the predictions that score
+    at least ``threshold``."""
+    from mrcnn.evaluation import compute_ap
 
     scores = []
-    for image_id in dataset.image_ids:
-        image = dataset.load_image(image_id)
+    for image_id, (boxes, pred_ids, pred_scores, pred_masks) in zip(
+        dataset.image_ids, predicted, strict=True
+    ):
         masks, class_ids = dataset.load_mask(image_id)
         gt_boxes = dataset.extract_bboxes(masks)
-        boxes, pred_ids, pred_scores, pred_masks = predict(image)
-        ap = compute_ap(gt_boxes, class_ids, masks, boxes, pred_ids, pred_scores, pred_masks, 0.5)[
-            0
-        ]
+        keep = np.asarray(pred_scores) >= threshold
+        ap = compute_ap(
+            gt_boxes,
+            class_ids,
+            masks,
+            boxes[keep],
+            pred_ids[keep],
+            pred_scores[keep],
+            pred_masks[:, :, keep],
+            0.5,
+        )[0]
         scores.append(0.0 if math.isnan(ap) else ap)
     return float(np.mean(scores))
 
 
-def run_ours(train, val, minutes: float, config: Config) -> tuple[float, int]:
+def scores_at(predicted: list[tuple], dataset, thresholds: dict[str, float]) -> dict[str, float]:
+    """{name: mask mAP@0.5 at that score threshold}."""
+    return {name: mask_map(predicted, dataset, t) for name, t in thresholds.items()}
+
+
+def run_ours(train, val, minutes: float, config: Config, low: float) -> tuple[dict, int]:
+    """Train ours; return ({"low": mAP, "default": mAP}, steps)."""
     from mrcnn.model import MaskRCNN
     from mrcnn.training.trainer import train as train_loop
 
@@ -74,13 +101,21 @@ def run_ours(train, val, minutes: float, config: Config) -> tuple[float, int]:
             model, train, None, config.LEARNING_RATE, 10_000, "all", max_seconds=minutes * 60
         )
         print(f"ours: {model.global_step} steps in {time.monotonic() - start:.0f} s")
-        model.mode = "inference"
+        # Detect at the lower of the two thresholds; each score keeps what passes its own.
+        floor = min(low, float(config.DETECTION_MIN_CONFIDENCE))
+        scoring = MaskRCNN(
+            "inference",
+            type(config).from_overrides({"DETECTION_MIN_CONFIDENCE": floor}),
+            logs,
+        )
+        scoring.net.load_state_dict(model.net.state_dict())
 
         def predict(image):
-            r = model.detect([image])[0]
+            r = scoring.detect([image])[0]
             return r["rois"], r["class_ids"], r["scores"], r["masks"]
 
-        return mask_map(predict, val), model.global_step
+        thresholds = {"low": low, "default": float(config.DETECTION_MIN_CONFIDENCE)}
+        return scores_at(predictions(predict, val), val, thresholds), model.global_step
 
 
 def torchvision_batches(train, batch_size: int, device: torch.device, seed: int = 0):
@@ -104,27 +139,68 @@ def torchvision_batches(train, batch_size: int, device: torch.device, seed: int 
         yield images, targets
 
 
-def run_torchvision(train, val, minutes: float, config: Config, recipe: str) -> tuple[float, int]:
+def torchvision_model(config: Config, our_heads: bool):
+    """torchvision's MaskRCNN with our backbone, anchors and image size; its default heads and
+    sampling sizes, or (``our_heads``) those of ``config``: pyramid width, box head width,
+    mask head channels, proposals, sampled anchors and ROIs, detections per image."""
     import torchvision
     from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
     size = int(config.IMAGE_MAX_DIM)
-    # The same backbone (trainable BatchNorm), anchors, image size and optimiser as ours.
-    backbone = resnet_fpn_backbone(
-        backbone_name=config.BACKBONE,
-        weights=None,
-        trainable_layers=5,
-        norm_layer=torch.nn.BatchNorm2d,
-    )
+    # The same backbone (trainable BatchNorm), anchors and image size as ours.
     anchors = AnchorGenerator(tuple((s,) for s in config.RPN_ANCHOR_SCALES), ((0.5, 1.0, 2.0),) * 5)
-    model = torchvision.models.detection.MaskRCNN(
-        backbone,
-        num_classes=int(config.NUM_CLASSES),
-        min_size=size,
-        max_size=size,
-        rpn_anchor_generator=anchors,
+    common = {
+        "min_size": size,
+        "max_size": size,
+        "rpn_anchor_generator": anchors,
+    }
+    if not our_heads:
+        backbone = resnet_fpn_backbone(
+            backbone_name=config.BACKBONE,
+            weights=None,
+            trainable_layers=5,
+            norm_layer=torch.nn.BatchNorm2d,
+        )
+        return torchvision.models.detection.MaskRCNN(
+            backbone, num_classes=int(config.NUM_CLASSES), **common
+        )
+    resnet = getattr(torchvision.models, config.BACKBONE)(weights=None)
+    widths = [resnet.fc.in_features // 2 ** (3 - i) for i in range(4)]  # layer1..layer4
+    channels = int(config.TOP_DOWN_PYRAMID_SIZE)
+    backbone = BackboneWithFPN(
+        resnet,
+        return_layers={f"layer{i + 1}": str(i) for i in range(4)},
+        in_channels_list=widths,
+        out_channels=channels,
     )
+    hidden, mask_channels = int(config.FPN_CLASSIF_FC_LAYERS_SIZE), int(config.MASK_HEAD_CHANNELS)
+    pool, classes = int(config.POOL_SIZE), int(config.NUM_CLASSES)
+    return torchvision.models.detection.MaskRCNN(
+        backbone,
+        box_head=TwoMLPHead(channels * pool * pool, hidden),
+        box_predictor=FastRCNNPredictor(hidden, classes),
+        mask_head=MaskRCNNHeads(channels, (mask_channels,) * 4, 1),
+        mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, classes),
+        rpn_pre_nms_top_n_train=int(config.PRE_NMS_LIMIT),
+        rpn_pre_nms_top_n_test=int(config.PRE_NMS_LIMIT),
+        rpn_post_nms_top_n_train=int(config.POST_NMS_ROIS_TRAINING),
+        rpn_post_nms_top_n_test=int(config.POST_NMS_ROIS_INFERENCE),
+        rpn_batch_size_per_image=int(config.RPN_TRAIN_ANCHORS_PER_IMAGE),
+        box_batch_size_per_image=int(config.TRAIN_ROIS_PER_IMAGE),
+        box_detections_per_img=int(config.DETECTION_MAX_INSTANCES),
+        **common,
+    )
+
+
+def run_torchvision(
+    train, val, minutes: float, config: Config, recipe: str, low: float, our_heads: bool = False
+) -> tuple[dict, int]:
+    """Train a torchvision model; return ({"low": mAP, "default": mAP}, steps)."""
+    model = torchvision_model(config, our_heads)
+    name = "torchvision, our head sizes" if our_heads else "torchvision"
     device = torch.device(config.DEVICE)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -143,7 +219,7 @@ def run_torchvision(train, val, minutes: float, config: Config, recipe: str) -> 
         )
     else:
         optimizer = torch.optim.SGD(groups, lr=learning_rate, momentum=0.9)
-    print(f"torchvision: {type(optimizer).__name__}, learning rate {learning_rate:g} ({recipe})")
+    print(f"{name}: {type(optimizer).__name__}, learning rate {learning_rate:g} ({recipe})")
     model.train()
     deadline, step, recent = time.monotonic() + minutes * 60, 0, []
     for images, targets in torchvision_batches(train, int(config.IMAGES_PER_GPU), device):
@@ -153,7 +229,7 @@ def run_torchvision(train, val, minutes: float, config: Config, recipe: str) -> 
             group["lr"] = learning_rate * min(1.0, (step + 1) / config.WARMUP_STEPS)
         loss = sum(model(images, targets).values())
         if not torch.isfinite(loss):
-            print(f"torchvision: non-finite loss at step {step}; stopping")
+            print(f"{name}: non-finite loss at step {step}; stopping")
             break
         optimizer.zero_grad()
         loss.backward()
@@ -161,27 +237,28 @@ def run_torchvision(train, val, minutes: float, config: Config, recipe: str) -> 
         optimizer.step()
         recent = [*recent[-19:], float(loss.detach())]
         step += 1
-    print(f"torchvision: {step} steps, mean loss of the last {len(recent)}: {np.mean(recent):.3f}")
+    print(f"{name}: {step} steps, mean loss of the last {len(recent)}: {np.mean(recent):.3f}")
     model.eval()
+    # torchvision's own default threshold is its box_score_thresh (0.05).
+    default = float(model.roi_heads.score_thresh)
+    model.roi_heads.score_thresh = min(low, default)
 
     @torch.no_grad()
     def predict(image):
         tensor = torch.from_numpy(image).to(device).permute(2, 0, 1).float() / 255
-        out = {name: value.cpu() for name, value in model([tensor])[0].items()}
-        keep = out["scores"] >= config.DETECTION_MIN_CONFIDENCE
-        seen.append((int(keep.sum()), float(out["scores"].max()) if len(keep) else 0.0))
-        boxes = out["boxes"][keep].numpy()[:, [1, 0, 3, 2]]
-        masks = (out["masks"][keep, 0] >= 0.5).numpy().transpose(1, 2, 0)
-        return boxes, out["labels"][keep].numpy(), out["scores"][keep].numpy(), masks
+        out = {key: value.cpu() for key, value in model([tensor])[0].items()}
+        seen.append((len(out["scores"]), float(out["scores"].max()) if len(out["scores"]) else 0))
+        boxes = out["boxes"].numpy()[:, [1, 0, 3, 2]]
+        masks = (out["masks"][:, 0] >= 0.5).numpy().transpose(1, 2, 0)
+        return boxes, out["labels"].numpy(), out["scores"].numpy(), masks
 
     seen: list[tuple[int, float]] = []
-    score = mask_map(predict, val)
+    predicted = predictions(predict, val)
     print(
-        f"torchvision: {sum(n for n, _ in seen)} detections kept on {len(seen)} validation "
-        f"images (score >= {config.DETECTION_MIN_CONFIDENCE}); highest score "
-        f"{max((s for _, s in seen), default=0.0):.3f}"
+        f"{name}: {sum(n for n, _ in seen)} detections on {len(seen)} validation images "
+        f"(score >= {min(low, default)}); highest score {max((s for _, s in seen), default=0):.3f}"
     )
-    return score, step
+    return scores_at(predicted, val, {"low": low, "default": default}), step
 
 
 def main(argv=None) -> int:
@@ -190,8 +267,25 @@ def main(argv=None) -> int:
     parser.add_argument("--val", type=int, default=50, help="validation images")
     parser.add_argument("--train-images", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=ShapesTrainConfig.STEPS_PER_EPOCH,
+        help="our trainer's epoch length; it stops at the end of an epoch (small: quick checks)",
+    )
     parser.add_argument("--skip-torchvision", action="store_true")
+    parser.add_argument(
+        "--skip-torchvision-our-heads",
+        action="store_true",
+        help="skip torchvision with head and sampling sizes matched to ours",
+    )
     parser.add_argument("--skip-ours", action="store_true")
+    parser.add_argument(
+        "--low-threshold",
+        type=float,
+        default=0.05,
+        help="the one score threshold every model is scored at (default 0.05, torchvision's)",
+    )
     parser.add_argument(
         "--torchvision-recipe",
         choices=("reference", "ours"),
@@ -202,19 +296,31 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = ShapesTrainConfig.from_overrides({"DEVICE": args.device})
+    config = ShapesTrainConfig.from_overrides(
+        {"DEVICE": args.device, "STEPS_PER_EPOCH": args.steps_per_epoch}
+    )
     train, val = datasets(int(config.IMAGE_MAX_DIM), args.train_images, args.val)
+    low, rows = args.low_threshold, []
     if not args.skip_ours:
         torch.manual_seed(0)
-        ours, ours_steps = run_ours(train, val, args.minutes, config)
-        print(f"ours:        mask mAP@0.5 = {ours:.3f} on {args.val} images ({ours_steps} steps)")
-    if not args.skip_torchvision:
+        scores, steps = run_ours(train, val, args.minutes, config, low)
+        rows.append(("ours", steps, scores, float(config.DETECTION_MIN_CONFIDENCE)))
+    for skip, our_heads in (
+        (args.skip_torchvision, False),
+        (args.skip_torchvision_our_heads, True),
+    ):
+        if skip:
+            continue
         torch.manual_seed(0)
         recipe = args.torchvision_recipe
-        theirs, their_steps = run_torchvision(train, val, args.minutes, config, recipe)
-        print(
-            f"torchvision: mask mAP@0.5 = {theirs:.3f} on {args.val} images ({their_steps} steps)"
-        )
+        scores, steps = run_torchvision(train, val, args.minutes, config, recipe, low, our_heads)
+        name = "torchvision, our head sizes" if our_heads else "torchvision"
+        rows.append((name, steps, scores, 0.05))
+    print(f"\nmask mAP@0.5 on {args.val} validation images")
+    print(f"{'model':<28} {'steps':>6} {'at ' + format(low, 'g'):>8} {'at its default':>16}")
+    for name, steps, scores, default in rows:
+        at_default = f"{scores['default']:.3f} ({default:g})"
+        print(f"{name:<28} {steps:>6} {scores['low']:>8.3f} {at_default:>16}")
     print(
         f"budget {args.minutes:g} min per model, {args.device}, {torch.get_num_threads()} threads, "
         f"{config.IMAGE_MAX_DIM} px, batch {config.IMAGES_PER_GPU}"

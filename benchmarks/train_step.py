@@ -2,8 +2,14 @@
 
 Both models: ResNet-50-FPN from random weights with trainable BatchNorm, the same images
 (synthetic shapes at ``--size`` px), batch size, RPN/ROI sampling sizes and head widths, all
-layers trained with SGD. Steps alternate between the two models; prints the median step
-time of each and the ratio ours / torchvision::
+layers trained with SGD. Ours is set to torchvision's conventions where they change the work:
+2000 pre-NMS proposals per pyramid level with NMS per level (RPN_PROPOSALS_PER_LEVEL), full
+resolution mask targets (USE_MINI_MASK=False), rounded anchors and torchvision's ROI level
+rule. Neither timed step includes preprocessing: ours gets its molded batch and torchvision
+the output of its own ``model.transform`` (normalise, resize, batch), both made once before
+timing; ``--with-preprocessing`` adds each one's preprocessing of the loaded images and masks
+to every step instead. Steps alternate between the two models; prints the median step time of
+each and the ratio ours / torchvision::
 
     python benchmarks/train_step.py --size 256 --batch 2 --steps 5
 """
@@ -35,8 +41,14 @@ def matched_config(size: int, batch: int, device: str) -> Config:
             "IMAGE_MAX_DIM": size,
             "RPN_ANCHOR_SCALES": (32, 64, 128, 256, 512),
             "RPN_TRAIN_ANCHORS_PER_IMAGE": 256,
+            # torchvision's training RPN: 2000 per level before NMS, NMS per level, 2000 after.
+            "RPN_PROPOSALS_PER_LEVEL": True,
             "PRE_NMS_LIMIT": 2000,
             "POST_NMS_ROIS_TRAINING": 2000,
+            "RPN_ANCHOR_ROUND": True,
+            "ROI_LEVEL_ROUNDING": "floor",
+            # torchvision crops its mask targets from the full-resolution masks.
+            "USE_MINI_MASK": False,
             "TRAIN_ROIS_PER_IMAGE": 512,
             "ROI_POSITIVE_RATIO": 0.25,
             "TRAIN_BN": True,
@@ -46,15 +58,41 @@ def matched_config(size: int, batch: int, device: str) -> Config:
     )
 
 
-def shapes_batch(config: Config, count: int):
+def shapes_dataset(config: Config, count: int):
     from mrcnn.datasets import ShapesDataset
-    from mrcnn.training.data import TrainingSamples, collate
 
     size = int(config.IMAGE_MAX_DIM)
     dataset = ShapesDataset()
     dataset.load_shapes(count, size, size, seed=3)
     dataset.prepare()
-    return dataset, collate([TrainingSamples(dataset, config)[i] for i in range(count)])
+    return dataset
+
+
+class PreloadedSamples:
+    """The dataset's images and masks loaded once (as a data loader would deliver them), so
+    that timed preprocessing starts from arrays in memory for both models."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        self.images = {i: dataset.load_image(i) for i in dataset.image_ids}
+        self.masks = {i: dataset.load_mask(i) for i in dataset.image_ids}
+
+    def __getattr__(self, name):
+        return getattr(self.dataset, name)
+
+    def load_image(self, image_id):
+        return self.images[image_id]
+
+    def load_mask(self, image_id):
+        return self.masks[image_id]
+
+
+def ours_preprocess(config: Config, samples: PreloadedSamples):
+    """Mold the loaded images and masks into our training batch."""
+    from mrcnn.training.data import TrainingSamples, collate
+
+    molder = TrainingSamples(samples, config)
+    return collate([molder[i] for i in range(len(samples.image_ids))])
 
 
 def time_steps(steps_by_name: dict, steps: int, device: str) -> dict[str, float]:
@@ -79,7 +117,7 @@ def time_steps(steps_by_name: dict, steps: int, device: str) -> dict[str, float]
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def ours_step(config: Config, batch):
+def ours_step(config: Config, samples: PreloadedSamples, with_preprocessing: bool):
     from mrcnn.model import MaskRCNN
     from mrcnn.model.losses import training_losses, weighted_total
     from mrcnn.training.trainer import build_optimizer, set_train_mode, set_trainable
@@ -88,9 +126,10 @@ def ours_step(config: Config, batch):
     set_trainable(model.net, "all")
     set_train_mode(model.net, True)
     optimizer = build_optimizer(model.net, 0.001, 0.9, 1e-4)
-    batch = batch.to(model.device)
+    molded = ours_preprocess(config, samples).to(model.device)
 
     def step():
+        batch = ours_preprocess(config, samples).to(model.device) if with_preprocessing else molded
         losses = training_losses(model.net, batch.images, batch.windows, batch.gt)
         optimizer.zero_grad()
         weighted_total(losses, config.LOSS_WEIGHTS).backward()
@@ -99,7 +138,7 @@ def ours_step(config: Config, batch):
     return step
 
 
-def torchvision_step(config: Config, dataset, device: str):
+def torchvision_step(config: Config, dataset, device: str, with_preprocessing: bool):
     import numpy as np
     import torchvision
 
@@ -124,8 +163,20 @@ def torchvision_step(config: Config, dataset, device: str):
             }
         )
 
+    def losses_after_transform(images_t, targets_t) -> dict:
+        """GeneralizedRCNN.forward in training, less its transform."""
+        features = model.backbone(images_t.tensors)
+        proposals, rpn_losses = model.rpn(images_t, features, targets_t)
+        _, head_losses = model.roi_heads(features, proposals, images_t.image_sizes, targets_t)
+        return {**rpn_losses, **head_losses}
+
+    transformed = model.transform(images, [dict(t) for t in targets])
+
     def step():
-        loss = sum(model(images, targets).values())
+        if with_preprocessing:
+            loss = sum(model(images, targets).values())
+        else:
+            loss = sum(losses_after_transform(*transformed).values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -140,22 +191,29 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--with-preprocessing",
+        action="store_true",
+        help="time each model's preprocessing of the loaded images and masks in every step",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = matched_config(args.size, args.batch, args.device)
-    dataset, batch = shapes_batch(config, args.batch)
+    dataset = shapes_dataset(config, args.batch)
+    samples = PreloadedSamples(dataset)
     torch.manual_seed(0)
-    ours_fn = ours_step(config, batch)
+    ours_fn = ours_step(config, samples, args.with_preprocessing)
     torch.manual_seed(0)
-    theirs_fn = torchvision_step(config, dataset, args.device)
+    theirs_fn = torchvision_step(config, samples, args.device, args.with_preprocessing)
     medians = time_steps({"ours": ours_fn, "torchvision": theirs_fn}, args.steps, args.device)
     ours, theirs = medians["ours"], medians["torchvision"]
     print(f"ours:        {ours:.3f} s/step")
     print(f"torchvision: {theirs:.3f} s/step")
     print(
         f"ratio ours/torchvision: {ours / theirs:.2f} ({args.size} px, batch {args.batch}, "
-        f"{args.device}, {torch.get_num_threads()} threads)"
+        f"{args.device}, {torch.get_num_threads()} threads, preprocessing "
+        f"{'timed' if args.with_preprocessing else 'excluded'} for both)"
     )
     return 0
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from mrcnn.config import Config
@@ -47,3 +50,20 @@ def config(**overrides) -> Config:
 
 def limit_threads() -> None:
     torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def conv_output_dtypes(net: torch.nn.Module) -> Iterator[set]:
+    """Collect the dtypes of every Conv2d output while the block runs (forward hooks), to
+    check the precision that autocast really gave."""
+    dtypes: set = set()
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out: dtypes.add(out.dtype))
+        for module in net.modules()
+        if isinstance(module, torch.nn.Conv2d)
+    ]
+    try:
+        yield dtypes
+    finally:
+        for hook in hooks:
+            hook.remove()

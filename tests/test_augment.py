@@ -36,6 +36,7 @@ def test_rotate90_moves_image_masks_and_boxes_together():
 def test_default_augmentation_is_consistent():
     torch.manual_seed(1)
     augment = default_augmentation(colour=0.0)
+    placements = set()
     for _ in range(10):
         out = apply_augmentation(augment, _sample())
         mask = out["masks"][0].bool()
@@ -44,6 +45,10 @@ def test_default_augmentation_is_consistent():
         assert out["image"][0][mask].float().mean() > 200
         assert out["image"][0][~mask].float().mean() < 30
         assert out["labels"].tolist() == [2]
+        placements.add((tuple(mask.shape), tuple(boxes_from_masks(out["masks"])[0].tolist())))
+    # It really transforms: flips, quarter turns and zooms put the object in many places.
+    assert len(placements) >= 3, placements
+    assert {shape for shape, _ in placements} == {(40, 60), (60, 40)}, placements
 
 
 def test_flip_keeps_boxes_on_masks():

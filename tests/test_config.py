@@ -173,12 +173,6 @@ def test_load_config_none_is_base():
     assert isinstance(cfg, Config) and cfg.IMAGES_PER_GPU == 1
 
 
-IMPORTLIB_BUG = (
-    "BUG: mrcnn/config.py _import_config_class: 'import importlib.util' inside the .py branch "
-    "makes importlib a local name, so the module:Class branch raises UnboundLocalError"
-)
-
-
 def test_load_config_module_class():
     cfg = load_config("mrcnn.config:TorchvisionCocoConfig", ["NUM_CLASSES=4"])
     assert isinstance(cfg, TorchvisionCocoConfig)

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 from _tiny_model import tiny_model
-from _training_fixtures import config, shapes
+from _training_fixtures import config, conv_output_dtypes, shapes
 
 from mrcnn.model import MaskRCNN
 from mrcnn.model.roi_align import pyramid_roi_align
@@ -62,7 +62,11 @@ def test_training_steps_on_cuda_then_loading_on_the_cpu(tmp_path, amp):
     cfg = config(DEVICE="cuda", AMP=amp, STEPS_PER_EPOCH=3, VALIDATION_STEPS=1)
     model = MaskRCNN("training", cfg, tmp_path)
     assert model.device.type == "cuda"
-    model.train(shapes(6), shapes(2, "val"), 0.01, epochs=1, layers="all")
+    with conv_output_dtypes(model.net) as dtypes:
+        model.train(shapes(6), shapes(2, "val"), 0.01, epochs=1, layers="all")
+    # Training and validation steps really ran in the precision AMP names.
+    expected = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    assert dtypes == {expected}, dtypes
     lines = (model.log_dir / "metrics.jsonl").read_text().splitlines()
     steps = [json.loads(line) for line in lines if '"loss"' in line]
     assert len(steps) == 3

@@ -88,11 +88,16 @@ def test_load_image_converts_modes(tmp_path, mode):
 
 def test_exif_orientation_applied_to_image_and_size(tmp_path):
     path = write_image(tmp_path / "rotated.jpg", width=40, height=20, orientation=6)
+    upright = np.asarray(Image.open(write_image(tmp_path / "stored.png", width=40, height=20)))
     assert read_image_size(path) == (40, 20)
     dataset = Dataset()
     dataset.add_image("s", 1, path)
     dataset.prepare()
-    assert dataset.load_image(0).shape == (40, 20, 3)
+    image = dataset.load_image(0)
+    assert image.shape == (40, 20, 3)
+    # Orientation 6: the stored pixels turned 90 degrees clockwise (up to JPEG's loss).
+    error = np.abs(image.astype(int) - np.rot90(upright, k=-1)).mean()
+    assert error < 4, f"pixels differ from the rotated array by {error:.1f} on average"
     assert dataset.image_size(0) == (40, 20)
 
 

@@ -61,7 +61,60 @@ def test_help_works(capsys):
         assert flag in printed
 
 
-def test_evaluate_end_to_end_writes_loadable_results(weights, tmp_path, capsys):
+def _oracle_detect(dataset):
+    """A ``MaskRCNN.detect`` that returns the ground truth of ``dataset``'s images, plus on the
+    first image a confident false positive (its first mask shifted by half the image), so
+    that AP is high but not 1."""
+    import numpy as np
+
+    images = [dataset.load_image(i) for i in dataset.image_ids]
+
+    def detect(self, batch, verbose=0):
+        results = []
+        for image in batch:
+            index = next(i for i, known in enumerate(images) if np.array_equal(known, image))
+            masks, class_ids = dataset.load_mask(index)
+            scores = np.linspace(0.9, 0.8, len(class_ids))
+            if index == 0:
+                shifted = np.roll(masks[:, :, :1], image.shape[0] // 2, axis=(0, 1))
+                masks = np.concatenate([shifted, masks], axis=2)
+                class_ids = np.concatenate([class_ids[:1], class_ids])
+                scores = np.concatenate([[0.99], scores])
+            rois = dataset.extract_bboxes(masks)
+            results.append(
+                {
+                    "rois": rois,
+                    "boxes": rois[:, [1, 0, 3, 2]].astype(np.float32),
+                    "class_ids": class_ids.astype(np.int32),
+                    "scores": scores.astype(np.float32),
+                    "masks": masks,
+                }
+            )
+        return results
+
+    return detect
+
+
+def _coco_stats_of_json(path, dataset, iou_type: str) -> list[float]:
+    """pycocotools' COCOeval on a results file, independently of mrcnn.evaluation."""
+    from pycocotools.cocoeval import COCOeval
+
+    gt = COCO()
+    gt.dataset = dataset_to_coco(dataset)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        evaluator = COCOeval(gt, gt.loadRes(str(path)), iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [float(v) for v in evaluator.stats]
+
+
+def test_evaluate_end_to_end_writes_loadable_results(weights, tmp_path, capsys, monkeypatch):
+    from mrcnn.model import MaskRCNN
+
+    val = from_spec(SPEC, "val")
+    monkeypatch.setattr(MaskRCNN, "detect", _oracle_detect(val))
     output = tmp_path / "results.json"
     argv = ["evaluate", "--dataset", SPEC, "--weights", str(weights), "--device", "cpu"]
     argv += ["--iou", "0.5", "0.75", "--coco", "--output", str(output), "--quiet"]
@@ -72,15 +125,15 @@ def test_evaluate_end_to_end_writes_loadable_results(weights, tmp_path, capsys):
     assert "segm" in printed and "bbox" in printed and "AP50" in printed
 
     results = json.loads(output.read_text())
-    assert results, "DETECTION_MIN_CONFIDENCE=0 should leave detections"
     assert {"image_id", "category_id", "bbox", "score", "segmentation"} <= set(results[0])
-    gt = COCO()
-    gt.dataset = dataset_to_coco(from_spec(SPEC, "val"))
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-        loaded = gt.loadRes(str(output))
-    assert len(loaded.anns) == len(results)
-    assert set(loaded.getImgIds()) <= {0, 1}
+    assert len(results) == sum(len(val.load_mask(i)[1]) for i in val.image_ids) + 1
+    table = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line.strip()}
+    for iou_type in ("segm", "bbox"):
+        # The printed AP, AP50, AP75 are pycocotools' figures for the written detections.
+        stats = _coco_stats_of_json(output, val, iou_type)
+        assert [float(v) for v in table[iou_type][:3]] == pytest.approx(stats[:3], abs=6e-4)
+        # Exact masks and boxes after one confident false positive: high, but below 1.
+        assert 0.5 < stats[0] < 1.0 and stats[1] == stats[2] == stats[0]
     assert len(COCO_STAT_NAMES) == 12
 
 

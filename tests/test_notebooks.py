@@ -22,14 +22,14 @@ def test_notebook_runs_headless(name: str) -> None:
     assert any("DATASET_PATH = None" in cell.source for cell in notebook.cells[:3])
     client = nbclient.NotebookClient(
         notebook,
-        timeout=BUDGET_SECONDS * 2,
+        timeout=BUDGET_SECONDS,  # per cell; the whole notebook is held to it below
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     start = time.monotonic()
     client.execute()
     elapsed = time.monotonic() - start
-    assert elapsed < BUDGET_SECONDS * 2, f"{name} took {elapsed:.0f} s"
+    assert elapsed < BUDGET_SECONDS, f"{name} took {elapsed:.0f} s (budget {BUDGET_SECONDS} s)"
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4

@@ -127,13 +127,17 @@ def test_rle_round_trip_and_order() -> None:
 
 def test_exclusive_masks_give_overlaps_to_the_best_score() -> None:
     nucleus = load_sample("nucleus")
-    masks = np.zeros((4, 4, 3), bool)
-    masks[:2, :, 0] = True
-    masks[:3, :, 1] = True
-    masks[:1, :, 2] = True  # inside the best one: dropped
-    out = nucleus.exclusive_masks(masks, np.array([0.5, 0.9, 0.1]))
-    assert out.shape == (4, 4, 1) or out.shape[2] == 1
-    assert out[:, :, 0].sum() == 12
+    masks = np.zeros((4, 4, 4), bool)
+    masks[:3, :3, 0] = True  # largest, middle score
+    masks[1:3, 1:3, 1] = True  # small, best score: keeps all its pixels
+    masks[:, 2:, 2] = True  # large, worst score: loses the overlaps
+    masks[1, 1, 3] = True  # inside the best one: dropped
+    out = nucleus.exclusive_masks(masks, np.array([0.5, 0.9, 0.1, 0.3]))
+    expected = np.zeros((4, 4, 3), bool)
+    expected[:, :, 0] = masks[:, :, 1]
+    expected[:, :, 1] = masks[:, :, 0] & ~masks[:, :, 1]
+    expected[:, :, 2] = masks[:, :, 2] & ~masks[:, :, 0] & ~masks[:, :, 1]
+    np.testing.assert_array_equal(out, expected)
 
 
 def write_nucleus_layout(root: Path) -> list[tuple[str, tuple[int, int]]]:

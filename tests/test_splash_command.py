@@ -75,9 +75,9 @@ def _splash(weights: Path, *argv: str) -> int:
     return main(["splash", "--weights", str(weights), "--no-progress", *argv])
 
 
-def _is_colour(path: Path) -> bool:
-    """Whether any pixel has R, G, B not all equal."""
-    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+def _is_colour(image: np.ndarray) -> bool:
+    """Whether any pixel of an RGB image has R, G, B not all equal."""
+    image = image.astype(int)
     return bool((image.max(axis=2) != image.min(axis=2)).any())
 
 
@@ -98,12 +98,22 @@ def test_image_then_no_overwrite_then_overwrite(weights, tmp_path, capsys):
 
 
 def test_class_selection_by_name_from_the_checkpoint(weights, tmp_path, monkeypatch):
+    from mrcnn.splash import color_splash
+
     monkeypatch.chdir(tmp_path)
     photo = _image(tmp_path / "p.png", seed=3)
-    # no class is "kite" with min score 2: the whole image turns gray
-    argv = ["--image", str(photo), "--output", str(tmp_path / "gray.png")]
-    assert _splash(weights, *argv, "--classes", "kite", "--min-score", "2") == 0
-    assert not _is_colour(tmp_path / "gray.png")
+    image = np.asarray(Image.open(photo).convert("RGB"))
+    for name in CLASS_NAMES[1:]:
+        argv = ["--image", str(photo), "--output", str(tmp_path / f"{name}.png")]
+        assert _splash(weights, *argv, "--classes", name, "--min-score", "0") == 0
+    # The same detections splashed directly: only the selected class keeps its colour.
+    r = _MODELS["model"].detect([image])[0]
+    assert r["class_ids"].tolist() and set(r["class_ids"].tolist()) == {1}  # all "balloon"
+    balloons = color_splash(image, r["masks"])
+    assert _is_colour(balloons), "the detections must leave some colour"
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "balloon.png")), balloons)
+    no_kites = color_splash(image, r["masks"][:, :, :0])
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "kite.png")), no_kites)
     assert _splash(weights, "--image", str(photo), "--classes", "cat", "--output", "x.png") == 1
 
 

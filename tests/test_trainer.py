@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
 import pytest
 import torch
-from _training_fixtures import config, shapes
+from _training_fixtures import config, conv_output_dtypes, shapes
 
 from mrcnn.model import MaskRCNN
 from mrcnn.training.trainer import (
@@ -84,24 +85,40 @@ def test_two_epoch_run_loss_falls_and_writes_run_folder(tmp_path):
     assert model.epoch == 2 and model.global_step == 8
 
 
-def test_resume_continues_epochs_run_folder_and_optimizer(tmp_path):
+def test_resume_continues_epochs_run_folder_and_optimizer(tmp_path, monkeypatch):
     cfg = config(VALIDATION_STEPS=0)
+    assert cfg.WARMUP_STEPS == 2  # a fresh run would start at half the learning rate
     first = MaskRCNN("training", cfg, tmp_path)
     first.train(shapes(4), None, 0.01, epochs=1, layers="heads")
-    saved = torch.load(first.find_last(), weights_only=True)
-    momentum = saved["optimizer"]["state"][0]["momentum_buffer"]
+    saved = torch.load(first.find_last(), weights_only=True)["optimizer"]
+    assert saved["state"], "the checkpoint should hold momentum buffers"
 
+    from mrcnn.training import trainer
+
+    seen = []
+    real_step = trainer.Trainer._step
+
+    def step(self, batch, epoch, index):
+        if not seen:  # the optimiser as resumed, before any update
+            seen.append(copy.deepcopy(self.optimizer.state_dict()))
+        values = real_step(self, batch, epoch, index)
+        seen.append(self.optimizer.param_groups[0]["lr"])
+        return values
+
+    monkeypatch.setattr(trainer.Trainer, "_step", step)
     second = MaskRCNN("training", cfg, tmp_path)
     second.load_weights("last")
     assert second.epoch == 1 and second.global_step == 2
     second.train(shapes(4), None, 0.01, epochs=2, layers="heads")
+    restored, first_lr = seen[0], seen[1]
+    assert restored["state"].keys() == saved["state"].keys()
+    for index, buffers in saved["state"].items():
+        torch.testing.assert_close(restored["state"][index], buffers, rtol=0, atol=0)
+    assert first_lr == 0.01, f"warm-up ran again on resume: first lr {first_lr}"
     assert second.log_dir == first.log_dir
     assert (first.log_dir / "mrcnn_tiny_0002.pt").is_file()
     resumed = torch.load(second.find_last(), weights_only=True)
     assert resumed["epoch"] == 2 and resumed["step"] == 4
-    # The momentum continued from the saved state rather than starting from zero.
-    assert not torch.equal(resumed["optimizer"]["state"][0]["momentum_buffer"], momentum)
-    assert "warm" not in resumed  # sanity: plain payload
 
 
 def test_calling_train_again_continues_the_epoch_count(tmp_path):
@@ -173,6 +190,9 @@ def test_bf16_autocast_step_on_cpu(tmp_path):
     model = MaskRCNN(
         "training", config(AMP="bf16", STEPS_PER_EPOCH=1, VALIDATION_STEPS=0), tmp_path
     )
-    model.train(shapes(2), None, 0.01, epochs=1, layers="heads")
+    with conv_output_dtypes(model.net) as dtypes:
+        model.train(shapes(2), None, 0.01, epochs=1, layers="heads")
+    # Every convolution of the step (backbone, FPN, RPN, mask head) ran in bfloat16.
+    assert dtypes == {torch.bfloat16}, dtypes
     record = json.loads((model.log_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert all(record[name] == record[name] for name in ("loss", "mrcnn_mask_loss"))  # not NaN

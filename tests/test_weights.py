@@ -561,12 +561,15 @@ def test_exclude_given_as_a_single_string(model_c):
     net = model_c.net
     before = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("rpn.")}
     state = {k: v + 1 for k, v in before.items()}
-    state["mask_head.logits.bias"] = torch.zeros(3)
+    kept = net.state_dict()["mask_head.logits.bias"].clone()
+    state["mask_head.logits.bias"] = kept + 7.0
     try:
         load_into_network(net, state, "mask_head.")
         assert torch.equal(net.state_dict()["rpn.conv.bias"], before["rpn.conv.bias"] + 1)
+        # The excluded tensor kept its value; a string is one pattern, not its characters.
+        assert torch.equal(net.state_dict()["mask_head.logits.bias"], kept)
     finally:
-        load_into_network(net, before)
+        load_into_network(net, {**before, "mask_head.logits.bias": kept})
 
 
 # ------------------------------------------------------------------ partial weights in inference
