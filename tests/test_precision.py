@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from mrcnn.evaluation import evaluate_dataset
 from mrcnn.model import precision
 from mrcnn.testing import photo_like_image
 from tests._tiny_model import tiny_model
+from tests._trained_shapes import trained_model, triangles
 
 native_bf16 = pytest.mark.skipif(
     not precision.cpu_has_native_bf16(), reason="this CPU has no native bf16 (avx512_bf16/amx)"
@@ -54,13 +56,35 @@ def test_bf16_runs_the_layers_in_bf16_and_returns_float32_boxes():
 
 
 @native_bf16
-def test_bf16_results_keep_the_public_types():
-    image = photo_like_image(96, 128, seed=3)
-    bf16 = tiny_model(INFERENCE_PRECISION="bf16").detect([image])[0]
-    assert len(bf16["scores"]) > 0
-    assert bf16["masks"].dtype == bool and bf16["masks"].shape[:2] == image.shape[:2]
-    assert bf16["boxes"].dtype == np.float32 and bf16["scores"].dtype == np.float32
-    assert bf16["rois"].dtype == np.int32 and bf16["class_ids"].dtype == np.int32
+def test_bf16_agrees_with_fp32_on_a_trained_model():
+    """The overfit triangles model: the same confident detections (class, mask IoU >= 0.9,
+    score within 0.05) and the same mask AP in bf16 as in fp32."""
+    dataset = triangles(3)
+    fp32, bf16 = trained_model(), trained_model(INFERENCE_PRECISION="bf16")
+    for image_id in dataset.image_ids:
+        image = dataset.load_image(image_id)
+        expected, result = fp32.detect([image])[0], bf16.detect([image])[0]
+        assert result["masks"].dtype == bool and result["boxes"].dtype == np.float32
+        confident = np.flatnonzero(expected["scores"] >= 0.5)
+        assert len(confident) > 0
+        for i in confident:
+            ious = [
+                _iou(expected["masks"][..., i], result["masks"][..., j])
+                for j in range(result["masks"].shape[2])
+            ]
+            j = int(np.argmax(ious))
+            assert ious[j] >= 0.9 and result["class_ids"][j] == expected["class_ids"][i]
+            assert abs(result["scores"][j] - expected["scores"][i]) <= 0.05
+    aps = [
+        evaluate_dataset(m, dataset, iou_thresholds=(0.5,), progress=False).map50
+        for m in (fp32, bf16)
+    ]
+    assert abs(aps[0] - aps[1]) <= 0.01, aps
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 @native_bf16
@@ -73,6 +97,27 @@ def test_bf16_folded_weights_are_folded_once_and_cached():
     model.detect([image])
     assert conv1.__dict__["_folded_cache"][torch.bfloat16][1] is cached[1], "folded again"
     assert cached[1].dtype == torch.bfloat16
+    with torch.no_grad():  # the fold is made in float32, then cast
+        weight, bias = conv1.folded_weights()
+    assert torch.equal(cached[1], weight.to(torch.bfloat16))
+    assert torch.equal(cached[2], bias.to(torch.bfloat16))
+
+
+@native_bf16
+def test_bf16_keeps_box_coordinates_in_float32():
+    """bf16 has 8 significant bits: between 256 and 512 px it steps by 2 px. Decoding in
+    float32 keeps proposals and detections off that grid."""
+    model = tiny_model(INFERENCE_PRECISION="bf16", IMAGE_MIN_DIM=512, IMAGE_MAX_DIM=512)
+    found = {}
+    hook = model.net.register_forward_hook(lambda _m, _i, output: found.update(output))
+    try:
+        model.detect([photo_like_image(512, 512, seed=4)])
+    finally:
+        hook.remove()
+    boxes = found["boxes"]
+    assert boxes.dtype == torch.float32
+    far = boxes[boxes > 256]
+    assert len(far) > 0 and bool((far % 2 != 0).any()), "coordinates on bf16's 2-px grid"
 
 
 def test_without_native_bf16_it_says_so_once_and_runs_fp32(monkeypatch, caplog):
