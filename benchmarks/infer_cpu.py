@@ -202,11 +202,12 @@ def trained_agreement(checkpoint: Path | None, train_seconds: float) -> str:
     from mrcnn.demo import ShapesDemoConfig, _shapes, run_demo
     from mrcnn.evaluation import evaluate_dataset
     from mrcnn.model import MaskRCNN
+    from mrcnn.training.checkpoint import find_last
 
     with tempfile.TemporaryDirectory() as tmp:
         if checkpoint is None:
             run_demo(Path(tmp) / "demo", train_seconds=train_seconds, progress=False)
-            checkpoint = next((Path(tmp) / "demo" / "logs").glob("*/*.pt"))
+            checkpoint = Path(find_last(Path(tmp) / "demo" / "logs"))
         val = _shapes(ShapesDataset, 50, "val", 0)
         scores = {}
         for precision in ("fp32", "bf16"):
