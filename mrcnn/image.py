@@ -209,6 +209,8 @@ def mold_image(image: np.ndarray, config, plan: ResizePlan, dtype, device) -> to
             tensor = tensor / std
         top, bottom, left, right = plan.padding
         return F.pad(tensor, (left, right, top, bottom))
+    if not image.flags.writeable:  # torch.from_numpy wants a writable array (e.g. a video frame)
+        image = image.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     tensor = tensor.permute(2, 0, 1).to(dtype)
     tensor = tensor - mean
