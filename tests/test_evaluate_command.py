@@ -145,3 +145,18 @@ def test_num_classes_mismatch_is_a_clear_error(weights, tmp_path, capsys):
     error = capsys.readouterr().err
     assert "NUM_CLASSES=2" in error and "has 4 classes" in error
     assert "--set NUM_CLASSES=4" in error
+
+
+def test_existing_output_and_inputs_are_never_written_over(tmp_path, capsys):
+    existing = tmp_path / "mine.json"
+    existing.write_text("the user's file")
+    args = ["evaluate", "--dataset", "shapes", "--weights", "none.pt"]
+    assert main([*args, "--output", str(existing)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert existing.read_text() == "the user's file"
+    annotations = tmp_path / "instances.json"
+    annotations.write_text("{}")
+    coco = ["evaluate", "--dataset", f"coco:{annotations}", "--weights", "none.pt"]
+    assert main([*coco, "--output", str(annotations), "--overwrite"]) == 1
+    assert "over input files" in capsys.readouterr().err
+    assert annotations.read_text() == "{}"
