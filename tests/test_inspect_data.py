@@ -35,6 +35,12 @@ def test_inspect_data_on_shapes(tmp_path, capsys):
     assert "anchor coverage (IoU >= 0.7):" in printed
     for name in ("samples.png", "statistics.png", "anchors.png"):
         assert (out / name).stat().st_size > 1000
+    (out / "samples.png").write_bytes(b"the user's edit")
+    with pytest.raises(ValueError, match="--overwrite"):
+        _run(argv)  # figures of an earlier run are replaced only on request
+    assert (out / "samples.png").read_bytes() == b"the user's edit"
+    assert _run([*argv, "--overwrite"]) == 0
+    assert (out / "samples.png").stat().st_size > 1000
 
 
 def test_inspect_data_errors_are_clear(tmp_path):

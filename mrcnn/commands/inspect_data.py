@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default="inspect", metavar="DIR", help="folder for the figures (default: inspect)"
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace figures an earlier run left in --out (never an input file); default: refuse",
+    )
+    parser.add_argument(
         "--limit",
         type=int,
         default=1000,
@@ -48,12 +53,17 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.config import load_config
     from mrcnn.datasets import from_spec
     from mrcnn.datasets import stats as dstats
-    from mrcnn.outputs import check_writable_dir
+    from mrcnn.outputs import check_new_outputs, check_writable_dir
 
     config = load_config(args.config, args.set)
     check_writable_dir(args.out, "--out")
     subset = None if args.subset.lower() in ("all", "none") else args.subset
     dataset = from_spec(args.dataset, subset)
+    out = Path(args.out)
+    written = [out / "samples.png", out / "statistics.png", out / "anchors.png"]
+    inputs = [info["path"] for info in dataset.image_info if info.get("path")]
+    inputs += [p for p in args.dataset.split(":")[1:] if Path(p).is_file()]
+    check_new_outputs(written, inputs, args.overwrite, "--out")
     print(dataset.load_report.summary())
     names = ", ".join(dataset.class_names[1:])
     plural = "class" if dataset.num_classes == 2 else "classes"
@@ -68,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
     for line in coverage.summary():
         print(line)
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "samples.png", out / "statistics.png", out / "anchors.png"]
     sample_ids = dstats.sample_image_ids(dataset, max(1, args.samples))
     visualize.display_dataset_samples(dataset, sample_ids, path=written[0])
     visualize.plot_dataset_statistics(stats, coverage, path=written[1])
