@@ -78,6 +78,13 @@ def check_new_outputs(
         raise OutputError(f"output {_some(directories)} is a folder; move it away first")
 
 
+def spec_files(spec: str) -> list[str]:
+    """The existing files a dataset spec names (``coco:ANNOTATIONS[:IMAGES]``,
+    ``via3:FILE?options``, ...): inputs that no output may replace."""
+    parts = (part.split("?", 1)[0] for part in str(spec).split(":")[1:])
+    return [part for part in parts if part and Path(part).is_file()]
+
+
 def _identity(path: str | os.PathLike) -> tuple:
     path = Path(path)
     try:

@@ -70,15 +70,15 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.datasets import from_spec
     from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
     from mrcnn.model import MaskRCNN
-    from mrcnn.outputs import check_new_outputs, check_writable_dir
+    from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
 
     output = Path(args.output) if args.output else _default_output(args.logs)
     if output.is_dir():
         raise ValueError(f"--output {output} is a folder; give a file name such as {output}/x.json")
     check_writable_dir(output.parent, "--output" if args.output else "--logs")
     # The annotation file and the weights are inputs: never written over.
-    inputs = [p for p in [*args.dataset.split(":")[1:], str(args.weights)] if Path(p).is_file()]
-    check_new_outputs([output], inputs, args.overwrite)
+    weights = [str(args.weights)] if Path(str(args.weights)).is_file() else []
+    check_new_outputs([output], [*spec_files(args.dataset), *weights], args.overwrite)
     subset = None if args.subset.lower() in ("all", "none") else args.subset
     dataset = from_spec(args.dataset, subset)
     print(dataset.load_report.summary())

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.config import load_config
     from mrcnn.datasets import from_spec
     from mrcnn.datasets import stats as dstats
-    from mrcnn.outputs import check_new_outputs, check_writable_dir
+    from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
 
     config = load_config(args.config, args.set)
     check_writable_dir(args.out, "--out")
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     written = [out / "samples.png", out / "statistics.png", out / "anchors.png"]
     inputs = [info["path"] for info in dataset.image_info if info.get("path")]
-    inputs += [p for p in args.dataset.split(":")[1:] if Path(p).is_file()]
+    inputs += spec_files(args.dataset)
     check_new_outputs(written, inputs, args.overwrite, "--out")
     print(dataset.load_report.summary())
     names = ", ".join(dataset.class_names[1:])
