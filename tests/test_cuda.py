@@ -77,3 +77,21 @@ def test_training_steps_on_cuda_then_loading_on_the_cpu(tmp_path, amp):
     assert on_cpu.device.type == "cpu"
     result = on_cpu.detect([photo_like_image(64, 64)])[0]
     assert result["masks"].shape[:2] == (64, 64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_mask_pasting_on_cuda_equals_the_cpu(dtype):
+    """Masks are pasted on the device (only the bool masks come back): same pixels as the CPU."""
+    from mrcnn.image import paste_masks
+
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(40, 28, 28, generator=generator, dtype=dtype)
+    xy = torch.rand(40, 2, generator=generator, dtype=dtype) * 500 - 50  # some leave the image
+    boxes = torch.cat([xy, xy + torch.rand(40, 2, generator=generator, dtype=dtype) * 300], 1)
+    on_cpu = paste_masks(masks, boxes, (480, 640))
+    on_gpu = paste_masks(masks.cuda(), boxes.cuda(), (480, 640))
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.bool
+    assert on_cpu.any()
+    differing = (on_gpu.cpu() != on_cpu).float().mean().item()
+    # float64 leaves no pixel near the threshold to round differently; float32 almost none.
+    assert differing == 0 if dtype == torch.float64 else differing < 1e-4
