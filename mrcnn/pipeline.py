@@ -8,6 +8,11 @@ than the sum of all; detection stays on the calling thread, where the caller's t
 arrives. It is worth it because the heavy work of every stage (torch kernels, OpenCV, numpy,
 FFmpeg) releases the GIL.
 
+- **Priority.** With ``background=True`` the stage threads run at the operating system's idle
+  priority (Linux ``SCHED_IDLE``; elsewhere unchanged): they take only CPU time the calling
+  thread's stage leaves free. Detection on the CPU keeps every core busy with torch's thread
+  team, and threads competing with that team stall it (a pre-empted team member holds up the
+  whole parallel region), so on the CPU the other stages should fill the gaps, not compete.
 - **Bounded memory.** Each queue holds at most its ``size`` items; a stage that is ahead waits.
 - **Order.** One thread per stage and FIFO queues: items go through in the order they came.
 - **Errors.** A stage that raises an ``Exception`` stops reading its input, so the stages before
@@ -34,6 +39,7 @@ dropped::
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -102,6 +108,7 @@ class Pipeline:
         names: thread names, for the source then each stage (defaults: pipeline-0, -1, ...).
         caller: the index in ``stages`` of the stage to run on the thread calling
             :meth:`run` (None: all on threads of their own).
+        background: run the threads (not the caller's) at idle priority, see above.
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class Pipeline:
         sizes: int | Sequence[int] = 2,
         names: Sequence[str] | None = None,
         caller: int | None = None,
+        background: bool = False,
     ) -> None:
         if not stages:
             raise ValueError("Pipeline: give at least one stage (the last one consumes)")
@@ -128,11 +136,12 @@ class Pipeline:
         # (work, inbox, outbox) of the source and each stage
         self._steps = list(zip(works, [None, *channels], [*channels, None], strict=True))
         self._caller = None if caller is None else caller + 1
+        self._background = background
 
     def run(self) -> None:
         """Run to the end (once). Raises the first error of a stage, once every thread has ended."""
         threads = [
-            threading.Thread(target=self._run_step, args=step, name=name, daemon=True)
+            threading.Thread(target=self._run_thread, args=step, name=name, daemon=True)
             for i, (step, name) in enumerate(zip(self._steps, self._names, strict=True))
             if i != self._caller
         ]
@@ -152,6 +161,11 @@ class Pipeline:
         stops = [e for e in self._errors if not isinstance(e, Exception)]
         if stops or self._errors:
             raise (stops or self._errors)[0]
+
+    def _run_thread(self, *step) -> None:
+        if self._background:
+            _idle_priority()
+        self._run_step(*step)
 
     def _run_step(self, work, inbox: _Channel | None, outbox: _Channel | None) -> None:
         items = None
@@ -175,3 +189,14 @@ class Pipeline:
                 inbox.close()
             if outbox is not None:
                 outbox.put(_END)
+
+
+def _idle_priority() -> None:
+    """Lower the calling thread (only it: Linux schedules threads one by one) to SCHED_IDLE;
+    nothing where the OS lacks it or refuses."""
+    if not hasattr(os, "SCHED_IDLE"):
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError:
+        pass

@@ -258,8 +258,12 @@ def process_video(
             stages = [_detect_stage(model), _render_stage(render), encoder]
             sizes = [QUEUED_BATCHES, QUEUED_DETECTIONS, QUEUED_BATCHES * size]
             # Detection on this thread (the caller's torch settings apply); the rest on threads
-            # of their own, all ended when run() returns or raises.
-            Pipeline(_decoded_batches(capture, size), stages, sizes, THREAD_NAMES, caller=0).run()
+            # of their own, all ended when run() returns or raises. On the CPU those threads
+            # take only the time detection leaves idle (competing, they stall torch's threads).
+            on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
+            Pipeline(
+                _decoded_batches(capture, size), stages, sizes, THREAD_NAMES, 0, background=on_cpu
+            ).run()
         finally:
             encoder.writer.release()
             written = encoder.frames_written

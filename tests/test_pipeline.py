@@ -4,6 +4,7 @@ every thread without a hang."""
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import threading
 import time
@@ -215,3 +216,25 @@ def test_bad_arguments_are_refused():
         Pipeline(range(3), [doubled, doubled], caller=2)
     with pytest.raises(ValueError, match="at least one stage"):
         Pipeline(range(3), [])
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+@pytest.mark.parametrize("background", [False, True])
+def test_background_stages_run_at_idle_priority_and_the_caller_does_not(background):
+    policies: dict[str, int] = {}
+
+    def observe(name):
+        def stage(items):
+            policies[name] = os.sched_getscheduler(0)
+            yield from items
+
+        return stage
+
+    before = os.sched_getscheduler(0)
+    out: list[int] = []
+    stages = [observe("first"), observe("caller"), lambda items: out.extend(items) or ()]
+    Pipeline(range(5), stages, 1, caller=1, background=background).run()
+    assert out == list(range(5))
+    idle = os.SCHED_IDLE if background else before
+    assert policies == {"first": idle, "caller": before}
+    assert os.sched_getscheduler(0) == before  # the calling thread is left as it was
