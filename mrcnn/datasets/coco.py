@@ -84,7 +84,7 @@ class CocoDataset(Dataset):
                 "(of the selected categories); training needs annotated instances: check that "
                 "this is an instances file, not image_info"
             )
-        self.coco = _coco_api(data)
+        self.coco = coco_index(data)
         self.load_reports.append(report.finish())
         require_images(self, report, f"{source} {annotations}", subset)
         return report
@@ -374,8 +374,9 @@ def annotation_rle(segmentation: Any, height: int, width: int) -> dict:
     return segmentation
 
 
-def _coco_api(data: dict):
-    """A pycocotools COCO object over already parsed data (its index printout silenced)."""
+def coco_index(data: dict):
+    """A pycocotools COCO object over already parsed data (its index printout silenced); the
+    one place the project builds one (evaluation uses it too)."""
     from pycocotools.coco import COCO
 
     coco = COCO()

@@ -17,6 +17,7 @@ import zlib
 import cv2
 import numpy as np
 
+from mrcnn.boxes import broadcast_iou
 from mrcnn.dataset import Dataset, LoadReport
 
 SHAPES = ("square", "circle", "triangle")
@@ -165,18 +166,10 @@ def _place(
         size = int(rng.integers(low, high + 1))
         x = int(rng.integers(size, width - size))
         y = int(rng.integers(size, height - size))
-        box = (x - size, y - size, x + size, y + size)
-        if all(_box_iou(box, other) < MAX_BOX_IOU for other in boxes):
+        box = np.asarray((x - size, y - size, x + size, y + size), dtype=np.float64)
+        if not boxes or np.all(broadcast_iou(box, np.asarray(boxes)) < MAX_BOX_IOU):
             return x, y, size
     return None
-
-
-def _box_iou(a: tuple, b: tuple) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _contrasting_color(rng: np.random.Generator, background: tuple) -> tuple[int, int, int]:
