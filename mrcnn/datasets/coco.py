@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from mrcnn.dataset import (
+from mrcnn.datasets.base import (
     Dataset,
     LoadReport,
     check_split_subset,
+    empty_masks,
     in_subset,
+    mask_loader,
     read_json,
-    require_images,
 )
 
 
@@ -85,9 +86,7 @@ class CocoDataset(Dataset):
                 "this is an instances file, not image_info"
             )
         self.coco = coco_index(data)
-        self.load_reports.append(report.finish())
-        require_images(self, report, f"{source} {annotations}", subset)
-        return report
+        return self.keep_report(report, f"{source} {annotations}", subset)
 
     def _add_coco_image(
         self, image: dict, anns: list[dict], images_dir: Path, source: str, report: LoadReport
@@ -108,30 +107,29 @@ class CocoDataset(Dataset):
                 continue
             kept.append(ann)
             report.crowd_regions += int(bool(ann.get("iscrowd", 0)))
-        self.add_image(
+        self.add_loaded_image(
+            report,
             source,
             image["id"],
             str(path),
+            region_count=len(kept),
             width=width,
             height=height,
             annotations=kept,
             url=image.get("coco_url") or image.get("flickr_url"),
             format="coco",
         )
-        report.images_loaded += 1
-        report.regions_loaded += len(kept)
 
-    def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    @mask_loader("coco")
+    def load_coco_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """bool [H, W, N] masks and int32 [N] class ids (crowd negative) of a COCO image."""
         from pycocotools import mask as mask_utils
 
         info = self.image_info[image_id]
-        if info.get("format") != "coco":
-            return super().load_mask(image_id)
         height, width = info["height"], info["width"]
         anns = info["annotations"]
         if not anns:
-            return super().load_mask(image_id)
+            return empty_masks(height, width)
         rles = [annotation_rle(ann["segmentation"], height, width) for ann in anns]
         with warnings.catch_warnings():
             # pycocotools' numpy 2 "copy keyword" deprecation notice, once per call otherwise.

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from mrcnn.boxes import broadcast_iou
-from mrcnn.dataset import Dataset, LoadReport
+from mrcnn.datasets.base import Dataset, LoadReport, image_loader, mask_loader
 
 SHAPES = ("square", "circle", "triangle")
 
@@ -66,37 +66,34 @@ class ShapesDataset(Dataset):
         for index in range(count):
             rng = np.random.default_rng([int(seed), stream, index])
             background, shapes = random_image_spec(rng, height, width, max_shapes)
-            self.add_image(
+            self.add_loaded_image(
+                report,
                 source,
                 index,
                 None,
+                region_count=len(shapes),
                 width=width,
                 height=height,
                 bg_color=background,
                 shapes=shapes,
                 format="shapes",
             )
-            report.images_loaded += 1
-            report.regions_loaded += len(shapes)
-        self.load_reports.append(report.finish())
-        return report
+        return self.keep_report(report)
 
-    def load_image(self, image_id: int) -> np.ndarray:
+    @image_loader("shapes")
+    def load_shapes_image(self, image_id: int) -> np.ndarray:
         """The generated H x W x 3 uint8 RGB image."""
         info = self.image_info[image_id]
-        if info.get("format") != "shapes":
-            return super().load_image(image_id)
         image = np.empty((info["height"], info["width"], 3), dtype=np.uint8)
         image[:] = info["bg_color"]
         for name, color, dims in info["shapes"]:
             draw_shape(image, name, dims, tuple(int(c) for c in color))
         return image
 
-    def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    @mask_loader("shapes")
+    def load_shapes_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """bool [H, W, N] visible-pixel masks and int32 [N] class ids, in drawing order."""
         info = self.image_info[image_id]
-        if info.get("format") != "shapes":
-            return super().load_mask(image_id)
         height, width = info["height"], info["width"]
         masks = np.zeros((height, width, len(info["shapes"])), dtype=bool)
         canvas = np.zeros((height, width), dtype=np.uint8)

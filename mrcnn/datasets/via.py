@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrcnn.dataset import (
+from mrcnn.datasets.base import (
     LoadReport,
     check_split_subset,
     in_subset,
     read_json,
-    require_images,
 )
 from mrcnn.datasets.regions import (
     Region,
@@ -128,9 +127,7 @@ class ViaDataset(Via3Dataset):
                 )
                 if added:
                     seen.add(entry.filename)
-        self.load_reports.append(report.finish())
-        require_images(self, report, where, subset)
-        return report
+        return self.keep_report(report, where, subset)
 
     def _add_via_entry(
         self,
