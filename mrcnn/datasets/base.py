@@ -252,13 +252,23 @@ class Dataset:
         image_id: Any,
         path: str | Path | None,
         region_count: int,
+        *,
+        keep_empty: bool = True,
+        empty_reason: str = "no regions",
+        where: str | None = None,
         **info: Any,
-    ) -> None:
+    ) -> bool:
         """:meth:`add_image`, counting the image and its ``region_count`` regions as loaded in
-        ``report``."""
+        ``report``; an image without regions is instead counted as skipped for
+        ``empty_reason`` (at ``where``, default its path) unless ``keep_empty``. Returns whether
+        the image was added."""
+        if not region_count and not keep_empty:
+            report.skip_image(where or str(path or f"{source}:{image_id}"), empty_reason)
+            return False
         self.add_image(source, image_id, path, **info)
         report.images_loaded += 1
         report.regions_loaded += region_count
+        return True
 
     def keep_report(
         self, report: LoadReport, where: str | None = None, subset: str | None = None
@@ -345,11 +355,6 @@ class LoadReport:
         self.images_skipped += 1
         self.image_reasons[reason] += 1
         self.problem(f"{where}: skipped image: {reason}" + (f" ({detail})" if detail else ""))
-
-    def skip_empty_image(self, where: str, found: int, what: str) -> None:
-        """Count an image skipped for having no usable ``what`` ("regions", "masks"): "no
-        usable" ones when ``found`` of them were all skipped, else none at all."""
-        self.skip_image(where, f"no usable {what}" if found else f"no {what}")
 
     def skip_region(self, where: str, reason: str, detail: str = "") -> None:
         """Count a skipped region; ``where`` names the file, image and region index."""

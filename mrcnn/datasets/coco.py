@@ -112,7 +112,7 @@ class CocoDataset(Dataset):
             source,
             image["id"],
             str(path),
-            region_count=len(kept),
+            len(kept),
             width=width,
             height=height,
             annotations=kept,

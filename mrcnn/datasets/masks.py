@@ -150,15 +150,14 @@ class MaskFolderDataset(Dataset):
                 )
                 continue
             kept.append(str(mask_path))
-        if not kept and not keep_empty:
-            report.skip_empty_image(str(image_path), len(mask_paths), "masks")
-            return
         self.add_loaded_image(
             report,
             source,
             folder.name,
             str(image_path),
-            region_count=len(kept),
+            len(kept),
+            keep_empty=keep_empty,
+            empty_reason="no usable masks" if mask_paths else "no masks",
             width=width,
             height=height,
             mask_paths=kept,
@@ -293,15 +292,14 @@ class LabelDataset(Dataset):
             for value in unknown:
                 report.skip_region(f"{mask_path} value {value}", "value not in class_map")
             values = [v for v in values if v in value_class]
-        if not values and not keep_empty:
-            report.skip_image(str(image_path), "label image has no instance")
-            return
         self.add_loaded_image(
             report,
             source,
             image_path.stem,
             str(image_path),
-            region_count=len(values),
+            len(values),
+            keep_empty=keep_empty,
+            empty_reason="label image has no instance",
             width=width,
             height=height,
             mask_path=str(mask_path),

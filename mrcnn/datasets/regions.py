@@ -309,22 +309,21 @@ class RegionDataset(Dataset):
                 kept.append(_checked(region, ids, height, width))
             except RegionError as error:
                 report.skip_region(f"{where} {region.name}", error.reason, error.detail)
-        if not kept and not keep_empty:
-            report.skip_empty_image(where, len(regions), "regions")
-            return False
-        self.add_loaded_image(
+        return self.add_loaded_image(
             report,
             source,
             image_id,
             str(path),
-            region_count=len(kept),
+            len(kept),
+            keep_empty=keep_empty,
+            empty_reason="no usable regions" if regions else "no regions",
+            where=where,
             width=width,
             height=height,
             regions=kept,
             format="regions",
             **info,
         )
-        return True
 
     @mask_loader("regions")
     def load_region_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:

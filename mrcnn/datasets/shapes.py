@@ -71,7 +71,7 @@ class ShapesDataset(Dataset):
                 source,
                 index,
                 None,
-                region_count=len(shapes),
+                len(shapes),
                 width=width,
                 height=height,
                 bg_color=background,
