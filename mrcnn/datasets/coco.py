@@ -18,15 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from mrcnn.datasets.base import (
-    Dataset,
-    LoadReport,
-    check_split_subset,
-    empty_masks,
-    in_subset,
-    mask_loader,
-    read_json,
-)
+from mrcnn.datasets.base import Dataset, empty_masks, mask_loader
+from mrcnn.datasets.loading import LoadReport, check_split_subset, in_subset, read_json
 
 
 class CocoDataset(Dataset):

@@ -32,7 +32,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
-from mrcnn.datasets.base import LoadReport, check_split_subset, in_subset
+from mrcnn.datasets.loading import LoadReport, check_split_subset, in_subset
 from mrcnn.datasets.regions import (
     Region,
     RegionDataset,

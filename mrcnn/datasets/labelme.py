@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mrcnn.datasets.base import LoadReport, check_split_subset, in_subset, read_json
+from mrcnn.datasets.loading import LoadReport, check_split_subset, in_subset, read_json
 from mrcnn.datasets.regions import (
     Region,
     RegionDataset,

@@ -20,14 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mrcnn.datasets.base import (
-    Dataset,
+from mrcnn.datasets.base import Dataset, empty_masks, mask_loader
+from mrcnn.datasets.loading import (
     DatasetWarning,
     LoadReport,
     check_split_subset,
-    empty_masks,
     in_subset,
-    mask_loader,
     read_image_size,
 )
 

@@ -25,13 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mrcnn.datasets.base import (
-    Dataset,
-    DatasetWarning,
-    LoadReport,
-    mask_loader,
-    read_image_size,
-)
+from mrcnn.datasets.base import Dataset, mask_loader
+from mrcnn.datasets.loading import DatasetWarning, LoadReport, read_image_size
 
 #: Fixed-point bits for sub-pixel vertices in OpenCV's drawing functions.
 _SHIFT = 4

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from mrcnn.boxes import broadcast_iou
-from mrcnn.datasets.base import Dataset, LoadReport, image_loader, mask_loader
+from mrcnn.datasets.base import Dataset, image_loader, mask_loader
+from mrcnn.datasets.loading import LoadReport
 
 SHAPES = ("square", "circle", "triangle")
 

@@ -26,12 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrcnn.datasets.base import (
-    LoadReport,
-    check_split_subset,
-    in_subset,
-    read_json,
-)
+from mrcnn.datasets.loading import LoadReport, check_split_subset, in_subset, read_json
 from mrcnn.datasets.regions import (
     Region,
     circle,
