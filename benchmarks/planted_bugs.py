@@ -87,9 +87,9 @@ CASES = [
     Case(
         "tests/test_evaluate_command.py::test_evaluate_end_to_end_writes_loadable_results",
         "COCO bbox written as (y, x, h, w)",
-        "mrcnn/evaluation.py",
-        "boxes = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)",
-        "boxes = np.stack([y1, x1, y2 - y1, x2 - x1], axis=1)",
+        "mrcnn/evaluation/coco.py",
+        "return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)",
+        "return np.stack([y1, x1, y2 - y1, x2 - x1], axis=1)",
     ),
     Case(
         "tests/test_image.py::test_read_image",

@@ -100,6 +100,40 @@ def iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
     return box_iou(boxes_a, boxes_b)
 
 
+def intersection_areas(
+    boxes_a: np.ndarray | torch.Tensor, boxes_b: np.ndarray | torch.Tensor
+) -> np.ndarray | torch.Tensor:
+    """Intersection areas of [..., 4] boxes broadcast against each other.
+
+    Both arguments hold corners in the same order, (x1, y1, x2, y2) or (y1, x1, y2, x2): the
+    area is the same either way. numpy arrays or torch tensors (not mixed); the result has the
+    broadcast shape [...]. ``a[:, None]`` against ``b[None]`` gives the [N, M] pairwise matrix.
+    """
+    lib = torch if isinstance(boxes_a, torch.Tensor) else np
+    low = lib.maximum(boxes_a[..., :2], boxes_b[..., :2])
+    high = lib.minimum(boxes_a[..., 2:], boxes_b[..., 2:])
+    return lib.clip(high - low, 0, None).prod(-1)
+
+
+def corner_areas(boxes: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Areas [...] of [..., 4] boxes in either corner order; 0 for inverted boxes."""
+    lib = torch if isinstance(boxes, torch.Tensor) else np
+    return lib.clip(boxes[..., 2:] - boxes[..., :2], 0, None).prod(-1)
+
+
+def broadcast_iou(
+    boxes_a: np.ndarray | torch.Tensor, boxes_b: np.ndarray | torch.Tensor
+) -> np.ndarray | torch.Tensor:
+    """IoU [...] of [..., 4] boxes broadcast against each other (corner order and types as
+    :func:`intersection_areas`); 0 where both boxes are empty. For the pairwise matrix of two
+    torch box lists, :func:`iou` (torchvision's ``box_iou``) is the same number."""
+    lib = torch if isinstance(boxes_a, torch.Tensor) else np
+    inter = intersection_areas(boxes_a, boxes_b)
+    union = corner_areas(boxes_a) + corner_areas(boxes_b) - inter
+    # inter <= union, so an empty union gives 0 / tiny = 0 rather than NaN.
+    return inter / lib.clip(union, 1e-9, None)
+
+
 def xyxy_to_yxyx(boxes: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Swap [..., 4] boxes between (x1, y1, x2, y2) and (y1, x1, y2, x2); its own inverse."""
     return boxes[..., [1, 0, 3, 2]]

@@ -230,7 +230,7 @@ def _evaluate(model, val, progress: bool):
 
 
 def _pictures(model, val, out: Path, count: int = 4) -> list[str]:
-    from mrcnn import visualize
+    from mrcnn.render import draw_instances
     from mrcnn.splash import color_splash
 
     names = []
@@ -240,7 +240,7 @@ def _pictures(model, val, out: Path, count: int = 4) -> list[str]:
         scale = 3  # the scenes are small; enlarge them so the pictures are readable
         big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         masks = _enlarge_masks(r["masks"], scale)
-        picture = visualize.draw_instances(
+        picture = draw_instances(
             big, r["rois"] * scale, masks, r["class_ids"], val.class_names, r["scores"]
         )
         name = f"detections_{image_id}.png"

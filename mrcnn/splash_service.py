@@ -231,8 +231,8 @@ class SplashService:
 
         JPEG: a view, not a product, and several times smaller and faster than PNG.
         """
+        from mrcnn.render import draw_instances
         from mrcnn.splash import encode_image
-        from mrcnn.visualize import draw_instances
 
         with self._lock:
             picture = draw_instances(

@@ -10,6 +10,7 @@ import torch
 from mrcnn.boxes import (
     BBOX_XFORM_CLIP,
     box_area,
+    broadcast_iou,
     clip_boxes,
     decode_deltas,
     encode_deltas,
@@ -130,3 +131,22 @@ def test_extract_boxes_from_masks():
     assert boxes.dtype == np.int32
     np.testing.assert_array_equal(boxes, [[2, 3, 5, 9], [9, 11, 10, 12], [0, 0, 0, 0]])
     assert extract_boxes_from_masks(np.zeros((4, 4, 0), dtype=bool)).shape == (0, 4)
+
+
+def test_broadcast_iou_is_torchvisions_iou_for_tensors_arrays_and_either_corner_order():
+    g = torch.Generator().manual_seed(0)
+    corners = torch.rand(7, 2, 2, generator=g) * 50
+    a = torch.cat([corners.min(dim=1).values, corners.max(dim=1).values], dim=1)  # [7, 4]
+    b = torch.cat([a[:3] + 4, torch.tensor([[0.0, 0.0, 0.0, 0.0]])])  # an empty box too
+    expected = iou(a, b)
+    torch.testing.assert_close(broadcast_iou(a[:, None], b[None]), expected)
+    as_numpy = broadcast_iou(a.numpy()[:, None].astype(np.float64), b.numpy()[None])
+    np.testing.assert_allclose(as_numpy, expected.numpy(), rtol=1e-5, atol=1e-7)
+    swapped = broadcast_iou(xyxy_to_yxyx(a)[:, None], xyxy_to_yxyx(b)[None])
+    torch.testing.assert_close(swapped, expected)
+    # row-wise: each box against its own row of boxes [N, G, 4]
+    rows = torch.stack([b[:2], b[1:3]] * 3 + [b[:2]])  # [7, 2, 4]
+    row_iou = broadcast_iou(a[:, None], rows)
+    assert row_iou.shape == (7, 2)
+    torch.testing.assert_close(row_iou[3], iou(a[3:4], rows[3])[0])
+    assert broadcast_iou(b[3], b[3]) == 0  # two empty boxes: 0, not NaN

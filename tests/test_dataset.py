@@ -157,3 +157,59 @@ def test_require_prepare_before_lookup():
     dataset.add_class("s", 1, "x")
     with pytest.raises(RuntimeError, match="prepare"):
         dataset.map_source_class_id("s.1")
+
+
+def test_load_mask_dispatches_on_the_images_format():
+    from mrcnn.dataset import image_loader, mask_loader
+    from mrcnn.datasets import ShapesDataset
+
+    class Squares(Dataset):
+        @mask_loader("square")
+        def load_square_mask(self, image_id):
+            masks = np.zeros((4, 4, 1), dtype=bool)
+            masks[:2, :2, 0] = True
+            return masks, np.array([1], dtype=np.int32)
+
+        @image_loader("square")
+        def load_square_image(self, image_id):
+            return np.full((4, 4, 3), 7, dtype=np.uint8)
+
+    class BiggerSquares(Squares, ShapesDataset):
+        def load_square_mask(self, image_id):  # an override by name is the one used
+            masks, class_ids = super().load_square_mask(image_id)
+            return np.concatenate([masks, masks], axis=-1), np.repeat(class_ids, 2)
+
+    dataset = BiggerSquares()
+    dataset.add_class("sq", 1, "square")
+    dataset.add_image("sq", 0, None, format="square")
+    dataset.add_image("other", 1, None, width=5, height=3)  # no loader for its format
+    dataset.load_shapes(1, 32, 32)  # the inherited loaders still serve their format
+    dataset.prepare()
+    assert dataset.load_mask(0)[0].shape == (4, 4, 2)
+    assert dataset.load_image(0).max() == 7
+    assert dataset.load_mask(1)[0].shape == (3, 5, 0)
+    assert dataset.load_image(2).shape == (32, 32, 3) and dataset.load_mask(2)[0].shape[-1] >= 1
+    assert set(BiggerSquares.mask_loaders) == {"square", "shapes"}
+    assert "square" not in ShapesDataset.mask_loaders
+
+
+def test_matterport_style_override_falls_back_to_the_format_loaders():
+    from mrcnn.datasets import ShapesDataset
+
+    class Mine(ShapesDataset):
+        def load_mask(self, image_id):
+            if self.image_info[image_id]["source"] != "mine":
+                return super().load_mask(image_id)
+            return np.ones((2, 2, 1), dtype=bool), np.array([1], dtype=np.int32)
+
+    dataset = Mine()
+    dataset.load_shapes(1, 32, 32)
+    dataset.add_image("mine", 0, None, width=2, height=2)
+    dataset.prepare()
+    assert dataset.load_mask(1)[0].shape == (2, 2, 1)
+    reference = ShapesDataset()
+    reference.load_shapes(1, 32, 32)
+    reference.prepare()
+    masks = dataset.load_mask(0)[0]
+    assert masks.shape[-1] > 0
+    np.testing.assert_array_equal(masks, reference.load_mask(0)[0])

@@ -119,3 +119,29 @@ def test_output_keys_and_image_ids():
         )
         == []
     )
+
+
+def test_coco_results_are_evaluations_entries_unrounded():
+    from mrcnn.evaluation import detections_to_coco
+
+    masks = np.zeros((8, 9, 2), dtype=bool)
+    masks[1:4, 2:6, 0] = True
+    masks[5:8, 0:3, 1] = True
+    result = {
+        "boxes": np.array([[2.0001234, 1.0004321, 6.1234567, 4.5], [0.5, 5.25, 3.0, 8.0]]),
+        "rois": np.array([[1, 2, 5, 6], [5, 0, 8, 3]]),
+        "class_ids": np.array([2, 7]),
+        "scores": np.array([0.912345678, 0.5]),
+        "masks": masks,
+    }
+    entries = detect.coco_results(result, 3, ["BG", "cat", "dog"])
+    assert entries == detections_to_coco(
+        [result], [3], class_names=["BG", "cat", "dog"], decimals=None
+    )
+    first = entries[0]
+    assert first["bbox"] == [2.0001234, 1.0004321, 6.1234567 - 2.0001234, 4.5 - 1.0004321]
+    assert first["score"] == 0.912345678 and first["category_name"] == "dog"
+    assert entries[1]["category_name"] == "class 7"
+    assert mask_utils.decode(first["segmentation"]).astype(bool).tolist() == masks[..., 0].tolist()
+    rounded = detections_to_coco([result], [3])[0]  # evaluation's files keep 3 and 5 decimals
+    assert rounded["bbox"][0] == 2.0 and rounded["score"] == 0.91235

@@ -9,6 +9,7 @@ from PIL import Image
 
 from mrcnn import visualize
 from mrcnn.datasets import ShapesDataset, collect_instances, instance_statistics
+from mrcnn.evaluation import IGNORED
 
 H, W = 80, 120
 CLASS_NAMES = ["BG", "cat", "dog"]
@@ -163,3 +164,20 @@ def test_dataset_figures(tmp_path):
         dataset.load_image(0), gt, gt + 2, np.array([0.8]), gt - 4, path=tmp_path / "anchors.png"
     )
     assert all((tmp_path / n).is_file() for n in ("samples.png", "stats.png", "anchors.png"))
+
+
+def test_match_instances_is_evaluations_matcher_with_crowd_regions_in_input_order():
+    masks = np.zeros((H, W, 2), dtype=bool)
+    masks[0:20, 0:20, 0] = True  # an instance of class 1
+    masks[40:80, 40:120, 1] = True  # a crowd region of class 1
+    preds = np.zeros((H, W, 3), dtype=bool)
+    preds[50:60, 50:60, 0] = True  # inside the crowd: ignored, not a false positive
+    preds[0:20, 0:20, 1] = True  # the instance, best score
+    preds[0:20, 0:18, 2] = True  # the instance again, lower score: a false positive
+    gt_match, pred_match, overlaps = visualize.match_instances(
+        np.array([1, -1]), masks, np.array([1, 1, 1]), np.array([0.5, 0.9, 0.7]), preds
+    )
+    assert pred_match.tolist() == [IGNORED, 0, -1]
+    assert gt_match.tolist() == [1, -1]  # the index of the prediction in the input order
+    assert overlaps.shape == (3, 2) and overlaps[1, 0] == pytest.approx(1.0)
+    np.testing.assert_array_equal(visualize.mask_overlaps(preds, masks), overlaps)

@@ -134,7 +134,8 @@ def _onnx_model(args: argparse.Namespace):
 # COCO results
 # ------------------------------------------------------------------------------------------------
 def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> list[dict]:
-    """One detect result as COCO results entries.
+    """One detect result as COCO results entries (:func:`mrcnn.evaluation.detections_to_coco`
+    with the boxes unrounded and a "category_name" in each entry).
 
     Args:
         result: "boxes" float [N, 4] (x1, y1, x2, y2), "class_ids" [N], "scores" [N],
@@ -145,32 +146,9 @@ def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> l
         N dicts: image_id, category_id, category_name, bbox [x, y, w, h] floats, score,
         segmentation (RLE with "counts" as str).
     """
-    from mrcnn.evaluation import encode_masks
+    from mrcnn.evaluation import detections_to_coco
 
-    count = len(result["class_ids"])
-    if count == 0:
-        return []
-    rles = encode_masks(result["masks"])
-    entries = []
-    for i in range(count):
-        x1, y1, x2, y2 = (float(v) for v in result["boxes"][i])
-        class_id = int(result["class_ids"][i])
-        rle = rles[i]
-        entries.append(
-            {
-                "image_id": image_id,
-                "category_id": class_id,
-                "category_name": _name(class_names, class_id),
-                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "score": float(result["scores"][i]),
-                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"]},
-            }
-        )
-    return entries
-
-
-def _name(class_names: list[str], class_id: int) -> str:
-    return class_names[class_id] if 0 <= class_id < len(class_names) else f"class {class_id}"
+    return detections_to_coco([result], [image_id], class_names=class_names, decimals=None)
 
 
 def image_id_for(key: str) -> int | str:

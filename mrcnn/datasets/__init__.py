@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mrcnn.dataset import Dataset
+from mrcnn.datasets.base import Dataset
 from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.cvat import CvatDataset
 from mrcnn.datasets.labelme import LabelmeDataset

@@ -18,14 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from mrcnn.dataset import (
-    Dataset,
-    LoadReport,
-    check_split_subset,
-    in_subset,
-    read_json,
-    require_images,
-)
+from mrcnn.datasets.base import Dataset, empty_masks, mask_loader
+from mrcnn.datasets.loading import LoadReport, check_split_subset, in_subset, read_json
 
 
 class CocoDataset(Dataset):
@@ -84,10 +78,8 @@ class CocoDataset(Dataset):
                 "(of the selected categories); training needs annotated instances: check that "
                 "this is an instances file, not image_info"
             )
-        self.coco = _coco_api(data)
-        self.load_reports.append(report.finish())
-        require_images(self, report, f"{source} {annotations}", subset)
-        return report
+        self.coco = coco_index(data)
+        return self.keep_report(report, f"{source} {annotations}", subset)
 
     def _add_coco_image(
         self, image: dict, anns: list[dict], images_dir: Path, source: str, report: LoadReport
@@ -108,30 +100,29 @@ class CocoDataset(Dataset):
                 continue
             kept.append(ann)
             report.crowd_regions += int(bool(ann.get("iscrowd", 0)))
-        self.add_image(
+        self.add_loaded_image(
+            report,
             source,
             image["id"],
             str(path),
+            len(kept),
             width=width,
             height=height,
             annotations=kept,
             url=image.get("coco_url") or image.get("flickr_url"),
             format="coco",
         )
-        report.images_loaded += 1
-        report.regions_loaded += len(kept)
 
-    def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    @mask_loader("coco")
+    def load_coco_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """bool [H, W, N] masks and int32 [N] class ids (crowd negative) of a COCO image."""
         from pycocotools import mask as mask_utils
 
         info = self.image_info[image_id]
-        if info.get("format") != "coco":
-            return super().load_mask(image_id)
         height, width = info["height"], info["width"]
         anns = info["annotations"]
         if not anns:
-            return super().load_mask(image_id)
+            return empty_masks(height, width)
         rles = [annotation_rle(ann["segmentation"], height, width) for ann in anns]
         with warnings.catch_warnings():
             # pycocotools' numpy 2 "copy keyword" deprecation notice, once per call otherwise.
@@ -374,8 +365,9 @@ def annotation_rle(segmentation: Any, height: int, width: int) -> dict:
     return segmentation
 
 
-def _coco_api(data: dict):
-    """A pycocotools COCO object over already parsed data (its index printout silenced)."""
+def coco_index(data: dict):
+    """A pycocotools COCO object over already parsed data (its index printout silenced); the
+    one place the project builds one (evaluation uses it too)."""
     from pycocotools.coco import COCO
 
     coco = COCO()

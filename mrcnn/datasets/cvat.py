@@ -32,7 +32,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
-from mrcnn.dataset import LoadReport, check_split_subset, in_subset, require_images
+from mrcnn.datasets.loading import LoadReport, check_split_subset, in_subset
 from mrcnn.datasets.regions import (
     Region,
     RegionDataset,
@@ -115,9 +115,7 @@ class CvatDataset(RegionDataset):
                 declared_size=image["size"],
             ):
                 seen.add(name)
-        self.load_reports.append(report.finish())
-        require_images(self, report, f"{source} {path}", subset)
-        return report
+        return self.keep_report(report, f"{source} {path}", subset)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mrcnn.dataset import LoadReport, check_split_subset, in_subset, read_json, require_images
+from mrcnn.datasets.loading import LoadReport, check_split_subset, in_subset, read_json
 from mrcnn.datasets.regions import (
     Region,
     RegionDataset,
@@ -86,9 +86,7 @@ class LabelmeDataset(RegionDataset):
                 self._add_file(
                     json_path, key, data, regions, ids, images_dir, keep_empty, source, report
                 )
-        self.load_reports.append(report.finish())
-        require_images(self, report, f"{source} {path}", subset)
-        return report
+        return self.keep_report(report, f"{source} {path}", subset)
 
     def _add_file(
         self,

@@ -20,15 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mrcnn.dataset import (
-    Dataset,
+from mrcnn.datasets.base import Dataset, empty_masks, mask_loader
+from mrcnn.datasets.loading import (
     DatasetWarning,
     LoadReport,
     check_split_subset,
-    empty_masks,
     in_subset,
     read_image_size,
-    require_images,
 )
 
 #: File name endings read as images.
@@ -118,9 +116,7 @@ class MaskFolderDataset(Dataset):
         for folder, split in folders:
             if in_subset(folder.name, split):
                 self._add_folder(folder, keep_empty, source, report)
-        self.load_reports.append(report.finish())
-        require_images(self, report, f"{source} {path}", subset)
-        return report
+        return self.keep_report(report, f"{source} {path}", subset)
 
     def _add_folder(self, folder: Path, keep_empty: bool, source: str, report: LoadReport) -> None:
         images = _image_files(folder / "images")
@@ -152,26 +148,24 @@ class MaskFolderDataset(Dataset):
                 )
                 continue
             kept.append(str(mask_path))
-        if not kept and not keep_empty:
-            report.skip_image(str(image_path), "no usable masks" if mask_paths else "no masks")
-            return
-        self.add_image(
+        self.add_loaded_image(
+            report,
             source,
             folder.name,
             str(image_path),
+            len(kept),
+            keep_empty=keep_empty,
+            empty_reason="no usable masks" if mask_paths else "no masks",
             width=width,
             height=height,
             mask_paths=kept,
             format="mask_folders",
         )
-        report.images_loaded += 1
-        report.regions_loaded += len(kept)
 
-    def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    @mask_loader("mask_folders")
+    def load_folder_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """bool [H, W, N] masks (one per mask file) and int32 [N] class ids."""
         info = self.image_info[image_id]
-        if info.get("format") != "mask_folders":
-            return super().load_mask(image_id)
         height, width = info["height"], info["width"]
         if not info["mask_paths"]:
             return empty_masks(height, width)
@@ -258,9 +252,7 @@ class LabelDataset(Dataset):
             if image_path.stem.endswith("_mask") or not in_subset(image_path.stem, subset):
                 continue
             self._add_labelled(image_path, masks_dir, value_class, keep_empty, source, report)
-        self.load_reports.append(report.finish())
-        require_images(self, report, f"{source} {images_dir}", subset)
-        return report
+        return self.keep_report(report, f"{source} {images_dir}", subset)
 
     def _add_labelled(
         self,
@@ -298,13 +290,14 @@ class LabelDataset(Dataset):
             for value in unknown:
                 report.skip_region(f"{mask_path} value {value}", "value not in class_map")
             values = [v for v in values if v in value_class]
-        if not values and not keep_empty:
-            report.skip_image(str(image_path), "label image has no instance")
-            return
-        self.add_image(
+        self.add_loaded_image(
+            report,
             source,
             image_path.stem,
             str(image_path),
+            len(values),
+            keep_empty=keep_empty,
+            empty_reason="label image has no instance",
             width=width,
             height=height,
             mask_path=str(mask_path),
@@ -312,14 +305,11 @@ class LabelDataset(Dataset):
             label_classes=[value_class[v] if value_class else 1 for v in values],
             format="labels",
         )
-        report.images_loaded += 1
-        report.regions_loaded += len(values)
 
-    def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    @mask_loader("labels")
+    def load_label_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """bool [H, W, N] masks, one per label value (ascending), and int32 [N] class ids."""
         info = self.image_info[image_id]
-        if info.get("format") != "labels":
-            return super().load_mask(image_id)
         values = np.asarray(info["label_values"], dtype=np.int64)
         if values.size == 0:
             return empty_masks(info["height"], info["width"])

@@ -25,7 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mrcnn.dataset import Dataset, DatasetWarning, LoadReport, read_image_size
+from mrcnn.datasets.base import Dataset, mask_loader
+from mrcnn.datasets.loading import DatasetWarning, LoadReport, read_image_size
 
 #: Fixed-point bits for sub-pixel vertices in OpenCV's drawing functions.
 _SHIFT = 4
@@ -303,28 +304,26 @@ class RegionDataset(Dataset):
                 kept.append(_checked(region, ids, height, width))
             except RegionError as error:
                 report.skip_region(f"{where} {region.name}", error.reason, error.detail)
-        if not kept and not keep_empty:
-            report.skip_image(where, "no usable regions" if regions else "no regions")
-            return False
-        self.add_image(
+        return self.add_loaded_image(
+            report,
             source,
             image_id,
             str(path),
+            len(kept),
+            keep_empty=keep_empty,
+            empty_reason="no usable regions" if regions else "no regions",
+            where=where,
             width=width,
             height=height,
             regions=kept,
             format="regions",
             **info,
         )
-        report.images_loaded += 1
-        report.regions_loaded += len(kept)
-        return True
 
-    def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    @mask_loader("regions")
+    def load_region_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """bool [H, W, N] masks and int32 [N] class ids of an image with geometry regions."""
         info = self.image_info[image_id]
-        if info.get("format") != "regions":
-            return super().load_mask(image_id)
         height, width = info["height"], info["width"]
         regions = info["regions"]
         masks = np.zeros((height, width, len(regions)), dtype=bool)

@@ -17,7 +17,9 @@ import zlib
 import cv2
 import numpy as np
 
-from mrcnn.dataset import Dataset, LoadReport
+from mrcnn.boxes import broadcast_iou
+from mrcnn.datasets.base import Dataset, image_loader, mask_loader
+from mrcnn.datasets.loading import LoadReport
 
 SHAPES = ("square", "circle", "triangle")
 
@@ -65,37 +67,34 @@ class ShapesDataset(Dataset):
         for index in range(count):
             rng = np.random.default_rng([int(seed), stream, index])
             background, shapes = random_image_spec(rng, height, width, max_shapes)
-            self.add_image(
+            self.add_loaded_image(
+                report,
                 source,
                 index,
                 None,
+                len(shapes),
                 width=width,
                 height=height,
                 bg_color=background,
                 shapes=shapes,
                 format="shapes",
             )
-            report.images_loaded += 1
-            report.regions_loaded += len(shapes)
-        self.load_reports.append(report.finish())
-        return report
+        return self.keep_report(report)
 
-    def load_image(self, image_id: int) -> np.ndarray:
+    @image_loader("shapes")
+    def load_shapes_image(self, image_id: int) -> np.ndarray:
         """The generated H x W x 3 uint8 RGB image."""
         info = self.image_info[image_id]
-        if info.get("format") != "shapes":
-            return super().load_image(image_id)
         image = np.empty((info["height"], info["width"], 3), dtype=np.uint8)
         image[:] = info["bg_color"]
         for name, color, dims in info["shapes"]:
             draw_shape(image, name, dims, tuple(int(c) for c in color))
         return image
 
-    def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    @mask_loader("shapes")
+    def load_shapes_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """bool [H, W, N] visible-pixel masks and int32 [N] class ids, in drawing order."""
         info = self.image_info[image_id]
-        if info.get("format") != "shapes":
-            return super().load_mask(image_id)
         height, width = info["height"], info["width"]
         masks = np.zeros((height, width, len(info["shapes"])), dtype=bool)
         canvas = np.zeros((height, width), dtype=np.uint8)
@@ -165,18 +164,10 @@ def _place(
         size = int(rng.integers(low, high + 1))
         x = int(rng.integers(size, width - size))
         y = int(rng.integers(size, height - size))
-        box = (x - size, y - size, x + size, y + size)
-        if all(_box_iou(box, other) < MAX_BOX_IOU for other in boxes):
+        box = np.asarray((x - size, y - size, x + size, y + size), dtype=np.float64)
+        if not boxes or np.all(broadcast_iou(box, np.asarray(boxes)) < MAX_BOX_IOU):
             return x, y, size
     return None
-
-
-def _box_iou(a: tuple, b: tuple) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _contrasting_color(rng: np.random.Generator, background: tuple) -> tuple[int, int, int]:

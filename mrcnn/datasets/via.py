@@ -26,13 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrcnn.dataset import (
-    LoadReport,
-    check_split_subset,
-    in_subset,
-    read_json,
-    require_images,
-)
+from mrcnn.datasets.loading import LoadReport, check_split_subset, in_subset, read_json
 from mrcnn.datasets.regions import (
     Region,
     circle,
@@ -128,9 +122,7 @@ class ViaDataset(Via3Dataset):
                 )
                 if added:
                     seen.add(entry.filename)
-        self.load_reports.append(report.finish())
-        require_images(self, report, where, subset)
-        return report
+        return self.keep_report(report, where, subset)
 
     def _add_via_entry(
         self,

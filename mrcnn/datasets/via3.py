@@ -29,7 +29,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mrcnn.dataset import LoadReport, check_split_subset, in_subset, read_json, require_images
+from mrcnn.datasets.loading import LoadReport, check_split_subset, in_subset, read_json
 from mrcnn.datasets.regions import (
     Region,
     RegionDataset,
@@ -148,9 +148,7 @@ class Via3Dataset(RegionDataset):
                 keep_empty=keep_empty,
             ):
                 seen.add(fname)
-        self.load_reports.append(report.finish())
-        require_images(self, report, f"{source} {path}", subset)
-        return report
+        return self.keep_report(report, f"{source} {path}", subset)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import box_iou, roi_align
 
-from mrcnn.boxes import encode_deltas
+from mrcnn.boxes import broadcast_iou, encode_deltas
 
 #: RPN: anchors at or above this IoU with a ground-truth box are positive ...
 RPN_POSITIVE_IOU = 0.7
@@ -139,17 +139,6 @@ def _batched_iou(anchors: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor
     return overlaps.masked_fill(~valid[:, None, :], -1.0)
 
 
-def _row_iou(boxes: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-    """IoU of each of [N, 4] boxes with its own row of [N, G, 4] boxes: [N, G]."""
-    top_left = torch.maximum(boxes[:, None, :2], others[..., :2])
-    bottom_right = torch.minimum(boxes[:, None, 2:], others[..., 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
-    area = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0).prod(dim=-1)
-    other_area = (others[..., 2:] - others[..., :2]).clamp(min=0).prod(dim=-1)
-    union = area[:, None] + other_area - inter
-    return inter / union.clamp(min=1e-9)
-
-
 # ------------------------------------------------------------------------------------------------
 # RPN
 # ------------------------------------------------------------------------------------------------
@@ -239,9 +228,12 @@ def detection_targets(
     rois = torch.cat([rois.to(gt.boxes), gt.boxes.reshape(-1, 4)[gt_valid]])
     image = torch.cat([roi_image, gt_image[gt_valid]])
 
-    overlaps = _row_iou(rois, gt.boxes[image]).masked_fill(~gt.valid[image], -1.0)
+    # IoU of each RoI with the ground truths of its own image: [R, G].
+    overlaps = broadcast_iou(rois[:, None], gt.boxes[image])
+    overlaps = overlaps.masked_fill(~gt.valid[image], -1.0)
     best_iou, matched = overlaps.max(dim=1)
-    crowd = _row_iou(rois, gt.crowd_boxes[image]).masked_fill(~gt.crowd_valid[image], 0.0)
+    crowd = broadcast_iou(rois[:, None], gt.crowd_boxes[image])
+    crowd = crowd.masked_fill(~gt.crowd_valid[image], 0.0)
     positive = best_iou >= ROI_POSITIVE_IOU
     negative = ~positive & (crowd.amax(dim=1) < CROWD_IOU)
 

@@ -1,0 +1,135 @@
+"""Running a model over a dataset and measuring Matterport-style AP (per image and for the
+whole dataset) at several IoU thresholds, keeping the detections in COCO's results format."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from mrcnn.evaluation.ap import COCO_IOU_THRESHOLDS, APAccumulator
+from mrcnn.evaluation.coco import coco_ids, detections_to_coco
+from mrcnn.evaluation.matching import GroundTruth, Predictions
+
+
+@dataclass
+class DatasetEvaluation:
+    """What :func:`evaluate_dataset` measured.
+
+    ``image_ids`` int [N] internal ids evaluated; ``iou_thresholds`` the requested thresholds;
+    ``image_aps[t]`` float [N] per-image AP at threshold t (requested ones and COCO's ten);
+    ``mean_ap[t]`` their mean (Matterport's mAP); ``dataset_ap[t]`` the AP of all predictions
+    ranked together; ``coco_results`` the detections in COCO's results format.
+    """
+
+    image_ids: np.ndarray
+    iou_thresholds: tuple[float, ...]
+    image_aps: dict[float, np.ndarray]
+    mean_ap: dict[float, float]
+    dataset_ap: dict[float, float]
+    use_masks: bool = True
+    coco_results: list[dict] = field(default_factory=list)
+    detections: int = 0
+
+    @property
+    def map50(self) -> float:
+        """Mean per-image AP at IoU 0.5."""
+        return self.mean_ap[0.5]
+
+    @property
+    def map50_95(self) -> float:
+        """Mean per-image AP averaged over IoU 0.50:0.95 (COCO's thresholds)."""
+        return float(np.mean([self.mean_ap[t] for t in COCO_IOU_THRESHOLDS]))
+
+    @property
+    def dataset_ap50_95(self) -> float:
+        """Dataset-level AP averaged over IoU 0.50:0.95."""
+        return float(np.mean([self.dataset_ap[t] for t in COCO_IOU_THRESHOLDS]))
+
+    def summary(self) -> list[str]:
+        """Printable lines: per-image mAP and dataset AP at each requested threshold."""
+        kind = "mask" if self.use_masks else "box"
+        lines = [
+            f"{len(self.image_ids)} images, {self.detections} detections ({kind} IoU)",
+            f"{'IoU':>11}  {'mAP (mean per image)':>20}  {'AP (dataset)':>12}",
+        ]
+        for t in self.iou_thresholds:
+            lines.append(f"{t:>11.2f}  {self.mean_ap[t]:>20.4f}  {self.dataset_ap[t]:>12.4f}")
+        lines.append(f"{'0.50:0.95':>11}  {self.map50_95:>20.4f}  {self.dataset_ap50_95:>12.4f}")
+        return lines
+
+
+def evaluate_dataset(
+    model,
+    dataset,
+    image_ids: Sequence[int] | np.ndarray | None = None,
+    limit: int | None = None,
+    iou_thresholds: Iterable[float] = (0.5,),
+    *,
+    use_masks: bool = True,
+    progress: bool = True,
+    coco_results: bool = True,
+) -> DatasetEvaluation:
+    """Run ``model.detect`` over a dataset and measure Matterport-style AP.
+
+    Args:
+        model: a :class:`~mrcnn.model.MaskRCNN` (anything with ``detect(images)`` and
+            ``config.IMAGES_PER_GPU`` works).
+        dataset: a prepared :class:`~mrcnn.dataset.Dataset` with the model's classes.
+        image_ids: internal ids to evaluate (default: all).
+        limit: evaluate at most the first ``limit`` of them.
+        iou_thresholds: thresholds to report; COCO's 0.50:0.95 are always measured too.
+        use_masks: mask IoU (default) or box IoU (``"rois"`` against the masks' boxes).
+        progress: show a tqdm progress bar.
+        coco_results: keep the detections in COCO's results format (for :func:`coco_evaluate`
+            and JSON files).
+    Returns:
+        a :class:`DatasetEvaluation`. Crowd regions (negative class ids) are ignored as
+        described in the module docstring.
+    """
+    ids = np.asarray(dataset.image_ids if image_ids is None else image_ids, dtype=np.int64)
+    if limit:
+        ids = ids[: int(limit)]
+    if len(ids) == 0:
+        raise ValueError("no images to evaluate: the dataset (or image_ids) is empty")
+    requested = tuple(float(t) for t in iou_thresholds)
+    for t in requested:
+        if not 0.0 < t <= 1.0:
+            raise ValueError(f"IoU threshold {t} must be in (0, 1]")
+    thresholds = tuple(sorted(set(requested) | set(COCO_IOU_THRESHOLDS)))
+    accumulator = APAccumulator(thresholds, use_masks=use_masks)
+    coco_image_ids, class_map = coco_ids(dataset, ids)
+    results_json: list[dict] = []
+    detections = 0
+    step = max(1, int(getattr(getattr(model, "config", None), "IMAGES_PER_GPU", 1) or 1))
+    bar = tqdm(total=len(ids), desc="evaluating", unit="image", disable=not progress)
+    try:
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
+            results = model.detect([dataset.load_image(int(i)) for i in chunk])
+            for k, (image_id, r) in enumerate(zip(chunk, results, strict=True)):
+                gt_masks, gt_class_ids = dataset.load_mask(int(image_id))
+                gt_boxes = dataset.extract_bboxes(gt_masks)
+                accumulator.add_image(
+                    GroundTruth(gt_boxes, gt_class_ids, gt_masks),
+                    Predictions(r["rois"], r["class_ids"], r["scores"], r["masks"]),
+                )
+                detections += len(r["class_ids"])
+                if coco_results:
+                    results_json += detections_to_coco([r], [coco_image_ids[start + k]], class_map)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    image_aps = {t: accumulator.image_aps(t) for t in thresholds}
+    return DatasetEvaluation(
+        image_ids=ids,
+        iou_thresholds=requested,
+        image_aps=image_aps,
+        mean_ap={t: float(np.mean(v)) for t, v in image_aps.items()},
+        dataset_ap={t: accumulator.dataset_ap(t) for t in thresholds},
+        use_masks=use_masks,
+        coco_results=results_json,
+        detections=detections,
+    )
