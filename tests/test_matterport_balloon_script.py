@@ -3,9 +3,10 @@
 The script is Matterport's code, so it is not in this repository: point the environment
 variable MRCNN_MATTERPORT_BALLOON at a copy of the published file
 (https://github.com/matterport/Mask_RCNN/blob/master/samples/balloon/balloon.py). The test
-changes only what any script needs on numpy >= 1.24 (``np.bool`` -> ``bool``); the dataset path
-is its ``--dataset`` argument: a linked copy of shared/data/balloon whose few polygon vertices
-on the image's far edge are moved 1 px inside (see :func:`balloon_within_bounds`). It then runs the script as a program, as its usage says:
+changes only what any script needs on numpy >= 1.24 (``np.bool`` -> ``bool``); the dataset
+path is its ``--dataset`` argument: a linked copy of shared/data/balloon whose few polygon
+vertices on the image's far edge are moved 1 px inside (see :func:`balloon_within_bounds`).
+It then runs the script as a program, as its usage says:
 
     balloon.py train --dataset=<balloon> --weights=<Matterport-format .h5> --logs=<dir>
     balloon.py splash --weights=last --image=<photo> --logs=<dir>
@@ -44,13 +45,13 @@ SHORT_RUN = {
     "WORKERS": 0,
 }
 
-pytestmark = [
-    pytest.mark.skipif(
-        not SCRIPT or not Path(SCRIPT).is_file(),
-        reason="set MRCNN_MATTERPORT_BALLOON to a copy of Matterport's samples/balloon/balloon.py",
-    ),
-    pytest.mark.skipif(not BALLOON.is_dir(), reason=f"balloon dataset not found at {BALLOON}"),
-]
+needs_script = pytest.mark.skipif(
+    not SCRIPT or not Path(SCRIPT).is_file(),
+    reason="set MRCNN_MATTERPORT_BALLOON to a copy of Matterport's samples/balloon/balloon.py",
+)
+needs_balloon = pytest.mark.skipif(
+    not BALLOON.is_dir(), reason=f"balloon dataset not found at {BALLOON}"
+)
 
 
 def port_to_numpy_2(source: str) -> str:
@@ -118,6 +119,8 @@ def _run_script(script: Path, monkeypatch, *argv: str) -> None:
     runpy.run_path(str(script), run_name="__main__")
 
 
+@needs_script
+@needs_balloon
 def test_matterport_balloon_script_trains_from_h5_and_splashes(tmp_path, monkeypatch, short_runs):
     pytest.importorskip("skimage", reason="the script imports scikit-image (the test extra)")
     pytest.importorskip("h5py", reason="reading Matterport .h5 files needs h5py")
