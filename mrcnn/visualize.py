@@ -27,6 +27,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 
 from mrcnn.boxes import extract_boxes_from_masks
+from mrcnn.network_figures import display_table, display_weight_stats, draw_box, draw_rois  # noqa: F401
 
 #: Seed of the colour shuffle, so that figures are reproducible.
 COLOR_SEED = 0
