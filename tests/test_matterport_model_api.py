@@ -252,6 +252,12 @@ def test_run_graph_stages_agree_with_detect(model):
     assert out["probs"].shape == (1, cfg.POST_NMS_ROIS_INFERENCE, cfg.NUM_CLASSES)
     assert out["deltas"].shape == (1, cfg.POST_NMS_ROIS_INFERENCE, cfg.NUM_CLASSES, 4)
     assert out["masks"].shape == (1, cfg.DETECTION_MAX_INSTANCES, 28, 28, cfg.NUM_CLASSES)
+    # The RPN deltas are the network's, reordered to (dy, dx, log dh, log dw).
+    molded, _, _ = model.mold_inputs([image])
+    with torch.no_grad():
+        features = model.net.features(torch.from_numpy(molded).permute(0, 3, 1, 2))
+        _, deltas = model.net.rpn_outputs(features)
+    np.testing.assert_allclose(out["rpn_bbox"][0], deltas[0].numpy()[:, [1, 0, 3, 2]], atol=1e-5)
     r = model.detect([image])[0]
     n = len(r["class_ids"])
     detections = out["detections"][0]

@@ -73,13 +73,13 @@ def test_non_max_suppression_matches_matterport():
     np.testing.assert_array_equal(keep, e["non_max_suppression"])
 
 
-def test_non_max_suppression_reads_boxes_as_y1_x1_y2_x2():
-    # Two tall boxes side by side overlap little along x: IoU 1/3 as (y1, x1, y2, x2),
-    # but read as (x1, y1, x2, y2) they would be wide boxes overlapping by 0.9.
-    boxes = np.array([[0, 0, 10, 2], [0, 1, 10, 3]], dtype=np.float32)
-    np.testing.assert_array_equal(
-        utils.non_max_suppression(boxes, np.array([0.9, 0.8]), 0.5), [0, 1]
-    )
+def test_non_max_suppression_hand_worked():
+    # Box 1 overlaps box 0 (the best) with IoU exactly 0.5: kept, as only IoU > threshold
+    # suppresses; box 2 (IoU 0.8 with box 0) is dropped; order is by score.
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 5], [0, 0, 10, 8], [20, 20, 30, 30]], np.float32)
+    scores = np.array([0.9, 0.5, 0.8, 0.7])
+    np.testing.assert_array_equal(utils.non_max_suppression(boxes, scores, 0.5), [0, 3, 1])
+    assert utils.non_max_suppression(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
 
 
 def test_box_deltas_match_matterport_and_invert():
