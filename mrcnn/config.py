@@ -28,7 +28,7 @@ from mrcnn.config_checks import BACKBONES, RESIZE_MODES, attribute_errors
 from mrcnn.conventions import TORCHVISION
 
 #: Attributes computed from others; they cannot be overridden.
-COMPUTED_ATTRIBUTES = ("BATCH_SIZE", "IMAGE_SHAPE")
+COMPUTED_ATTRIBUTES = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
 
 __all__ = ["BACKBONES", "RESIZE_MODES", "Config", "TorchvisionCocoConfig", "load_config"]
 
@@ -229,6 +229,12 @@ class Config:
         else:
             side = self.IMAGE_MAX_DIM
         return np.array([side, side, self.IMAGE_CHANNEL_COUNT])
+
+    @property
+    def IMAGE_META_SIZE(self) -> int:  # noqa: N802 - Matterport's name
+        """Length of Matterport's image meta vector (:func:`mrcnn.model.compose_image_meta`):
+        image id, original shape, molded shape, window, scale and one flag per class."""
+        return 1 + 3 + 3 + 4 + 1 + int(self.NUM_CLASSES)
 
     # ------------------------------------------------------------------------------------------
     def _validate(self) -> None:

@@ -108,11 +108,7 @@ def plan_resize(
     if mode not in ("square", "pad64", "crop"):
         raise ValueError(f"unknown IMAGE_RESIZE_MODE {mode!r}")
 
-    scale = max(1.0, min_dim / min(height, width)) if min_dim else 1.0
-    if min_scale and scale < min_scale:
-        scale = float(min_scale)
-    if max_dim and mode == "square" and round(max(height, width) * scale) > max_dim:
-        scale = max_dim / max(height, width)
+    scale = matterport_scale(height, width, mode, min_dim, max_dim, min_scale)
     new_h, new_w = round(height * scale), round(width * scale)
 
     if mode == "square":
@@ -131,6 +127,20 @@ def plan_resize(
     x = int(rng.integers(0, new_w - crop_w + 1))
     padding = (0, min_dim - crop_h, 0, min_dim - crop_w)
     return ResizePlan((height, width), (new_h, new_w), padding, crop=(y, x, crop_h, crop_w))
+
+
+def matterport_scale(
+    height: int, width: int, mode: str, min_dim: int, max_dim: int, min_scale: float = 0
+) -> float:
+    """The resize factor of Matterport's modes ("square", "pad64", "crop"): up so the shorter
+    side is at least ``min_dim``, at least ``min_scale``, and ("square") down so the longer
+    side is at most ``max_dim``."""
+    scale = max(1.0, min_dim / min(height, width)) if min_dim else 1.0
+    if min_scale and scale < min_scale:
+        scale = float(min_scale)
+    if max_dim and mode == "square" and round(max(height, width) * scale) > max_dim:
+        scale = max_dim / max(height, width)
+    return scale
 
 
 def plan_for_config(height: int, width: int, config, rng=None) -> ResizePlan:

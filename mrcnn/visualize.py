@@ -27,6 +27,7 @@ from mrcnn.figures import (
     plot_overlaps,
     plot_precision_recall,
 )
+from mrcnn.network_figures import display_table, display_weight_stats, draw_box, draw_rois
 from mrcnn.render import (
     COLOR_SEED,
     apply_mask,
@@ -37,6 +38,10 @@ from mrcnn.render import (
 )
 
 __all__ = [
+    "display_table",
+    "display_weight_stats",
+    "draw_box",
+    "draw_rois",
     "COLOR_SEED",
     "apply_mask",
     "display_anchor_coverage",

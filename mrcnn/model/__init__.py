@@ -25,11 +25,28 @@ from mrcnn.image import (
     unmold_boxes,
 )
 from mrcnn.masks import BoxMasks
+from mrcnn.model.matterport_api import (
+    compose_image_meta,
+    load_image_gt,
+    mold_image,
+    parse_image_meta,
+    unmold_image,
+)
+from mrcnn.model.matterport_methods import MatterportMethods
 from mrcnn.model.network import MaskRCNNNet
 from mrcnn.model.precision import inference_autocast
 from mrcnn.training.checkpoint import find_last as find_last_checkpoint
 
-__all__ = ["MaskRCNN", "MaskRCNNNet", "resolve_device"]
+__all__ = [
+    "MaskRCNN",
+    "MaskRCNNNet",
+    "compose_image_meta",
+    "load_image_gt",
+    "mold_image",
+    "parse_image_meta",
+    "resolve_device",
+    "unmold_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +61,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-class MaskRCNN:
+class MaskRCNN(MatterportMethods):
     """Mask R-CNN with Matterport's interface.
 
     Args:

@@ -31,6 +31,7 @@ from mrcnn.training.checkpoint import (
     run_dir_of,
 )
 from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
+from mrcnn.training.imgaug_adapter import adapt_augmentation
 
 log = logging.getLogger(__name__)
 
@@ -489,6 +490,7 @@ def train(
     ``max_seconds`` (for time-boxed runs) stops before an epoch that would end more than that
     many seconds from now, judging by the last epoch's duration (at least one epoch runs).
     """
+    augmentation = adapt_augmentation(augmentation)  # Matterport's imgaug augmenters too
     trainer = Trainer(
         model, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation
     )
