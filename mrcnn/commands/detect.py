@@ -276,7 +276,7 @@ def inference_config(args: argparse.Namespace):
         overrides.append(f"INFERENCE_PRECISION={args.precision}")
     if str(args.weights) == "last":
         # Resolve now, so that the config and the weights come from the same checkpoint.
-        from mrcnn.training.checkpoint import find_last
+        from mrcnn.checkpoint import find_last
 
         name = parse_overrides(overrides).get("NAME")
         args.weights = str(find_last(getattr(args, "logs", "logs"), name and str(name)))

@@ -145,7 +145,7 @@ def _resolved_weights(args: argparse.Namespace) -> str:
     if str(args.weights) != "last":
         return str(args.weights)
     from mrcnn.config import parse_overrides
-    from mrcnn.training.checkpoint import find_last
+    from mrcnn.checkpoint import find_last
 
     name = parse_overrides(list(args.set)).get("NAME")
     return str(find_last(args.logs, name and str(name)))

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.model import MaskRCNN
     from mrcnn.outputs import check_writable_dir
     from mrcnn.training.augment import default_augmentation
-    from mrcnn.training.checkpoint import RunLock, find_last, run_dir_of
+    from mrcnn.checkpoint import RunLock, find_last, run_dir_of
     from mrcnn.training.distributed import info
 
     overrides = list(args.set) + ([f"DEVICE={args.device}"] if args.device else [])

@@ -21,7 +21,7 @@ from torch import nn
 
 from mrcnn.model.losses import LOSS_NAMES, training_losses, weighted_total
 from mrcnn.training import distributed
-from mrcnn.training.checkpoint import (
+from mrcnn.checkpoint import (
     RunLock,
     atomic_torch_save,
     check_same_architecture,
