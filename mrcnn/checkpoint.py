@@ -31,6 +31,8 @@ LOCK_FILE = ".lock"
 #: Temporary files of :func:`atomic_torch_save` (left behind only by a killed process).
 _TEMPORARY = re.compile(r"^\..+\.tmp$")
 _CHECKPOINT = re.compile(r"^mrcnn_(?P<name>.+)_(?P<epoch>\d{4,})\.pt$")
+#: The training metrics of a run folder (see :mod:`mrcnn.training.run_log`).
+METRICS_FILE = "metrics.jsonl"
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -220,7 +222,7 @@ def claim_run_dir(
     lock = RunLock(run_dir).acquire()
     if resumed is not None:
         remove_stale_temporaries(run_dir)
-        trim_metrics(run_dir / "metrics.jsonl", int(step))
+        trim_metrics(run_dir / METRICS_FILE, int(step))
     return run_dir, lock
 
 

@@ -16,6 +16,7 @@ import torch
 
 from mrcnn import weights as weights_lib
 from mrcnn.boxes import xyxy_to_yxyx
+from mrcnn.checkpoint import find_last as find_last_checkpoint
 from mrcnn.conventions import reconcile as reconcile_conventions
 from mrcnn.image import (
     ImageMeta,
@@ -27,7 +28,8 @@ from mrcnn.image import (
 from mrcnn.masks import BoxMasks
 from mrcnn.model.network import MaskRCNNNet
 from mrcnn.model.precision import inference_autocast
-from mrcnn.checkpoint import find_last as find_last_checkpoint
+from mrcnn.training.state import TrainingState
+from mrcnn.training.trainer import train as run_training
 
 __all__ = ["MaskRCNN", "MaskRCNNNet", "resolve_device"]
 
@@ -66,13 +68,8 @@ class MaskRCNN:
         self.net.to(resolve_device(getattr(config, "DEVICE", "auto")))
         if getattr(config, "CHANNELS_LAST", False):
             self.net.to(memory_format=torch.channels_last)
-        self.epoch = 0
-        self.log_dir: Path | None = None
-        self.checkpoint_extras: dict = {}
-        #: Optimiser steps taken so far (continued from a resumed checkpoint).
-        self.global_step = 0
-        #: The checkpoint last loaded or written (``train`` continues its run folder).
-        self.checkpoint_path: str | None = None
+        #: The run this model is in (epoch, step, run folder, checkpoint); training writes it.
+        self.training_state = TrainingState()
 
     # ------------------------------------------------------------------ placement
     def to(self, device_or_dtype) -> MaskRCNN:
@@ -87,6 +84,50 @@ class MaskRCNN:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.net.parameters()).dtype
+
+    # ------------------------------------------------------------------ training state
+    # Matterport's scripts read model.epoch and model.log_dir; these name training_state's.
+    @property
+    def epoch(self) -> int:
+        return self.training_state.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.training_state.epoch = int(value)
+
+    @property
+    def global_step(self) -> int:
+        """Optimiser steps taken so far (continued from a resumed checkpoint)."""
+        return self.training_state.step
+
+    @global_step.setter
+    def global_step(self, value: int) -> None:
+        self.training_state.step = int(value)
+
+    @property
+    def log_dir(self) -> Path | None:
+        return self.training_state.log_dir
+
+    @log_dir.setter
+    def log_dir(self, value: str | os.PathLike | None) -> None:
+        self.training_state.log_dir = None if value is None else Path(value)
+
+    @property
+    def checkpoint_path(self) -> str | None:
+        """The checkpoint last loaded or written (``train`` continues its run folder)."""
+        return self.training_state.checkpoint_path
+
+    @checkpoint_path.setter
+    def checkpoint_path(self, value: str | os.PathLike | None) -> None:
+        self.training_state.checkpoint_path = None if value is None else str(value)
+
+    @property
+    def checkpoint_extras(self) -> dict:
+        return self.training_state.extras
+
+    @checkpoint_extras.setter
+    def checkpoint_extras(self, value: dict) -> None:
+        self.training_state.extras = dict(value)
 
     # ------------------------------------------------------------------ weights
     def find_last(self) -> str:
@@ -149,10 +190,7 @@ class MaskRCNN:
             notes += reconcile_conventions(self.config, trained_with, selected, label)
         notes += skipped + weights_lib.load_selected(self.net, selected, source)
         if extras.get("format") == "mrcnn":
-            self.epoch = int(extras.get("epoch", 0))
-            self.checkpoint_extras = extras
-            self.global_step = int(extras.get("step", 0))
-            self.checkpoint_path = source
+            self.training_state = TrainingState.resumed(extras, source)
         for note in notes:
             log.info(note)
         return notes
@@ -189,15 +227,12 @@ class MaskRCNN:
                 "custom_callbacks and no_augmentation_sources are Keras-specific and not "
                 "supported; filter sources in the dataset and read metrics.jsonl instead"
             )
-        from mrcnn.training.trainer import train
-
-        train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation)
+        run_training(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation)
 
     def start_new_run(self) -> None:
         """Make the next ``train`` start a new run folder at epoch 1 from the loaded weights,
         instead of resuming the loaded checkpoint's run."""
-        self.epoch, self.global_step = 0, 0
-        self.checkpoint_extras, self.checkpoint_path, self.log_dir = {}, None, None
+        self.training_state = TrainingState()
 
     # ------------------------------------------------------------------ inference
     def detect(

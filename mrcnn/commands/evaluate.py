@@ -144,8 +144,8 @@ def _resolved_weights(args: argparse.Namespace) -> str:
     """``--weights`` with "last" replaced by the newest checkpoint's path."""
     if str(args.weights) != "last":
         return str(args.weights)
-    from mrcnn.config import parse_overrides
     from mrcnn.checkpoint import find_last
+    from mrcnn.config import parse_overrides
 
     name = parse_overrides(list(args.set)).get("NAME")
     return str(find_last(args.logs, name and str(name)))

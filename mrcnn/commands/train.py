@@ -51,12 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mrcnn.checkpoint import RunLock, find_last, run_dir_of
     from mrcnn.config import load_config
     from mrcnn.datasets import from_spec
     from mrcnn.model import MaskRCNN
     from mrcnn.outputs import check_writable_dir
     from mrcnn.training.augment import default_augmentation
-    from mrcnn.checkpoint import RunLock, find_last, run_dir_of
     from mrcnn.training.distributed import info
 
     overrides = list(args.set) + ([f"DEVICE={args.device}"] if args.device else [])
