@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mrcnn.config_checks import BACKBONES, RESIZE_MODES, amp_device_error, attribute_errors
+from mrcnn.config_checks import BACKBONES, RESIZE_MODES, attribute_errors
 from mrcnn.conventions import TORCHVISION
 
 #: Attributes computed from others; they cannot be overridden.
@@ -256,8 +256,6 @@ class Config:
                 f"MASK_SHAPE={list(self.MASK_SHAPE)} must be twice MASK_POOL_SIZE="
                 f"{self.MASK_POOL_SIZE} (the mask head upsamples its ROIAlign patch by 2)"
             )
-        if str(getattr(self, "DEVICE", "auto")) == "cpu":
-            errors.append(amp_device_error(getattr(self, "AMP", None), "cpu"))
         if self.IMAGE_RESIZE_MODE == "shortest_side" and not self.IMAGE_MIN_DIM:
             errors.append("IMAGE_MIN_DIM must be >= 1 for shortest_side (the shorter side's size)")
         if len(self.MEAN_PIXEL) != self.IMAGE_CHANNEL_COUNT:
@@ -265,7 +263,6 @@ class Config:
                 f"MEAN_PIXEL has {len(self.MEAN_PIXEL)} values for "
                 f"IMAGE_CHANNEL_COUNT={self.IMAGE_CHANNEL_COUNT}"
             )
-        errors = [error for error in errors if error]
         if errors:
             raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(errors))
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mrcnn.conventions import CONVENTIONS
+
 #: A rule returns None for a good value, else what the value must be ("a whole number >= 1").
 Rule = Callable[[Any], "str | None"]
 
@@ -152,8 +154,6 @@ def amp(value: Any) -> str | None:
 
 
 def keep_conventions(value: Any) -> str | None:
-    from mrcnn.conventions import CONVENTIONS
-
     what = f"give a list of convention keys ({', '.join(CONVENTIONS)})"
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         return what

@@ -1,5 +1,8 @@
 """The :class:`MaskRCNN` facade: Matterport's workflow around the PyTorch network.
 
+It sits above the network (:mod:`mrcnn.model`), the checkpoints (:mod:`mrcnn.checkpoint`) and
+training (:mod:`mrcnn.training`); ``mrcnn.model.MaskRCNN`` names it too.
+
 ``MaskRCNN`` is not an ``nn.Module``; its network is ``model.net``. It loads weights in every
 supported format, runs detection on plain numpy images and returns Matterport-style results.
 """
@@ -8,15 +11,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from mrcnn import checkpoint as checkpoints
 from mrcnn import weights as weights_lib
 from mrcnn.boxes import xyxy_to_yxyx
-from mrcnn.checkpoint import find_last as find_last_checkpoint
+from mrcnn.config import Config
 from mrcnn.conventions import reconcile as reconcile_conventions
 from mrcnn.image import (
     ImageMeta,
@@ -70,6 +75,57 @@ class MaskRCNN:
             self.net.to(memory_format=torch.channels_last)
         #: The run this model is in (epoch, step, run folder, checkpoint); training writes it.
         self.training_state = TrainingState()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        overrides: Mapping[str, Any] | Iterable[str] = (),
+        *,
+        config: Config | type[Config] | str | None = None,
+        mode: str = "inference",
+        model_dir: str | os.PathLike = "logs",
+        exclude: Iterable[str] | None = None,
+        on_note: Callable[[str], None] | None = None,
+    ) -> MaskRCNN:
+        """A model built with the config ``path``'s weights were trained with, and loaded.
+
+        Args:
+            path: a checkpoint file, "last" (the newest under ``model_dir`` of the config's
+                NAME, or of the NAME in ``overrides`` if any when the config comes from the
+                checkpoint), "coco", "imagenet" or another weights file (see
+                :meth:`load_weights`), or "none": random initialisation, nothing loaded.
+            overrides: ``{"KEY": value}`` or ``["KEY=VALUE", ...]`` applied to the config.
+            config: None: the config saved in the checkpoint (without its DEVICE,
+                CPU_THREADS and INFERENCE_PRECISION), TorchvisionCocoConfig for "coco", else
+                the base Config. A Config class or a ``--config`` source (``module:Class``,
+                a YAML/JSON file): that config instead. A Config instance: used as it is
+                (``overrides`` must then be empty).
+            mode, model_dir: as for the constructor; exclude: as for :meth:`load_weights`.
+            on_note: called with each note of :meth:`load_weights` (default: logged).
+        Raises:
+            FileNotFoundError: "last" with no checkpoint under ``model_dir``.
+            ValueError: a bad override, or overrides given with a Config instance.
+        """
+        if isinstance(config, Config):
+            if overrides:
+                raise ValueError("from_checkpoint: give overrides or a Config instance, not both")
+        elif isinstance(config, type):
+            config = config.from_overrides(overrides)
+        if isinstance(config, Config):  # "last" of this config's NAME, as find_last
+            path = checkpoints.resolve_weights(path, model_dir, {"NAME": config.NAME})
+        else:
+            path = checkpoints.resolve_weights(path, model_dir, overrides)
+            config = checkpoints.config_for_weights(path, overrides, config)
+        model = cls(mode, config, model_dir)
+        if path.lower() == "none":
+            notes = ["none: random initialisation, no weights loaded"]
+        else:
+            notes = model.load_weights(path, exclude=exclude)
+        for note in notes:
+            if on_note is not None:
+                on_note(note)
+        return model
 
     # ------------------------------------------------------------------ placement
     def to(self, device_or_dtype) -> MaskRCNN:
@@ -133,7 +189,7 @@ class MaskRCNN:
     def find_last(self) -> str:
         """Path of the newest checkpoint of this config's NAME under ``model_dir``."""
         name = (self.config.NAME or "").lower() or None
-        return str(find_last_checkpoint(self.model_dir, name))
+        return str(checkpoints.find_last(self.model_dir, name))
 
     def load_weights(
         self,

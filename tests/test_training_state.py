@@ -43,7 +43,8 @@ def test_training_advances_the_models_state_object(tmp_path):
     assert model.training_state is state
     assert (state.epoch, state.step) == (1, 1) and state.log_dir == model.log_dir
     assert state.checkpoint_path == str(state.log_dir / "mrcnn_tiny_0001.pt")
-    lines = [json.loads(line) for line in (state.log_dir / "metrics.jsonl").read_text().splitlines()]
+    text = (state.log_dir / "metrics.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
     assert [sorted(r)[:2] for r in lines] == [["epoch", "loss"], ["epoch", "step"]]
     assert lines[-1]["step"] == 1 and "val_loss" in lines[-1]
 
@@ -69,9 +70,12 @@ def test_run_logger_writes_one_metrics_file_and_nothing_when_disabled(tmp_path):
     assert list(quiet.iterdir()) == []
 
 
-def test_config_refuses_fp16_on_an_explicit_cpu_device():
+def test_fp16_on_the_cpu_is_refused_by_training_only(tmp_path):
+    cfg = config(AMP="fp16", DEVICE="cpu", STEPS_PER_EPOCH=1, VALIDATION_STEPS=0)
+    MaskRCNN("inference", cfg, tmp_path)  # inference ignores AMP
+    model = MaskRCNN("training", cfg, tmp_path)
     with pytest.raises(ValueError, match="AMP='fp16' needs a GPU; on the CPU use AMP='bf16'"):
-        config(AMP="fp16", DEVICE="cpu")
+        model.train(shapes(2), None, 0.01, epochs=1, layers="heads")
 
 
 @pytest.mark.parametrize(
