@@ -8,9 +8,9 @@ __all__ = ["MaskRCNN", "Config", "__version__"]
 
 
 def __getattr__(name: str):
-    # Lazy so that `import mrcnn` (and `mrcnn --help`) stays fast.
+    # why lazy: so that `import mrcnn` (and `mrcnn --help`) stays fast.
     if name == "MaskRCNN":
-        from mrcnn.model import MaskRCNN
+        from mrcnn.maskrcnn import MaskRCNN
 
         return MaskRCNN
     if name == "Config":

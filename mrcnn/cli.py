@@ -14,6 +14,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from mrcnn import __version__
+
 #: subcommand name -> module under mrcnn.commands
 COMMANDS = {
     "train": "train",
@@ -86,8 +88,6 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mrcnn import __version__
-
     parser = argparse.ArgumentParser(
         prog="mrcnn",
         description="Mask R-CNN instance segmentation: train on your own photos, detect, "

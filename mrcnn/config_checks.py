@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
+
+from mrcnn.conventions import CONVENTIONS
 
 #: A rule returns None for a good value, else what the value must be ("a whole number >= 1").
 Rule = Callable[[Any], "str | None"]
@@ -152,8 +154,6 @@ def amp(value: Any) -> str | None:
 
 
 def keep_conventions(value: Any) -> str | None:
-    from mrcnn.conventions import CONVENTIONS
-
     what = f"give a list of convention keys ({', '.join(CONVENTIONS)})"
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         return what
@@ -231,10 +231,29 @@ RULES: dict[str, Rule] = {
 }
 
 
-def attribute_errors(config: Any) -> list[str]:
-    """One "KEY=value: what it must be" line per attribute of ``config`` breaking its rule."""
+#: What the trainer reads besides the network's settings; re-checked when training starts.
+TRAINING_KEYS = ("OPTIMIZER", "AMP")
+
+
+def amp_device_error(value: Any, device_type: str) -> str | None:
+    """Why mixed precision ``value`` (a valid AMP) cannot train on ``device_type``, or None."""
+    if str(value).lower() == "fp16" and device_type == "cpu":
+        return "AMP='fp16' needs a GPU; on the CPU use AMP='bf16'"
+    return None
+
+
+def training_errors(config: Any) -> list[str]:
+    """:func:`attribute_errors` of the TRAINING_KEYS only (a config may be changed after it
+    is built, as Matterport's scripts do)."""
+    return attribute_errors(config, TRAINING_KEYS)
+
+
+def attribute_errors(config: Any, keys: Iterable[str] | None = None) -> list[str]:
+    """One "KEY=value: what it must be" line per attribute of ``config`` (of ``keys``, default
+    every one with a rule) breaking its rule."""
     errors = []
-    for key, rule in RULES.items():
+    for key in RULES if keys is None else keys:
+        rule = RULES[key]
         if not hasattr(config, key):
             continue
         value = getattr(config, key)

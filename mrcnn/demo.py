@@ -16,6 +16,13 @@ import cv2
 import numpy as np
 
 from mrcnn.config import Config
+from mrcnn.datasets.shapes import ShapesDataset
+from mrcnn.evaluation import evaluate_dataset
+from mrcnn.maskrcnn import MaskRCNN
+from mrcnn.outputs import prepare_demo_folder
+from mrcnn.render import draw_instances
+from mrcnn.splash import color_splash, splash_video
+from mrcnn.training.trainer import train as train_model
 
 #: Side of the generated images, pixels.
 DEMO_IMAGE_SIZE = 128
@@ -144,10 +151,6 @@ def run_demo(
     Returns:
         the :class:`DemoReport` (also written as ``report.md`` and ``report.json``).
     """
-    from mrcnn.datasets.shapes import ShapesDataset
-    from mrcnn.model import MaskRCNN
-    from mrcnn.outputs import prepare_demo_folder
-
     out = prepare_demo_folder(out_dir)  # replaces only a folder an earlier demo wrote
     report = DemoReport(out)
     config = ShapesDemoConfig.from_overrides(overrides or {})
@@ -189,8 +192,6 @@ def _shapes(dataset_class, count: int, subset: str, seed: int):
 
 def _train_for(model, train, val, budget: float, report: DemoReport, progress: bool) -> float:
     """Train all layers for whole epochs within ``budget`` seconds; record each epoch's losses."""
-    from mrcnn.training.trainer import train as train_model
-
     start = time.perf_counter()
     train_model(
         model,
@@ -222,17 +223,12 @@ def _epoch_losses(run_dir: Path, epoch: int) -> dict:
 
 
 def _evaluate(model, val, progress: bool):
-    from mrcnn.evaluation import evaluate_dataset
-
     return evaluate_dataset(
         model, val, iou_thresholds=(0.5,), progress=progress, coco_results=False
     )
 
 
 def _pictures(model, val, out: Path, count: int = 4) -> list[str]:
-    from mrcnn.render import draw_instances
-    from mrcnn.splash import color_splash
-
     names = []
     ids = list(val.image_ids[:count])
     images = [val.load_image(i) for i in ids]
@@ -259,8 +255,6 @@ def _enlarge_masks(masks: np.ndarray, scale: int) -> np.ndarray:
 
 def _video(model, val, out: Path, seed: int, progress: bool) -> tuple[str, float]:
     """Generate a short clip of drifting shapes, splash it, return (file name, frames/s)."""
-    from mrcnn.video import splash_video
-
     source = out / "shapes_clip.mp4"
     write_shapes_clip(val, source, frames=48, seed=seed)
     tick = time.perf_counter()

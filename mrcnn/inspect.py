@@ -18,8 +18,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mrcnn import visualize
 from mrcnn.boxes import clip_boxes, decode_deltas, xyxy_to_yxyx
 from mrcnn.config import Config
+from mrcnn.datasets import from_spec
+from mrcnn.datasets.stats import (
+    anchor_coverage,
+    collect_instances,
+    image_plan,
+    molded_preview,
+    reference_anchors,
+)
+from mrcnn.demo import DEMO_IMAGE_SIZE, ShapesDemoConfig
+from mrcnn.image import mold_batch, paste_masks
+from mrcnn.maskrcnn import MaskRCNN
+from mrcnn.model.anchors import anchors_for_config
+from mrcnn.model.proposals import generate_proposals
+from mrcnn.model.targets import mini_masks
+from mrcnn.training.augment import apply_augmentation, boxes_from_masks, to_sample
+from mrcnn.training.trainer import train
 
 
 # ------------------------------------------------------------------------------------------------
@@ -51,11 +68,7 @@ def notebook_dataset(path: str | Path | None = None, subset: str = "val", count:
         (dataset, config): a prepared :class:`mrcnn.dataset.Dataset` and a
         :class:`~mrcnn.config.Config` with its NUM_CLASSES, on the CPU.
     """
-    from mrcnn.datasets import from_spec
-
     if path is None:
-        from mrcnn.demo import DEMO_IMAGE_SIZE, ShapesDemoConfig
-
         size = DEMO_IMAGE_SIZE
         dataset = from_spec(f"shapes:{count * (10 if subset == 'val' else 1)}:{size}", subset)
         return dataset, ShapesDemoConfig.from_overrides({"DETECTION_MIN_CONFIDENCE": 0.0})
@@ -89,15 +102,18 @@ def notebook_model(
     Returns:
         a :class:`mrcnn.model.MaskRCNN` whose network is in eval mode.
     """
-    from mrcnn.model import MaskRCNN
-
     torch.manual_seed(seed)
-    model = MaskRCNN("training", config, model_dir=model_dir)
-    if weights is not None:
-        model.load_weights(str(weights), exclude=["class-specific"] if weights == "coco" else ())
+    if weights is None:
+        model = MaskRCNN("training", config, model_dir=model_dir)
+    else:
+        model = MaskRCNN.from_checkpoint(
+            str(weights),
+            config=config,
+            mode="training",
+            model_dir=model_dir,
+            exclude=["class-specific"] if weights == "coco" else (),
+        )
     if train_seconds > 0 and train_dataset is not None:
-        from mrcnn.training.trainer import train
-
         train(
             model,
             train_dataset,
@@ -128,15 +144,6 @@ def anchor_figure(dataset, image_id: int, config, records=None, coverage=None, *
     ``records`` / ``coverage`` (from :func:`mrcnn.datasets.collect_instances` and
     :func:`mrcnn.datasets.anchor_coverage`) are computed for this image when not given.
     """
-    from mrcnn import visualize
-    from mrcnn.datasets.stats import (
-        anchor_coverage,
-        collect_instances,
-        image_plan,
-        molded_preview,
-        reference_anchors,
-    )
-
     if records is None or coverage is None:
         records = collect_instances(dataset, [image_id])
         coverage = anchor_coverage(records, config)
@@ -161,8 +168,6 @@ def anchor_figure(dataset, image_id: int, config, records=None, coverage=None, *
 def anchors_per_level(config, image_shape: tuple[int, int]) -> list[dict]:
     """One row per pyramid level: level, stride, scale, feature-map cells and anchor count for
     a padded input of ``image_shape`` (H, W)."""
-    from mrcnn.model.anchors import anchors_for_config
-
     _, counts = anchors_for_config(config, image_shape)
     ratios = len(config.RPN_ANCHOR_RATIOS)
     return [
@@ -199,10 +204,6 @@ class MiniMaskExample:
 def mini_mask_example(dataset, image_id: int, config) -> MiniMaskExample:
     """Shrink an image's masks to MINI_MASK_SHAPE as training stores them, then paste them
     back at full size (:func:`mrcnn.image.paste_masks`) to show what the shrinking loses."""
-    from mrcnn.image import paste_masks
-    from mrcnn.model.targets import mini_masks
-    from mrcnn.training.augment import boxes_from_masks
-
     masks, _ = dataset.load_mask(image_id)
     full = torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).float()
     boxes = boxes_from_masks(full)
@@ -219,9 +220,6 @@ def augmented_examples(dataset, image_id: int, augmentation, count: int = 4, see
     Returns:
         a list of [H', W', 3] uint8 pictures (first: the original).
     """
-    from mrcnn import visualize
-    from mrcnn.training.augment import apply_augmentation, to_sample
-
     image = dataset.load_image(image_id)
     masks, class_ids = dataset.load_mask(image_id)
     torch.manual_seed(seed)
@@ -291,9 +289,6 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 def run_stages(model, image: np.ndarray) -> StageOutputs:
     """Run each stage of ``model.net`` on one [H, W, 3] uint8 RGB image (see
     :class:`StageOutputs`); the final ``result`` is ``model.detect([image])[0]``."""
-    from mrcnn.datasets.stats import image_plan, molded_preview
-    from mrcnn.image import mold_batch
-
     net, config = model.net, model.config
     net.eval()
     with torch.inference_mode():
@@ -343,8 +338,6 @@ def run_stages(model, image: np.ndarray) -> StageOutputs:
 def _pre_nms(net, objectness, deltas, anchors, counts, windows):
     """The proposal layer with suppression switched off (IoU threshold above 1): the
     PRE_NMS_LIMIT best anchors, decoded and clipped."""
-    from mrcnn.model.proposals import generate_proposals
-
     config = net.config
     limit = int(config.PRE_NMS_LIMIT)
     boxes, scores, _ = generate_proposals(

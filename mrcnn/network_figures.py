@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from mrcnn.figures import draw_boxes
+
 __all__ = ["display_table", "display_weight_stats", "draw_box", "draw_rois"]
 
 #: Weights whose absolute values exceed this are flagged by :func:`display_weight_stats`.
@@ -44,8 +46,6 @@ def draw_rois(
     Returns:
         the figure; its title counts the positive and negative ROIs.
     """
-    from mrcnn import visualize
-
     del mask
     class_ids = np.asarray(class_ids).astype(int)
     positive = np.flatnonzero(class_ids > 0)
@@ -55,7 +55,7 @@ def draw_rois(
         f"Positive ROIs: {len(positive)}, negative ROIs: {int((class_ids == 0).sum())}, "
         f"positive ratio: {len(positive) / max(len(class_ids), 1):.2f}"
     )
-    return visualize.draw_boxes(
+    return draw_boxes(
         image,
         boxes=np.asarray(rois)[chosen],
         refined_boxes=np.asarray(refined_rois)[chosen],

@@ -1,4 +1,5 @@
-"""Output folders the commands write into: checked before any model work, never clobbered.
+"""Input and output files of the commands: which files of a folder are read (images, videos),
+and output paths, checked before any model work and never clobbered.
 
 The rules (docs/cli.md): a command never writes over an input file, nor over a file it did not
 create, unless ``--overwrite`` names the user's wish; a folder that cannot be written is reported
@@ -14,6 +15,9 @@ from pathlib import Path
 
 #: File an ``mrcnn demo`` output folder carries, so that a later demo may replace the folder.
 DEMO_MARKER = ".mrcnn-demo"
+#: File suffixes the commands treat as images and as videos (lower case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
 
 
 class OutputError(ValueError):
@@ -124,3 +128,42 @@ def prepare_demo_folder(path: str | os.PathLike) -> Path:
         "written by mrcnn demo; a later demo with this --out replaces this folder\n"
     )
     return path
+
+
+def list_inputs(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """``path`` itself if it is a file, else its files with one of ``suffixes``, sorted.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or a folder holds no such file.
+        ValueError: ``path`` is neither a file nor a folder.
+    """
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if not path.is_dir():
+        raise ValueError(f"input {path} is neither a file nor a folder")
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if not found:
+        raise FileNotFoundError(f"no {', '.join(suffixes)} files in {path}")
+    return found
+
+
+def free_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``path`` itself if free (or ``overwrite``), else the first free ``<stem>_<k><suffix>``.
+
+    The chosen name is reserved by creating an empty file exclusively, so two processes
+    never pick the same one; writers replace that empty file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        return path
+    candidate, k = path, 0
+    while True:
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = path.with_name(f"{path.stem}_{k}{path.suffix}")

@@ -27,7 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mrcnn.image import read_image
 from mrcnn.masks import BoxMasks
+from mrcnn.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, free_output_path
+from mrcnn.video import VideoReport, open_video, process_video
 
 __all__ = [
     "EFFECTS",
@@ -42,13 +45,11 @@ __all__ = [
     "splash_detections",
     "splash_image_file",
     "splash_output_path",
+    "splash_video",
 ]
 
 #: Background effects understood by :func:`color_splash`.
 EFFECTS = ("gray", "blur", "color", "dim")
-#: File suffixes treated as images and as videos (lower case).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
 
 #: Rows blended at a time by :func:`_blend`.
 _BLEND_ROWS = 256
@@ -285,26 +286,6 @@ def _blend(image: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.n
 # ------------------------------------------------------------------------------------------------
 # Files
 # ------------------------------------------------------------------------------------------------
-def free_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """``path`` itself if free (or ``overwrite``), else the first free ``<stem>_<k><suffix>``.
-
-    The chosen name is reserved by creating an empty file exclusively, so two processes
-    never pick the same one; writers replace that empty file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        return path
-    candidate, k = path, 0
-    while True:
-        try:
-            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-            return candidate
-        except FileExistsError:
-            k += 1
-            candidate = path.with_name(f"{path.stem}_{k}{path.suffix}")
-
-
 def splash_output_path(
     source: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -344,8 +325,6 @@ def splash_image_file(
     The image is read with its EXIF orientation applied; the output format follows the
     extension of the path chosen by :func:`splash_output_path` (PNG by default).
     """
-    from mrcnn.image import read_image
-
     image = read_image(image_path)
     result = model.detect([image], mask_format="boxes")[0]  # memory bounded by the boxes
     splashed = splash_detections(image, result, effect, **options)
@@ -405,11 +384,58 @@ def detect_and_color_splash(
         return splash_image_file(
             model, image_path, out, effect=effect, overwrite=overwrite, **options
         )
-    from mrcnn.video import splash_video
-
     report = splash_video(
         model, video_path, out, effect=effect, overwrite=overwrite, progress=progress, **options
     )
     if not report.complete:
         warnings.warn(report.summary(), UserWarning, stacklevel=2)
     return report.output
+
+
+def splash_video(
+    model,
+    video_path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    effect: str = "gray",
+    overwrite: bool = False,
+    progress: bool = True,
+    fourcc: str | None = None,
+    audio: bool = True,
+    **options,
+) -> VideoReport:
+    """The color splash of a video file (:func:`mrcnn.video.process_video` with this filter).
+
+    Args:
+        out: output file or folder (:func:`splash_output_path`); default
+            ``<stem>_splash.mp4`` in the current folder, never replacing a file unless
+            ``overwrite``.
+        effect, options: as in :func:`color_splash` (classes, class_names, min_score,
+            feather, blur_sigma, background_color, dim_factor).
+        fourcc, progress, audio: as in :func:`mrcnn.video.process_video` (``audio``: keep
+            the input's sound track, the default; a video without one is unaffected).
+    Returns:
+        the :class:`mrcnn.video.VideoReport`.
+    """
+    capture, _ = open_video(video_path)  # fail on an unreadable input before naming the output
+    capture.release()
+    _check_splash_options(effect, options)
+    target = splash_output_path(video_path, out, overwrite)
+
+    def render(frame: np.ndarray, result: dict) -> np.ndarray:
+        return splash_detections(frame, result, effect, **options)
+
+    try:
+        return process_video(
+            model, video_path, target, render, fourcc=fourcc, progress=progress, audio=audio
+        )
+    except BaseException:
+        if target.exists() and target.stat().st_size == 0:
+            target.unlink()  # the reserved name, never written
+        raise
+
+
+def _check_splash_options(effect: str, options: dict) -> None:
+    """Raise the filter's ValueError for bad options now, not at the first frame."""
+    empty = {"masks": np.zeros((1, 1, 0), bool), "class_ids": np.zeros(0), "scores": np.zeros(0)}
+    splash_detections(np.zeros((1, 1, 3), np.uint8), empty, effect, **options)

@@ -24,6 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mrcnn.evaluation import detections_to_coco
+from mrcnn.image import decode_image
+from mrcnn.render import draw_instances
+from mrcnn.splash import EFFECTS, color_splash, encode_image, select_instances
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_UPLOAD_BYTES",
@@ -108,8 +113,6 @@ class SplashService:
 
     def info(self) -> dict:
         """What the page needs to build its controls."""
-        from mrcnn.splash import EFFECTS
-
         return {
             "class_names": self.class_names,
             "effects": list(EFFECTS),
@@ -134,9 +137,6 @@ class SplashService:
 
     def detect(self, data: bytes, file_name: str) -> Upload:
         """Decode and detect one photo without keeping it (see :meth:`analyze`)."""
-        from mrcnn.evaluation import detections_to_coco
-        from mrcnn.image import decode_image
-
         if not data:
             raise UploadError(f"{file_name}: the file is empty; choose a photo", 400)
         if len(data) > self.max_upload_bytes:
@@ -189,8 +189,6 @@ class SplashService:
         ``min_score`` None is the default threshold; ``classes`` None keeps every class.
         Raises UploadError 400 for a threshold below the floor or an unknown class id.
         """
-        from mrcnn.splash import select_instances
-
         min_score = self.default_threshold if min_score is None else float(min_score)
         if not self.score_floor <= min_score <= 1:
             raise UploadError(
@@ -218,8 +216,6 @@ class SplashService:
 
     def splash(self, upload: Upload, keep: np.ndarray, effect: str = "gray") -> bytes:
         """PNG bytes of the color splash of the kept detections."""
-        from mrcnn.splash import EFFECTS, color_splash, encode_image
-
         if effect not in EFFECTS:
             raise UploadError(f"effect={effect!r}: use one of {', '.join(EFFECTS)}", 400)
         with self._lock:
@@ -231,8 +227,6 @@ class SplashService:
 
         JPEG: a view, not a product, and several times smaller and faster than PNG.
         """
-        from mrcnn.render import draw_instances
-        from mrcnn.splash import encode_image
 
         with self._lock:
             picture = draw_instances(

@@ -20,10 +20,15 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
-from mrcnn.boxes import decode_deltas, encode_deltas, extract_boxes_from_masks, xyxy_to_yxyx
+from mrcnn.boxes import (
+    decode_deltas,
+    encode_deltas,
+    extract_boxes_from_masks,
+    intersection_areas,
+    xyxy_to_yxyx,
+)
 from mrcnn.dataset import Dataset
 from mrcnn.evaluation import (
-    _box_intersections,
     compute_ap,
     compute_ap_range,
     compute_matches,
@@ -86,8 +91,8 @@ def compute_iou(
 ) -> np.ndarray:
     """IoU of one box (y1, x1, y2, x2) with [N, 4] boxes, given their precomputed areas
     (a float and [N]); returns [N]."""
-    box = np.asarray(box, dtype=np.float64).reshape(1, 4)
-    intersection = _box_intersections(box, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))[0]
+    box = np.asarray(box, dtype=np.float64).reshape(4)
+    intersection = intersection_areas(box, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
     union = box_area + np.asarray(boxes_area, dtype=np.float64) - intersection
     return intersection / union
 

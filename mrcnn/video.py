@@ -2,8 +2,8 @@
 
 :func:`process_video` reads a video with ``cv2.VideoCapture``, runs ``model.detect`` on
 ``config.IMAGES_PER_GPU`` frames at a time, renders each frame with a callback and writes it
-with ``cv2.VideoWriter`` at the input's size and frame rate. :func:`splash_video` is that with the
-color splash filter.
+with ``cv2.VideoWriter`` at the input's size and frame rate. It knows nothing of what is drawn:
+:func:`mrcnn.splash.splash_video` is it with the color splash filter.
 
 The four steps overlap, as a :class:`mrcnn.pipeline.Pipeline`: a thread decodes frames into
 batches of ``IMAGES_PER_GPU``, the calling thread runs ``detect`` on each batch (so that the
@@ -34,7 +34,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from mrcnn import audio as sound_track
 from mrcnn.pipeline import Pipeline, Stage
 
 __all__ = [
@@ -43,7 +45,6 @@ __all__ = [
     "VideoReport",
     "open_video",
     "process_video",
-    "splash_video",
 ]
 
 #: Codec used for each output extension; others get "mp4v".
@@ -238,13 +239,9 @@ def process_video(
     Returns:
         a :class:`VideoReport`; ``report.complete`` is False for an input that ended early.
     """
-    from tqdm import tqdm
-
-    from mrcnn.audio import has_audio
-
     output_path = Path(output_path)
     capture, info = open_video(input_path)
-    sound = audio and has_audio(input_path)
+    sound = audio and sound_track.has_audio(input_path)
     # With sound, OpenCV writes the pictures to a new hidden file that the muxing then removes.
     frames_path = _temporary_beside(output_path) if sound else output_path
     size = int(batch_size or model.config.IMAGES_PER_GPU)
@@ -287,10 +284,8 @@ def _temporary_beside(path: Path) -> Path:
 def _join_audio(frames_path: Path, input_path, output_path: Path, duration: float) -> str:
     """Write ``output_path`` from the frames file and the input's audio; the frames file is
     removed. If muxing fails, the silent frames file becomes the output, with a warning."""
-    from mrcnn.audio import add_audio
-
     try:
-        return add_audio(frames_path, input_path, output_path, duration)
+        return sound_track.add_audio(frames_path, input_path, output_path, duration)
     except Exception as error:  # the pictures must not be lost over the sound
         note = f"audio not copied ({type(error).__name__}: {error})"
         warnings.warn(f"{output_path}: {note}", UserWarning, stacklevel=3)
@@ -300,53 +295,10 @@ def _join_audio(frames_path: Path, input_path, output_path: Path, duration: floa
         frames_path.unlink(missing_ok=True)
 
 
-def _check_splash_options(effect: str, options: dict) -> None:
-    """Raise the filter's ValueError for bad options now, not at the first frame."""
-    from mrcnn.splash import splash_detections
+def __getattr__(name: str):
+    # why lazy: mrcnn.splash imports this module; splash_video lived here before it moved.
+    if name == "splash_video":
+        from mrcnn.splash import splash_video
 
-    empty = {"masks": np.zeros((1, 1, 0), bool), "class_ids": np.zeros(0), "scores": np.zeros(0)}
-    splash_detections(np.zeros((1, 1, 3), np.uint8), empty, effect, **options)
-
-
-def splash_video(
-    model,
-    video_path: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    *,
-    effect: str = "gray",
-    overwrite: bool = False,
-    progress: bool = True,
-    fourcc: str | None = None,
-    audio: bool = True,
-    **options,
-) -> VideoReport:
-    """The color splash of a video file.
-
-    Args:
-        out: output file or folder (:func:`mrcnn.splash.splash_output_path`); default
-            ``<stem>_splash.mp4`` in the current folder, never replacing a file unless
-            ``overwrite``.
-        effect, options: as in :func:`mrcnn.splash.color_splash` (classes, class_names,
-            min_score, feather, blur_sigma, background_color, dim_factor).
-        audio: keep the input's sound track (default); a video without one is unaffected.
-    Returns:
-        the :class:`VideoReport`.
-    """
-    from mrcnn.splash import splash_detections, splash_output_path
-
-    capture, _ = open_video(video_path)  # fail on an unreadable input before naming the output
-    capture.release()
-    _check_splash_options(effect, options)
-    target = splash_output_path(video_path, out, overwrite)
-
-    def render(frame: np.ndarray, result: dict) -> np.ndarray:
-        return splash_detections(frame, result, effect, **options)
-
-    try:
-        return process_video(
-            model, video_path, target, render, fourcc=fourcc, progress=progress, audio=audio
-        )
-    except BaseException:
-        if target.exists() and target.stat().st_size == 0:
-            target.unlink()  # the reserved name, never written
-        raise
+        return splash_video
+    raise AttributeError(f"module 'mrcnn.video' has no attribute {name!r}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from mrcnn import conventions as conventions_lib
+from mrcnn.model.network import CLASS_SPECIFIC_PREFIXES
 
 #: Published files, named as torchvision names them (the 8 hex digits are a SHA-256 prefix).
 PRETRAINED = {
@@ -264,8 +265,6 @@ def to_network_state(
 
 def class_specific(key: str) -> bool:
     """Whether a parameter's shape depends on NUM_CLASSES."""
-    from mrcnn.model.network import CLASS_SPECIFIC_PREFIXES
-
     return key.startswith(CLASS_SPECIFIC_PREFIXES)
 
 

@@ -91,17 +91,9 @@ def make_config(overrides: Sequence[str], device: str | None, inference: bool) -
     return BalloonConfig.from_overrides(values)
 
 
-def load_weights(model, weights: str) -> None:
-    """Load ``weights`` into ``model`` (``none`` keeps random weights), printing what changed.
-
-    COCO weights skip the class-specific layers, whose shapes depend on NUM_CLASSES.
-    """
-    if weights.lower() == "none":
-        print("weights: none, training from random initialisation")
-        return
-    exclude = ["class-specific"] if weights == "coco" else None
-    for note in model.load_weights(weights, exclude=exclude):
-        print(f"weights: {note}")
+def print_note(note: str) -> None:
+    """Print a note of :meth:`MaskRCNN.load_weights` (what loading adapted or skipped)."""
+    print(f"weights: {note}")
 
 
 def train(args: argparse.Namespace) -> int:
@@ -113,8 +105,10 @@ def train(args: argparse.Namespace) -> int:
     if not args.dataset:
         raise ValueError("train needs --dataset=PATH (the folder holding train/ and val/)")
     config = make_config(args.set, args.device, inference=False)
-    model = MaskRCNN("training", config, model_dir=args.logs)
-    load_weights(model, args.weights)  # before reading the data: fail fast on bad weights
+    # The weights before the data: fail fast on bad weights.
+    model = MaskRCNN.from_checkpoint(
+        args.weights, config=config, mode="training", model_dir=args.logs, on_note=print_note
+    )
     dataset_train = from_spec(f"via:{args.dataset}", "train", class_name="balloon")
     dataset_val = from_spec(f"via:{args.dataset}", "val", class_name="balloon")
     print(f"train: {dataset_train.load_report.summary()}")
@@ -139,8 +133,9 @@ def splash(args: argparse.Namespace) -> int:
     if args.weights.lower() == "none":
         raise ValueError("splash needs trained weights: --weights=last or a checkpoint file")
     config = make_config(args.set, args.device, inference=True)
-    model = MaskRCNN("inference", config, model_dir=args.logs)
-    load_weights(model, args.weights)
+    model = MaskRCNN.from_checkpoint(
+        args.weights, config=config, mode="inference", model_dir=args.logs, on_note=print_note
+    )
     written = detect_and_color_splash(
         model, image_path=args.image, video_path=args.video, out=args.output
     )

@@ -119,14 +119,9 @@ def make_config(cls: type[Config], args: argparse.Namespace, num_classes: int) -
     return cls.from_overrides(values)
 
 
-def load_weights(model, weights: str) -> None:
-    """Load ``weights`` (``none`` keeps random weights), printing notes."""
-    if weights.lower() == "none":
-        print("weights: none, random initialisation")
-        return
-    exclude = ["class-specific"] if weights == "coco" and model.config.NUM_CLASSES != 91 else None
-    for note in model.load_weights(weights, exclude=exclude):
-        print(f"weights: {note}")
+def print_note(note: str) -> None:
+    """Print a note of :meth:`MaskRCNN.load_weights` (what loading adapted or skipped)."""
+    print(f"weights: {note}")
 
 
 def train(args: argparse.Namespace) -> int:
@@ -139,8 +134,9 @@ def train(args: argparse.Namespace) -> int:
     print(f"train: {dataset_train.load_report.summary()}")
     print(f"val: {dataset_val.load_report.summary()}")
     config = make_config(CocoConfig, args, dataset_train.num_classes)
-    model = MaskRCNN("training", config, model_dir=args.logs)
-    load_weights(model, args.weights)
+    model = MaskRCNN.from_checkpoint(
+        args.weights, config=config, mode="training", model_dir=args.logs, on_note=print_note
+    )
     layers = args.layers or ("heads" if args.weights == "coco" else "all")
     augmentation = default_augmentation(rotations=False, scale=None)
     model.train(
@@ -159,8 +155,13 @@ def evaluate(args: argparse.Namespace) -> int:
     print(dataset.load_report.summary())
     torchvision_ids = args.weights == "coco"
     cls = TorchvisionCocoConfig if torchvision_ids else CocoInferenceConfig
-    model = MaskRCNN("inference", make_config(cls, args, dataset.num_classes), args.logs)
-    load_weights(model, args.weights)
+    model = MaskRCNN.from_checkpoint(
+        args.weights,
+        config=make_config(cls, args, dataset.num_classes),
+        mode="inference",
+        model_dir=args.logs,
+        on_note=print_note,
+    )
     runner = CocoIdModel(model, dataset) if torchvision_ids else model
     result = evaluate_dataset(runner, dataset, limit=args.limit, iou_thresholds=(0.5, 0.75))
     print("\n".join(result.summary()))

@@ -182,14 +182,9 @@ def subset_path(args: argparse.Namespace, default: str) -> Path:
     return path
 
 
-def load_weights(model, weights: str) -> None:
-    """Load ``weights`` (``none`` keeps random weights), printing notes."""
-    if weights.lower() == "none":
-        print("weights: none, random initialisation")
-        return
-    exclude = ["class-specific"] if weights == "coco" else None
-    for note in model.load_weights(weights, exclude=exclude):
-        print(f"weights: {note}")
+def print_note(note: str) -> None:
+    """Print a note of :meth:`MaskRCNN.load_weights` (what loading adapted or skipped)."""
+    print(f"weights: {note}")
 
 
 def train(args: argparse.Namespace) -> int:
@@ -204,8 +199,9 @@ def train(args: argparse.Namespace) -> int:
     dataset_val = from_spec(f"masks:{root}", "val", class_name="nucleus")
     print(f"train: {dataset_train.load_report.summary()}")
     print(f"val: {dataset_val.load_report.summary()}")
-    model = MaskRCNN("training", config, model_dir=args.logs)
-    load_weights(model, args.weights)
+    model = MaskRCNN.from_checkpoint(
+        args.weights, config=config, mode="training", model_dir=args.logs, on_note=print_note
+    )
     layers = args.layers or ("heads" if args.weights == "coco" else "all")
     augmentation = None if args.no_augment else default_augmentation()
     model.train(
@@ -227,8 +223,9 @@ def detect(args: argparse.Namespace) -> int:
     config = make_config(NucleusInferenceConfig, args)
     root = subset_path(args, "stage1_test")
     dataset = from_spec(f"masks:{root}", None, class_name="nucleus", keep_empty=True)
-    model = MaskRCNN("inference", config, model_dir=args.logs)
-    load_weights(model, args.weights)
+    model = MaskRCNN.from_checkpoint(
+        args.weights, config=config, mode="inference", model_dir=args.logs, on_note=print_note
+    )
     rows: list[list[str]] = []
     for image_id in tqdm(dataset.image_ids, desc="detecting", unit="image"):
         r = model.detect([dataset.load_image(int(image_id))])[0]

@@ -76,9 +76,12 @@ def train(args: argparse.Namespace) -> int:
 
     config = make_config(args)
     dataset_train, dataset_val = datasets(args.images, config)
-    model = MaskRCNN("training", config, model_dir=args.logs)
     if args.weights:
-        model.load_weights(args.weights)
+        model = MaskRCNN.from_checkpoint(
+            args.weights, config=config, mode="training", model_dir=args.logs
+        )
+    else:
+        model = MaskRCNN("training", config, model_dir=args.logs)
     train_model(
         model,
         dataset_train,
@@ -102,8 +105,7 @@ def detect(args: argparse.Namespace) -> int:
 
     config = make_config(args)
     _, dataset_val = datasets(max(10 * args.count, 10), config)
-    model = MaskRCNN("inference", config, model_dir=args.logs)
-    model.load_weights(args.weights or "last")
+    model = MaskRCNN.from_checkpoint(args.weights or "last", config=config, model_dir=args.logs)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     ids = list(dataset_val.image_ids[: args.count])

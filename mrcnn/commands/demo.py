@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mrcnn.outputs import prepare_demo_folder
+
 HELP = (
     "run the offline demo: train a small model on generated shapes, evaluate it, and splash "
     "images and a video (no download; a few minutes on a laptop CPU)"
@@ -32,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    # why here: the demo imports the model and training: start-up time of `mrcnn --help`.
     from mrcnn.demo import run_demo
-    from mrcnn.outputs import prepare_demo_folder
 
     prepare_demo_folder(args.out)  # refuse a folder the demo did not write, before any work
     if torch.get_num_threads() > 1:

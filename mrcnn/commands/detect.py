@@ -13,8 +13,9 @@ file; existing outputs are replaced only with ``--overwrite`` (``--output`` may 
 folder when no name collides). ``detections.json`` is written when at least one image was read.
 
 This module also holds the model set-up shared with ``mrcnn splash``: :func:`build_model`
-(config from --config, else from the checkpoint, else TorchvisionCocoConfig for ``coco``
-weights), :func:`class_names_for` and :func:`add_class_names_argument`.
+(:meth:`mrcnn.maskrcnn.MaskRCNN.from_checkpoint`: config from --config, else from the
+checkpoint, else TorchvisionCocoConfig for ``coco`` weights), :func:`class_names_for` and
+:func:`add_class_names_argument`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,31 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from mrcnn.checkpoint import (
+    RUNTIME_KEYS,  # noqa: F401 - re-exported from its former home
+    config_for_weights,
+    resolve_weights,
+)
+from mrcnn.checkpoint import read_config as checkpoint_config  # noqa: F401 - its former name
 from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_argument
+from mrcnn.config import Config
+from mrcnn.deploy.runtime import OnnxMaskRCNN
+from mrcnn.evaluation import detections_to_coco
+from mrcnn.image import read_image
+from mrcnn.outputs import (
+    IMAGE_SUFFIXES,
+    check_new_outputs,
+    check_writable_dir,
+    list_inputs,
+)
+
+if TYPE_CHECKING:
+    from mrcnn.maskrcnn import MaskRCNN
 
 HELP = "detect instances in images: figures and COCO results JSON"
 
@@ -36,9 +56,6 @@ HELP = "detect instances in images: figures and COCO results JSON"
 FIGURE_MAX_SIDE = 2000
 #: The file holding the detections of every image.
 SUMMARY_NAME = "detections.json"
-
-#: Config keys of a checkpoint that describe the machine it was trained on, not the model.
-RUNTIME_KEYS = ("DEVICE", "CPU_THREADS", "INFERENCE_PRECISION")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,10 +84,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
-
-    from mrcnn.image import read_image
-    from mrcnn.outputs import check_new_outputs, check_writable_dir
-    from mrcnn.splash import IMAGE_SUFFIXES
 
     paths = list_inputs(Path(args.input), IMAGE_SUFFIXES)
     out = check_writable_dir(args.output, "--output")
@@ -120,8 +133,6 @@ def _with_weights(args: argparse.Namespace) -> argparse.Namespace:
 
 def _onnx_model(args: argparse.Namespace):
     """The exported model of --onnx; its settings come from the file, not --config/--set."""
-    from mrcnn.deploy.runtime import OnnxMaskRCNN
-
     if args.weights or args.config or args.set:
         raise ValueError(
             "--onnx runs the exported model with the settings stored in it: "
@@ -146,8 +157,6 @@ def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> l
         N dicts: image_id, category_id, category_name, bbox [x, y, w, h] floats, score,
         segmentation (RLE with "counts" as str).
     """
-    from mrcnn.evaluation import detections_to_coco
-
     return detections_to_coco([result], [image_id], class_names=class_names, decimals=None)
 
 
@@ -176,6 +185,7 @@ def _write_json(path: Path, entries: list[dict]) -> None:
 def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list[str]) -> None:
     """display_instances of one result, drawn at most FIGURE_MAX_SIDE pixels wide or high (a
     108-megapixel photo would otherwise need a canvas and masks of its full size)."""
+    # why here: mrcnn.visualize imports matplotlib, start-up time of every `mrcnn --help`.
     from mrcnn import visualize
 
     height, width = image.shape[:2]
@@ -207,20 +217,6 @@ def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list
 # ------------------------------------------------------------------------------------------------
 # Shared with `mrcnn splash`: inputs, model, class names
 # ------------------------------------------------------------------------------------------------
-def list_inputs(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """``path`` itself if it is a file, else its files with one of ``suffixes``, sorted."""
-    if path.is_file():
-        return [path]
-    if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
-    if not path.is_dir():
-        raise ValueError(f"input {path} is neither a file nor a folder")
-    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-    if not found:
-        raise FileNotFoundError(f"no {', '.join(suffixes)} files in {path}")
-    return found
-
-
 def add_class_names_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--class-names",
@@ -230,76 +226,42 @@ def add_class_names_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def inference_config(args: argparse.Namespace):
-    """The config for running ``args.weights``.
-
-    --config when given; else the config saved in an mrcnn checkpoint (without its DEVICE,
-    CPU_THREADS and INFERENCE_PRECISION); else TorchvisionCocoConfig for ``--weights coco``;
-    else the base Config. --set, --device and --precision apply on top. ``--weights last`` is
-    first resolved (in ``args``) to the newest checkpoint under --logs (of the NAME given with
-    --set, if any).
-    """
-    from mrcnn.config import (
-        COMPUTED_ATTRIBUTES,
-        Config,
-        TorchvisionCocoConfig,
-        load_config,
-        parse_overrides,
-    )
-
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """``KEY=VALUE`` strings of --set, --device and --precision."""
     overrides = list(getattr(args, "set", None) or [])
     if getattr(args, "device", None):
         overrides.append(f"DEVICE={args.device}")
     if getattr(args, "precision", None):
         overrides.append(f"INFERENCE_PRECISION={args.precision}")
-    if str(args.weights) == "last":
-        # Resolve now, so that the config and the weights come from the same checkpoint.
-        from mrcnn.training.checkpoint import find_last
-
-        name = parse_overrides(overrides).get("NAME")
-        args.weights = str(find_last(getattr(args, "logs", "logs"), name and str(name)))
-    if args.config:
-        return load_config(args.config, overrides)
-    saved = checkpoint_config(args.weights)
-    if saved is not None:
-        known = {k for k in dir(Config) if k.isupper()}
-        skip = set(COMPUTED_ATTRIBUTES) | set(RUNTIME_KEYS)
-        values = {k: v for k, v in saved.items() if k in known and k not in skip}
-        values.update(parse_overrides(overrides))
-        return Config.from_overrides(values)
-    if str(args.weights) == "coco":
-        return TorchvisionCocoConfig.from_overrides(overrides)
-    return load_config(None, overrides)
+    return overrides
 
 
-def checkpoint_config(weights: str) -> dict[str, Any] | None:
-    """The "config" dict stored in an mrcnn checkpoint file, or None (not such a file)."""
-    import torch
-
-    path = Path(str(weights))
-    if not path.is_file() or path.suffix in (".safetensors", ".h5"):
-        return None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - load_weights reports unreadable files properly
-        return None
-    if isinstance(data, dict) and data.get("format") == "mrcnn":
-        return dict(data.get("config") or {})
-    return None
-
-
-def build_model(args: argparse.Namespace):
-    """A MaskRCNN in inference mode with ``args.weights`` loaded (see :func:`inference_config`).
-
-    Notes from loading (skipped layers) go to stderr.
+def inference_config(args: argparse.Namespace) -> Config:
+    """The config for running ``args.weights`` (:func:`mrcnn.checkpoint.config_for_weights`
+    with --config, --set, --device and --precision). ``--weights last`` is first resolved (in
+    ``args``) to the newest checkpoint under --logs (of the NAME given with --set, if any).
     """
-    from mrcnn.model import MaskRCNN
+    overrides = config_overrides(args)
+    args.weights = resolve_weights(args.weights, getattr(args, "logs", "logs"), overrides)
+    return config_for_weights(args.weights, overrides, args.config)
 
-    config = inference_config(args)
-    model = MaskRCNN(mode="inference", config=config, model_dir=getattr(args, "logs", "logs"))
-    for note in model.load_weights(args.weights):
-        print(f"note: {note}", file=sys.stderr)
-    return model
+
+def build_model(args: argparse.Namespace) -> MaskRCNN:
+    """A MaskRCNN in inference mode with ``args.weights`` loaded (``last`` resolved in
+    ``args``; see :meth:`MaskRCNN.from_checkpoint`). Notes from loading go to stderr."""
+    # why here: the model's import (torchvision) is start-up time for every `mrcnn --help`.
+    from mrcnn.maskrcnn import MaskRCNN
+
+    overrides = config_overrides(args)
+    logs = getattr(args, "logs", "logs")
+    args.weights = resolve_weights(args.weights, logs, overrides)
+    return MaskRCNN.from_checkpoint(
+        args.weights,
+        overrides,
+        config=args.config,
+        model_dir=logs,
+        on_note=lambda note: print(f"note: {note}", file=sys.stderr),
+    )
 
 
 def class_names_for(model, weights: str | None, given: str | None = None) -> list[str]:

@@ -16,12 +16,17 @@ import json
 import time
 from pathlib import Path
 
+from mrcnn.checkpoint import config_for_weights, read_config, resolve_weights
 from mrcnn.cli import (
     add_config_arguments,
     add_dataset_argument,
     add_model_arguments,
     add_precision_argument,
 )
+from mrcnn.commands.detect import config_overrides
+from mrcnn.config import parse_overrides
+from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
+from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
 
 HELP = "evaluate a model on a dataset: Matterport mAP and (with --coco) COCO AP"
 
@@ -67,10 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # why here: these imports (torchvision) are start-up time for every `mrcnn --help`.
     from mrcnn.datasets import from_spec
-    from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
-    from mrcnn.model import MaskRCNN
-    from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
+    from mrcnn.maskrcnn import MaskRCNN
 
     output = Path(args.output) if args.output else _default_output(args.logs)
     if output.is_dir():
@@ -83,10 +87,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = from_spec(args.dataset, subset)
     print(dataset.load_report.summary())
     config = _config_for(dataset, args)
-    model = MaskRCNN("inference", config, model_dir=args.logs)
-    notes = model.load_weights(args.weights)
-    for note in notes:
-        print(f"weights: {note}")
+    model = MaskRCNN.from_checkpoint(
+        args.weights, config=config, model_dir=args.logs, on_note=lambda n: print(f"weights: {n}")
+    )
 
     evaluation = evaluate_dataset(
         model,
@@ -119,16 +122,13 @@ def run(args: argparse.Namespace) -> int:
 def _config_for(dataset, args: argparse.Namespace):
     """The config (as ``mrcnn detect`` picks it: --config, else the checkpoint's own), with
     NUM_CLASSES from the dataset when neither the user nor the checkpoint chose one."""
-    from mrcnn.commands.detect import checkpoint_config, inference_config
-
-    user_set_classes = any(s.split("=", 1)[0].strip().upper() == "NUM_CLASSES" for s in args.set)
-    args.weights = _resolved_weights(args)
-    chosen = args.config or user_set_classes or checkpoint_config(args.weights) is not None
-    config_args = argparse.Namespace(**vars(args))
-    config_args.set = list(args.set)
+    overrides = config_overrides(args)
+    user_set_classes = "NUM_CLASSES" in parse_overrides(overrides)
+    args.weights = resolve_weights(args.weights, args.logs, args.set)
+    chosen = args.config or user_set_classes or read_config(args.weights) is not None
     if not chosen:
-        config_args.set.append(f"NUM_CLASSES={dataset.num_classes}")
-    config = inference_config(config_args)
+        overrides.append(f"NUM_CLASSES={dataset.num_classes}")
+    config = config_for_weights(args.weights, overrides, args.config)
     if int(config.NUM_CLASSES) != int(dataset.num_classes):
         where = f"--config {args.config}" if args.config else "--set NUM_CLASSES"
         raise ValueError(
@@ -138,17 +138,6 @@ def _config_for(dataset, args: argparse.Namespace):
             f"--set NUM_CLASSES={dataset.num_classes}"
         )
     return config
-
-
-def _resolved_weights(args: argparse.Namespace) -> str:
-    """``--weights`` with "last" replaced by the newest checkpoint's path."""
-    if str(args.weights) != "last":
-        return str(args.weights)
-    from mrcnn.config import parse_overrides
-    from mrcnn.training.checkpoint import find_last
-
-    name = parse_overrides(list(args.set)).get("NAME")
-    return str(find_last(args.logs, name and str(name)))
 
 
 def _default_output(logs: str) -> Path:

@@ -63,6 +63,7 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # why here: the exporter imports the network (torchvision): start-up time of `mrcnn --help`.
     from mrcnn.deploy import export as exporting
 
     out = Path(args.output)

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from mrcnn.cli import add_config_arguments, add_dataset_argument
+from mrcnn.config import load_config
+from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
 
 HELP = "check a dataset before training: sample sheet, instance statistics, anchor coverage"
 
@@ -49,11 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # why here: matplotlib and the datasets (torchvision) are start-up time of `mrcnn --help`.
     from mrcnn import visualize
-    from mrcnn.config import load_config
     from mrcnn.datasets import from_spec
     from mrcnn.datasets import stats as dstats
-    from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
 
     config = load_config(args.config, args.set)
     check_writable_dir(args.out, "--out")
@@ -109,6 +110,7 @@ def _statistics_lines(stats: dict, total_images: int) -> list[str]:
 
 def _anchor_figure(dataset, records, coverage, config, path: Path) -> None:
     """anchors.png for the analysed image with the most instances."""
+    # why here: as in run().
     from mrcnn import visualize
     from mrcnn.datasets import stats as dstats
 

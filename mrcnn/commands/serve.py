@@ -14,7 +14,10 @@ import argparse
 import sys
 
 from mrcnn.cli import add_config_arguments, add_model_arguments
+from mrcnn.commands import detect
 from mrcnn.commands.detect import add_class_names_argument
+from mrcnn.serve import check_address, create_app, require_web_stack, run_server
+from mrcnn.splash_service import SplashService
 
 HELP = "a local web page for the color splash (and a COCO JSON API) on one model"
 
@@ -64,20 +67,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrcnn.commands.detect import build_model, class_names_for
-    from mrcnn.serve import check_address, create_app, require_web_stack, run_server
-    from mrcnn.splash_service import SplashService
-
     require_web_stack()  # before the model loads: say what to install first
     if not 0 < args.port < 65536:
         raise ValueError(f"--port {args.port}: give a TCP port in 1-65535")
     if min(args.max_upload_mb, args.max_megapixels, args.cache) <= 0:
         raise ValueError("--max-upload-mb, --max-megapixels and --cache must be positive")
     check_address(args.host, args.port)  # a busy port fails before the model loads
-    model = build_model(args)
+    model = detect.build_model(args)
     service = SplashService(
         model,
-        class_names_for(model, args.weights, args.class_names),
+        detect.class_names_for(model, args.weights, args.class_names),
         score_floor=args.score_floor,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=int(args.max_megapixels * 1e6),

@@ -17,7 +17,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_argument
+from mrcnn.commands import detect
 from mrcnn.commands.detect import add_class_names_argument
+from mrcnn.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_writable_dir, list_inputs
+from mrcnn.splash import EFFECTS, splash_image_file, splash_video
+from mrcnn.video import open_video
 
 HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the rest"
 
@@ -47,8 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
-    from mrcnn.splash import EFFECTS
-
     parser.add_argument(
         "--effect", default="gray", choices=EFFECTS, help="what the background gets (gray)"
     )
@@ -102,11 +104,6 @@ def splash_options(args: argparse.Namespace, class_names: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrcnn.commands.detect import build_model, class_names_for, list_inputs
-    from mrcnn.outputs import check_writable_dir
-    from mrcnn.splash import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-    from mrcnn.video import open_video
-
     if args.input_dir:
         inputs = list_inputs(Path(args.input_dir), IMAGE_SUFFIXES + VIDEO_SUFFIXES)
         if args.output:
@@ -121,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
         _check_output_file(args.output)
         if args.video:
             open_video(inputs[0])[0].release()  # an unreadable video fails before the model loads
-    model = build_model(args)
-    options = splash_options(args, class_names_for(model, args.weights, args.class_names))
+    model = detect.build_model(args)  # looked up at call time: tests replace it
+    options = splash_options(args, detect.class_names_for(model, args.weights, args.class_names))
     failures = 0
     bar = tqdm(total=len(inputs), unit="file", disable=len(inputs) < 2, dynamic_ncols=True)
     for path in inputs:
@@ -147,8 +144,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_output_file(output: str | None) -> None:
     """Refuse an --output whose folder cannot be written, before the model loads."""
-    from mrcnn.outputs import check_writable_dir
-
     if output is None:
         return
     target = Path(output)
@@ -158,9 +153,6 @@ def _check_output_file(output: str | None) -> None:
 
 def _splash_one(model, path: Path, as_video: bool, args, options: dict, say=print) -> bool:
     """Splash one file; False when a video ended early. ``say`` prints a line."""
-    from mrcnn.splash import splash_image_file
-    from mrcnn.video import splash_video
-
     if not as_video:
         written = splash_image_file(
             model, path, args.output, effect=args.effect, overwrite=args.overwrite, **options

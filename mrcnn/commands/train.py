@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from mrcnn.checkpoint import RunLock, check_same_architecture, find_last, read_config, run_dir_of
 from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_arguments
+from mrcnn.config import load_config
+from mrcnn.outputs import check_writable_dir
+from mrcnn.training.distributed import info
 
 HELP = "train Mask R-CNN on a dataset (Matterport's model.train), resumable with --weights last"
 
@@ -51,13 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrcnn.config import load_config
+    # why here: these imports (torchvision) are start-up time for every `mrcnn --help`.
     from mrcnn.datasets import from_spec
-    from mrcnn.model import MaskRCNN
-    from mrcnn.outputs import check_writable_dir
+    from mrcnn.maskrcnn import MaskRCNN
     from mrcnn.training.augment import default_augmentation
-    from mrcnn.training.checkpoint import RunLock, find_last, run_dir_of
-    from mrcnn.training.distributed import info
 
     overrides = list(args.set) + ([f"DEVICE={args.device}"] if args.device else [])
     if args.learning_rate is not None:  # validated with the config, before any work
@@ -68,12 +69,9 @@ def run(args: argparse.Namespace) -> int:
         args.weights = str(find_last(args.logs, (config.NAME or "").lower() or None))
     resumed_run = None if args.new_run else run_dir_of(args.weights)
     if resumed_run is not None:
-        from mrcnn.commands.detect import checkpoint_config
-        from mrcnn.training.trainer import check_same_architecture
-
         with RunLock(resumed_run):  # raises RunFolderLocked when another process trains there
             pass
-        check_same_architecture(checkpoint_config(args.weights), config, args.weights)
+        check_same_architecture(read_config(args.weights), config, args.weights)
     train_set = from_spec(args.dataset, "train")
     if train_set.load_report.regions_loaded == 0:
         raise ValueError(
@@ -91,9 +89,16 @@ def run(args: argparse.Namespace) -> int:
             f"background ({', '.join(train_set.class_names)}) but NUM_CLASSES = "
             f"{config.NUM_CLASSES}; add --set NUM_CLASSES={train_set.num_classes}"
         )
-    model = MaskRCNN("training", config, args.logs)
     exclude = ["class-specific"] if args.weights == "coco" and config.NUM_CLASSES != 91 else None
-    notes = [] if args.weights == "none" else model.load_weights(args.weights, exclude=exclude)
+    notes: list[str] = []
+    model = MaskRCNN.from_checkpoint(
+        args.weights,
+        config=config,
+        mode="training",
+        model_dir=args.logs,
+        exclude=exclude,
+        on_note=notes.append,
+    )
     if args.new_run:
         model.start_new_run()
     if main:

@@ -19,7 +19,8 @@ import torch
 from torchvision.ops import box_iou
 
 from mrcnn.boxes import xyxy_to_yxyx
-from mrcnn.image import ResizePlan, plan_for_config, plan_resize
+from mrcnn.image import ResizePlan, apply_plan, plan_for_config, plan_resize
+from mrcnn.model.anchors import anchors_for_config, cell_anchors
 
 #: Upper bound on the elements of one IoU block (ground truths x anchors), to bound memory.
 IOU_BLOCK_ELEMENTS = 1 << 22
@@ -206,8 +207,6 @@ def anchor_coverage(
     box_iou), so there is no Python loop over boxes or anchors.
     """
     # Imported here so that loading datasets never depends on the model package's state.
-    from mrcnn.model.anchors import anchors_for_config
-
     keep = (~records.crowd) & (records.areas > 0)
     plans = [image_plan(int(h), int(w), config) for h, w in records.image_shapes]
     gt_index = np.flatnonzero(keep)
@@ -287,8 +286,6 @@ def reference_anchors(config, center: tuple[float, float]) -> tuple[np.ndarray, 
     Returns:
         (anchors, levels): float32 [L * R, 4] (x1, y1, x2, y2) and int64 [L * R] level index.
     """
-    from mrcnn.model.anchors import cell_anchors
-
     shift = torch.tensor([center[0], center[1], center[0], center[1]], dtype=torch.float32)
     boxes, levels = [], []
     for level, scale in enumerate(config.RPN_ANCHOR_SCALES):
@@ -301,8 +298,6 @@ def reference_anchors(config, center: tuple[float, float]) -> tuple[np.ndarray, 
 def molded_preview(image: np.ndarray, plan: ResizePlan) -> np.ndarray:
     """uint8 [H_in, W_in, 3]: an [H, W, 3] uint8 image resized and zero-padded by ``plan``, as
     the network input looks before normalisation."""
-    from mrcnn.image import apply_plan
-
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
     molded = apply_plan(tensor, plan).clamp(0, 255).round().to(torch.uint8)
     return molded.permute(1, 2, 0).numpy()

@@ -1,41 +1,19 @@
-"""The :class:`MaskRCNN` facade: Matterport's workflow around the PyTorch network.
+"""The network, one stage per module (wired in :mod:`mrcnn.model.network`).
 
-``MaskRCNN`` is not an ``nn.Module``; its network is ``model.net``. It loads weights in every
-supported format, runs detection on plain numpy images and returns Matterport-style results.
+``MaskRCNN``, the Matterport-style facade around this network, lives in :mod:`mrcnn.maskrcnn`
+(it sits above both the network and training); ``mrcnn.model.MaskRCNN`` still names it, as
+Matterport's scripts (``import mrcnn.model as modellib``) expect.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-
-import numpy as np
-import torch
-
-from mrcnn import weights as weights_lib
-from mrcnn.boxes import xyxy_to_yxyx
-from mrcnn.conventions import reconcile as reconcile_conventions
-from mrcnn.image import (
-    ImageMeta,
-    mold_batch,
-    paste_masks,
-    to_rgb_uint8,
-    unmold_boxes,
-)
-from mrcnn.masks import BoxMasks
 from mrcnn.model.matterport_api import (
     compose_image_meta,
-    load_image_gt,
     mold_image,
     parse_image_meta,
     unmold_image,
 )
-from mrcnn.model.matterport_methods import MatterportMethods
 from mrcnn.model.network import MaskRCNNNet
-from mrcnn.model.precision import inference_autocast
-from mrcnn.training.checkpoint import find_last as find_last_checkpoint
 
 __all__ = [
     "MaskRCNN",
@@ -48,277 +26,16 @@ __all__ = [
     "unmold_image",
 ]
 
-log = logging.getLogger(__name__)
 
+def __getattr__(name: str):
+    # why lazy: the facade imports mrcnn.training, which imports this package's stages; an
+    # import here would make the network package depend on training (and form a cycle).
+    if name in ("MaskRCNN", "resolve_device"):
+        from mrcnn import maskrcnn
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """ "auto"/None -> CUDA when available, else CPU; anything else as torch.device."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available; use --device cpu")
-    return device
+        return getattr(maskrcnn, name)
+    if name == "load_image_gt":  # why lazy: as above, it applies training's augmentation
+        from mrcnn.matterport_data import load_image_gt
 
-
-class MaskRCNN(MatterportMethods):
-    """Mask R-CNN with Matterport's interface.
-
-    Args:
-        mode: "training" or "inference".
-        config: a :class:`mrcnn.config.Config` instance.
-        model_dir: folder of run folders (checkpoints, logs); ``find_last`` searches it.
-    """
-
-    def __init__(self, mode: str, config, model_dir: str | os.PathLike = "logs") -> None:
-        if mode not in ("training", "inference"):
-            raise ValueError(f"mode={mode!r}: use 'training' or 'inference'")
-        self.mode = mode
-        self.config = config
-        self.model_dir = Path(model_dir)
-        if getattr(config, "CPU_THREADS", 0):
-            torch.set_num_threads(int(config.CPU_THREADS))
-        self.net = MaskRCNNNet(config)
-        self.net.train(mode == "training")
-        self.net.to(resolve_device(getattr(config, "DEVICE", "auto")))
-        if getattr(config, "CHANNELS_LAST", False):
-            self.net.to(memory_format=torch.channels_last)
-        self.epoch = 0
-        self.log_dir: Path | None = None
-        self.checkpoint_extras: dict = {}
-        #: Optimiser steps taken so far (continued from a resumed checkpoint).
-        self.global_step = 0
-        #: The checkpoint last loaded or written (``train`` continues its run folder).
-        self.checkpoint_path: str | None = None
-
-    # ------------------------------------------------------------------ placement
-    def to(self, device_or_dtype) -> MaskRCNN:
-        """Move the network to a device and/or dtype (``model.to(torch.float64)``)."""
-        self.net.to(device_or_dtype)
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.net.parameters()).dtype
-
-    # ------------------------------------------------------------------ weights
-    def find_last(self) -> str:
-        """Path of the newest checkpoint of this config's NAME under ``model_dir``."""
-        name = (self.config.NAME or "").lower() or None
-        return str(find_last_checkpoint(self.model_dir, name))
-
-    def load_weights(
-        self,
-        path_or_name: str | os.PathLike,
-        exclude: Iterable[str] | None = None,
-        by_name: bool = True,
-    ) -> list[str]:
-        """Load weights and return notes on what was adapted or skipped.
-
-        Args:
-            path_or_name: a file (this project's checkpoint, a torchvision Mask R-CNN state
-                dict, a torchvision ResNet state dict, ``.pt``/``.pth``/``.safetensors``), or
-                "coco" (torchvision's COCO Mask R-CNN, ResNet-50), "imagenet" (the backbone's
-                ImageNet weights) or "last" (:meth:`find_last`). Named weights are downloaded
-                once into ``$TORCH_HOME/hub/checkpoints``.
-            exclude: parameter names, prefixes or regular expressions to skip, or
-                ["class-specific"] to skip the layers whose shape depends on NUM_CLASSES
-                (Matterport's mrcnn_class_logits, mrcnn_bbox_fc, mrcnn_mask). Those layers are
-                skipped anyway, with a note, when their shapes differ.
-            by_name: accepted for Matterport compatibility; loading is always by name.
-
-        The weights' conventions (input normalisation, box-coding std devs, anchors, ROIAlign
-        and level rules; see :mod:`mrcnn.conventions`) are adopted into ``self.config`` for
-        the layers loaded, each change named in a note, so that pretrained layers see what
-        they were trained on. A conflicting value the user set is refused with
-        :class:`~mrcnn.conventions.ConventionsError` unless listed in KEEP_CONVENTIONS.
-        """
-        del by_name
-        source, label = str(path_or_name), str(path_or_name)
-        if source == "last":
-            source = label = self.find_last()
-        elif source == "coco":
-            if self.config.BACKBONE != "resnet50":
-                raise weights_lib.WeightsError(
-                    "torchvision's COCO weights are for BACKBONE='resnet50', this config has "
-                    f"{self.config.BACKBONE!r}; set BACKBONE = 'resnet50'"
-                )
-            source, label = str(weights_lib.pretrained_file("coco")), "the coco weights"
-        elif source == "imagenet":
-            source = str(weights_lib.pretrained_file(f"imagenet-{self.config.BACKBONE}"))
-            label = "the imagenet weights"
-        state, extras = weights_lib.load_state_dict_file(source)
-        trained_with = weights_lib.trained_conventions(state, extras)
-        state, notes = weights_lib.to_network_state(state, self.config)
-        selected, skipped = weights_lib.select_for_network(self.net, state, exclude or (), source)
-        if self.mode == "inference":  # training may start from partial weights; detection not
-            weights_lib.require_complete(self.net, selected, source)
-        if trained_with is None:
-            notes.append(
-                f"{label} records no conventions (normalisation, box coding, anchors, ROIAlign); "
-                "the config's values are used"
-            )
-        else:
-            notes += reconcile_conventions(self.config, trained_with, selected, label)
-        notes += skipped + weights_lib.load_selected(self.net, selected, source)
-        if extras.get("format") == "mrcnn":
-            self.epoch = int(extras.get("epoch", 0))
-            self.checkpoint_extras = extras
-            self.global_step = int(extras.get("step", 0))
-            self.checkpoint_path = source
-        for note in notes:
-            log.info(note)
-        return notes
-
-    # ------------------------------------------------------------------ training
-    def train(
-        self,
-        train_dataset,
-        val_dataset,
-        learning_rate: float,
-        epochs: int,
-        layers: str,
-        augmentation=None,
-        custom_callbacks=None,
-        no_augmentation_sources=None,
-    ) -> None:
-        """Train (Matterport's meaning): see :mod:`mrcnn.training.trainer` and docs/training.md.
-
-        Args:
-            train_dataset, val_dataset: prepared :class:`mrcnn.dataset.Dataset` objects with
-                NUM_CLASSES classes (``val_dataset`` may be None: no validation).
-            learning_rate: the SGD learning rate (after warm-up).
-            epochs: the final epoch number; training runs from ``self.epoch + 1`` to it.
-            layers: "heads", "2+", "3+", "4+", "5+", "all", or a regular expression over
-                parameter names (e.g. ``r"^(rpn|box_head)\\."``); the rest is frozen.
-            augmentation: a torchvision.transforms.v2 transform (see
-                :func:`mrcnn.training.augment.default_augmentation`) or None.
-            custom_callbacks, no_augmentation_sources: Matterport arguments, not supported.
-        """
-        if self.mode != "training":
-            raise ValueError("train() needs a model created with mode='training'")
-        if custom_callbacks or no_augmentation_sources:
-            raise ValueError(
-                "custom_callbacks and no_augmentation_sources are Keras-specific and not "
-                "supported; filter sources in the dataset and read metrics.jsonl instead"
-            )
-        from mrcnn.training.trainer import train
-
-        train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation)
-
-    def start_new_run(self) -> None:
-        """Make the next ``train`` start a new run folder at epoch 1 from the loaded weights,
-        instead of resuming the loaded checkpoint's run."""
-        self.epoch, self.global_step = 0, 0
-        self.checkpoint_extras, self.checkpoint_path, self.log_dir = {}, None, None
-
-    # ------------------------------------------------------------------ inference
-    def detect(
-        self, images: Sequence[np.ndarray], verbose: int = 0, *, mask_format: str = "dense"
-    ) -> list[dict]:
-        """Detect instances in a list of images.
-
-        Args:
-            images: H x W x 3 uint8 RGB arrays (H x W grayscale and H x W x 4 RGBA are
-                converted); any number, run IMAGES_PER_GPU at a time.
-            verbose: 1 prints one line per image.
-            mask_format: "dense" (Matterport's bool [H, W, N]) or "boxes": a
-                :class:`mrcnn.masks.BoxMasks` holding each mask only inside its box, whose memory
-                does not grow with the image (use it for large photos).
-        Returns:
-            one dict per image:
-            "rois" int32 [N, 4] (y1, x1, y2, x2) original-image pixels, rounded;
-            "boxes" float32 [N, 4] (x1, y1, x2, y2) unrounded original-image pixels;
-            "class_ids" int32 [N] (never 0, the background); "scores" float32 [N];
-            "masks" bool [H, W, N] at the original resolution. Best score first.
-        Raises:
-            ValueError: an empty list, a non-array, a dtype other than uint8, a bad shape or a
-                zero-size image, naming the image's position.
-        """
-        if mask_format not in ("dense", "boxes"):
-            raise ValueError(f"mask_format={mask_format!r}: use 'dense' or 'boxes'")
-        images = [_check_image(image, i) for i, image in enumerate(_check_list(images))]
-        was_training = self.net.training
-        self.net.eval()
-        results: list[dict] = []
-        step = int(self.config.IMAGES_PER_GPU)
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(images), step):
-                    results += self._detect_batch(images[start : start + step], mask_format)
-        finally:
-            self.net.train(was_training)
-        if verbose:
-            for i, r in enumerate(results):
-                print(
-                    f"image {i}: {images[i].shape[1]}x{images[i].shape[0]}, "
-                    f"{len(r['class_ids'])} instances"
-                )
-        return results
-
-    def _detect_batch(self, images: list[np.ndarray], mask_format: str) -> list[dict]:
-        batch, metas = mold_batch(images, self.config, self.dtype, self.device)
-        windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
-        precision = str(getattr(self.config, "INFERENCE_PRECISION", "fp32"))
-        with inference_autocast(precision, self.device, self.dtype):
-            found = self.net(batch, windows)
-        return [
-            _unmold_detections(found, found["image_index"] == i, meta, mask_format)
-            for i, meta in enumerate(metas)
-        ]
-
-
-def _unmold_detections(
-    found: dict, selected: torch.Tensor, meta: ImageMeta, mask_format: str = "dense"
-) -> dict:
-    boxes = unmold_boxes(found["boxes"][selected], meta)
-    masks = found["masks"][selected]
-    paste_dtype = masks.dtype if masks.dtype == torch.float64 else torch.float32
-    masks, paste_boxes = masks.to(paste_dtype), boxes.to(paste_dtype)
-    if mask_format == "boxes":
-        full = _box_masks(masks, paste_boxes, meta.original_shape)
-    else:
-        full = paste_masks(masks, paste_boxes, meta.original_shape).cpu().numpy()
-    boxes_np = boxes.float().cpu().numpy()
-    return {
-        "rois": np.round(xyxy_to_yxyx(boxes_np)).astype(np.int32),
-        "boxes": boxes_np.astype(np.float32),
-        "class_ids": found["class_ids"][selected].cpu().numpy().astype(np.int32),
-        "scores": found["scores"][selected].float().cpu().numpy(),
-        "masks": full,
-    }
-
-
-def _box_masks(masks: torch.Tensor, boxes: torch.Tensor, shape: tuple[int, int]) -> BoxMasks:
-    """The instances as :class:`mrcnn.masks.BoxMasks`: small masks and boxes, pasted lazily."""
-    return BoxMasks((int(shape[0]), int(shape[1])), masks.cpu(), boxes.cpu())
-
-
-def _check_list(images) -> list:
-    if isinstance(images, np.ndarray):
-        raise ValueError("detect expects a list of images, got one array; use detect([image])")
-    if not isinstance(images, (list, tuple)):
-        raise ValueError(f"detect expects a list of images, got {type(images).__name__}")
-    if len(images) == 0:
-        raise ValueError("detect got an empty list of images")
-    return list(images)
-
-
-def _check_image(image, index: int) -> np.ndarray:
-    where = f"image {index}"
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{where}: expected a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(
-            f"{where}: dtype {image.dtype}, expected uint8 RGB in 0-255 (for floats in [0, 1] "
-            "use (image * 255).round().astype(np.uint8))"
-        )
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"{where}: shape {image.shape}, expected H x W or H x W x 1, 3 or 4")
-    if image.size == 0:
-        raise ValueError(f"{where}: zero-size image (shape {image.shape})")
-    return to_rgb_uint8(image, where)
+        return load_image_gt
+    raise AttributeError(f"module 'mrcnn.model' has no attribute {name!r}")

@@ -19,9 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mrcnn.model.losses import LOSS_NAMES, training_losses, weighted_total
-from mrcnn.training import distributed
-from mrcnn.training.checkpoint import (
+from mrcnn.checkpoint import (
     RunLock,
     atomic_torch_save,
     check_same_architecture,
@@ -30,8 +28,12 @@ from mrcnn.training.checkpoint import (
     claim_run_dir,
     run_dir_of,
 )
+from mrcnn.config_checks import amp_device_error, training_errors
+from mrcnn.model.losses import training_losses, weighted_total
+from mrcnn.training import distributed
 from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
 from mrcnn.training.imgaug_adapter import adapt_augmentation
+from mrcnn.training.run_log import RunLogger, short_names
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ def build_optimizer(
 
     ``kind`` is the config's OPTIMIZER: "sgd" (Matterport's, with ``momentum``) or "adamw"
     (``momentum`` is its beta1), which converges faster when training from random weights.
+    Config validation (:mod:`mrcnn.config_checks`) has refused any other value.
     """
     decay, no_decay = [], []
     for parameter in net.parameters():
@@ -123,10 +126,8 @@ def build_optimizer(
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    if kind == "adamw":
+    if kind.lower() == "adamw":
         return torch.optim.AdamW(groups, lr=learning_rate, betas=(momentum, 0.999))
-    if kind != "sgd":
-        raise ValueError(f"OPTIMIZER={kind!r}: use 'sgd' or 'adamw'")
     return torch.optim.SGD(groups, lr=learning_rate, momentum=momentum)
 
 
@@ -167,7 +168,7 @@ def check_dataset(dataset, config, which: str) -> None:
         raise ValueError(f"{which} has no images")
 
 
-def _finite_or_raise(values: dict[str, float], where: str, checkpoint: Path | None) -> None:
+def _finite_or_raise(values: dict[str, float], where: str, checkpoint: str | None) -> None:
     if all(math.isfinite(v) for v in values.values()):
         return
     shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
@@ -188,6 +189,8 @@ class Trainer:
     def __init__(self, model, train_dataset, val_dataset, learning_rate, epochs, layers, aug):
         self.deadline: float | None = None
         self.model, self.config = model, model.config
+        #: The model's run state (epoch, step, run folder, checkpoint): this trainer advances it.
+        self.state = model.training_state
         self.learning_rate, self.final_epoch, self.layers = float(learning_rate), epochs, layers
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate={learning_rate!r}: must be a finite number > 0")
@@ -196,6 +199,7 @@ class Trainer:
         if val_dataset is not None:
             check_dataset(val_dataset, self.config, "the validation dataset")
         self.device = distributed.device_for_rank(model.device, distributed.info().local_rank)
+        _check_training_config(self.config, self.device)
         self.dist = distributed.setup(self.device)
         model.net.to(self.device)
         self.trainable = set_trainable(model.net, layers)
@@ -208,20 +212,20 @@ class Trainer:
             self.learning_rate,
             float(self.config.LEARNING_MOMENTUM),
             float(self.config.WEIGHT_DECAY),
-            str(getattr(self.config, "OPTIMIZER", "sgd")).lower(),
+            str(getattr(self.config, "OPTIMIZER", "sgd")),
         )
         self.warmup = 0 if self._restore_optimizer() else int(self.config.WARMUP_STEPS)
         self.loss_module = LossModule(model.net)
         self.step_module = distributed.wrap(self.loss_module, self.device)
-        self.first_step = int(model.global_step)
-        self.amp = _amp_dtype(self.config, self.device)
+        self.first_step = self.state.step
+        self.amp = AMP_DTYPES.get(str(getattr(self.config, "AMP", None)).lower())
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda"
         )
         self.run_dir: Path | None = self._run_dir()
         self.lock: RunLock | None = None
-        self.last_checkpoint: Path | None = getattr(model, "checkpoint_path", None)
-        self.writer = None
+        self.last_checkpoint: str | None = self.state.checkpoint_path
+        self.log = RunLogger(None, enabled=False)
 
     # --- setup ---------------------------------------------------------------------------------
     def _loader(self, dataset, augmentation, steps: int) -> torch.utils.data.DataLoader:
@@ -244,7 +248,7 @@ class Trainer:
     def _restore_optimizer(self) -> bool:
         """Load the optimiser state of the checkpoint being resumed, when it trained the same
         layers (the state is per parameter, so another selection cannot reuse it)."""
-        extras = self.model.checkpoint_extras
+        extras = self.state.extras
         state = extras.pop("optimizer", None) if extras else None
         if state is None or extras.get("layers") != self.layers:
             return False
@@ -265,18 +269,18 @@ class Trainer:
             ArchitectureMismatch: the resumed checkpoint's network settings differ from the
                 config's (training on would mix two models in one run folder).
         """
-        if self.model.log_dir is not None:
-            return Path(self.model.log_dir)
-        previous = getattr(self.model, "checkpoint_path", None)
+        if self.state.log_dir is not None:
+            return Path(self.state.log_dir)
+        previous = self.state.checkpoint_path
         if previous and run_dir_of(previous) is not None:
-            saved = self.model.checkpoint_extras.get("config")
+            saved = self.state.extras.get("config")
             check_same_architecture(saved, self.config, previous)
             return run_dir_of(previous)
         return None
 
     # --- run -----------------------------------------------------------------------------------
     def run(self) -> None:
-        start = int(self.model.epoch) + 1
+        start = self.state.epoch + 1
         if start > self.final_epoch:
             log.warning("already at epoch %d of %d: nothing to train", start - 1, self.final_epoch)
             return
@@ -286,7 +290,7 @@ class Trainer:
                 f"Training {len(self.trainable)} tensors ({self.layers}) from epoch {start} "
                 f"to {self.final_epoch}; run folder {self.run_dir}"
             )
-        self.model.log_dir = self.run_dir
+        self.state.log_dir = self.run_dir
         try:
             for epoch in range(start, self.final_epoch + 1):
                 began = time.monotonic()
@@ -297,12 +301,11 @@ class Trainer:
                 if self.deadline is not None and 2 * time.monotonic() - began > self.deadline:
                     break
         finally:
-            if self.writer is not None:
-                self.writer.close()
+            self.log.close()
             if self.lock is not None:
                 self.lock.release()
         # A later train() call on the same layers continues with this momentum, no warm-up.
-        self.model.checkpoint_extras = {
+        self.state.extras = {
             "optimizer": self.optimizer.state_dict(),
             "layers": self.layers,
         }
@@ -314,30 +317,21 @@ class Trainer:
         Raises:
             RunFolderLocked: another live process trains into the resumed run folder.
         """
-        from torch.utils.tensorboard import SummaryWriter
-
         self.run_dir, self.lock = claim_run_dir(
-            self.run_dir, self.model.model_dir, self.config, self.model.global_step
+            self.run_dir, self.model.model_dir, self.config, self.state.step
         )
         config_file = self.run_dir / "config.json"
         text = json.dumps(self.config.to_dict(), indent=2, default=str) + "\n"
         if config_file.exists() and config_file.read_text() != text:  # e.g. a new learning rate
-            config_file = self.run_dir / f"config_from_epoch_{self.model.epoch + 1:04d}.json"
+            config_file = self.run_dir / f"config_from_epoch_{self.state.epoch + 1:04d}.json"
         config_file.write_text(text)
-        self.writer = SummaryWriter(str(self.run_dir))
+        self.log = RunLogger(self.run_dir)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
-        from tqdm import tqdm
-
         self.train_loader.sampler.set_epoch(epoch)
         set_train_mode(self.model.net, bool(self.config.TRAIN_BN))
         steps = int(self.config.STEPS_PER_EPOCH)
-        bar = tqdm(
-            total=steps,
-            desc=self._progress_label(epoch),
-            disable=not self.dist.is_main,
-            dynamic_ncols=True,
-        )
+        bar = self.log.progress(steps, self._progress_label(epoch))
         sums: dict[str, float] = {}
         tick = time.perf_counter()
         for index, batch in enumerate(self.train_loader):
@@ -345,8 +339,11 @@ class Trainer:
             seconds, tick = time.perf_counter() - tick, time.perf_counter()
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
-            self._log_step(values, epoch, seconds, len(batch.image_ids))
-            bar.set_postfix(_short(values) | {"img/s": f"{len(batch.image_ids) / seconds:.1f}"})
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.log.step(self.state.step, epoch, values, lr, seconds, len(batch.image_ids))
+            bar.set_postfix(
+                short_names(values) | {"img/s": f"{len(batch.image_ids) / seconds:.1f}"}
+            )
             bar.update()
         bar.close()
         return {key: value / max(1, steps) for key, value in sums.items()}
@@ -359,7 +356,7 @@ class Trainer:
 
     def _step(self, batch: Batch, epoch: int, index: int) -> dict[str, float]:
         batch = batch.to(self.device)
-        global_step = self.model.global_step
+        global_step = self.state.step
         factor = warmup_factor(global_step - self.first_step, self.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate * factor
@@ -385,26 +382,13 @@ class Trainer:
         )
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.model.global_step += 1
+        self.state.step += 1
         return values
 
     def _autocast(self):
         return torch.autocast(
             self.device.type, dtype=self.amp or torch.float32, enabled=bool(self.amp)
         )
-
-    def _log_step(self, values: dict[str, float], epoch: int, seconds: float, images: int) -> None:
-        if not self.dist.is_main:
-            return
-        step = self.model.global_step
-        lr = self.optimizer.param_groups[0]["lr"]
-        record = {"step": step, "epoch": epoch, **values, "lr": lr, "seconds": seconds}
-        with open(self.run_dir / "metrics.jsonl", "a") as stream:
-            stream.write(json.dumps(record) + "\n")
-        for key, value in values.items():
-            self.writer.add_scalar(f"train/{key}", value, step)
-        self.writer.add_scalar("train/lr", lr, step)
-        self.writer.add_scalar("train/images_per_second", images / max(seconds, 1e-9), step)
 
     @torch.no_grad()
     def _validate(self, epoch: int) -> dict[str, float]:
@@ -426,16 +410,11 @@ class Trainer:
         return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
 
     def _end_epoch(self, epoch: int, losses: dict[str, float], val: dict[str, float]) -> None:
-        self.model.epoch = epoch
+        self.state.epoch = epoch
         if self.dist.is_main:
             self._save(epoch)
-            record = {"step": self.model.global_step, "epoch": epoch, **val}
-            if val:
-                with open(self.run_dir / "metrics.jsonl", "a") as stream:
-                    stream.write(json.dumps(record) + "\n")
-                for key, value in val.items():
-                    self.writer.add_scalar(f"val/{key[4:]}", value, self.model.global_step)
-            self.writer.flush()
+            self.log.validation(self.state.step, epoch, val)
+            self.log.flush()
             summary = ", ".join(f"{k} {v:.4f}" for k, v in {**losses, **val}.items())
             print(f"epoch {epoch}: {summary}; saved {self.last_checkpoint}")
         distributed.barrier()
@@ -449,29 +428,24 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             layers=self.layers,
             class_names=list(self.class_names),
-            step=self.model.global_step,
+            step=self.state.step,
             learning_rate=self.learning_rate,
         )
         atomic_torch_save(payload, path)
-        self.last_checkpoint = path
-        self.model.checkpoint_path = str(path)
+        self.last_checkpoint = self.state.checkpoint_path = str(path)
 
 
-def _short(values: dict[str, float]) -> dict[str, str]:
-    names = {"loss": "loss", **{name: name.replace("_loss", "") for name in LOSS_NAMES}}
-    return {names.get(k, k): f"{v:.3f}" for k, v in values.items()}
+def _check_training_config(config, device: torch.device) -> None:
+    """Re-check what training reads (OPTIMIZER, AMP: the config may have changed since it
+    was built) and AMP against the device training runs on.
 
-
-def _amp_dtype(config, device: torch.device) -> torch.dtype | None:
-    amp = getattr(config, "AMP", None)
-    if not amp:
-        return None
-    if str(amp).lower() not in AMP_DTYPES:
-        raise ValueError(f"AMP={amp!r}: use None, 'bf16' or 'fp16'")
-    dtype = AMP_DTYPES[str(amp).lower()]
-    if dtype == torch.float16 and device.type == "cpu":
-        raise ValueError("AMP='fp16' needs a GPU; on the CPU use AMP='bf16'")
-    return dtype
+    Raises:
+        ValueError: one line naming each bad value and what to use.
+    """
+    errors = training_errors(config)
+    amp_error = amp_device_error(getattr(config, "AMP", None), device.type)
+    if errors or amp_error:
+        raise ValueError("; ".join([*errors, *([amp_error] if amp_error else [])]))
 
 
 def train(

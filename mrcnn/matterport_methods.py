@@ -15,11 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from mrcnn import weights
 from mrcnn.boxes import xyxy_to_yxyx
+from mrcnn.checkpoint import run_dir_of
 from mrcnn.image import mold_batch, paste_masks
 from mrcnn.model.anchors import anchors_for_config
 from mrcnn.model.matterport_api import _image_meta_of, _norm_yxyx, compose_image_meta
 from mrcnn.model.run_graph import _stage_name, _StageValues
+from mrcnn.training.trainer import LAYER_PRESETS, set_trainable
 
 #: Matterport's Keras layer names -> this network's parameter-name prefixes (for set_trainable).
 KERAS_LAYER_GROUPS = {
@@ -72,8 +75,6 @@ class MatterportMethods:
             the trainable parameter names.
         """
         del keras_model, indent
-        from mrcnn.training.trainer import set_trainable
-
         trainable = set_trainable(self.net, _translate_layer_regex(layer_regex))
         if verbose:
             print(f"Selecting layers to train: {len(trainable)} tensors match {layer_regex!r}")
@@ -82,8 +83,6 @@ class MatterportMethods:
     def set_log_dir(self, model_path: str | None = None) -> None:
         """Continue the run folder and epoch of ``model_path`` (one of this package's
         checkpoints), or start a new run (its folder is made when training starts)."""
-        from mrcnn.training.checkpoint import run_dir_of
-
         self.epoch, self.log_dir = 0, None
         if model_path and run_dir_of(model_path) is not None:
             match = re.search(r"_(\d{4,})\.pt$", str(model_path))
@@ -94,8 +93,6 @@ class MatterportMethods:
     def get_imagenet_weights(self) -> str:
         """Path of the ImageNet weights of the config's BACKBONE (torchvision's; downloaded
         once into the cache), for ``load_weights``."""
-        from mrcnn import weights
-
         return str(weights.pretrained_file(f"imagenet-{self.config.BACKBONE}"))
 
     # ------------------------------------------------------------------ molding
@@ -168,8 +165,6 @@ class MatterportMethods:
         """``detect`` on images already molded (:meth:`mold_inputs`, or
         :func:`~mrcnn.model.load_image_gt` plus :func:`~mrcnn.model.mold_image`); the results
         are in the original images' pixels that the metas record."""
-        from mrcnn.model import _unmold_detections  # the facade's own unmolding
-
         batch = torch.as_tensor(np.asarray(molded_images, dtype=np.float32)).permute(0, 3, 1, 2)
         batch = batch.to(self.device, self.dtype)
         metas = [_image_meta_of(row) for row in np.asarray(image_metas).reshape(len(batch), -1)]
@@ -177,7 +172,7 @@ class MatterportMethods:
         with _eval(self.net), torch.inference_mode():
             found = self.net(batch, windows)
         results = [
-            _unmold_detections(found, found["image_index"] == i, meta)
+            self._unmold_one(found, found["image_index"] == i, meta)
             for i, meta in enumerate(metas)
         ]
         if verbose:
@@ -225,8 +220,6 @@ class MatterportMethods:
 def _translate_layer_regex(layer_regex: str) -> str:
     """Our preset or parameter regex as given; a regex over Matterport's layer names mapped to
     the matching parameter prefixes."""
-    from mrcnn.training.trainer import LAYER_PRESETS
-
     if layer_regex in LAYER_PRESETS:
         return layer_regex
     try:
