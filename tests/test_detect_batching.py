@@ -16,7 +16,7 @@ import torch
 from _tiny_model import tiny_model
 
 from mrcnn.image import mold_batch
-from mrcnn.model import _unmold_detections
+from mrcnn.maskrcnn import _unmold_detections
 from mrcnn.testing import photo_like_image
 
 #: Config overrides of each resize mode ("crop" molds whole images at inference, like pad64).
