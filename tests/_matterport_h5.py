@@ -22,7 +22,13 @@ import numpy as np
 Manifest = list[tuple[str, list[str], list[tuple[int, ...]]]]
 
 # The output layers whose scale makes scores spread instead of saturating (see draw_weights).
-OUTPUT_LAYERS = ("rpn_class_raw", "rpn_bbox_pred", "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask")
+OUTPUT_LAYERS = (
+    "rpn_class_raw",
+    "rpn_bbox_pred",
+    "mrcnn_class_logits",
+    "mrcnn_bbox_fc",
+    "mrcnn_mask",
+)
 
 # The layouts write_h5 can produce:
 #   "keras-2.2": Keras 2.0.8-2.2 `save_weights` / ModelCheckpoint(save_weights_only=True), the
@@ -35,11 +41,16 @@ LAYOUTS = ("keras-2.2", "tf-keras-2", "model-save")
 
 
 def manifest_to_json(manifest: Manifest) -> str:
-    return json.dumps([[name, list(weights), [list(s) for s in shapes]] for name, weights, shapes in manifest])
+    return json.dumps(
+        [[name, list(weights), [list(s) for s in shapes]] for name, weights, shapes in manifest]
+    )
 
 
 def manifest_from_json(text: str) -> Manifest:
-    return [(name, list(weights), [tuple(s) for s in shapes]) for name, weights, shapes in json.loads(text)]
+    return [
+        (name, list(weights), [tuple(s) for s in shapes])
+        for name, weights, shapes in json.loads(text)
+    ]
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:
@@ -54,7 +65,9 @@ def _weight_key(weight_name: str) -> tuple[str, str]:
     return parts[-2], parts[-1]
 
 
-def _draw_one(rng: np.random.Generator, sublayer: str, kind: str, shape: tuple[int, ...]) -> np.ndarray:
+def _draw_one(
+    rng: np.random.Generator, sublayer: str, kind: str, shape: tuple[int, ...]
+) -> np.ndarray:
     """Values for one weight. Kernels are He-normal, so unit-scale activations stay unit-scale
     through ReLU layers; BatchNorm statistics are near (0, 1) so inference-mode BN keeps them
     there; the last BN of each residual branch has a small gamma so that 33 residual additions
@@ -98,7 +111,7 @@ def draw_weights(
     weights = {}
     for layer_name, weight_names, shapes in manifest:
         arrays = []
-        for weight_name, shape in zip(weight_names, shapes):
+        for weight_name, shape in zip(weight_names, shapes, strict=True):
             sublayer, kind = _weight_key(weight_name)
             value = _draw_one(_rng(seed, f"{sublayer}/{kind}"), sublayer, kind, tuple(shape))
             if kind in ("kernel", "bias") and sublayer in output_scales:
@@ -122,14 +135,16 @@ def _names_attr(names: list[str], fixed_length: bool):
     return np.array(encoded) if fixed_length else encoded
 
 
-def _write_layer_groups(root, manifest: Manifest, weights: dict[str, list[np.ndarray]], fixed_length: bool) -> None:
+def _write_layer_groups(
+    root, manifest: Manifest, weights: dict[str, list[np.ndarray]], fixed_length: bool
+) -> None:
     """Keras's `save_weights_to_hdf5_group`: layer_names in model order, groups in name order,
     each with its weight_names attribute and one dataset per weight name."""
     root.attrs["layer_names"] = _names_attr([name for name, _, _ in manifest], fixed_length)
     for name, weight_names, _ in sorted(manifest, key=lambda m: m[0]):
         group = root.create_group(name)
         group.attrs["weight_names"] = _names_attr(weight_names, fixed_length)
-        for weight_name, value in zip(weight_names, weights[name]):
+        for weight_name, value in zip(weight_names, weights[name], strict=True):
             group.create_dataset(weight_name, data=value)
 
 
@@ -178,4 +193,28 @@ def write_matterport_h5(
     layout: str = "tf-keras-2",
 ) -> Path:
     """The .h5 of a seeded random-weight Matterport model (draw_weights then write_h5)."""
-    return write_h5(path, manifest, draw_weights(manifest, seed, output_scales, background_logit), layout)
+    return write_h5(
+        path, manifest, draw_weights(manifest, seed, output_scales, background_logit), layout
+    )
+
+
+def _decoded(values) -> list[str]:
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def weights_digest(path: str | Path) -> str:
+    """sha1 of every weight array of a Keras .h5 (layer_names order, then weight_names order,
+    float32 C-order bytes): equal digests mean the same weights whatever the layout."""
+    import hashlib
+
+    import h5py
+
+    digest = hashlib.sha1()
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        for layer in _decoded(root.attrs["layer_names"]):
+            for weight in _decoded(root[layer].attrs["weight_names"]):
+                digest.update(
+                    np.ascontiguousarray(root[layer][weight][()], dtype=np.float32).tobytes()
+                )
+    return digest.hexdigest()

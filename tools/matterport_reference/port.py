@@ -44,7 +44,9 @@ PATCHES = [
 def prepare_port(src: Path, dst: Path) -> Path:
     """Copies src/mrcnn to dst/mrcnn and applies PATCHES. Returns dst (put it on sys.path)."""
     if not (src / "mrcnn" / "model.py").is_file():
-        raise SystemExit(f"error: {src} has no mrcnn/model.py: pass the port's checkout (Ben-Sicat/mrcnn_tf2)")
+        raise SystemExit(
+            f"error: {src} has no mrcnn/model.py: pass the port's checkout (Ben-Sicat/mrcnn_tf2)"
+        )
     if (dst / "mrcnn").exists():
         shutil.rmtree(dst / "mrcnn")
     dst.mkdir(parents=True, exist_ok=True)
@@ -53,6 +55,8 @@ def prepare_port(src: Path, dst: Path) -> Path:
         path = dst / rel
         text = path.read_text()
         if text.count(old) != 1:
-            raise SystemExit(f"error: patch '{why}' expects {old!r} once in {rel}, found {text.count(old)}")
+            raise SystemExit(
+                f"error: patch '{why}' expects {old!r} once in {rel}, found {text.count(old)}"
+            )
         path.write_text(text.replace(old, new))
     return dst
