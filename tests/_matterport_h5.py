@@ -98,15 +98,22 @@ def _draw_one(
 
 
 def draw_weights(
-    manifest: Manifest, seed: int, output_scales: dict[str, float], background_logit: float = 0.0
+    manifest: Manifest,
+    seed: int,
+    output_scales: dict[str, float],
+    background_logit: float = 0.0,
+    class_logit_projection: np.ndarray | None = None,
 ) -> dict[str, list[np.ndarray]]:
     """Seeded weights for every layer of the manifest: {layer_name: [array per weight name]}.
 
     The kernels of the output sublayers named in output_scales (OUTPUT_LAYERS) are centred over
     their inputs (so a layer's outputs vary with the features instead of carrying one large
     offset) and, with their biases, multiplied by the scale: larger logits spread the scores.
-    background_logit is added to the background (class 0) logit of mrcnn_class_logits, which
-    sets how many ROIs pass DETECTION_MIN_CONFIDENCE.
+    class_logit_projection [P, 1024] (orthonormal rows) is projected out of the
+    mrcnn_class_logits kernel before scaling: make_reference.py passes the directions of the
+    box-head features' per-photo means, so that class scores vary between ROIs rather than
+    between photos. background_logit is added to the background (class 0) logit, which sets how
+    many ROIs pass DETECTION_MIN_CONFIDENCE.
     """
     weights = {}
     for layer_name, weight_names, shapes in manifest:
@@ -117,6 +124,13 @@ def draw_weights(
             if kind in ("kernel", "bias") and sublayer in output_scales:
                 if kind == "kernel":
                     value = value - value.mean(axis=tuple(range(value.ndim - 1)), keepdims=True)
+                if (
+                    kind == "kernel"
+                    and sublayer == "mrcnn_class_logits"
+                    and class_logit_projection is not None
+                ):
+                    d = np.asarray(class_logit_projection, dtype=np.float64)
+                    value = (value - d.T @ (d @ value.astype(np.float64))).astype(np.float32)
                 value = (value * np.float32(output_scales[sublayer])).astype(np.float32)
             if sublayer == "mrcnn_class_logits" and kind == "bias":
                 value[0] += np.float32(background_logit)
@@ -191,11 +205,11 @@ def write_matterport_h5(
     output_scales: dict[str, float],
     background_logit: float = 0.0,
     layout: str = "tf-keras-2",
+    class_logit_projection: np.ndarray | None = None,
 ) -> Path:
     """The .h5 of a seeded random-weight Matterport model (draw_weights then write_h5)."""
-    return write_h5(
-        path, manifest, draw_weights(manifest, seed, output_scales, background_logit), layout
-    )
+    weights = draw_weights(manifest, seed, output_scales, background_logit, class_logit_projection)
+    return write_h5(path, manifest, weights, layout)
 
 
 def _decoded(values) -> list[str]:

@@ -72,7 +72,7 @@ OUTPUT_SCALES = {
 # 0.7 and ~0.99 and detections are rarely all cut at DETECTION_MAX_INSTANCES.
 CLASS_LOGITS = {2: (0.25, 2.0), 4: (0.35, 2.0), 81: (0.5, 1.0)}
 TARGET_LOGIT_STD = 2.0
-MAX_PASS_FRACTION = 0.06
+PASS_FRACTION = 0.04
 
 # Photos: (name, file, crop (y, x, h, w) or None). Crops give the molded size exactly (no resize,
 # maybe padding); None is the photo at its native size (resized by molding).
@@ -148,23 +148,23 @@ def keras_manifest(keras_model) -> mh5.Manifest:
     ]
 
 
-def assign_weights(model, manifest, seed: int, scales: dict, background: float) -> dict:
-    weights = mh5.draw_weights(manifest, seed, scales, background)
+def assign_weights(
+    model, manifest, seed: int, scales: dict, background: float, projection=None
+) -> dict:
+    weights = mh5.draw_weights(manifest, seed, scales, background, projection)
     for layer in model.keras_model.layers:
         if layer.weights:
             layer.set_weights(weights[layer.name])
     return weights
 
 
-def assign_and_save(
-    model, manifest, seed: int, scales: dict, background: float, h5_path: Path
-) -> None:
+def assign_and_save(model, manifest, seed, scales, background, projection, h5_path: Path) -> None:
     """Assigns the seeded weights, saves them as Matterport did (save_weights = ModelCheckpoint's
     layout) and checks the numpy writer gives the same file content. The file is replaced only
     once complete (someone may be reading the previous one)."""
     import h5py
 
-    weights = assign_weights(model, manifest, seed, scales, background)
+    weights = assign_weights(model, manifest, seed, scales, background, projection)
     tmp_path = h5_path.with_suffix(".tmp.h5")
     model.keras_model.save_weights(str(tmp_path))
     numpy_path = h5_path.with_suffix(".numpy.h5")
@@ -230,11 +230,18 @@ def run_stages(model, image: np.ndarray) -> dict[str, np.ndarray]:
     return stages
 
 
+def feature_directions(shared_per_photo) -> np.ndarray:
+    """float32 [P, 1024] orthonormal basis of the photos' mean box-head features (pool_squeeze):
+    projected out of the class-logit kernel, the logits lose what is common to a photo's ROIs."""
+    means = np.stack([s.astype(np.float64).mean(axis=0) for s in shared_per_photo])
+    q, _ = np.linalg.qr(means.T)
+    return q.T.astype(np.float32)
+
+
 def calibrate_class_logits(shared_per_photo, kernel, bias, scale0, background0, min_confidence):
-    """(scale, background logit) for mrcnn_class_logits: on the ROIs of all the model's photos
-    the logits get TARGET_LOGIT_STD, and on the photo where most ROIs pass
-    DETECTION_MIN_CONFIDENCE, MAX_PASS_FRACTION of them pass (so no photo's detections are all
-    cut at DETECTION_MAX_INSTANCES with saturated scores).
+    """(scale, background logit) for mrcnn_class_logits: the logits of each photo's ROIs get
+    TARGET_LOGIT_STD about their mean, and on average PASS_FRACTION of the ROIs pass
+    DETECTION_MIN_CONFIDENCE.
 
     shared_per_photo: [R, 1024] box-head features (pool_squeeze) per photo; kernel [1024, C] and
     bias [C]: the layer's weights as drawn with scale0 and background0 (linear in both)."""
@@ -243,8 +250,8 @@ def calibrate_class_logits(shared_per_photo, kernel, bias, scale0, background0, 
         z = shared.astype(np.float64) @ kernel + bias
         z[:, 0] -= background0
         zs.append(z / scale0)
-    pooled = np.concatenate(zs)
-    scale = TARGET_LOGIT_STD / (pooled - pooled.mean(axis=0)).std()
+    spread = np.sqrt(np.mean([np.var(z - z.mean(axis=0)) for z in zs]))
+    scale = TARGET_LOGIT_STD / spread
 
     def passing(background):
         fractions = []
@@ -254,12 +261,12 @@ def calibrate_class_logits(shared_per_photo, kernel, bias, scale0, background0, 
             p = np.exp(logits - logits.max(axis=1, keepdims=True))
             p /= p.sum(axis=1, keepdims=True)
             fractions.append(np.mean(p[:, 1:].max(axis=1) >= min_confidence))
-        return max(fractions)
+        return float(np.mean(fractions))
 
     lo, hi = -50.0, 50.0  # passing() falls as the background logit grows
     for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if passing(mid) > MAX_PASS_FRACTION else (lo, mid)
+        lo, hi = (mid, hi) if passing(mid) > PASS_FRACTION else (lo, mid)
     return float(np.float32(scale)), float(np.float32(round((lo + hi) / 2, 3)))
 
 
@@ -306,12 +313,14 @@ def save_whole_model(model, path: Path) -> None:
     model.keras_model.save(str(path), save_format="h5")
 
 
-def check_model_save(path: Path, manifest, seed: int, scales: dict, background: float) -> None:
+def check_model_save(path: Path, manifest, seed, scales, background, projection) -> None:
     """The numpy writer's "model-save" layout has the same weights group as Keras's model.save()."""
     import h5py
 
     numpy_path = path.with_suffix(".numpy.h5")
-    mh5.write_matterport_h5(numpy_path, manifest, seed, scales, background, layout="model-save")
+    mh5.write_matterport_h5(
+        numpy_path, manifest, seed, scales, background, "model-save", projection
+    )
     with h5py.File(path, "r") as a, h5py.File(numpy_path, "r") as b:
         compare_h5(a["model_weights"], b["model_weights"])
         assert sorted(a.attrs) == sorted(b.attrs), "root attributes differ"
@@ -332,6 +341,8 @@ def make_model(name: str, out: Path, port_src: Path, max_photos: int | None = No
         run_stages(model, load_photo(path, crop))["pool_squeeze"]
         for _, path, crop in photos[:max_photos]
     ]
+    projection = feature_directions(shared)
+    assign_weights(model, manifest, seed, scales, background, projection)
     kernel, bias = model.keras_model.get_layer("mrcnn_class_logits").get_weights()
     scales["mrcnn_class_logits"], background = calibrate_class_logits(
         shared,
@@ -345,11 +356,14 @@ def make_model(name: str, out: Path, port_src: Path, max_photos: int | None = No
         f"{name}: mrcnn_class_logits scale {scales['mrcnn_class_logits']}, "
         f"background logit {background}"
     )
-    assign_and_save(model, manifest, seed, scales, background, h5_path)
+    assign_and_save(model, manifest, seed, scales, background, projection, h5_path)
     if name == "r50_c2_512":
         save_whole_model(model, h5_path.with_suffix(".model_save.h5"))
-        check_model_save(h5_path.with_suffix(".model_save.h5"), manifest, seed, scales, background)
+        check_model_save(
+            h5_path.with_suffix(".model_save.h5"), manifest, seed, scales, background, projection
+        )
     info = dict(config=config, seed=seed, output_scales=scales, background_logit=background)
+    info["class_logit_projection"] = projection.tolist()
     info["manifest"] = mh5.manifest_to_json(manifest)
     (out / "models" / f"{name}.json").write_text(json.dumps(info, indent=1))
 
