@@ -40,29 +40,30 @@ from mrcnn.config import Config  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402
 from mrcnn.testing import photo_like_image  # noqa: E402
 
-FIXTURE = (
-    REPO / "tests" / "fixtures" / "matterport" / "r101_c81_1024__balloon_14898532020_crop1024.npz"
-)
+FIXTURES = REPO / "tests" / "fixtures" / "matterport"
+MODEL = FIXTURES / "r101_c81_1024.npz"
+PHOTO = FIXTURES / "r101_c81_1024__balloon_14898532020_crop1024.npz"
 TARGET_RATIO = 0.4
 
 
 def reference_model(directory: Path) -> tuple[Path, dict]:
     """The R-101 / 81-class / 1024 reference .h5 written from its seed, and its Config overrides."""
-    with np.load(FIXTURE) as case:
-        overrides = json.loads(str(case["config_json"]))
+    with np.load(MODEL) as model:
+        overrides = json.loads(str(model["config_json"]))
         path = write_matterport_h5(
             directory / "r101_c81_1024.h5",
-            manifest_from_json(str(case["manifest_json"])),
-            int(case["seed"]),
-            json.loads(str(case["output_scales_json"])),
-            float(case["background_logit"]),
+            manifest_from_json(str(model["manifest_json"])),
+            int(model["seed"]),
+            json.loads(str(model["output_scales_json"])),
+            float(model["background_logit"]),
+            class_logit_projection=model["class_logit_projection"],
         )
     return path, overrides
 
 
 def benchmark_image() -> tuple[np.ndarray, str]:
     """uint8 [1024, 1024, 3]: the fixture's balloon crop, or a synthetic photo-like image."""
-    with np.load(FIXTURE) as case:
+    with np.load(PHOTO) as case:
         photo, crop = str(case["photo_file"]), case["photo_crop"].tolist()
     path = BALLOON / "val" / photo
     if path.is_file():

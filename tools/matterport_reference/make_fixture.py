@@ -3,11 +3,12 @@ fixture tests/fixtures/matterport/ (numpy + h5py only; no TensorFlow needed for 
 
     python tools/matterport_reference/make_fixture.py --ref /work/mmref
 
-Each fixture file is one (model, photo) case: the Keras detections (masks as packed bits), the
-photo (a balloon val file name and crop, with the sha1 of its pixels), and everything
-tests/_matterport_h5.write_matterport_h5 needs to rebuild the model's .h5 from its seed (Config
-overrides, seed, output scales, background logit, layer manifest), plus the sha1 of the weights
-Keras saved, so the test can tell a rebuilt file that differs.
+`<model>.npz` holds everything tests/_matterport_h5.write_matterport_h5 needs to rebuild the
+model's .h5 from its seed (Config overrides, seed, output scales, background logit, class-logit
+projection, layer manifest) and the sha1 of the weights Keras saved, so the test can tell a
+rebuilt file that differs. `<model>__<photo>.npz` is one case: the Keras detections (masks as
+packed bits), the photo (a balloon val file name and crop, with the sha1 of its pixels), the .h5
+layout the test writes and whether the case is slow.
 """
 
 from __future__ import annotations
@@ -48,30 +49,35 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures" / "matterport")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for model, photo, layout, slow in CASES:
+    for model in sorted({case[0] for case in CASES}):
         info = json.loads((args.ref / "models" / f"{model}.json").read_text())
-        detections = dict(np.load(args.ref / "detections" / f"{model}__{photo}.npz"))
-        file_name, crop = PHOTOS[photo]
-        case = dict(
-            detections,
-            model=np.array(model),
+        path = args.out / f"{model}.npz"
+        np.savez_compressed(
+            path,
             config_json=np.array(json.dumps(info["config"])),
             seed=np.array(info["seed"]),
             output_scales_json=np.array(json.dumps(info["output_scales"])),
             background_logit=np.array(info["background_logit"]),
+            class_logit_projection=np.array(info["class_logit_projection"], dtype=np.float32),
             manifest_json=np.array(info["manifest"]),
             weights_sha1=np.array(mh5.weights_digest(args.ref / "models" / f"{model}.h5")),
+        )
+        print(f"{path.relative_to(REPO)}: model, {path.stat().st_size / 1024:.0f} KiB")
+    for model, photo, layout, slow in CASES:
+        detections = dict(np.load(args.ref / "detections" / f"{model}__{photo}.npz"))
+        file_name, crop = PHOTOS[photo]
+        path = args.out / f"{model}__{photo}.npz"
+        np.savez_compressed(
+            path,
+            **detections,
+            model=np.array(model),
             layout=np.array(layout),
             photo_file=np.array(file_name),
             photo_crop=np.array(crop if crop else [], dtype=np.int32),
             slow=np.array(slow),
         )
-        path = args.out / f"{model}__{photo}.npz"
-        np.savez_compressed(path, **case)
-        print(
-            f"{path.relative_to(REPO)}: {len(case['scores'])} detections, "
-            f"{path.stat().st_size / 1024:.0f} KiB"
-        )
+        n, kib = len(detections["scores"]), path.stat().st_size / 1024
+        print(f"{path.relative_to(REPO)}: {n} detections, {kib:.0f} KiB")
 
 
 if __name__ == "__main__":
