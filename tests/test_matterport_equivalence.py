@@ -94,6 +94,21 @@ def write_case_h5(case: dict, directory: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def h5_for(tmp_path_factory):
+    """case -> its model's .h5 in the case's layout, written once per (model, layout)."""
+    directory = tmp_path_factory.mktemp("matterport_h5")
+    written: dict[tuple[str, str], Path] = {}
+
+    def get(case: dict) -> Path:
+        key = (str(case["model"]), str(case["layout"]))
+        if key not in written:
+            written[key] = write_case_h5(case, directory)
+        return written[key]
+
+    return get
+
+
 def pair_detections(keras: dict, ours: dict) -> np.ndarray:
     """For each Keras detection, the index of the detection of ours it pairs with (-1: none).
 
@@ -135,7 +150,7 @@ def describe_unpaired(keras: dict, ours: dict, pairs: np.ndarray) -> str:
 
 
 @pytest.mark.parametrize("case_path", CASES, ids=[p.stem for p in CASES])
-def test_detections_match_matterport_keras(case_path: Path, tmp_path: Path):
+def test_detections_match_matterport_keras(case_path: Path, tmp_path: Path, h5_for):
     case = load_case(case_path)
     if bool(case["slow"]) and os.environ.get("MRCNN_SLOW_EQUIVALENCE") != "1":
         pytest.skip(
@@ -143,7 +158,7 @@ def test_detections_match_matterport_keras(case_path: Path, tmp_path: Path):
             "run with MRCNN_SLOW_EQUIVALENCE=1"
         )
     image = load_photo(case)
-    h5 = write_case_h5(case, tmp_path)
+    h5 = h5_for(case)
     assert weights_digest(h5) == str(case["weights_sha1"]), (
         "the rebuilt .h5 differs from the weights Keras ran with"
     )
@@ -165,7 +180,7 @@ def test_detections_match_matterport_keras(case_path: Path, tmp_path: Path):
     )
 
 
-def test_every_case_rebuilds_the_weights_keras_ran_with(tmp_path: Path):
+def test_every_case_rebuilds_the_weights_keras_ran_with(h5_for):
     """The seed, scales and manifest of each fixture write the very weights Keras saved (a change
     of numpy's random streams or of the drawing code would make the reference meaningless)."""
     checked = set()
@@ -175,7 +190,7 @@ def test_every_case_rebuilds_the_weights_keras_ran_with(tmp_path: Path):
         if bool(case["slow"]) or key in checked:
             continue
         checked.add(key)
-        assert weights_digest(write_case_h5(case, tmp_path)) == str(case["weights_sha1"]), path.stem
+        assert weights_digest(h5_for(case)) == str(case["weights_sha1"]), path.stem
     assert checked, f"no fast fixture case in {FIXTURES}"
 
 

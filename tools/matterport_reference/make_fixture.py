@@ -29,8 +29,9 @@ import _matterport_h5 as mh5  # noqa: E402
 # images are not ours to commit and /work/shared data is reached at test time.
 CASES = [
     ("r50_c2_512", "balloon_410488422_crop512", "tf-keras-2", False),
+    ("r50_c2_512", "balloon_3825919971_crop512", "tf-keras-2", False),
     ("r50_c2_512", "balloon_410488422_native", "keras-2.2", False),
-    ("r50_c4_512", "balloon_410488422_crop512", "model-save", False),
+    ("r50_c4_512", "balloon_5555705118_crop512", "model-save", False),
     ("r101_c81_1024", "balloon_14898532020_crop1024", "tf-keras-2", True),
     ("r101_c81_1024", "balloon_410488422_native", "keras-2.2", True),
 ]
@@ -39,6 +40,8 @@ CASES = [
 PHOTOS = {
     "balloon_410488422_crop512": ("410488422_5f8991f26e_b.jpg", (128, 256, 512, 512)),
     "balloon_410488422_native": ("410488422_5f8991f26e_b.jpg", None),
+    "balloon_3825919971_crop512": ("3825919971_93fb1ec581_b.jpg", (300, 85, 512, 512)),
+    "balloon_5555705118_crop512": ("5555705118_3390d70abe_b.jpg", (256, 85, 512, 512)),
     "balloon_14898532020_crop1024": ("14898532020_ba6199dd22_k.jpg", (170, 512, 1024, 1024)),
 }
 

@@ -87,6 +87,18 @@ PHOTOS = {
         ("balloon_410488422_native", BALLOON_VAL / "410488422_5f8991f26e_b.jpg", None),
         ("sample_12283150_native", "images/12283150_12d37e6389_z.jpg", None),
         ("balloon_14898532020_native", BALLOON_VAL / "14898532020_ba6199dd22_k.jpg", None),
+        # Added after calibration (CALIBRATION_PHOTOS), as further no-resize cases: crops where
+        # the 512 models detect more than on the first crop.
+        (
+            "balloon_3825919971_crop512",
+            BALLOON_VAL / "3825919971_93fb1ec581_b.jpg",
+            (300, 85, 512, 512),
+        ),
+        (
+            "balloon_5555705118_crop512",
+            BALLOON_VAL / "5555705118_3390d70abe_b.jpg",
+            (256, 85, 512, 512),
+        ),
     ],
     1024: [
         (
@@ -98,6 +110,9 @@ PHOTOS = {
         ("sample_1045023827_native", "images/1045023827_4ec3e8ba5c_z.jpg", None),
     ],
 }
+
+# How many of each size's PHOTOS (the first ones) calibrate the class logits.
+CALIBRATION_PHOTOS = {512: 5, 1024: 3}
 
 # Keras layers whose outputs are saved per stage (Matterport's layer names).
 STAGE_LAYERS = [
@@ -339,7 +354,7 @@ def make_model(name: str, out: Path, port_src: Path, max_photos: int | None = No
     assign_weights(model, manifest, seed, scales, background)
     shared = [
         run_stages(model, load_photo(path, crop))["pool_squeeze"]
-        for _, path, crop in photos[:max_photos]
+        for _, path, crop in photos[: min(CALIBRATION_PHOTOS[size], max_photos or 99)]
     ]
     projection = feature_directions(shared)
     assign_weights(model, manifest, seed, scales, background, projection)
