@@ -32,7 +32,16 @@ from PIL import Image
 
 import mrcnn.model as modellib
 from tests._fixtures_data import BALLOON
-from tests._matterport_h5 import write_matterport_h5
+from tests._matterport_h5 import fixture_manifest, with_num_classes, write_matterport_h5
+
+#: Small output layers, so that the random model's scores spread (see tests/_matterport_h5.py).
+OUTPUT_SCALES = {
+    "rpn_class_raw": 0.1,
+    "rpn_bbox_pred": 0.1,
+    "mrcnn_class_logits": 0.1,
+    "mrcnn_bbox_fc": 0.1,
+    "mrcnn_mask": 0.1,
+}
 
 SCRIPT = os.environ.get("MRCNN_MATTERPORT_BALLOON", "")
 
@@ -127,7 +136,12 @@ def test_matterport_balloon_script_trains_from_h5_and_splashes(tmp_path, monkeyp
     script = tmp_path / "samples" / "balloon" / "balloon.py"
     script.parent.mkdir(parents=True)
     script.write_text(port_to_numpy_2(Path(SCRIPT).read_text()))
-    weights = write_matterport_h5(tmp_path / "mask_rcnn_balloon_random.h5", "resnet101", 2, seed=3)
+    # Matterport's default ResNet-101 layout (the COCO model's layers) with two classes, as in
+    # Matterport's mask_rcnn_balloon.h5; seeded random weights in the Keras 2.0.8-2.2 layout.
+    manifest = with_num_classes(fixture_manifest("r101_c81_1024"), 2)
+    weights = write_matterport_h5(
+        tmp_path / "mask_rcnn_balloon_random.h5", manifest, 3, OUTPUT_SCALES, layout="keras-2.2"
+    )
     logs = tmp_path / "logs"
     dataset = balloon_within_bounds(tmp_path / "balloon")
     monkeypatch.chdir(script.parent)  # the script writes its splash into the working folder

@@ -1,0 +1,166 @@
+"""CPU inference of a Matterport R-101 1024x1024 model: ours (loading its .h5) against
+Matterport's Keras implementation in the same run.
+
+The model is the seeded random-weight R-101 / 81-class / 1024 reference of the equivalence test
+(its .h5 rebuilt from tests/fixtures/matterport with numpy + h5py); the image is a 1024x1024
+crop of a balloon photo (needs no resize), or a synthetic photo-like image without the dataset.
+Our side: ``MaskRCNN(...).load_weights(h5)`` then ``detect``. Keras side: when a python with
+TensorFlow is given (--keras-python or $MRCNN_KERAS_PYTHON, e.g. /work/tfenv/bin/python, plus
+the port's checkout, --port or $MRCNN_MATTERPORT_PORT), tools/matterport_reference/keras_timing.py
+runs in that python as a subprocess, so this script never imports TensorFlow. Prints ms/image
+(median of --repeats after a warm-up) for each and the ratio; the target is ours <= 0.4 x Keras.
+
+    .venv/bin/python benchmarks/infer_matterport.py [--repeats 3] [--threads 2] \
+        [--keras-python /work/tfenv/bin/python --port /work/refsrc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from _fixtures_data import BALLOON  # noqa: E402
+from _matterport_h5 import manifest_from_json, write_matterport_h5  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.model import MaskRCNN  # noqa: E402
+from mrcnn.testing import photo_like_image  # noqa: E402
+
+FIXTURES = REPO / "tests" / "fixtures" / "matterport"
+MODEL = FIXTURES / "r101_c81_1024.npz"
+PHOTO = FIXTURES / "r101_c81_1024__balloon_14898532020_crop1024.npz"
+TARGET_RATIO = 0.4
+
+
+def reference_model(directory: Path) -> tuple[Path, dict]:
+    """The R-101 / 81-class / 1024 reference .h5 written from its seed, and its Config overrides."""
+    with np.load(MODEL) as model:
+        overrides = json.loads(str(model["config_json"]))
+        path = write_matterport_h5(
+            directory / "r101_c81_1024.h5",
+            manifest_from_json(str(model["manifest_json"])),
+            int(model["seed"]),
+            json.loads(str(model["output_scales_json"])),
+            float(model["background_logit"]),
+            class_logit_projection=model["class_logit_projection"],
+        )
+    return path, overrides
+
+
+def benchmark_image() -> tuple[np.ndarray, str]:
+    """uint8 [1024, 1024, 3]: the fixture's balloon crop, or a synthetic photo-like image."""
+    with np.load(PHOTO) as case:
+        photo, crop = str(case["photo_file"]), case["photo_crop"].tolist()
+    path = BALLOON / "val" / photo
+    if path.is_file():
+        y, x, h, w = crop
+        image = np.asarray(Image.open(path).convert("RGB"))[y : y + h, x : x + w]
+        return np.ascontiguousarray(image), f"balloon val {photo} cropped to 1024x1024"
+    return photo_like_image(
+        1024, 1024
+    ), "synthetic photo-like 1024x1024 image (balloon data absent)"
+
+
+def time_ours(
+    h5: Path, overrides: dict, image: np.ndarray, repeats: int, threads: int
+) -> tuple[float, int]:
+    if threads:
+        torch.set_num_threads(threads)
+    config = type(
+        "BenchmarkConfig", (Config,), dict(overrides, NAME="bench", GPU_COUNT=1, IMAGES_PER_GPU=1)
+    )()
+    with tempfile.TemporaryDirectory() as logs:
+        model = MaskRCNN(mode="inference", config=config, model_dir=logs)
+        model.load_weights(str(h5), by_name=True)
+        result = model.detect([image])[0]  # warm-up
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = model.detect([image])[0]
+            runs.append((time.perf_counter() - start) * 1000)
+    return statistics.median(runs), len(result["scores"])
+
+
+def time_keras(
+    python: str, port: str, h5: Path, overrides: dict, image_path: Path, repeats: int, threads: int
+):
+    command = [
+        python,
+        str(REPO / "tools" / "matterport_reference" / "keras_timing.py"),
+        "--port", port, "--h5", str(h5), "--config-json", json.dumps(overrides),
+        "--image", str(image_path), "--repeats", str(repeats), "--threads", str(threads),
+    ]  # fmt: skip
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise SystemExit(f"error: the Keras side failed ({python}):\n{tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for both (0: each library's default)"
+    )
+    parser.add_argument(
+        "--keras-python",
+        default=os.environ.get("MRCNN_KERAS_PYTHON"),
+        help="a python with TensorFlow",
+    )
+    parser.add_argument(
+        "--port",
+        default=os.environ.get("MRCNN_MATTERPORT_PORT"),
+        help="checkout of Ben-Sicat/mrcnn_tf2",
+    )
+    parser.add_argument("--keras-only", action="store_true", help="time only the Keras side")
+    args = parser.parse_args()
+
+    image, described = benchmark_image()
+    print(
+        f"image: {described}; R-101, 81 classes, IMAGE_MAX_DIM 1024; "
+        f"median of {args.repeats} after a warm-up"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        h5, overrides = reference_model(Path(tmp))
+        keras = None
+        if args.keras_python and args.port:
+            image_path = Path(tmp) / "image.npy"
+            np.save(image_path, image)
+            keras = time_keras(
+                args.keras_python, args.port, h5, overrides, image_path, args.repeats, args.threads
+            )
+            ms, n = keras["ms_per_image"], keras["detections"]
+            print(f"Keras (Matterport, TF2 port): {ms:7.0f} ms/image, {n} detections")
+        else:
+            print(
+                "Keras: not run (give --keras-python and --port, "
+                "or MRCNN_KERAS_PYTHON and MRCNN_MATTERPORT_PORT)"
+            )
+        if args.keras_only:
+            return
+        ours_ms, ours_n = time_ours(h5, overrides, image, args.repeats, args.threads)
+    print(f"ours (mrcnn, PyTorch):{'':8s} {ours_ms:7.0f} ms/image, {ours_n} detections")
+    if keras:
+        ratio = ours_ms / keras["ms_per_image"]
+        verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+        print(f"ratio ours / Keras: {ratio:.2f} ({verdict} the target <= {TARGET_RATIO})")
+
+
+if __name__ == "__main__":
+    main()

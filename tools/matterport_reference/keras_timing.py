@@ -1,0 +1,83 @@
+"""Times Matterport's Keras `detect` on one image; benchmarks/infer_matterport.py runs it in a
+subprocess with the side environment's python, so the benchmark never imports TensorFlow.
+
+    TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python tools/matterport_reference/keras_timing.py \
+        --port /work/refsrc --h5 model.h5 --config-json '{"BACKBONE": "resnet101", ...}' \
+        --image image.npy [--repeats 3] [--threads 2]
+
+Prints one JSON line last: {"ms_per_image": median, "runs_ms": [...], "detections": N,
+"rois": [[y1, x1, y2, x2], ...], "class_ids": [...], "scores": [...]}. TensorFlow runs with its
+defaults (oneDNN on), i.e. as fast as it runs out of the box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from port import prepare_port  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=Path, required=True, help="checkout of Ben-Sicat/mrcnn_tf2")
+    parser.add_argument("--h5", type=Path, required=True)
+    parser.add_argument("--config-json", required=True, help="Config overrides as a JSON object")
+    parser.add_argument("--image", type=Path, required=True, help="uint8 [H, W, 3] .npy")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="intra-op threads (0: TensorFlow's default)"
+    )
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        raise SystemExit("error: run with TF_USE_LEGACY_KERAS=1 (the port needs tf_keras, Keras 2)")
+    with tempfile.TemporaryDirectory() as tmp:
+        sys.path.insert(0, str(prepare_port(args.port, Path(tmp))))
+        import tensorflow as tf
+
+        from mrcnn import model as modellib
+        from mrcnn.config import Config
+
+        if args.threads:
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        overrides = dict(json.loads(args.config_json), GPU_COUNT=1, IMAGES_PER_GPU=1)
+        overrides.setdefault("NAME", "timing")
+        config = type("TimingConfig", (Config,), overrides)()
+        model = modellib.MaskRCNN(
+            mode="inference", config=config, model_dir=str(Path(tmp) / "logs")
+        )
+        model.keras_model.load_weights(str(args.h5), by_name=True)
+        image = np.load(args.image)
+        result = model.detect([image])[0]  # warm-up: graph tracing
+        runs = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            result = model.detect([image])[0]
+            runs.append((time.perf_counter() - start) * 1000)
+    print(
+        json.dumps(
+            {
+                "ms_per_image": statistics.median(runs),
+                "runs_ms": runs,
+                "detections": int(len(result["scores"])),
+                "rois": result["rois"].tolist(),
+                "class_ids": result["class_ids"].tolist(),
+                "scores": [float(s) for s in result["scores"]],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
