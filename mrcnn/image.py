@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mrcnn import matterport_image
+
 # The size arithmetic lives in mrcnn.resize_plan (torch-free); its names stay importable here.
 from mrcnn.resize_plan import (  # noqa: F401
     SHORTEST_SIDE_PAD,
@@ -271,7 +273,10 @@ def mold_batch(
             )
         else:
             plan = plan_for_config(image.shape[0], image.shape[1], config, rng)
-        molded.append(mold_image(image, config, plan, dtype, device))
+        if getattr(config, "NETWORK_FLAVOUR", "torchvision") == "matterport":
+            molded.append(matterport_image.mold_image(image, config, plan, dtype, device))
+        else:
+            molded.append(mold_image(image, config, plan, dtype, device))
         metas.append(plan.meta())
     height = max(m.shape[1] for m in molded)
     width = max(m.shape[2] for m in molded)

@@ -25,6 +25,7 @@ from mrcnn.image import (
     unmold_boxes,
 )
 from mrcnn.masks import BoxMasks
+from mrcnn.matterport_image import unmold_selected as matterport_unmold
 from mrcnn.model.network import MaskRCNNNet
 from mrcnn.model.precision import inference_autocast
 from mrcnn.training.checkpoint import find_last as find_last_checkpoint
@@ -135,9 +136,14 @@ class MaskRCNN:
             source = str(weights_lib.pretrained_file(f"imagenet-{self.config.BACKBONE}"))
             label = "the imagenet weights"
         state, extras = weights_lib.load_state_dict_file(source)
-        trained_with = weights_lib.trained_conventions(state, extras)
+        trained_with = weights_lib.trained_conventions(state, extras, self.config)
+        flavour_notes = weights_lib.adopt_flavour(self.config, trained_with, label)
+        if flavour_notes:
+            self._rebuild_network()
         state, notes = weights_lib.to_network_state(state, self.config)
-        selected, skipped = weights_lib.select_for_network(self.net, state, exclude or (), source)
+        notes = flavour_notes + notes
+        exclude = weights_lib.translate_exclude(exclude, extras)  # Matterport's layer names
+        selected, skipped = weights_lib.select_for_network(self.net, state, exclude, source)
         if self.mode == "inference":  # training may start from partial weights; detection not
             weights_lib.require_complete(self.net, selected, source)
         if trained_with is None:
@@ -156,6 +162,13 @@ class MaskRCNN:
         for note in notes:
             log.info(note)
         return notes
+
+    def _rebuild_network(self) -> None:
+        """A new network for the config's NETWORK_FLAVOUR, on the old one's device and mode."""
+        device, dtype, training = self.device, self.dtype, self.net.training
+        self.net = MaskRCNNNet(self.config).to(device=device, dtype=dtype).train(training)
+        if getattr(self.config, "CHANNELS_LAST", False):
+            self.net.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ training
     def train(
@@ -249,6 +262,10 @@ class MaskRCNN:
         precision = str(getattr(self.config, "INFERENCE_PRECISION", "fp32"))
         with inference_autocast(precision, self.device, self.dtype):
             found = self.net(batch, windows)
+        if self.net.matterport and mask_format == "dense":
+            return [
+                matterport_unmold(found, i, meta, batch.shape[-2:]) for i, meta in enumerate(metas)
+            ]
         return [
             _unmold_detections(found, found["image_index"] == i, meta, mask_format)
             for i, meta in enumerate(metas)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrcnn.model import matterport
 from mrcnn.model.anchors import anchors_for_config
 from mrcnn.model.backbone import ResNetBackbone, backbone_channels, clear_folded_weights
+from mrcnn.model.crop_and_resize import pyramid_crop_and_resize
 from mrcnn.model.detection import refine_detections
 from mrcnn.model.fpn import FeaturePyramid
 from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
@@ -32,9 +34,18 @@ class MaskRCNNNet(nn.Module):
         super().__init__()
         self.config = config
         channels = int(config.TOP_DOWN_PYRAMID_SIZE)
-        self.backbone = ResNetBackbone(config.BACKBONE, train_bn=bool(config.TRAIN_BN))
+        #: NETWORK_FLAVOUR == "matterport": Matterport's backbone, RPN width and the stages of
+        #: :mod:`mrcnn.model.matterport`; the interface of every stage stays the same.
+        self.matterport = matterport.uses_matterport(config)
+        backbone = matterport.MatterportResNetBackbone if self.matterport else ResNetBackbone
+        self.backbone = backbone(config.BACKBONE, train_bn=bool(config.TRAIN_BN))
         self.fpn = FeaturePyramid(backbone_channels(config.BACKBONE), channels)
-        self.rpn = RPNHead(channels, len(config.RPN_ANCHOR_RATIOS), int(config.RPN_ANCHOR_STRIDE))
+        self.rpn = RPNHead(
+            channels,
+            len(config.RPN_ANCHOR_RATIOS),
+            int(config.RPN_ANCHOR_STRIDE),
+            hidden=512 if self.matterport else channels,
+        )
         self.box_head = BoxHead(
             channels,
             int(config.POOL_SIZE),
@@ -86,6 +97,18 @@ class MaskRCNNNet(nn.Module):
                 cfg.POST_NMS_ROIS_TRAINING if self.training else cfg.POST_NMS_ROIS_INFERENCE
             )
         anchors, counts = self.anchors(image_shape, deltas)
+        if self.matterport:
+            with torch.no_grad():
+                boxes, scores, index = matterport.proposals(
+                    objectness.detach(),
+                    deltas.detach(),
+                    matterport.normalise_boxes(anchors, image_shape),
+                    int(cfg.PRE_NMS_LIMIT),
+                    int(post_nms_limit),
+                    float(cfg.RPN_NMS_THRESHOLD),
+                    self._std(cfg.RPN_BBOX_STD_DEV, deltas),
+                )
+            return matterport.denormalise_boxes(boxes, image_shape), scores, index
         with torch.no_grad():
             return generate_proposals(
                 objectness.detach(),
@@ -107,8 +130,15 @@ class MaskRCNNNet(nn.Module):
         image_index: torch.Tensor,
         size: int,
     ) -> torch.Tensor:
-        """Pyramid ROIAlign on P2-P5: [K, C, size, size]."""
+        """Pyramid ROIAlign on P2-P5: [K, C, size, size] (Matterport's crop_and_resize and
+        level rule for the matterport flavour, on an input of P2's size times its stride)."""
         cfg = self.config
+        if self.matterport:
+            stride = int(cfg.BACKBONE_STRIDES[0])
+            shape = (features[0].shape[-2] * stride, features[0].shape[-1] * stride)
+            normalised = matterport.normalise_boxes(boxes, shape)
+            levels = matterport.roi_levels(normalised, shape)
+            return pyramid_crop_and_resize(features[:4], normalised, image_index, levels, size)
         return pyramid_roi_align(
             features[:4],
             boxes,
@@ -134,9 +164,28 @@ class MaskRCNNNet(nn.Module):
         rois: torch.Tensor,
         image_index: torch.Tensor,
         windows: torch.Tensor,
+        image_shape: tuple[int, int] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Detection layer; see :func:`mrcnn.model.detection.refine_detections`."""
+        """Detection layer; see :func:`mrcnn.model.detection.refine_detections` (and
+        :func:`mrcnn.model.matterport.detections` for the matterport flavour, which needs the
+        padded input's ``image_shape`` (H, W))."""
         cfg = self.config
+        if self.matterport:
+            if image_shape is None:
+                raise ValueError("the matterport flavour's detections need image_shape=(H, W)")
+            found = matterport.detections(
+                class_logits,
+                deltas,
+                matterport.normalise_boxes(rois, image_shape),
+                image_index,
+                matterport.normalise_boxes(windows.to(rois), image_shape),
+                self._std(cfg.BBOX_STD_DEV, deltas),
+                float(cfg.DETECTION_MIN_CONFIDENCE),
+                float(cfg.DETECTION_NMS_THRESHOLD),
+                int(cfg.DETECTION_MAX_INSTANCES),
+            )
+            found["boxes"] = matterport.denormalise_boxes(found["boxes"], image_shape)
+            return found
         return refine_detections(
             class_logits,
             deltas,
@@ -190,7 +239,7 @@ class MaskRCNNNet(nn.Module):
         objectness, rpn_deltas = map(decoding_dtype, self.rpn_outputs(features))
         rois, _, roi_image = self.proposals(objectness, rpn_deltas, image_shape, windows)
         class_logits, deltas = map(decoding_dtype, self.box_predictions(features, rois, roi_image))
-        found = self.detections(class_logits, deltas, rois, roi_image, windows)
+        found = self.detections(class_logits, deltas, rois, roi_image, windows, image_shape)
         found["masks"] = decoding_dtype(
             self.mask_probabilities(
                 features, found["boxes"], found["image_index"], found["class_ids"]
