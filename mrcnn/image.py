@@ -200,6 +200,8 @@ def mold_image(image: np.ndarray, config, plan: ResizePlan, dtype, device) -> to
     Returns:
         [3, out_h, out_w] tensor of ``dtype`` on ``device``.
     """
+    if getattr(config, "NETWORK_FLAVOUR", "torchvision") == "matterport":
+        return matterport_image.mold_image(image, config, plan, dtype, device)
     mean, std = normalization(config, dtype, device)
     if image.shape[0] * image.shape[1] > LARGE_IMAGE_PIXELS and plan.crop is None:
         # Resize first, from uint8 rows, so no float copy of the whole image is made: a
@@ -273,10 +275,7 @@ def mold_batch(
             )
         else:
             plan = plan_for_config(image.shape[0], image.shape[1], config, rng)
-        if getattr(config, "NETWORK_FLAVOUR", "torchvision") == "matterport":
-            molded.append(matterport_image.mold_image(image, config, plan, dtype, device))
-        else:
-            molded.append(mold_image(image, config, plan, dtype, device))
+        molded.append(mold_image(image, config, plan, dtype, device))
         metas.append(plan.meta())
     height = max(m.shape[1] for m in molded)
     width = max(m.shape[2] for m in molded)
