@@ -44,7 +44,7 @@ def _t(array: np.ndarray) -> torch.Tensor:
 
 def conv_weight(kernel: np.ndarray) -> torch.Tensor:
     """Keras [kh, kw, in, out] -> torch [out, in, kh, kw]."""
-    return _t(kernel).permute(3, 2, 0, 1).contiguous()
+    return _t(kernel).permute(3, 2, 0, 1)
 
 
 def _fold(kernel: np.ndarray, bias: np.ndarray, bn: list[np.ndarray]):
