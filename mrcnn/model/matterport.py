@@ -132,11 +132,14 @@ def proposals(
     """
     batch, count = objectness.shape
     k = min(int(pre_nms_limit), count)
-    top = objectness.topk(k, dim=1).indices
+    # Rank by probability, not logit: Keras ranks float32 probabilities, which tie near 1,
+    # and breaks ties by anchor index (a stable sort does the same).
+    probs = torch.sigmoid(objectness)
+    top = torch.sort(probs, dim=1, descending=True, stable=True).indices[:, :k]
     chosen = deltas.gather(1, top[..., None].expand(-1, -1, 4)).reshape(-1, 4)
     boxes = apply_deltas(anchors.to(deltas)[top.reshape(-1)], chosen * std.to(deltas))
     boxes = clip_to_window(boxes, boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
-    scores = torch.sigmoid(objectness.gather(1, top).reshape(-1))
+    scores = probs.gather(1, top).reshape(-1)
     image_index = torch.arange(batch, device=boxes.device).repeat_interleave(k)
     keep = batched_nms(boxes, scores, image_index, float(nms_threshold))
     keep = top_k_per_group(keep, image_index, int(post_nms_limit))
