@@ -2,10 +2,10 @@
 
 Molding (Matterport's ``resize_image`` + ``mold_image``): resize the uint8 image with
 scikit-image's order-1 ``resize`` (mode "constant": samples near the border blend with 0;
-``preserve_range``; output clipped to the input's range), zero-pad it to the plan's size, then
-subtract MEAN_PIXEL, so the padding is ``-MEAN_PIXEL``. The resize is computed with
-``grid_sample`` (bilinear, zero padding, ``align_corners=False``), which samples the same points
-with the same weights.
+``preserve_range``; output clipped to the input's range), truncate it back to uint8 as
+``resize_image`` does, zero-pad it to the plan's size, then subtract MEAN_PIXEL, so the padding
+is ``-MEAN_PIXEL``. The resize samples the points of ``grid_sample`` with zero padding and
+``align_corners=False``, summed as scipy.ndimage does.
 
 Unmolding (Matterport's ``unmold_detections`` + ``unmold_mask``): boxes go through normalised
 coordinates of the padded input and of the window to whole pixels of the original image;
@@ -23,25 +23,38 @@ from mrcnn.boxes import normalise_boxes, xyxy_to_yxyx
 from mrcnn.resize_plan import ImageMeta, ResizePlan
 
 
+def _taps(source: int, target: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lower/upper input index and upper weight of each of ``target`` samples along one axis,
+    at scipy.ndimage.zoom's grid-mode positions (o + 0.5) * source / target - 0.5; an index
+    outside [0, source) marks a sample of the zero border."""
+    position = (torch.arange(target, dtype=torch.float64, device=device) + 0.5) * (
+        source / target
+    ) - 0.5
+    low = torch.floor(position)
+    return low.long(), low.long() + 1, position - low
+
+
 def constant_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """scikit-image ``resize(order=1, mode="constant", cval=0, clip=True)`` of [C, H, W].
 
-    Returns [C, size[0], size[1]] in ``image``'s dtype.
+    The four bilinear taps are summed in scipy.ndimage's order and float64 arithmetic, so that
+    values Matterport truncates to uint8 afterwards truncate the same way. Returns
+    [C, size[0], size[1]] in ``image``'s dtype.
     """
     channels, height, width = image.shape
-    out_h, out_w = int(size[0]), int(size[1])
-    dtype = image.dtype
-    ys = (torch.arange(out_h, dtype=torch.float64) + 0.5) / out_h * 2 - 1
-    xs = (torch.arange(out_w, dtype=torch.float64) + 0.5) / out_w * 2 - 1
-    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
-    out = F.grid_sample(
-        image.to(torch.float64)[None],
-        grid.to(image.device),
-        mode="bilinear",
-        padding_mode="zeros",
-        align_corners=False,
-    )[0]
-    return out.clamp(image.min().to(torch.float64), image.max().to(torch.float64)).to(dtype)
+    dtype, device = image.dtype, image.device
+    source = image.to(torch.float64)
+    r0, r1, wy = _taps(height, int(size[0]), device)
+    c0, c1, wx = _taps(width, int(size[1]), device)
+    out = torch.zeros((channels, len(wy), len(wx)), dtype=torch.float64, device=device)
+    for rows, row_w in ((r0, 1.0 - wy), (r1, wy)):
+        row_ok = (rows >= 0) & (rows < height)
+        picked = source[:, rows.clamp(0, height - 1)] * row_ok[None, :, None]
+        for cols, col_w in ((c0, 1.0 - wx), (c1, wx)):
+            col_ok = (cols >= 0) & (cols < width)
+            values = picked[:, :, cols.clamp(0, width - 1)] * col_ok[None, None, :]
+            out += values * row_w[None, :, None] * col_w[None, None, :]
+    return out.clamp(source.min(), source.max()).to(dtype)
 
 
 def mold_image(image: np.ndarray, config, plan: ResizePlan, dtype, device) -> torch.Tensor:
@@ -49,7 +62,8 @@ def mold_image(image: np.ndarray, config, plan: ResizePlan, dtype, device) -> to
     tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     tensor = tensor.permute(2, 0, 1).to(torch.float64)
     if plan.resized_shape != plan.original_shape:
-        tensor = constant_resize(tensor, plan.resized_shape)
+        # resize_image casts the resized float image back to uint8 (truncating)
+        tensor = torch.floor(constant_resize(tensor, plan.resized_shape))
     if plan.crop is not None:
         y, x, h, w = plan.crop
         tensor = tensor[:, y : y + h, x : x + w]
