@@ -24,6 +24,7 @@ COMMANDS = {
     "demo": "demo",
     "serve": "serve",
     "export": "export",
+    "convert": "convert",
 }
 
 

@@ -59,6 +59,8 @@ def constant_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def mold_image(image: np.ndarray, config, plan: ResizePlan, dtype, device) -> torch.Tensor:
     """Matterport's molding of one H x W x 3 uint8 RGB image: [3, out_h, out_w] tensor."""
+    if not image.flags.writeable:  # torch.from_numpy wants a writable array
+        image = image.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     tensor = tensor.permute(2, 0, 1).to(torch.float64)
     if plan.resized_shape != plan.original_shape:

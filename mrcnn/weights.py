@@ -55,6 +55,8 @@ TORCHVISION_ANCHOR_RATIOS = (2.0, 1.0, 0.5)
 
 #: ``extras["format"]`` of weights read from a Matterport Keras .h5 file.
 MATTERPORT_H5_FORMAT = "matterport-h5"
+#: ``extras["format"]`` of a .safetensors written by ``mrcnn convert`` (weights and config).
+CONVERTED_FORMAT = "mrcnn-weights"
 
 
 class WeightsError(RuntimeError):
@@ -131,7 +133,7 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path)), {}
+            return load_file(str(path)), _safetensors_extras(path)
         except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
             raise WeightsError(f"cannot read {path} as safetensors: {error}") from error
     try:
@@ -152,6 +154,19 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return dict(data), {}
+
+
+def _safetensors_extras(path: Path) -> dict:
+    """The config saved in a .safetensors written by ``mrcnn convert`` ({} for others)."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != CONVERTED_FORMAT or "config" not in metadata:
+        return {}
+    return {"format": CONVERTED_FORMAT, "config": json.loads(metadata["config"])}
 
 
 def unreadable_weights_message(path: Path, error: Exception) -> str:
@@ -288,7 +303,7 @@ def trained_conventions(
         return conventions_lib.matterport(config)
     if detect_format(state).startswith("torchvision"):
         return dict(conventions_lib.TORCHVISION)
-    saved = extras.get("config") if extras.get("format") == "mrcnn" else None
+    saved = extras.get("config") if extras.get("format") in ("mrcnn", CONVERTED_FORMAT) else None
     if isinstance(saved, Mapping):
         return conventions_lib.from_config_dict(saved)
     return None

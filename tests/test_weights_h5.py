@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -256,7 +258,40 @@ def test_other_keras_model_is_refused_naming_its_layers(tmp_path):
 def test_infer_settings_from_shapes():
     r101 = {name: [] for name, _ in matterport_manifest("resnet101", 81, fc=8)}
     r101["mrcnn_class_logits"] = [np.zeros((8, 81)), np.zeros(81)]
-    assert keras_mapping.infer_settings(r101) == {"BACKBONE": "resnet101", "NUM_CLASSES": 81}
+    expected = {"BACKBONE": "resnet101", "NUM_CLASSES": 81, "FPN_CLASSIF_FC_LAYERS_SIZE": 8}
+    assert keras_mapping.infer_settings(r101) == expected
     r50 = {name: [] for name, _ in matterport_manifest("resnet50", 3, fc=8)}
     del r50["mrcnn_class_logits"]  # a backbone-only file
     assert keras_mapping.infer_settings(r50) == {"BACKBONE": "resnet50"}
+
+
+def test_convert_writes_a_checkpoint_that_loads_without_h5py(coco_like_h5, tmp_path, monkeypatch):
+    from mrcnn import cli
+
+    out = tmp_path / "model.safetensors"
+    assert cli.main(["convert", str(coco_like_h5), str(out)]) == 0
+    assert cli.main(["convert", str(coco_like_h5), str(out)]) == 1  # exists: needs --overwrite
+    in_file, _ = keras_mapping.to_state_dict(read_keras_layers(coco_like_h5))
+    monkeypatch.setitem(sys.modules, "h5py", None)  # h5py is not needed now
+    model = MaskRCNN("inference", UserConfig())
+    model.load_weights(str(out))
+    assert model.config.NETWORK_FLAVOUR == "matterport"
+    loaded = model.net.state_dict()
+    for key in (
+        "backbone.body.layer1.0.bn1.running_mean",
+        "rpn.deltas.weight",
+        "mask_head.logits.bias",
+    ):
+        torch.testing.assert_close(loaded[key], in_file[key])
+
+
+def test_convert_infers_backbone_and_class_count(coco_like_h5, tmp_path):
+    from mrcnn.weights_h5 import convert_h5
+
+    config, notes = convert_h5(coco_like_h5, tmp_path / "m.safetensors")
+    assert (config.BACKBONE, config.NUM_CLASSES) == ("resnet50", 2)
+    assert config.FPN_CLASSIF_FC_LAYERS_SIZE == FC and config.NETWORK_FLAVOUR == "matterport"
+    # a given config is used as is: an R101 config does not fit an R50 file
+    wrong = Config.from_overrides({"NUM_CLASSES": 2, "FPN_CLASSIF_FC_LAYERS_SIZE": FC})
+    with pytest.raises(WeightsError, match="uninitialised"):
+        convert_h5(coco_like_h5, tmp_path / "n.safetensors", wrong)
