@@ -87,11 +87,11 @@ def test_crop_and_resize_fractional_sample():
 
 def test_roi_levels_follow_matterports_rule():
     shape = (1024, 1024)
-    sides = torch.tensor([224.0, 112.0, 448.0, 20.0, 0.0, 2000.0], dtype=D)
+    sides = torch.tensor([224.0, 112.0, 448.0, 20.0, 0.0, 2000.0, 400.0, 160.0], dtype=D)
     # normalised boxes whose side is side / 1024 of the image: sqrt(h * w * H * W) = side
     boxes = torch.stack([torch.zeros_like(sides), torch.zeros_like(sides), sides, sides], 1)
     levels = matterport.roi_levels(boxes / 1024, shape)
-    assert levels.tolist() == [4, 3, 5, 2, 2, 5]
+    assert levels.tolist() == [4, 3, 5, 2, 2, 5, 5, 4]  # 400 and 160 round, not floor
 
 
 def test_proposals_rank_over_all_levels_clip_and_suppress():
@@ -111,30 +111,38 @@ def test_proposals_rank_over_all_levels_clip_and_suppress():
     assert index.tolist() == [0, 0]
 
 
-def test_detections_top_class_confidence_per_class_nms_and_cap():
+def _detect(max_instances: int) -> dict:
     rois = torch.tensor(
-        [[0.1, 0.1, 0.4, 0.4], [0.1, 0.1, 0.4, 0.41], [0.5, 0.5, 0.9, 0.9], [0.0, 0.0, 0.2, 0.2]],
+        [[0.1, 0.1, 0.4, 0.4], [0.1, 0.1, 0.4, 0.41], [0.5, 0.5, 0.9, 0.9], [0.0, 0.0, 0.2, 0.2],
+         [0.6, 0.0, 0.9, 0.3], [0.1, 0.1, 0.4, 0.42]],
         dtype=D,
-    )
+    )  # fmt: skip
     probs = torch.tensor(
-        [[0.05, 0.9, 0.05], [0.1, 0.1, 0.8], [0.02, 0.95, 0.03], [0.5, 0.4, 0.1]], dtype=D
-    )
-    found = matterport.detections(
+        [[0.05, 0.9, 0.05], [0.1, 0.1, 0.8], [0.02, 0.95, 0.03], [0.8, 0.15, 0.05],
+         [0.35, 0.6, 0.05], [0.1, 0.85, 0.05]],
+        dtype=D,
+    )  # fmt: skip
+    return matterport.detections(
         probs.log(),
-        torch.zeros(4, 3, 4, dtype=D),
+        torch.zeros(6, 3, 4, dtype=D),
         rois,
-        torch.zeros(4, dtype=torch.int64),
+        torch.zeros(6, dtype=torch.int64),
         torch.tensor([[0.0, 0.0, 1.0, 0.8]], dtype=D),
         torch.ones(4, dtype=D),
         0.7,
         0.3,
-        2,
+        max_instances,
     )
-    # ROI 1 is class 2 (no NMS against class 1's ROI 0); ROI 3's top class is background;
-    # the cap of 2 keeps the best two; ROI 2 is clipped to the window.
-    assert found["class_ids"].tolist() == [1, 1]
-    assert torch.allclose(found["scores"], torch.tensor([0.95, 0.9], dtype=D))
-    assert torch.allclose(found["boxes"][0], torch.tensor([0.5, 0.5, 0.9, 0.8], dtype=D))
+
+
+def test_detections_top_class_confidence_per_class_nms_and_cap():
+    found = _detect(10)
+    # ROI 5 (class 1, 0.85) is suppressed by ROI 0 (0.9); ROI 1 is class 2, so not; ROI 3's
+    # top class is background; ROI 4 (0.6) is below DETECTION_MIN_CONFIDENCE.
+    assert found["class_ids"].tolist() == [1, 1, 2]
+    assert torch.allclose(found["scores"], torch.tensor([0.95, 0.9, 0.8], dtype=D))
+    assert torch.allclose(found["boxes"][0], torch.tensor([0.5, 0.5, 0.9, 0.8], dtype=D))  # clipped
+    assert _detect(2)["scores"].tolist() == pytest.approx([0.95, 0.9])
 
 
 def test_constant_resize_blends_borders_with_zero_then_clips():
