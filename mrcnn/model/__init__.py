@@ -105,14 +105,16 @@ class MaskRCNN:
 
         Args:
             path_or_name: a file (this project's checkpoint, a torchvision Mask R-CNN state
-                dict, a torchvision ResNet state dict, ``.pt``/``.pth``/``.safetensors``), or
+                dict, a torchvision ResNet state dict, ``.pt``/``.pth``/``.safetensors``, a
+                Matterport Keras ``.h5``, which selects NETWORK_FLAVOUR "matterport"), or
                 "coco" (torchvision's COCO Mask R-CNN, ResNet-50), "imagenet" (the backbone's
                 ImageNet weights) or "last" (:meth:`find_last`). Named weights are downloaded
                 once into ``$TORCH_HOME/hub/checkpoints``.
             exclude: parameter names, prefixes or regular expressions to skip, or
                 ["class-specific"] to skip the layers whose shape depends on NUM_CLASSES
                 (Matterport's mrcnn_class_logits, mrcnn_bbox_fc, mrcnn_mask). Those layers are
-                skipped anyway, with a note, when their shapes differ.
+                skipped anyway, with a note, when their shapes differ. For a .h5, Matterport's
+                layer names (e.g. "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask").
             by_name: accepted for Matterport compatibility; loading is always by name.
 
         The weights' conventions (input normalisation, box-coding std devs, anchors, ROIAlign
