@@ -133,7 +133,7 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path)), _safetensors_extras(path)
+            return load_file(str(path)), safetensors_extras(path)
         except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
             raise WeightsError(f"cannot read {path} as safetensors: {error}") from error
     try:
@@ -156,7 +156,7 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     return dict(data), {}
 
 
-def _safetensors_extras(path: Path) -> dict:
+def safetensors_extras(path: Path) -> dict:
     """The config saved in a .safetensors written by ``mrcnn convert`` ({} for others)."""
     import json
 

@@ -299,6 +299,10 @@ def checkpoint_config(weights: str) -> dict[str, Any] | None:
     import torch
 
     path = Path(str(weights))
+    if path.is_file() and path.suffix == ".safetensors":  # written by mrcnn convert
+        from mrcnn.weights import safetensors_extras
+
+        return safetensors_extras(path).get("config")
     if not path.is_file() or path.suffix in (".safetensors", ".h5"):
         return None
     try:
