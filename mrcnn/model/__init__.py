@@ -155,6 +155,7 @@ class MaskRCNN:
             )
         else:
             notes += reconcile_conventions(self.config, trained_with, selected, label)
+            self.net.configure()  # the stages read the adopted values
         notes += skipped + weights_lib.load_selected(self.net, selected, source)
         if extras.get("format") == "mrcnn":
             self.epoch = int(extras.get("epoch", 0))
