@@ -166,3 +166,24 @@ def extract_boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     boxes[:] = np.stack([y1, x1, y2, x2], axis=1)
     boxes[~has_any] = 0
     return boxes
+
+
+def _scale_shift(image_shape, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    height, width = float(image_shape[0]), float(image_shape[1])
+    scale = torch.tensor([width - 1, height - 1, width - 1, height - 1], dtype=torch.float64)
+    shift = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    return scale.to(like.device), shift.to(like.device)
+
+
+def normalise_boxes(boxes: torch.Tensor, image_shape) -> torch.Tensor:
+    """[N, 4] (x1, y1, x2, y2) pixels -> Matterport's normalised coordinates (its
+    ``norm_boxes``: (box - (0, 0, 1, 1)) / (W - 1, H - 1, W - 1, H - 1)), in float64 as numpy
+    computes it, returned in ``boxes``' dtype."""
+    scale, shift = _scale_shift(image_shape, boxes)
+    return ((boxes.to(torch.float64) - shift) / scale).to(boxes.dtype)
+
+
+def denormalise_boxes(boxes: torch.Tensor, image_shape) -> torch.Tensor:
+    """Inverse of :func:`normalise_boxes` (Matterport's ``denorm_boxes`` before rounding)."""
+    scale, shift = _scale_shift(image_shape, boxes)
+    return (boxes.to(torch.float64) * scale + shift).to(boxes.dtype)

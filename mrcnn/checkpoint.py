@@ -34,6 +34,7 @@ from mrcnn.config import (
     load_config,
     parse_overrides,
 )
+from mrcnn.weights import safetensors_extras
 
 CHECKPOINT_VERSION = 1
 _RUN_DIR = re.compile(r"^(?P<name>.+)(?P<stamp>\d{8}T\d{4})(?P<seconds>\d{2})?(?:_(?P<k>\d+))?$")
@@ -329,7 +330,9 @@ def read_config(weights: str | os.PathLike) -> dict[str, Any] | None:
     file: another format, a name such as "coco", or unreadable; ``load_weights`` reports the
     unreadable ones properly)."""
     path = Path(str(weights))
-    if not path.is_file() or path.suffix in (".safetensors", ".h5"):
+    if path.is_file() and path.suffix == ".safetensors":  # written by mrcnn convert
+        return safetensors_extras(path).get("config")
+    if not path.is_file() or path.suffix == ".h5":
         return None
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

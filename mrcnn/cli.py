@@ -26,6 +26,7 @@ COMMANDS = {
     "demo": "demo",
     "serve": "serve",
     "export": "export",
+    "convert": "convert",
 }
 
 

@@ -179,6 +179,13 @@ class Config:
     # --- Conventions (this project's additions) ---------------------------------------------
     # Matterport's network and torchvision's differ in a few details; each is an attribute so
     # that TorchvisionCocoConfig can reproduce torchvision's model exactly.
+    #: Which network the stages build: "torchvision" (torchvision's ResNet and heads, the
+    #: layout of torchvision's and this project's weights) or "matterport" (the function of
+    #: Matterport's Keras model: ResNet with the stride in the first 1x1 conv and BatchNorm
+    #: eps 1e-3, a 512-channel RPN, proposals, ROIAlign (crop_and_resize) and detection in
+    #: normalised coordinates, and Matterport's image molding and mask unmolding). Loading a
+    #: Matterport .h5 selects "matterport" (see mrcnn/conventions.py).
+    NETWORK_FLAVOUR = "torchvision"
     #: Round anchor half-sizes to whole pixels (torchvision) or keep them exact (Matterport).
     RPN_ANCHOR_ROUND = False
     #: Apply PRE_NMS_LIMIT and NMS per pyramid level (torchvision) rather than over all levels
@@ -250,6 +257,11 @@ class Config:
             errors.append(
                 f"RPN_ANCHOR_SCALES has {len(self.RPN_ANCHOR_SCALES)} entries but "
                 f"BACKBONE_STRIDES has {len(self.BACKBONE_STRIDES)}: give one scale per level"
+            )
+        if self.NETWORK_FLAVOUR == "matterport" and self.BACKBONE not in ("resnet50", "resnet101"):
+            errors.append(
+                f"NETWORK_FLAVOUR='matterport' needs BACKBONE 'resnet50' or 'resnet101', not "
+                f"{self.BACKBONE!r} (Matterport's network has no other)"
             )
         if len(self.BACKBONE_STRIDES) != 5:
             errors.append("BACKBONE_STRIDES must list the 5 pyramid levels P2-P6")

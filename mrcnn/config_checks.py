@@ -217,6 +217,7 @@ RULES: dict[str, Rule] = {
     "OPTIMIZER": one_of("sgd", "adamw", lower=True),
     "WORKERS": _COUNT,
     "AMP": amp,
+    "NETWORK_FLAVOUR": one_of("torchvision", "matterport"),
     "RPN_ANCHOR_ROUND": flag,
     "RPN_PROPOSALS_PER_LEVEL": flag,
     "ROI_LEVEL_ROUNDING": one_of("round", "floor"),

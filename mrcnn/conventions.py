@@ -28,8 +28,12 @@ _BACKBONE = ("backbone.",)
 _RPN = ("rpn.",)
 _HEADS = ("box_head.", "mask_head.")
 
+_ALL = ("backbone.", "fpn.", "rpn.", "box_head.", "mask_head.")
+
 #: Convention key -> parameter-name prefixes of the layers whose function depends on it.
 CONVENTIONS: dict[str, tuple[str, ...]] = {
+    # Every layer computes its trained function only inside the network it was trained in.
+    "NETWORK_FLAVOUR": _ALL,
     # The first convolution was trained on pixels normalised this way.
     "MEAN_PIXEL": _BACKBONE,
     "STD_PIXEL": _BACKBONE,
@@ -55,6 +59,7 @@ CONVENTIONS: dict[str, tuple[str, ...]] = {
 #: and BoxCoder defaults). RPN_ANCHOR_RATIOS is absent on purpose: loading permutes the RPN's
 #: outputs into the config's ratio order (see :mod:`mrcnn.weights`).
 TORCHVISION: dict[str, Any] = {
+    "NETWORK_FLAVOUR": "torchvision",
     "MEAN_PIXEL": [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
     "STD_PIXEL": [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
     "RPN_ANCHOR_SCALES": [32, 64, 128, 256, 512],
@@ -68,6 +73,48 @@ TORCHVISION: dict[str, Any] = {
     "ROI_ALIGN_SAMPLING_RATIO": 2,
     "BBOX_STD_DEV": [0.1, 0.1, 0.2, 0.2],
 }
+
+
+#: The conventions of Matterport's Keras Mask R-CNN (its Config defaults). Matterport's .h5
+#: files record no config, so :func:`matterport` takes the keys of :data:`MATTERPORT_SETTABLE`
+#: from the user's Config subclass when it sets them (a Matterport user's config is the one the
+#: weights were trained with).
+MATTERPORT: dict[str, Any] = {
+    "NETWORK_FLAVOUR": "matterport",
+    "MEAN_PIXEL": [123.7, 116.8, 103.9],
+    "STD_PIXEL": None,
+    "RPN_ANCHOR_SCALES": [32, 64, 128, 256, 512],
+    "RPN_ANCHOR_RATIOS": [0.5, 1, 2],
+    "RPN_ANCHOR_ROUND": False,
+    "RPN_ANCHOR_STRIDE": 1,
+    "BACKBONE_STRIDES": [4, 8, 16, 32, 64],
+    "RPN_BBOX_STD_DEV": [0.1, 0.1, 0.2, 0.2],
+    "RPN_PROPOSALS_PER_LEVEL": False,
+    "ROI_LEVEL_ROUNDING": "round",
+    "BBOX_STD_DEV": [0.1, 0.1, 0.2, 0.2],
+}
+
+#: Matterport Config attributes a Matterport user may have trained with other values.
+MATTERPORT_SETTABLE = (
+    "MEAN_PIXEL",
+    "RPN_ANCHOR_SCALES",
+    "RPN_ANCHOR_RATIOS",
+    "RPN_ANCHOR_STRIDE",
+    "BACKBONE_STRIDES",
+    "RPN_BBOX_STD_DEV",
+    "BBOX_STD_DEV",
+)
+
+
+def matterport(config=None) -> dict[str, Any]:
+    """The conventions of a Matterport .h5: :data:`MATTERPORT`, with the user's own values of
+    :data:`MATTERPORT_SETTABLE` where ``config`` sets them."""
+    values = dict(MATTERPORT)
+    if config is not None:
+        for key in MATTERPORT_SETTABLE:
+            if set_by_user(config, key):
+                values[key] = getattr(config, key)
+    return values
 
 
 class ConventionsError(ValueError):

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mrcnn import matterport_image
+
 # The size arithmetic lives in mrcnn.resize_plan (torch-free); its names stay importable here.
 from mrcnn.resize_plan import (  # noqa: F401
     SHORTEST_SIDE_PAD,
@@ -198,6 +200,8 @@ def mold_image(image: np.ndarray, config, plan: ResizePlan, dtype, device) -> to
     Returns:
         [3, out_h, out_w] tensor of ``dtype`` on ``device``.
     """
+    if getattr(config, "NETWORK_FLAVOUR", "torchvision") == "matterport":
+        return matterport_image.mold_image(image, config, plan, dtype, device)
     mean, std = normalization(config, dtype, device)
     if image.shape[0] * image.shape[1] > LARGE_IMAGE_PIXELS and plan.crop is None:
         # Resize first, from uint8 rows, so no float copy of the whole image is made: a

@@ -306,7 +306,7 @@ def run_stages(model, image: np.ndarray) -> StageOutputs:
         std = torch.as_tensor(list(map(float, config.BBOX_STD_DEV))).to(deltas)
         picked = deltas[torch.arange(len(rois), device=rois.device), best]
         refined = clip_boxes(decode_deltas(picked, rois, std), windows[0])
-        found = net.detections(class_logits, deltas, rois, roi_image, windows)
+        found = net.detections(class_logits, deltas, rois, roi_image, windows, shape)
         mask_logits = net.mask_logits(features, found["boxes"], found["image_index"])
         mask_probs = net.mask_probabilities(
             features, found["boxes"], found["image_index"], found["class_ids"]

@@ -31,6 +31,7 @@ from mrcnn.image import (
     unmold_boxes,
 )
 from mrcnn.masks import BoxMasks
+from mrcnn.matterport_image import unmold_selected as matterport_unmold
 from mrcnn.matterport_methods import MatterportMethods
 from mrcnn.model.network import MaskRCNNNet
 from mrcnn.model.precision import inference_autocast
@@ -202,14 +203,16 @@ class MaskRCNN(MatterportMethods):
 
         Args:
             path_or_name: a file (this project's checkpoint, a torchvision Mask R-CNN state
-                dict, a torchvision ResNet state dict, ``.pt``/``.pth``/``.safetensors``), or
+                dict, a torchvision ResNet state dict, ``.pt``/``.pth``/``.safetensors``, a
+                Matterport Keras ``.h5``, which selects NETWORK_FLAVOUR "matterport"), or
                 "coco" (torchvision's COCO Mask R-CNN, ResNet-50), "imagenet" (the backbone's
                 ImageNet weights) or "last" (:meth:`find_last`). Named weights are downloaded
                 once into ``$TORCH_HOME/hub/checkpoints``.
             exclude: parameter names, prefixes or regular expressions to skip, or
                 ["class-specific"] to skip the layers whose shape depends on NUM_CLASSES
                 (Matterport's mrcnn_class_logits, mrcnn_bbox_fc, mrcnn_mask). Those layers are
-                skipped anyway, with a note, when their shapes differ.
+                skipped anyway, with a note, when their shapes differ. For a .h5, Matterport's
+                layer names (e.g. "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask").
             by_name: accepted for Matterport compatibility; loading is always by name.
 
         The weights' conventions (input normalisation, box-coding std devs, anchors, ROIAlign
@@ -233,9 +236,14 @@ class MaskRCNN(MatterportMethods):
             source = str(weights_lib.pretrained_file(f"imagenet-{self.config.BACKBONE}"))
             label = "the imagenet weights"
         state, extras = weights_lib.load_state_dict_file(source)
-        trained_with = weights_lib.trained_conventions(state, extras)
+        trained_with = weights_lib.trained_conventions(state, extras, self.config)
+        flavour_notes = weights_lib.adopt_flavour(self.config, trained_with, label)
+        if flavour_notes:
+            self._rebuild_network()
         state, notes = weights_lib.to_network_state(state, self.config)
-        selected, skipped = weights_lib.select_for_network(self.net, state, exclude or (), source)
+        notes = flavour_notes + notes
+        exclude = weights_lib.translate_exclude(exclude, extras)  # Matterport's layer names
+        selected, skipped = weights_lib.select_for_network(self.net, state, exclude, source)
         if self.mode == "inference":  # training may start from partial weights; detection not
             weights_lib.require_complete(self.net, selected, source)
         if trained_with is None:
@@ -245,12 +253,20 @@ class MaskRCNN(MatterportMethods):
             )
         else:
             notes += reconcile_conventions(self.config, trained_with, selected, label)
+            self.net.configure()  # the stages read the adopted values
         notes += skipped + weights_lib.load_selected(self.net, selected, source)
         if extras.get("format") == "mrcnn":
             self.training_state = TrainingState.resumed(extras, source)
         for note in notes:
             log.info(note)
         return notes
+
+    def _rebuild_network(self) -> None:
+        """A new network for the config's NETWORK_FLAVOUR, on the old one's device and mode."""
+        device, dtype, training = self.device, self.dtype, self.net.training
+        self.net = MaskRCNNNet(self.config).to(device=device, dtype=dtype).train(training)
+        if getattr(self.config, "CHANNELS_LAST", False):
+            self.net.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ training
     def train(
@@ -342,15 +358,18 @@ class MaskRCNN(MatterportMethods):
         with inference_autocast(precision, self.device, self.dtype):
             found = self.net(batch, windows)
         return [
-            _unmold_detections(found, found["image_index"] == i, meta, mask_format)
+            self._unmold_one(found, i, meta, batch.shape[-2:], mask_format)
             for i, meta in enumerate(metas)
         ]
 
-    def _unmold_one(self, found: dict, selected: torch.Tensor, meta, mask_format: str = "dense"):
-        """One image's detections of a batch (``selected``: its rows) as ``detect`` returns
-        them (for :meth:`detect_molded`)."""
-        return _unmold_detections(found, selected, meta, mask_format)
-
+    def _unmold_one(
+        self, found: dict, index: int, meta, input_shape, mask_format: str = "dense"
+    ) -> dict:
+        """Image ``index``'s detections of a batch as ``detect`` returns them, unmolded the
+        way of the network's flavour (``input_shape``: the batch's padded (H, W))."""
+        if self.net.matterport and mask_format == "dense":
+            return matterport_unmold(found, index, meta, input_shape)
+        return _unmold_detections(found, found["image_index"] == index, meta, mask_format)
 
 
 def _unmold_detections(

@@ -172,8 +172,7 @@ class MatterportMethods:
         with _eval(self.net), torch.inference_mode():
             found = self.net(batch, windows)
         results = [
-            self._unmold_one(found, found["image_index"] == i, meta)
-            for i, meta in enumerate(metas)
+            self._unmold_one(found, i, meta, batch.shape[-2:]) for i, meta in enumerate(metas)
         ]
         if verbose:
             for i, r in enumerate(results):

@@ -105,6 +105,8 @@ class SplashService:
         self.score_floor = min(float(score_floor), self.default_threshold)
         for config in {id(c): c for c in (model.config, model.net.config)}.values():
             config.DETECTION_MIN_CONFIDENCE = self.score_floor
+        if hasattr(model.net, "configure"):  # the detection layer reads the config once
+            model.net.configure()
         self.max_upload_bytes = int(max_upload_bytes)
         self.max_pixels = int(max_pixels)
         self.cache_size = int(cache_size)

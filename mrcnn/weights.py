@@ -22,6 +22,8 @@ import torch
 
 from mrcnn import conventions as conventions_lib
 from mrcnn.model.network import CLASS_SPECIFIC_PREFIXES
+from mrcnn.weights_formats import CONVERTED_FORMAT, MATTERPORT_H5_FORMAT, WeightsError
+from mrcnn.weights_h5 import read_matterport_h5  # h5py itself is imported only for .h5 files
 
 #: Published files, named as torchvision names them (the 8 hex digits are a SHA-256 prefix).
 PRETRAINED = {
@@ -52,10 +54,6 @@ _OLD_MASK_CONV = re.compile(r"^roi_heads\.mask_head\.mask_fcn(\d+)\.")
 #: torchvision's anchor aspect ratios in this project's width/height meaning, in the order of
 #: its RPN head's output channels.
 TORCHVISION_ANCHOR_RATIOS = (2.0, 1.0, 0.5)
-
-
-class WeightsError(RuntimeError):
-    """A weights file is missing, unreadable, or does not fit the network."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -119,16 +117,14 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
-    if path.suffix == ".h5":
-        raise WeightsError(
-            f"{path}: Matterport Keras .h5 files are not supported yet; use 'coco' (torchvision's "
-            "COCO weights) or a PyTorch checkpoint"
-        )
+    if path.suffix in (".h5", ".hdf5", ".keras"):
+        state, sources = read_matterport_h5(path)
+        return state, {"format": MATTERPORT_H5_FORMAT, "keras_sources": sources}
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path)), {}
+            return load_file(str(path)), safetensors_extras(path)
         except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
             raise WeightsError(f"cannot read {path} as safetensors: {error}") from error
     try:
@@ -149,6 +145,19 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return dict(data), {}
+
+
+def safetensors_extras(path: Path) -> dict:
+    """The config saved in a .safetensors written by ``mrcnn convert`` ({} for others)."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != CONVERTED_FORMAT or "config" not in metadata:
+        return {}
+    return {"format": CONVERTED_FORMAT, "config": json.loads(metadata["config"])}
 
 
 def unreadable_weights_message(path: Path, error: Exception) -> str:
@@ -268,19 +277,63 @@ def class_specific(key: str) -> bool:
     return key.startswith(CLASS_SPECIFIC_PREFIXES)
 
 
-def trained_conventions(state: Mapping[str, torch.Tensor], extras: Mapping) -> dict | None:
+def trained_conventions(
+    state: Mapping[str, torch.Tensor], extras: Mapping, config=None
+) -> dict | None:
     """The conventions the weights were trained with (see :mod:`mrcnn.conventions`).
 
-    torchvision's Mask R-CNN and ResNet weights carry torchvision's; this project's checkpoints
-    the conventions of the config saved with them. None for a plain state dict of this network,
+    torchvision's Mask R-CNN and ResNet weights carry torchvision's; Matterport's .h5 files
+    Matterport's (:func:`mrcnn.conventions.matterport`, which takes the anchor and std-dev
+    settings from ``config`` where the user set them); this project's checkpoints the
+    conventions of the config saved with them. None for a plain state dict of this network,
     which records none.
     """
+    if extras.get("format") == MATTERPORT_H5_FORMAT:
+        return conventions_lib.matterport(config)
     if detect_format(state).startswith("torchvision"):
         return dict(conventions_lib.TORCHVISION)
-    saved = extras.get("config") if extras.get("format") == "mrcnn" else None
+    saved = extras.get("config") if extras.get("format") in ("mrcnn", CONVERTED_FORMAT) else None
     if isinstance(saved, Mapping):
         return conventions_lib.from_config_dict(saved)
     return None
+
+
+def translate_exclude(exclude: Iterable[str] | None, extras: Mapping) -> list[str]:
+    """``exclude`` with Matterport's Keras layer names replaced by the parameters built from
+    them, for weights read from a .h5 (other entries, and other formats, pass unchanged)."""
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    exclude = list(exclude or ())
+    sources = extras.get("keras_sources") or {}
+    if not sources:
+        return exclude
+    keras_names = {name for layers in sources.values() for name in layers}
+    out = [e for e in exclude if e not in keras_names and e not in KERAS_LAYERS_WITHOUT_WEIGHTS]
+    out += [key for key, layers in sources.items() if set(layers) & set(exclude)]
+    return out
+
+
+#: Matterport layer names that hold no weights (e.g. in the balloon sample's exclude list).
+KERAS_LAYERS_WITHOUT_WEIGHTS = ("mrcnn_bbox", "mrcnn_class", "rpn_class_xxx", "mrcnn_detection")
+
+
+def adopt_flavour(config, trained_with: Mapping | None, source: str) -> list[str]:
+    """Give ``config`` the NETWORK_FLAVOUR the weights were trained in, before the network they
+    load into is chosen (a Matterport .h5 selects "matterport" for an ordinary Config).
+
+    Returns:
+        the note of the change, or [] when the flavour stays (then no new network is needed).
+    Raises:
+        ConventionsError: the user set another NETWORK_FLAVOUR (not in KEEP_CONVENTIONS).
+    """
+    wanted = (trained_with or {}).get("NETWORK_FLAVOUR")
+    before = getattr(config, "NETWORK_FLAVOUR", "torchvision")
+    if wanted is None or wanted == before:
+        return []
+    notes = conventions_lib.reconcile(
+        config, {"NETWORK_FLAVOUR": wanted}, ["backbone.body.conv1.weight"], source
+    )
+    return notes if config.NETWORK_FLAVOUR != before else []
 
 
 def uninitialised_parts(

@@ -98,6 +98,11 @@ class InferenceGraph(nn.Module):
 
     def __init__(self, net: MaskRCNNNet, image_shape: tuple[int, int]) -> None:
         super().__init__()
+        if getattr(net, "matterport", False):
+            raise ValueError(
+                "exporting NETWORK_FLAVOUR='matterport' is not supported yet (its proposal, "
+                "ROIAlign and detection stages are not in the export graph); run it in PyTorch"
+            )
         self.net = net
         self.config = net.config
         self.image_shape = (int(image_shape[0]), int(image_shape[1]))

@@ -123,7 +123,7 @@ def training_losses(
     Returns:
         dict of the five scalar losses (float32), keyed as :data:`LOSS_NAMES`, unweighted.
     """
-    cfg = net.config
+    settings = net.settings
     image_shape = (images.shape[-2], images.shape[-1])
     features = net.features(images)
     objectness, rpn_deltas = net.rpn_outputs(features)
@@ -134,21 +134,21 @@ def training_losses(
     rpn = rpn_targets(
         anchors,
         gt,
-        int(cfg.RPN_TRAIN_ANCHORS_PER_IMAGE),
-        net._std(cfg.RPN_BBOX_STD_DEV, anchors),
+        settings.rpn_train_anchors,
+        net.rpn_bbox_std.to(anchors),
         generator=generator,
     )
     rois, _, roi_image = net.proposals(
-        objectness, rpn_deltas, image_shape, windows.float(), int(cfg.POST_NMS_ROIS_TRAINING)
+        objectness, rpn_deltas, image_shape, windows.float(), settings.post_nms_rois_training
     )
     det = detection_targets(
         rois,
         roi_image,
         gt,
-        int(cfg.TRAIN_ROIS_PER_IMAGE),
-        float(cfg.ROI_POSITIVE_RATIO),
-        net._std(cfg.BBOX_STD_DEV, anchors),
-        tuple(cfg.MASK_SHAPE),
+        settings.train_rois,
+        settings.positive_ratio,
+        net.bbox_std.to(anchors),
+        settings.mask_shape,
         generator,
     )
     rois = det.rois

@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mrcnn.model.anchors import anchors_for_config
+from mrcnn.model import matterport
+from mrcnn.model.anchors import pyramid_anchors
 from mrcnn.model.backbone import ResNetBackbone, backbone_channels, clear_folded_weights
+from mrcnn.model.crop_and_resize import pyramid_crop_and_resize
 from mrcnn.model.detection import refine_detections
 from mrcnn.model.fpn import FeaturePyramid
 from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
@@ -20,6 +22,7 @@ from mrcnn.model.precision import decoding_dtype
 from mrcnn.model.proposals import generate_proposals
 from mrcnn.model.roi_align import pyramid_roi_align
 from mrcnn.model.rpn import RPNHead
+from mrcnn.model.settings import StageSettings
 
 #: Parameter-name prefixes of the layers whose shape depends on NUM_CLASSES.
 CLASS_SPECIFIC_PREFIXES = ("box_head.class_logits.", "box_head.deltas.", "mask_head.logits.")
@@ -32,9 +35,18 @@ class MaskRCNNNet(nn.Module):
         super().__init__()
         self.config = config
         channels = int(config.TOP_DOWN_PYRAMID_SIZE)
-        self.backbone = ResNetBackbone(config.BACKBONE, train_bn=bool(config.TRAIN_BN))
+        #: NETWORK_FLAVOUR == "matterport": Matterport's backbone, RPN width and the stages of
+        #: :mod:`mrcnn.model.matterport`; the interface of every stage stays the same.
+        self.matterport = matterport.uses_matterport(config)
+        backbone = matterport.MatterportResNetBackbone if self.matterport else ResNetBackbone
+        self.backbone = backbone(config.BACKBONE, train_bn=bool(config.TRAIN_BN))
         self.fpn = FeaturePyramid(backbone_channels(config.BACKBONE), channels)
-        self.rpn = RPNHead(channels, len(config.RPN_ANCHOR_RATIOS), int(config.RPN_ANCHOR_STRIDE))
+        self.rpn = RPNHead(
+            channels,
+            len(config.RPN_ANCHOR_RATIOS),
+            int(config.RPN_ANCHOR_STRIDE),
+            hidden=512 if self.matterport else channels,
+        )
         self.box_head = BoxHead(
             channels,
             int(config.POOL_SIZE),
@@ -44,6 +56,22 @@ class MaskRCNNNet(nn.Module):
         self.mask_head = MaskHead(
             channels, int(config.NUM_CLASSES), int(getattr(config, "MASK_HEAD_CHANNELS", 256))
         )
+        # Box-coding std devs (RPN_BBOX_STD_DEV, BBOX_STD_DEV): buffers, so they follow the
+        # network's device; float64 so that float64 runs decode with the exact values (the
+        # stages cast them to the deltas' dtype); not persistent, so checkpoints keep their keys.
+        self.register_buffer("rpn_bbox_std", torch.ones(4, dtype=torch.float64), persistent=False)
+        self.register_buffer("bbox_std", torch.ones(4, dtype=torch.float64), persistent=False)
+        self.configure()
+
+    def configure(self) -> None:
+        """Read the stages' settings from ``self.config`` (again, after it changed)."""
+        #: The stages' values, read once from the config (:class:`StageSettings`).
+        self.settings = StageSettings.from_config(self.config)
+        device = self.rpn_bbox_std.device
+        self.rpn_bbox_std = torch.tensor(
+            self.settings.rpn_bbox_std, dtype=torch.float64, device=device
+        )
+        self.bbox_std = torch.tensor(self.settings.bbox_std, dtype=torch.float64, device=device)
 
     def clear_caches(self) -> None:
         """Forget cached folded BatchNorm weights (after writing weights through ``.data``)."""
@@ -67,7 +95,15 @@ class MaskRCNNNet(nn.Module):
     def anchors(self, image_shape: tuple[int, int], like: torch.Tensor):
         """(anchors [A, 4] (x1, y1, x2, y2) on ``like``'s device and dtype, per-level counts)
         for a padded input of ``image_shape`` (H, W)."""
-        anchors, counts = anchors_for_config(self.config, image_shape)
+        s = self.settings
+        anchors, counts = pyramid_anchors(
+            image_shape,
+            s.anchor_scales,
+            s.anchor_ratios,
+            s.strides,
+            s.anchor_stride,
+            s.anchor_round,
+        )
         return anchors.to(device=like.device, dtype=like.dtype), counts
 
     def proposals(
@@ -80,12 +116,24 @@ class MaskRCNNNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Proposal layer: (boxes [K, 4], scores [K], image_index [K]); see
         :func:`mrcnn.model.proposals.generate_proposals`."""
-        cfg = self.config
+        s = self.settings
         if post_nms_limit is None:
             post_nms_limit = (
-                cfg.POST_NMS_ROIS_TRAINING if self.training else cfg.POST_NMS_ROIS_INFERENCE
+                s.post_nms_rois_training if self.training else s.post_nms_rois_inference
             )
         anchors, counts = self.anchors(image_shape, deltas)
+        if self.matterport:
+            with torch.no_grad():
+                boxes, scores, index = matterport.proposals(
+                    objectness.detach(),
+                    deltas.detach(),
+                    matterport.normalise_boxes(anchors, image_shape),
+                    s.pre_nms_limit,
+                    int(post_nms_limit),
+                    s.rpn_nms_threshold,
+                    self.rpn_bbox_std.to(deltas),
+                )
+            return matterport.denormalise_boxes(boxes, image_shape), scores, index
         with torch.no_grad():
             return generate_proposals(
                 objectness.detach(),
@@ -93,11 +141,11 @@ class MaskRCNNNet(nn.Module):
                 anchors,
                 counts,
                 windows,
-                int(cfg.PRE_NMS_LIMIT),
+                s.pre_nms_limit,
                 int(post_nms_limit),
-                float(cfg.RPN_NMS_THRESHOLD),
-                self._std(cfg.RPN_BBOX_STD_DEV, deltas),
-                bool(cfg.RPN_PROPOSALS_PER_LEVEL),
+                s.rpn_nms_threshold,
+                self.rpn_bbox_std.to(deltas),
+                s.proposals_per_level,
             )
 
     def roi_features(
@@ -107,24 +155,31 @@ class MaskRCNNNet(nn.Module):
         image_index: torch.Tensor,
         size: int,
     ) -> torch.Tensor:
-        """Pyramid ROIAlign on P2-P5: [K, C, size, size]."""
-        cfg = self.config
+        """Pyramid ROIAlign on P2-P5: [K, C, size, size] (Matterport's crop_and_resize and
+        level rule for the matterport flavour, on an input of P2's size times its stride)."""
+        s = self.settings
+        if self.matterport:
+            stride = s.strides[0]
+            shape = (features[0].shape[-2] * stride, features[0].shape[-1] * stride)
+            normalised = matterport.normalise_boxes(boxes, shape)
+            levels = matterport.roi_levels(normalised, shape)
+            return pyramid_crop_and_resize(features[:4], normalised, image_index, levels, size)
         return pyramid_roi_align(
             features[:4],
             boxes,
             image_index,
             size,
-            cfg.BACKBONE_STRIDES[:4],
-            int(cfg.ROI_ALIGN_SAMPLING_RATIO),
-            bool(cfg.ROI_ALIGN_ALIGNED),
-            cfg.ROI_LEVEL_ROUNDING,
+            s.strides[:4],
+            s.sampling_ratio,
+            s.aligned,
+            s.level_rounding,
         )
 
     def box_predictions(
         self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Box head on ROIs: class logits [K, C] and deltas [K, C, 4]."""
-        pooled = self.roi_features(features, rois, image_index, int(self.config.POOL_SIZE))
+        pooled = self.roi_features(features, rois, image_index, self.settings.pool_size)
         return self.box_head(pooled)
 
     def detections(
@@ -134,27 +189,46 @@ class MaskRCNNNet(nn.Module):
         rois: torch.Tensor,
         image_index: torch.Tensor,
         windows: torch.Tensor,
+        image_shape: tuple[int, int] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Detection layer; see :func:`mrcnn.model.detection.refine_detections`."""
-        cfg = self.config
+        """Detection layer; see :func:`mrcnn.model.detection.refine_detections` (and
+        :func:`mrcnn.model.matterport.detections` for the matterport flavour, which needs the
+        padded input's ``image_shape`` (H, W))."""
+        s = self.settings
+        if self.matterport:
+            if image_shape is None:
+                raise ValueError("the matterport flavour's detections need image_shape=(H, W)")
+            found = matterport.detections(
+                class_logits,
+                deltas,
+                matterport.normalise_boxes(rois, image_shape),
+                image_index,
+                matterport.normalise_boxes(windows.to(rois), image_shape),
+                self.bbox_std.to(deltas),
+                s.min_confidence,
+                s.detection_nms_threshold,
+                s.max_instances,
+            )
+            found["boxes"] = matterport.denormalise_boxes(found["boxes"], image_shape)
+            return found
         return refine_detections(
             class_logits,
             deltas,
             rois,
             image_index,
             windows,
-            self._std(cfg.BBOX_STD_DEV, deltas),
-            float(cfg.DETECTION_MIN_CONFIDENCE),
-            float(cfg.DETECTION_NMS_THRESHOLD),
-            int(cfg.DETECTION_MAX_INSTANCES),
-            cfg.DETECTION_CLASS_MODE,
+            self.bbox_std.to(deltas),
+            s.min_confidence,
+            s.detection_nms_threshold,
+            s.max_instances,
+            s.class_mode,
         )
 
     def mask_logits(
         self, features: list[torch.Tensor], boxes: torch.Tensor, image_index: torch.Tensor
     ) -> torch.Tensor:
         """Mask head on boxes: [K, num_classes, M, M] logits."""
-        pooled = self.roi_features(features, boxes, image_index, int(self.config.MASK_POOL_SIZE))
+        pooled = self.roi_features(features, boxes, image_index, self.settings.mask_pool_size)
         return self.mask_head(pooled)
 
     def mask_probabilities(
@@ -166,7 +240,7 @@ class MaskRCNNNet(nn.Module):
     ) -> torch.Tensor:
         """[K, M, M] soft masks of each box's class."""
         if len(boxes) == 0:
-            size = int(self.config.MASK_SHAPE[0])
+            size = self.settings.mask_shape[0]
             return boxes.new_zeros((0, size, size))
         logits = self.mask_logits(features, boxes, image_index)
         return torch.sigmoid(select_class_masks(logits, class_ids))
@@ -190,14 +264,10 @@ class MaskRCNNNet(nn.Module):
         objectness, rpn_deltas = map(decoding_dtype, self.rpn_outputs(features))
         rois, _, roi_image = self.proposals(objectness, rpn_deltas, image_shape, windows)
         class_logits, deltas = map(decoding_dtype, self.box_predictions(features, rois, roi_image))
-        found = self.detections(class_logits, deltas, rois, roi_image, windows)
+        found = self.detections(class_logits, deltas, rois, roi_image, windows, image_shape)
         found["masks"] = decoding_dtype(
             self.mask_probabilities(
                 features, found["boxes"], found["image_index"], found["class_ids"]
             )
         )
         return found
-
-    @staticmethod
-    def _std(values, like: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(list(map(float, values)), dtype=like.dtype, device=like.device)

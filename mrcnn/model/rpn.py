@@ -16,11 +16,18 @@ class RPNHead(nn.Module):
     background logit fixed at 0.
     """
 
-    def __init__(self, channels: int, anchors_per_location: int, anchor_stride: int = 1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        anchors_per_location: int,
+        anchor_stride: int = 1,
+        hidden: int | None = None,
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=anchor_stride, padding=1)
-        self.objectness = nn.Conv2d(channels, anchors_per_location, 1)
-        self.deltas = nn.Conv2d(channels, anchors_per_location * 4, 1)
+        hidden = channels if hidden is None else hidden  # Matterport's shared conv has 512
+        self.conv = nn.Conv2d(channels, hidden, 3, stride=anchor_stride, padding=1)
+        self.objectness = nn.Conv2d(hidden, anchors_per_location, 1)
+        self.deltas = nn.Conv2d(hidden, anchors_per_location * 4, 1)
         for conv in (self.conv, self.objectness, self.deltas):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
