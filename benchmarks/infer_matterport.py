@@ -76,12 +76,20 @@ def benchmark_image() -> tuple[np.ndarray, str]:
 
 
 def time_ours(
-    h5: Path, overrides: dict, image: np.ndarray, repeats: int, threads: int
+    h5: Path, overrides: dict, image: np.ndarray, repeats: int, threads: int, precision: str
 ) -> tuple[float, int]:
     if threads:
         torch.set_num_threads(threads)
     config = type(
-        "BenchmarkConfig", (Config,), dict(overrides, NAME="bench", GPU_COUNT=1, IMAGES_PER_GPU=1)
+        "BenchmarkConfig",
+        (Config,),
+        dict(
+            overrides,
+            NAME="bench",
+            GPU_COUNT=1,
+            IMAGES_PER_GPU=1,
+            INFERENCE_PRECISION=precision,
+        ),
     )()
     with tempfile.TemporaryDirectory() as logs:
         model = MaskRCNN(mode="inference", config=config, model_dir=logs)
@@ -129,6 +137,12 @@ def main() -> None:
         help="checkout of Ben-Sicat/mrcnn_tf2",
     )
     parser.add_argument("--keras-only", action="store_true", help="time only the Keras side")
+    parser.add_argument(
+        "--precision",
+        action="append",
+        choices=("fp32", "bf16"),
+        help="our INFERENCE_PRECISION; repeat to time several (default fp32); Keras runs fp32",
+    )
     args = parser.parse_args()
 
     image, described = benchmark_image()
@@ -154,12 +168,16 @@ def main() -> None:
             )
         if args.keras_only:
             return
-        ours_ms, ours_n = time_ours(h5, overrides, image, args.repeats, args.threads)
-    print(f"ours (mrcnn, PyTorch):{'':8s} {ours_ms:7.0f} ms/image, {ours_n} detections")
-    if keras:
-        ratio = ours_ms / keras["ms_per_image"]
-        verdict = "meets" if ratio <= TARGET_RATIO else "misses"
-        print(f"ratio ours / Keras: {ratio:.2f} ({verdict} the target <= {TARGET_RATIO})")
+        for precision in args.precision or ["fp32"]:
+            ms, n = time_ours(h5, overrides, image, args.repeats, args.threads, precision)
+            print(f"ours (mrcnn, PyTorch, {precision}): {ms:7.0f} ms/image, {n} detections")
+            if keras:
+                ratio = ms / keras["ms_per_image"]
+                verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+                print(
+                    f"ratio ours {precision} / Keras fp32: {ratio:.2f} "
+                    f"({verdict} the target <= {TARGET_RATIO})"
+                )
 
 
 if __name__ == "__main__":
