@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +113,11 @@ class Tally:
     @property
     def tested(self) -> int:
         return self.killed + self.survived
+
+    @property
+    def share(self) -> float:
+        """Per cent of the tested mutants killed (timeouts included)."""
+        return 100 * self.killed / self.tested if self.tested else float("nan")
 
     def merge(self, other: Tally) -> None:
         self.killed += other.killed
@@ -330,43 +335,48 @@ def main(argv: list[str] | None = None) -> int:
     # Each module's mutants are split into shards so that --jobs copies work at once.
     shards_per_module = max(1, args.jobs // len(names))
     units = [(n, (k, shards_per_module)) for n in names for k in range(shards_per_module)]
+    what = f"a seeded sample of up to {args.sample} mutants per module (seed {args.seed})"
+    print(f"cosmic-ray mutation score, {what if args.sample else 'every mutant'}", flush=True)
     start = time.perf_counter()
+    rows: dict[str, str] = {}
+    below = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {
-            unit: pool.submit(run_shard, unit[0], MODULES[unit[0]], args.sample, args.seed, unit[1])
-            for unit in units
+            pool.submit(run_shard, name, MODULES[name], args.sample, args.seed, shard): name
+            for name, shard in units
         }
         tallies: dict[str, Tally] = {}
-        for (name, _), future in futures.items():
-            result = future.result()
+        pending = {name: shards_per_module for name in names}
+        for future in as_completed(futures):
+            name, result = futures[future], future.result()
             first = Tally(generated=result.generated, annotations=result.annotations)
             tallies.setdefault(name, first).merge(result)
+            pending[name] -= 1
+            if pending[name] == 0:  # report each module as soon as it is done
+                rows[name] = table_row(name, tallies[name])
+                below += [name] if not tallies[name].share >= 85 else []
+                print(HEADER + "\n" + rows[name], flush=True)
+                if args.survivors:
+                    for survivor in tallies[name].survivors:
+                        print(f"--- {name} ({MODULES[name].path}) {survivor}", flush=True)
     minutes = (time.perf_counter() - start) / 60
-    what = f"seeded sample of up to {args.sample} mutants per module (seed {args.seed})"
-    print(
-        f"cosmic-ray mutation score, {what if args.sample else 'every mutant'}; "
-        f"{minutes:.1f} min with --jobs {args.jobs}"
-    )
-    print(
-        f"{'module':<20} {'mutants':>7} {'in hints':>8} {'tested':>6} {'killed':>6} "
-        f"{'timeout':>7} {'survived':>8} {'untested':>8} {'killed %':>8}"
-    )
-    below = []
-    for name in names:
-        t = tallies[name]
-        share = 100 * t.killed / t.tested if t.tested else float("nan")
-        below += [name] if not share >= 85 else []
-        print(
-            f"{name:<20} {t.generated:>7} {t.annotations:>8} {t.tested:>6} {t.killed:>6} "
-            f"{t.timeouts:>7} {t.survived:>8} {t.untested:>8} {share:>7.1f}%",
-            flush=True,
-        )
-    if args.survivors:
-        for name in names:
-            for survivor in tallies[name].survivors:
-                print(f"\n--- {name} ({MODULES[name].path}) {survivor}")
+    print(f"\nall modules, {minutes:.1f} min with --jobs {args.jobs}:\n{HEADER}")
+    print("\n".join(rows[name] for name in names))
     print("below 85%: " + (", ".join(below) if below else "none"))
     return 1 if below else 0
+
+
+HEADER = (
+    f"{'module':<20} {'mutants':>7} {'in hints':>8} {'tested':>6} {'killed':>6} "
+    f"{'timeout':>7} {'survived':>8} {'untested':>8} {'killed %':>8}"
+)
+
+
+def table_row(name: str, t: Tally) -> str:
+    return (
+        f"{name:<20} {t.generated:>7} {t.annotations:>8} {t.tested:>6} {t.killed:>6} "
+        f"{t.timeouts:>7} {t.survived:>8} {t.untested:>8} {t.share:>7.1f}%"
+    )
 
 
 if __name__ == "__main__":
