@@ -78,7 +78,7 @@ MODULES: dict[str, Target] = {
     ),
     "image_molding": Target(
         "mrcnn/image.py",
-        ("tests/test_image.py",),
+        ("tests/test_image_molding.py", "tests/test_image.py"),
         functions=(
             "normalization",
             "apply_plan",
