@@ -56,3 +56,13 @@ def test_large_image_molding_is_torch_bilinear_of_the_normalised_image(monkeypat
     expected = F.pad(expected[0], (3, 4, 1, 2))
     assert molded.dtype == torch.float64 and molded.shape == (3, 74, 26)
     torch.testing.assert_close(molded, expected, atol=1e-3, rtol=0)
+
+
+def test_pasted_mask_pixels_exactly_at_the_threshold_stay_out():
+    # a constant mask interpolates to exactly its value inside the box: "above the threshold"
+    # is strict, so 0.5 is background at threshold 0.5 and foreground just above it
+    boxes = torch.tensor([[4.0, 4.0, 20.0, 20.0]])
+    at = image_lib.paste_masks(torch.full((1, 8, 8), 0.5), boxes, (24, 24), threshold=0.5)
+    assert not at.any()
+    above = image_lib.paste_masks(torch.full((1, 8, 8), 0.5), boxes, (24, 24), threshold=0.4999)
+    assert above[8:16, 8:16, 0].all() and not above[0, 0, 0]
