@@ -67,6 +67,26 @@ def test_weighted_total():
     assert total.item() == 4.5
 
 
+def test_each_loss_is_zero_not_nan_when_nothing_counts():
+    # no sampled anchors, no positive anchors, no ROIs, no positive ROIs, no masks: 0, and
+    # still connected to the prediction so that backward() works
+    logits = torch.ones((1, 3), requires_grad=True)
+    deltas = torch.ones((1, 3, 4), requires_grad=True)
+    values = [
+        rpn_class_loss(logits, torch.tensor([[-1, -1, -1]])),
+        rpn_bbox_loss(deltas, torch.zeros((1, 3, 4)), torch.tensor([[0, -1, 0]])),
+        mrcnn_class_loss(logits[:0], torch.zeros(0, dtype=torch.int64)),
+        mrcnn_bbox_loss(deltas, torch.zeros((1, 4)), torch.tensor([0])),
+        mrcnn_mask_loss(
+            torch.ones((0, 3, 2, 2)), torch.zeros((0, 2, 2)), torch.zeros(0, dtype=torch.int64)
+        ),
+    ]
+    for value in values:
+        assert value.item() == 0.0 and value.shape == ()
+    sum(values[:4]).backward()
+    assert logits.grad is not None and deltas.grad is not None
+
+
 def _two_image_batch():
     """Two 128 x 128 inputs (the second with a narrower window) and their ground truth:
     image 0 has two instances, image 1 one (plus a padding row)."""
