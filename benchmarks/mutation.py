@@ -92,7 +92,9 @@ MODULES: dict[str, Target] = {
             "pasted_patches",
         ),
     ),
-    "weights": Target("mrcnn/weights.py", ("tests/test_weights.py",)),
+    "weights": Target(
+        "mrcnn/weights.py", ("tests/test_weights_selection.py", "tests/test_weights.py")
+    ),
 }
 
 PYTEST_FAST = ("-x", "-q", "-p", "no:cacheprovider", "-m", "not slow")
