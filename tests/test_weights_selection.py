@@ -8,11 +8,13 @@ import pytest
 import torch
 from torch import nn
 
+from mrcnn import conventions
 from mrcnn.weights import (
     WeightsError,
     load_selected,
     require_complete,
     select_for_network,
+    trained_conventions,
     uninitialised_parts,
 )
 
@@ -37,12 +39,16 @@ def test_seven_mismatches_show_the_first_five_and_count_the_rest():
     state = _state(net)
     for index in range(7):
         state[f"fpn.{index}.weight"] = torch.zeros(2, 4, 1, 1)
+    state["fpn.0.bias"] = torch.zeros(2)  # 8 mismatches in all (8 - 5 = 3, unlike 8 ^ 5)
     with pytest.raises(WeightsError) as info:
         select_for_network(net, state, source="w.pt")
     message = str(info.value)
-    assert message.startswith("w.pt does not fit this network: fpn.0.weight (2, 4, 1, 1) vs")
-    assert "fpn.4.weight" in message and "fpn.5.weight" not in message
-    assert " and 2 more. Check BACKBONE" in message
+    assert message.startswith(
+        "w.pt does not fit this network: fpn.0.weight (2, 4, 1, 1) vs (4, 4, 1, 1); "
+        "fpn.0.bias (2,) vs (4,); fpn.1.weight"
+    )
+    assert "fpn.3.weight" in message and "fpn.4.weight" not in message
+    assert " and 3 more. Check BACKBONE" in message
     state = {k: v for k, v in state.items() if not k.startswith("fpn.") or k.endswith("bias")}
     state["fpn.0.weight"] = torch.zeros(2, 4, 1, 1)
     with pytest.raises(WeightsError) as info:
@@ -99,3 +105,17 @@ def test_what_loading_leaves_at_its_init_is_named_and_refused_for_inference():
     # a batch counter missing from the weights is not a part left at its init
     del selected["backbone.1.num_batches_tracked"]
     assert uninitialised_parts(net, selected) == {}
+
+
+def test_trained_conventions_come_from_the_checkpoint_config_or_torchvision():
+    ours = {"fpn.0.weight": torch.zeros(1)}
+    saved = {"MEAN_PIXEL": [1.0, 2.0, 3.0], "RPN_ANCHOR_ROUND": False, "NAME": "x"}
+    assert trained_conventions(ours, {"format": "mrcnn", "config": saved}) == {
+        "MEAN_PIXEL": [1.0, 2.0, 3.0],
+        "RPN_ANCHOR_ROUND": False,
+    }
+    assert trained_conventions(ours, {"format": "other", "config": saved}) is None
+    assert trained_conventions(ours, {"format": "mrcnn"}) is None  # a plain state dict
+    torchvision = {"roi_heads.box_predictor.cls_score.weight": torch.zeros(1)}
+    torchvision["backbone.body.conv1.weight"] = torch.zeros(1)
+    assert trained_conventions(torchvision, {}) == conventions.TORCHVISION
