@@ -179,3 +179,11 @@ def test_no_rois():
         "all_classes",
     )
     assert all(len(v) == 0 for v in out.values())
+
+
+def test_class_mode_read_at_run_time_is_compared_by_value():
+    # a mode parsed from a YAML file or --set is a new string object, not the literal
+    mode = "".join(["all_", "classes"])
+    probs = [[0.6, 0.1, 0.3], [0.98, 0.01, 0.01], [0.2, 0.2, 0.6], [0.98, 0.01, 0.01]]
+    out = run(probs, min_confidence=0.25, nms=0.5, mode=mode)
+    assert out["class_ids"].tolist() == [2, 2]  # r0's class 2 counts though background leads
