@@ -187,3 +187,13 @@ def test_class_mode_read_at_run_time_is_compared_by_value():
     probs = [[0.6, 0.1, 0.3], [0.98, 0.01, 0.01], [0.2, 0.2, 0.6], [0.98, 0.01, 0.01]]
     out = run(probs, min_confidence=0.25, nms=0.5, mode=mode)
     assert out["class_ids"].tolist() == [2, 2]  # r0's class 2 counts though background leads
+
+
+def test_one_class_model_keeps_the_same_box_in_each_of_three_images():
+    # 2 classes (background + 1) and 3 images: NMS groups must stay apart for every image,
+    # also when the batch is larger than the class count
+    rois = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 3)
+    probs = [[0.1, 0.9], [0.2, 0.8], [0.3, 0.7]]
+    out = run(probs, rois=rois, image_index=torch.tensor([0, 1, 2]))
+    assert out["image_index"].tolist() == [0, 1, 2]
+    assert out["scores"].tolist() == [approx(0.9), approx(0.8), approx(0.7)]
