@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs",
         type=int,
         default=1,
-        help="mutants tested at once, each in its own copy (default 1)",
+        help="copies tested at once (modules, or shares of one module's mutants); default 1",
     )
     parser.add_argument(
         "--sample",
