@@ -58,7 +58,11 @@ MODULES: dict[str, Target] = {
     "detection": Target("mrcnn/model/detection.py", ("tests/test_detection.py",)),
     "evaluation_matching": Target(
         "mrcnn/evaluation.py",
-        ("tests/test_evaluation_overlaps.py", "tests/test_evaluation.py"),
+        (
+            "tests/test_evaluation_matching.py",
+            "tests/test_evaluation_overlaps.py",
+            "tests/test_evaluation.py",
+        ),
         functions=(
             "compute_overlaps",
             "_box_intersections",
