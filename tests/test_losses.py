@@ -65,6 +65,8 @@ def test_weighted_total():
     losses = {"rpn_class_loss": torch.tensor(1.0), "mrcnn_mask_loss": torch.tensor(2.0)}
     total = weighted_total(losses, {"rpn_class_loss": 0.5, "mrcnn_mask_loss": 2.0})
     assert total.item() == 4.5
+    # a loss without a weight counts once
+    assert weighted_total(losses, {"rpn_class_loss": 0.5}).item() == 2.5
 
 
 def test_each_loss_is_zero_not_nan_when_nothing_counts():
