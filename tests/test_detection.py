@@ -197,3 +197,14 @@ def test_one_class_model_keeps_the_same_box_in_each_of_three_images():
     out = run(probs, rois=rois, image_index=torch.tensor([0, 1, 2]))
     assert out["image_index"].tolist() == [0, 1, 2]
     assert out["scores"].tolist() == [approx(0.9), approx(0.8), approx(0.7)]
+
+
+def test_nms_groups_of_image_and_class_never_coincide():
+    # 3 classes, 4 images: the same box as class 2 in image 0 and as class 1 in image 3 must
+    # not suppress each other (image * classes + class is unique; image / classes + class,
+    # say, would put both in group 2)
+    rois = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 4)
+    probs = [[0.1, 0.1, 0.8], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.1, 0.7, 0.2]]
+    out = run(probs, rois=rois, image_index=torch.tensor([0, 1, 2, 3]))
+    assert out["image_index"].tolist() == [0, 3]
+    assert out["class_ids"].tolist() == [2, 1]
