@@ -34,7 +34,7 @@ def _state(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v + 1 for k, v in net.state_dict().items()}
 
 
-def test_seven_mismatches_show_the_first_five_and_count_the_rest():
+def test_eight_mismatches_show_the_first_five_and_count_the_rest():
     net = _net()
     state = _state(net)
     for index in range(7):
