@@ -200,11 +200,36 @@ def test_one_class_model_keeps_the_same_box_in_each_of_three_images():
 
 
 def test_nms_groups_of_image_and_class_never_coincide():
-    # 3 classes, 4 images: the same box as class 2 in image 0 and as class 1 in image 3 must
-    # not suppress each other (image * classes + class is unique; image / classes + class,
-    # say, would put both in group 2)
-    rois = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 4)
-    probs = [[0.1, 0.1, 0.8], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.1, 0.7, 0.2]]
-    out = run(probs, rois=rois, image_index=torch.tensor([0, 1, 2, 3]))
-    assert out["image_index"].tolist() == [0, 3]
-    assert out["class_ids"].tolist() == [2, 1]
+    # 3 classes, 4 images, one box everywhere: class 2 in image 0, classes 1 and 2 in image 1,
+    # class 1 in image 3. No two of these may share an NMS group (image * classes + class is
+    # unique; image / classes + class, image ^ class, image | class and the like are not)
+    rois = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 5)
+    probs = [
+        [0.1, 0.1, 0.8],
+        [0.1, 0.7, 0.2],
+        [0.3, 0.05, 0.65],
+        [0.9, 0.05, 0.05],
+        [0.1, 0.6, 0.3],
+    ]
+    out = run(probs, rois=rois, image_index=torch.tensor([0, 1, 1, 2, 3]))
+    assert out["image_index"].tolist() == [0, 1, 1, 3]
+    assert out["class_ids"].tolist() == [2, 1, 2, 1]
+
+
+def test_all_classes_mode_of_a_one_class_model_gives_one_candidate_per_roi():
+    out = run([[0.4, 0.6], [0.7, 0.3]], rois=ROIS[[0, 2]], min_confidence=0.2, mode="all_classes")
+    assert out["class_ids"].tolist() == [1, 1]
+    assert out["scores"].tolist() == [approx(0.6), approx(0.3)]
+
+
+def test_a_score_equal_to_min_confidence_is_kept():
+    # two equal logits give exactly 0.5; "lower probabilities are dropped", equal ones stay
+    out = run([[0.5, 0.5]], rois=ROIS[:1], min_confidence=0.5, mode="all_classes")
+    assert out["scores"].tolist() == [0.5]
+
+
+def test_thin_but_not_degenerate_detections_are_kept():
+    # a detection half a pixel wide is a real (small) object; only boxes below 0.01 go
+    rois = torch.tensor([[0.0, 0.0, 0.5, 10.0], [20.0, 20.0, 20.005, 30.0]])
+    out = run([[0.1, 0.9], [0.1, 0.9]], rois=rois)
+    torch.testing.assert_close(out["boxes"], rois[:1])
