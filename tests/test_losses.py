@@ -90,14 +90,14 @@ def test_each_loss_is_zero_not_nan_when_nothing_counts():
 
 
 def _two_image_batch():
-    """Two 128 x 128 inputs (the second with a narrower window) and their ground truth:
+    """Two 128 x 96 (H x W) inputs, the second with a shorter window, and their ground truth:
     image 0 has two instances, image 1 one (plus a padding row)."""
     generator = torch.Generator().manual_seed(1)
-    images = torch.randn(2, 3, 128, 128, generator=generator)
-    windows = torch.tensor([[0.0, 0.0, 128.0, 128.0], [0.0, 16.0, 128.0, 112.0]])
+    images = torch.randn(2, 3, 128, 96, generator=generator)
+    windows = torch.tensor([[0.0, 0.0, 96.0, 128.0], [0.0, 16.0, 96.0, 112.0]])
     boxes = torch.tensor(
         [
-            [[10.0, 20.0, 60.0, 50.0], [70.0, 60.0, 120.0, 110.0]],
+            [[10.0, 20.0, 60.0, 50.0], [50.0, 60.0, 90.0, 110.0]],
             [[30.0, 30.0, 90.0, 100.0], [0.0, 0.0, 0.0, 0.0]],
         ]
     )
@@ -143,9 +143,9 @@ def test_training_losses_feed_each_loss_the_outputs_and_targets_of_the_same_stag
         generator = torch.Generator().manual_seed(5)
         features = net.features(images)
         objectness, rpn_deltas = net.rpn_outputs(features)
-        anchors, _ = net.anchors((128, 128), rpn_deltas)
+        anchors, _ = net.anchors((128, 96), rpn_deltas)  # (H, W): not square
         rpn = rpn_targets(anchors, gt, 32, torch.tensor([0.1, 0.2, 0.3, 0.4]), generator=generator)
-        rois, _, roi_image = net.proposals(objectness, rpn_deltas, (128, 128), windows, 40)
+        rois, _, roi_image = net.proposals(objectness, rpn_deltas, (128, 96), windows, 40)
         assert len(rois) == 80  # POST_NMS_ROIS_TRAINING per image, not the inference limit
         det = detection_targets(
             rois, roi_image, gt, 12, 0.5, torch.tensor([0.5, 0.6, 0.7, 0.8]), (28, 28), generator
