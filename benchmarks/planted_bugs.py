@@ -150,6 +150,27 @@ CASES = [
         "aligned=True)\n    return (crops[:, 0] >= 0.5).to(masks.dtype)",
         "aligned=True)\n    return (crops[:, 0] >= 0.5).to(masks.dtype).transpose(1, 2)",
     ),
+    Case(
+        "tests/test_demo.py::test_demo_writes_report_pictures_and_video",
+        "splash pictures ignore the detected masks",
+        "mrcnn/demo.py",
+        "splash = color_splash(big, masks)",
+        "splash = color_splash(big, masks[..., :0])",
+    ),
+    Case(
+        "tests/test_demo.py::test_demo_writes_report_pictures_and_video",
+        "pictures of only the first two validation scenes",
+        "mrcnn/demo.py",
+        "count: int = 4",
+        "count: int = 2",
+    ),
+    Case(
+        "tests/test_demo.py::test_demo_writes_report_pictures_and_video",
+        "validation loss left out of the losses table",
+        "mrcnn/demo.py",
+        'if "val_loss" in r:',
+        "if False:",
+    ),
 ]
 
 

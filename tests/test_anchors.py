@@ -150,3 +150,14 @@ def test_rpn_output_count_matches_anchors_with_anchor_stride_2():
         objectness, _ = net.rpn_outputs(features)
     anchors, _ = net.anchors((100, 150), objectness)
     assert objectness.shape[1] == len(anchors)
+
+
+def test_level_anchors_step_rows_by_stride_y_and_columns_by_stride_x():
+    # a level whose cells are 4 pixels apart vertically and 8 horizontally (a 128 x 96 input
+    # at P6 gives 64 x 48): centres move by stride_x along a row, by stride_y down a column
+    anchors = level_anchors((2, 3), (4, 8), scale=2.0, ratios=(1.0,))
+    centres = ((anchors[:, :2] + anchors[:, 2:]) / 2).tolist()
+    assert centres == [[0, 0], [8, 0], [16, 0], [0, 4], [8, 4], [16, 4]]
+    p6, counts = pyramid_anchors((128, 96), SCALES, [1], STRIDES)
+    p6_centres = ((p6[-counts[-1] :, :2] + p6[-counts[-1] :, 2:]) / 2).tolist()
+    assert p6_centres == [[0, 0], [48, 0], [0, 64], [48, 64]]

@@ -179,3 +179,57 @@ def test_no_rois():
         "all_classes",
     )
     assert all(len(v) == 0 for v in out.values())
+
+
+def test_class_mode_read_at_run_time_is_compared_by_value():
+    # a mode parsed from a YAML file or --set is a new string object, not the literal
+    mode = "".join(["all_", "classes"])
+    probs = [[0.6, 0.1, 0.3], [0.98, 0.01, 0.01], [0.2, 0.2, 0.6], [0.98, 0.01, 0.01]]
+    out = run(probs, min_confidence=0.25, nms=0.5, mode=mode)
+    assert out["class_ids"].tolist() == [2, 2]  # r0's class 2 counts though background leads
+
+
+def test_one_class_model_keeps_the_same_box_in_each_of_three_images():
+    # 2 classes (background + 1) and 3 images: NMS groups must stay apart for every image,
+    # also when the batch is larger than the class count
+    rois = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 3)
+    probs = [[0.1, 0.9], [0.2, 0.8], [0.3, 0.7]]
+    out = run(probs, rois=rois, image_index=torch.tensor([0, 1, 2]))
+    assert out["image_index"].tolist() == [0, 1, 2]
+    assert out["scores"].tolist() == [approx(0.9), approx(0.8), approx(0.7)]
+
+
+def test_nms_groups_of_image_and_class_never_coincide():
+    # 3 classes, 4 images, one box everywhere: class 2 in image 0, classes 1 and 2 in image 1,
+    # class 1 in image 3. No two of these may share an NMS group (image * classes + class is
+    # unique; image / classes + class, image ^ class, image | class and the like are not)
+    rois = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 5)
+    probs = [
+        [0.1, 0.1, 0.8],
+        [0.1, 0.7, 0.2],
+        [0.3, 0.05, 0.65],
+        [0.9, 0.05, 0.05],
+        [0.1, 0.6, 0.3],
+    ]
+    out = run(probs, rois=rois, image_index=torch.tensor([0, 1, 1, 2, 3]))
+    assert out["image_index"].tolist() == [0, 1, 1, 3]
+    assert out["class_ids"].tolist() == [2, 1, 2, 1]
+
+
+def test_all_classes_mode_of_a_one_class_model_gives_one_candidate_per_roi():
+    out = run([[0.4, 0.6], [0.7, 0.3]], rois=ROIS[[0, 2]], min_confidence=0.2, mode="all_classes")
+    assert out["class_ids"].tolist() == [1, 1]
+    assert out["scores"].tolist() == [approx(0.6), approx(0.3)]
+
+
+def test_a_score_equal_to_min_confidence_is_kept():
+    # two equal logits give exactly 0.5; "lower probabilities are dropped", equal ones stay
+    out = run([[0.5, 0.5]], rois=ROIS[:1], min_confidence=0.5, mode="all_classes")
+    assert out["scores"].tolist() == [0.5]
+
+
+def test_thin_but_not_degenerate_detections_are_kept():
+    # a detection half a pixel wide is a real (small) object; only boxes below 0.01 go
+    rois = torch.tensor([[0.0, 0.0, 0.5, 10.0], [20.0, 20.0, 20.005, 30.0]])
+    out = run([[0.1, 0.9], [0.1, 0.9]], rois=rois)
+    torch.testing.assert_close(out["boxes"], rois[:1])

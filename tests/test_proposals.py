@@ -164,3 +164,15 @@ def test_top_k_per_group():
         1,
         5,
     ]
+
+
+def test_per_level_nms_keeps_every_image_and_level_apart_in_a_batch_of_three():
+    # two levels of one anchor each, at nearly the same place: in per-level mode each of the
+    # 3 images keeps both (6 groups: image * levels + level, none shared), best first
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.5]])
+    logits = [[1.0, 2.0], [3.0, 0.5], [0.0, 4.0]]
+    boxes, scores, image_index = run(logits, anchors=anchors, level_counts=[1, 1], per_level=True)
+    assert image_index.tolist() == [0, 0, 1, 1, 2, 2]
+    expected = torch.sigmoid(torch.tensor([2.0, 1.0, 3.0, 0.5, 4.0, 0.0]))
+    torch.testing.assert_close(scores, expected)
+    torch.testing.assert_close(boxes, anchors[[1, 0, 0, 1, 1, 0]])

@@ -154,3 +154,36 @@ def test_mini_mask_targets_match_full_mask_targets():
     b = mask_targets(rois, idx, gt_mini, (14, 14))
     assert (a != b).float().mean() < 0.03
     assert a.sum() > 0
+
+
+def test_detection_targets_of_the_second_image_use_its_own_boxes_and_masks():
+    # Image 0: two instances with full masks. Image 1: one wide instance (40 x 20) whose mask
+    # is its left half, and a padding row. A ROI of image 1 covering the box's left 3/4
+    # (30 x 20, IoU 0.75, with y2 < x2 so that mixing up corners changes the IoU).
+    boxes = torch.tensor([[[0.0, 0, 20, 10], [30, 30, 50, 60]], [[10, 5, 50, 25], [0, 0, 0, 0]]])
+    masks = torch.zeros((2, 2, 64, 64))
+    masks[0, 0, 0:10, 0:20] = 1
+    masks[0, 1, 30:60, 30:50] = 1
+    masks[1, 0, 5:25, 10:30] = 1
+    gt = GroundTruth(
+        boxes,
+        torch.tensor([[1, 2], [2, 0]]),
+        masks,
+        torch.zeros((2, 1, 4)),
+        torch.zeros((2, 1), dtype=torch.bool),
+        mini_masks=False,
+    )
+    proposals = torch.tensor([[10.0, 5, 40, 25], [100, 100, 120, 120]])
+    det = detection_targets(
+        proposals, torch.tensor([1, 0]), gt, 8, 1.0, STD, (6, 6), torch.Generator().manual_seed(0)
+    )
+    # Positives first, in ROI order: the image-1 proposal, then the three added gt boxes.
+    assert det.num_positive == 4
+    assert det.image_index.tolist() == [1, 0, 0, 1, 0]
+    assert det.class_ids.tolist() == [2, 1, 2, 2, 0]
+    # The proposal's target: 4 of its 6 columns (x 10..30 of 10..40) are the mask.
+    assert det.masks[0].tolist() == [[1.0] * 4 + [0.0] * 2] * 6
+    assert det.masks[3].tolist() == [[1.0] * 3 + [0.0] * 3] * 6  # the gt box: left half
+    assert det.masks[1].min() == 1 and det.masks[2].min() == 1
+    decoded = decode_deltas(det.deltas[:1], det.rois[:1], STD)
+    torch.testing.assert_close(decoded, torch.tensor([[10.0, 5, 50, 25]]))

@@ -1,0 +1,121 @@
+"""Choosing which tensors of a state dict load into a network, on a small stand-in network
+(no Mask R-CNN to build, so these run in milliseconds): exclusions, shape and name mismatches,
+class-specific layers, and what is left at its initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mrcnn import conventions
+from mrcnn.weights import (
+    WeightsError,
+    load_selected,
+    require_complete,
+    select_for_network,
+    trained_conventions,
+    uninitialised_parts,
+)
+
+
+def _net() -> nn.Module:
+    """Top-level parts named as in MaskRCNNNet; box_head.class_logits is class-specific."""
+    torch.manual_seed(0)
+    net = nn.Module()
+    net.backbone = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    net.fpn = nn.Sequential(*(nn.Conv2d(4, 4, 1) for _ in range(7)))
+    net.box_head = nn.Module()
+    net.box_head.class_logits = nn.Linear(4, 3)
+    return net
+
+
+def _state(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v + 1 for k, v in net.state_dict().items()}
+
+
+def test_eight_mismatches_show_the_first_five_and_count_the_rest():
+    net = _net()
+    state = _state(net)
+    for index in range(7):
+        state[f"fpn.{index}.weight"] = torch.zeros(2, 4, 1, 1)
+    state["fpn.0.bias"] = torch.zeros(2)  # 8 mismatches in all (8 - 5 = 3, unlike 8 ^ 5)
+    with pytest.raises(WeightsError) as info:
+        select_for_network(net, state, source="w.pt")
+    message = str(info.value)
+    assert message.startswith(
+        "w.pt does not fit this network: fpn.0.weight (2, 4, 1, 1) vs (4, 4, 1, 1); "
+        "fpn.0.bias (2,) vs (4,); fpn.1.weight"
+    )
+    assert "fpn.3.weight" in message and "fpn.4.weight" not in message
+    assert " and 3 more. Check BACKBONE" in message
+    state = {k: v for k, v in state.items() if not k.startswith("fpn.") or k.endswith("bias")}
+    state["fpn.0.weight"] = torch.zeros(2, 4, 1, 1)
+    with pytest.raises(WeightsError) as info:
+        select_for_network(net, state)
+    assert "more" not in str(info.value)
+
+
+def test_selection_skips_excluded_batch_counters_and_other_class_counts_with_a_note():
+    net = _net()
+    state = _state(net)
+    state["box_head.class_logits.weight"] = torch.zeros(5, 4)  # 5 classes, not 3
+    state["box_head.class_logits.bias"] = torch.zeros(5)
+    state["backbone.9.num_batches_tracked"] = torch.tensor(3)  # not in this network
+    selected, notes = select_for_network(net, state, exclude=["fpn.3.", r"fpn\.[56]\.bias"])
+    assert notes == [
+        f"skipped {key}: shape {shape} in weights vs {here} here (NUM_CLASSES differs); "
+        "it keeps its init"
+        for key, shape, here in [
+            ("box_head.class_logits.weight", (5, 4), (3, 4)),
+            ("box_head.class_logits.bias", (5,), (3,)),
+        ]
+    ]
+    dropped = {
+        "fpn.3.weight",
+        "fpn.3.bias",
+        "fpn.5.bias",
+        "fpn.6.bias",
+        "box_head.class_logits.weight",
+        "box_head.class_logits.bias",
+        "backbone.9.num_batches_tracked",
+    }
+    assert set(selected) == set(state) - dropped
+    assert all(selected[k] is state[k] for k in selected)
+    # "class-specific" drops those layers silently, whatever their shape
+    selected, notes = select_for_network(net, _state(net), exclude="class-specific")
+    assert notes == [] and not any(k.startswith("box_head.") for k in selected)
+
+
+def test_what_loading_leaves_at_its_init_is_named_and_refused_for_inference():
+    net = _net()
+    state = _state(net)
+    selected, _ = select_for_network(net, state, exclude=["box_head.", "fpn.0."])
+    assert uninitialised_parts(net, selected) == {"box_head": 2, "fpn": 2}
+    with pytest.raises(WeightsError, match=r"^w\.pt leaves box_head \(2 tensors\), fpn \(2 "):
+        require_complete(net, selected, source="w.pt")
+    notes = load_selected(net, selected, source="w.pt")
+    assert notes == ["4 tensors not in w.pt keep their init (box_head, fpn)"]
+    after = net.state_dict()
+    assert torch.equal(after["fpn.1.weight"], state["fpn.1.weight"])
+    assert not torch.equal(after["fpn.0.weight"], state["fpn.0.weight"])
+    selected, _ = select_for_network(net, _state(net))
+    require_complete(net, selected)  # nothing left out: no error
+    assert load_selected(net, selected) == []
+    # a batch counter missing from the weights is not a part left at its init
+    del selected["backbone.1.num_batches_tracked"]
+    assert uninitialised_parts(net, selected) == {}
+
+
+def test_trained_conventions_come_from_the_checkpoint_config_or_torchvision():
+    ours = {"fpn.0.weight": torch.zeros(1)}
+    saved = {"MEAN_PIXEL": [1.0, 2.0, 3.0], "RPN_ANCHOR_ROUND": False, "NAME": "x"}
+    assert trained_conventions(ours, {"format": "mrcnn", "config": saved}) == {
+        "MEAN_PIXEL": [1.0, 2.0, 3.0],
+        "RPN_ANCHOR_ROUND": False,
+    }
+    assert trained_conventions(ours, {"format": "other", "config": saved}) is None
+    assert trained_conventions(ours, {"format": "mrcnn"}) is None  # a plain state dict
+    torchvision = {"roi_heads.box_predictor.cls_score.weight": torch.zeros(1)}
+    torchvision["backbone.body.conv1.weight"] = torch.zeros(1)
+    assert trained_conventions(torchvision, {}) == conventions.TORCHVISION
