@@ -113,8 +113,8 @@ def pair_detections(keras: dict, ours: dict) -> np.ndarray:
     """For each Keras detection, the index of the detection of ours it pairs with (-1: none).
 
     A pair has the same class, every box side within BOX_TOLERANCE_PX, scores within
-    SCORE_TOLERANCE and mask IoU >= MIN_MASK_IOU; each of ours pairs at most once (greedy by
-    mask IoU, Keras detections in score order)."""
+    SCORE_TOLERANCE and mask IoU >= MIN_MASK_IOU (two empty masks agree); each of ours pairs
+    at most once (greedy by mask IoU, Keras detections in score order)."""
     n_keras, n_ours = len(keras["class_ids"]), len(ours["class_ids"])
     if n_ours == 0 or n_keras == 0:
         return np.full(n_keras, -1)
@@ -125,6 +125,10 @@ def pair_detections(keras: dict, ours: dict) -> np.ndarray:
     )
     score_close = np.abs(keras["scores"][:, None] - ours["scores"][None, :]) <= SCORE_TOLERANCE
     ious = compute_overlaps_masks(keras["masks"], ours["masks"].astype(bool))
+    # Two empty masks (a box one pixel tall at the image edge) are the same mask: IoU 1, not 0.
+    keras_empty = ~keras["masks"].reshape(-1, n_keras).any(0)
+    ours_empty = ~ours["masks"].astype(bool).reshape(-1, n_ours).any(0)
+    ious = np.where(keras_empty[:, None] & ours_empty[None, :], 1.0, ious)
     candidates = np.where(same_class & box_close & score_close & (ious >= MIN_MASK_IOU), ious, -1.0)
     pairs = np.full(n_keras, -1)
     for k in np.argsort(-keras["scores"], kind="stable"):
@@ -210,3 +214,8 @@ def test_pairing_rejects_a_detection_off_by_two_pixels():
     assert pair_detections(keras, dict(keras, scores=np.array([0.902]))).tolist() == [-1]
     shifted = np.roll(masks, 3, axis=0)
     assert pair_detections(keras, dict(keras, masks=shifted)).tolist() == [-1]
+    # Empty masks (a degenerate box) pair only with an empty mask.
+    empty = dict(keras, masks=np.zeros_like(masks))
+    assert pair_detections(empty, dict(empty)).tolist() == [0]
+    assert pair_detections(empty, keras).tolist() == [-1]
+    assert pair_detections(keras, empty).tolist() == [-1]
