@@ -209,7 +209,8 @@ def trained_agreement(checkpoint: Path | None, train_seconds: float) -> str:
             run_demo(Path(tmp) / "demo", train_seconds=train_seconds, progress=False)
             checkpoint = Path(find_last(Path(tmp) / "demo" / "logs"))
         val = _shapes(ShapesDataset, 50, "val", 0)
-        scores = {}
+        images = [val.load_image(image_id) for image_id in val.image_ids]
+        scores, detections = {}, {}
         for precision in ("fp32", "bf16"):
             config = ShapesDemoConfig.from_overrides(
                 {"INFERENCE_PRECISION": precision, "DEVICE": "cpu"}
@@ -218,10 +219,16 @@ def trained_agreement(checkpoint: Path | None, train_seconds: float) -> str:
             model.load_weights(str(checkpoint))
             result = evaluate_dataset(model, val, progress=False, coco_results=False)
             scores[precision] = result.map50
+            detections[precision] = [our_result(model.detect([image])[0]) for image in images]
+    pairs = [pair(b, f) for b, f in zip(detections["bf16"], detections["fp32"], strict=True)]
+    total = sum(len(f["scores"]) for f in detections["fp32"])
+    good = sum(p[3] >= 0.9 and p[2] <= 1.0 for image_pairs in pairs for p in image_pairs)
     return (
         f"trained shapes model ({checkpoint.name if checkpoint else 'demo'}): mask mAP@0.5 "
         f"fp32 {scores['fp32']:.4f}, bf16 {scores['bf16']:.4f}, difference "
-        f"{abs(scores['bf16'] - scores['fp32']):.4f}"
+        f"{abs(scores['bf16'] - scores['fp32']):.4f}; fp32 detections paired in bf16 with the "
+        f"same class, box within 1 px and mask IoU >= 0.9: {good}/{total} "
+        f"({100 * good / max(total, 1):.1f}%)"
     )
 
 
