@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mrcnn.model.roi_align import _SampleTable
+from mrcnn.model.roi_align import _SampleTable, feature_table
 
 
 def _axis_taps(start: torch.Tensor, end: torch.Tensor, size: torch.Tensor, output_size: int):
@@ -62,8 +62,7 @@ def pyramid_crop_and_resize(
     channels, k = first.shape[1], len(boxes)
     if k == 0:
         return first.new_zeros((0, channels, output_size, output_size))
-    dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
-    table = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features]).to(dtype)
+    table = feature_table(features)
     device = first.device
     level = levels.to(device) - 2
     heights = torch.tensor([f.shape[2] for f in features], device=device)[level]
@@ -72,7 +71,7 @@ def pyramid_crop_and_resize(
     first_pixel = (torch.cumsum(sizes, 0) - sizes)[level] + image_index.to(
         device
     ) * heights * widths
-    b = boxes.detach().to(device=device, dtype=dtype)
+    b = boxes.detach().to(device=device, dtype=table.dtype)
     rows, row_w = _axis_taps(b[:, 1], b[:, 3], heights, output_size)
     cols, col_w = _axis_taps(b[:, 0], b[:, 2], widths, output_size)
     s = output_size

@@ -176,6 +176,18 @@ class _SampleTable(torch.autograd.Function):
         return transposed @ grad.contiguous(), None, None
 
 
+def feature_table(features: list[torch.Tensor]) -> torch.Tensor:
+    """Every pixel of every level as a row: [sum over levels of B * H_l * W_l, C], the levels in
+    order, each (image, y, x) row-major, the rows a sparse sampling matrix multiplies.
+
+    Sparse products run in float32 or float64; half-precision maps (autocast) are widened.
+    """
+    first = features[0]
+    dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
+    channels = first.shape[1]
+    return torch.cat([f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features]).to(dtype)
+
+
 def pyramid_roi_align(
     features: Sequence[torch.Tensor],
     boxes: torch.Tensor,
@@ -207,13 +219,11 @@ def pyramid_roi_align(
     channels, k = first.shape[1], len(boxes)
     if k == 0:
         return first.new_zeros((0, channels, output_size, output_size))
-    # Sparse products run in float32 or float64; half-precision maps (autocast) are widened.
-    dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
-    table = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features]).to(dtype)
+    table = feature_table(features)
     shapes = [(f.shape[0], f.shape[2], f.shape[3]) for f in features]
     levels = assign_levels(boxes, rounding) - MIN_LEVEL
     columns, weights = _sampling_matrix(
-        boxes.detach().to(dtype),
+        boxes.detach().to(table.dtype),
         image_index.to(boxes.device),
         levels,
         shapes,
