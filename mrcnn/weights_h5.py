@@ -52,6 +52,8 @@ def read_keras_layers(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
             f"{path}: reading Keras .h5 files needs h5py (pip install h5py)"
         ) from error
     path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
     try:
         handle = h5py.File(path, "r")
     except OSError as error:

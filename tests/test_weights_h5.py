@@ -237,6 +237,11 @@ def test_not_hdf5_is_one_clear_error(tmp_path):
         read_keras_layers(path)
 
 
+def test_a_missing_file_is_named_as_missing(tmp_path):
+    with pytest.raises(WeightsError, match="weights file not found: .*missing.h5"):
+        read_keras_layers(tmp_path / "missing.h5")
+
+
 def test_hdf5_without_keras_layers_names_what_it_holds(tmp_path):
     import h5py
 
