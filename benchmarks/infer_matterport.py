@@ -104,13 +104,22 @@ def time_ours(
 
 
 def time_keras(
-    python: str, port: str, h5: Path, overrides: dict, image_path: Path, repeats: int, threads: int
-):
+    python: str,
+    port: str,
+    h5: Path,
+    overrides: dict,
+    image_path: Path,
+    repeats: int,
+    threads: int,
+    precision: str,
+) -> dict:
+    """Runs keras_timing.py in the side environment; returns its JSON line."""
     command = [
         python,
         str(REPO / "tools" / "matterport_reference" / "keras_timing.py"),
         "--port", port, "--h5", str(h5), "--config-json", json.dumps(overrides),
         "--image", str(image_path), "--repeats", str(repeats), "--threads", str(threads),
+        "--precision", precision,
     ]  # fmt: skip
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -141,7 +150,8 @@ def main() -> None:
         "--precision",
         action="append",
         choices=("fp32", "bf16"),
-        help="our INFERENCE_PRECISION; repeat to time several (default fp32); Keras runs fp32",
+        help="our INFERENCE_PRECISION, and Keras's (bf16: TensorFlow's oneDNN auto mixed "
+        "precision); repeat to time several (default fp32)",
     )
     args = parser.parse_args()
 
@@ -150,17 +160,24 @@ def main() -> None:
         f"image: {described}; R-101, 81 classes, IMAGE_MAX_DIM 1024; "
         f"median of {args.repeats} after a warm-up"
     )
+    precisions = args.precision or ["fp32"]
     with tempfile.TemporaryDirectory() as tmp:
         h5, overrides = reference_model(Path(tmp))
-        keras = None
+        keras: dict[str, dict] = {}
         if args.keras_python and args.port:
             image_path = Path(tmp) / "image.npy"
             np.save(image_path, image)
-            keras = time_keras(
-                args.keras_python, args.port, h5, overrides, image_path, args.repeats, args.threads
-            )
-            ms, n = keras["ms_per_image"], keras["detections"]
-            print(f"Keras (Matterport, TF2 port): {ms:7.0f} ms/image, {n} detections")
+            # Keras in each precision asked for, so that each of ours meets its like; fp32 always,
+            # since the issue's target is stated against Matterport as its users run it.
+            for precision in dict.fromkeys(["fp32", *precisions]):
+                keras[precision] = time_keras(
+                    args.keras_python, args.port, h5, overrides, image_path, args.repeats,
+                    args.threads, precision,
+                )  # fmt: skip
+                ms, n = keras[precision]["ms_per_image"], keras[precision]["detections"]
+                print(
+                    f"Keras (Matterport, TF2 port, {precision}): {ms:7.0f} ms/image, {n} detections"
+                )
         else:
             print(
                 "Keras: not run (give --keras-python and --port, "
@@ -168,16 +185,18 @@ def main() -> None:
             )
         if args.keras_only:
             return
-        for precision in args.precision or ["fp32"]:
+        for precision in precisions:
             ms, n = time_ours(h5, overrides, image, args.repeats, args.threads, precision)
             print(f"ours (mrcnn, PyTorch, {precision}): {ms:7.0f} ms/image, {n} detections")
-            if keras:
-                ratio = ms / keras["ms_per_image"]
-                verdict = "meets" if ratio <= TARGET_RATIO else "misses"
-                print(
-                    f"ratio ours {precision} / Keras fp32: {ratio:.2f} "
-                    f"({verdict} the target <= {TARGET_RATIO})"
-                )
+            for against in dict.fromkeys([precision, "fp32"]):
+                if against in keras:
+                    print_ratio(precision, ms, against, keras[against]["ms_per_image"])
+
+
+def print_ratio(ours: str, ours_ms: float, theirs: str, theirs_ms: float) -> None:
+    ratio = ours_ms / theirs_ms
+    verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+    print(f"ratio ours {ours} / Keras {theirs}: {ratio:.2f} ({verdict} <= {TARGET_RATIO})")
 
 
 if __name__ == "__main__":
