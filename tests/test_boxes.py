@@ -6,17 +6,21 @@ import math
 
 import numpy as np
 import torch
+import torchvision
 
 from mrcnn.boxes import (
     BBOX_XFORM_CLIP,
     box_area,
     broadcast_iou,
     clip_boxes,
+    corner_areas,
     decode_deltas,
+    denormalise_boxes,
     encode_deltas,
     extract_boxes_from_masks,
     iou,
     large_enough,
+    normalise_boxes,
     xyxy_to_yxyx,
     yxyx_to_xyxy,
 )
@@ -77,7 +81,8 @@ def test_decode_clamps_huge_dw_dh():
     deltas = torch.tensor([[0.0, 0.0, 1e4, 1e4]], dtype=torch.float64)
     out = decode_deltas(deltas, reference, torch.ones(4, dtype=torch.float64))
     assert torch.isfinite(out).all()
-    limit = math.exp(BBOX_XFORM_CLIP)  # 1000 / 16
+    limit = 1000.0 / 16  # torchvision's and Detectron's bbox_xform_clip is log(1000 / 16)
+    assert math.isclose(math.exp(BBOX_XFORM_CLIP), limit, rel_tol=1e-12)
     torch.testing.assert_close(out[0, 2] - out[0, 0], torch.tensor(20.0 * limit).double())
     torch.testing.assert_close(out[0, 3] - out[0, 1], torch.tensor(40.0 * limit).double())
     # the centre does not move
@@ -150,3 +155,57 @@ def test_broadcast_iou_is_torchvisions_iou_for_tensors_arrays_and_either_corner_
     assert row_iou.shape == (7, 2)
     torch.testing.assert_close(row_iou[3], iou(a[3:4], rows[3])[0])
     assert broadcast_iou(b[3], b[3]) == 0  # two empty boxes: 0, not NaN
+
+
+def test_box_area_of_boxes_away_from_the_origin_is_torchvisions():
+    g = torch.Generator().manual_seed(3)
+    boxes = random_boxes(50, g)
+    torch.testing.assert_close(box_area(boxes), torchvision.ops.box_area(boxes))
+
+
+def test_large_enough_checks_width_and_height_each_inclusively():
+    # x1, y1, x2, y2 away from the origin: width 4 x height 2, 2 x 4, exactly 3 x 3, 3 x 2.9
+    boxes = torch.tensor(
+        [[10.0, 20.0, 14.0, 22.0], [10.0, 20.0, 12.0, 24.0], [5.0, 7.0, 8.0, 10.0],
+         [5.0, 7.0, 8.0, 9.9]]
+    )  # fmt: skip
+    assert torch.equal(large_enough(boxes, 3.0), torch.tensor([False, False, True, False]))
+    assert torch.equal(large_enough(boxes, 2.0), torch.tensor([True, True, True, True]))
+
+
+def test_corner_areas_are_zero_for_inverted_boxes_and_exact_below_a_pixel():
+    boxes = np.array([[10.0, 10.0, 8.0, 13.0], [10.0, 10.0, 10.5, 10.25], [0.0, 0.0, 2.0, 3.0]])
+    np.testing.assert_allclose(corner_areas(boxes), [0.0, 0.125, 6.0])
+    torch.testing.assert_close(
+        corner_areas(torch.from_numpy(boxes)), torch.tensor([0.0, 0.125, 6.0]).double()
+    )
+
+
+def test_broadcast_iou_of_boxes_smaller_than_a_pixel():
+    a = torch.tensor([[0.0, 0.0, 0.5, 0.5]])
+    b = torch.tensor([[0.0, 0.0, 0.5, 0.25]])
+    torch.testing.assert_close(broadcast_iou(a, a), torch.tensor([1.0]))
+    torch.testing.assert_close(broadcast_iou(a, b), torch.tensor([0.5]))
+
+
+def test_extract_boxes_from_a_single_mask():
+    masks = np.zeros((6, 7, 1), dtype=bool)
+    masks[1:3, 2:6, 0] = True
+    np.testing.assert_array_equal(extract_boxes_from_masks(masks), [[1, 2, 3, 6]])
+
+
+def test_normalise_boxes_is_matterports_norm_boxes_on_a_non_square_image():
+    # Matterport: norm_boxes((y1, x1, y2, x2)) = (box - (0, 0, 1, 1)) / (H - 1, W - 1, H - 1, W - 1)
+    height, width = 480, 640
+    boxes = torch.tensor(
+        [[10.0, 20.0, 110.0, 220.0], [0.0, 0.0, 640.0, 480.0]], dtype=torch.float64
+    )
+    expected = torch.tensor(
+        [[10 / 639, 20 / 479, 109 / 639, 219 / 479], [0.0, 0.0, 639 / 639, 479 / 479]],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(normalise_boxes(boxes, (height, width)), expected)
+    torch.testing.assert_close(denormalise_boxes(expected, (height, width)), boxes)
+    as_float = normalise_boxes(boxes.float(), (height, width))
+    assert as_float.dtype == torch.float32
+    torch.testing.assert_close(as_float, expected.float())
