@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from mrcnn.boxes import decode_deltas
@@ -187,3 +189,142 @@ def test_detection_targets_of_the_second_image_use_its_own_boxes_and_masks():
     assert det.masks[1].min() == 1 and det.masks[2].min() == 1
     decoded = decode_deltas(det.deltas[:1], det.rois[:1], STD)
     torch.testing.assert_close(decoded, torch.tensor([[10.0, 5, 50, 25]]))
+
+
+def test_sample_per_group_takes_exactly_the_quota_or_every_candidate_in_each_of_many_groups():
+    g = torch.Generator().manual_seed(0)
+    for seed in range(5):
+        groups = torch.randint(0, 7, (400,), generator=g).sort().values
+        groups = groups[torch.randperm(400, generator=g)]  # groups interleaved
+        candidates = torch.rand(400, generator=g) < 0.4
+        quota = torch.randint(0, 30, (7,), generator=g)
+        chosen = sample_per_group(candidates, groups, quota, torch.Generator().manual_seed(seed))
+        assert chosen.dtype == torch.bool and not (chosen & ~candidates).any()
+        for group in range(7):
+            available = int((candidates & (groups == group)).sum())
+            assert int((chosen & (groups == group)).sum()) == min(int(quota[group]), available)
+
+
+def test_sample_per_group_draws_at_random_among_the_candidates():
+    # 10 candidates and 10 non-candidates in one group, quota 3: over 60 draws every candidate
+    # is drawn sometimes, and none is drawn every time.
+    candidates = torch.arange(20) % 2 == 0
+    groups = torch.zeros(20, dtype=torch.int64)
+    draws = torch.stack(
+        [
+            sample_per_group(
+                candidates, groups, torch.tensor([3]), torch.Generator().manual_seed(s)
+            )
+            for s in range(60)
+        ]
+    )
+    times = draws.sum(dim=0)
+    assert (times[candidates] > 0).all() and (times[candidates] < 60).all()
+    assert (times[~candidates] == 0).all()
+
+
+def test_rpn_thresholds_are_inclusive_for_positives_and_exclusive_for_negatives():
+    gt = _gt([[0, 0, 10, 10], [50, 0, 60, 3]], [1, 1])
+    anchors = torch.tensor(
+        [
+            [0, 0, 10, 10],  # IoU 1 with box 0: its best anchor
+            [0, 0, 10, 7],  # IoU exactly 0.7 with box 0: positive
+            [50, 0, 60, 3],  # IoU 1 with box 1: its best anchor
+            [50, 0, 60, 10],  # IoU exactly 0.3 with box 1: not negative, ignored
+            [200, 200, 210, 210],  # no overlap: negative
+        ],
+        dtype=torch.float32,
+    )
+    targets = rpn_targets(anchors, gt, anchors_per_image=256, std=STD)
+    assert targets.labels.tolist() == [[1, 1, 1, -1, 0]]
+
+
+def test_rpn_box_no_anchor_overlaps_gives_no_best_anchor():
+    anchors = torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30]], dtype=torch.float32)
+    gt = _gt([[100, 100, 110, 110]], [1])  # overlaps nothing: its best IoU is 0
+    assert rpn_targets(anchors, gt, anchors_per_image=8, std=STD).labels.tolist() == [[0, 0]]
+
+
+def test_detection_targets_roi_at_exactly_half_iou_is_positive():
+    gt = _gt([[0, 0, 10, 10]], [4])
+    proposals = torch.tensor([[0.0, 0.0, 10.0, 5.0]])  # IoU 50 / 100
+    det = detection_targets(proposals, torch.zeros(1, dtype=torch.int64), gt, 8, 1.0, STD, (4, 4))
+    assert det.num_positive == 2  # the proposal and the added ground-truth box
+    assert [0.0, 0.0, 10.0, 5.0] in det.rois[:2].tolist()
+
+
+def roi_align_reference(mask: np.ndarray, box: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """What mask targets promise, written out in numpy: each of the shape's cells averages 2 x 2
+    bilinear samples (pixel centres at integer coordinates, the box shifted by half a pixel),
+    then >= 0.5. ``box`` is (x1, y1, x2, y2) in the mask's pixels."""
+    height, width = mask.shape
+
+    def bilinear(y: float, x: float) -> float:
+        if y < -1 or y > height or x < -1 or x > width:
+            return 0.0
+        y, x = min(max(y, 0.0), height - 1), min(max(x, 0.0), width - 1)
+        y0, x0 = int(np.floor(y)), int(np.floor(x))
+        y1, x1 = min(y0 + 1, height - 1), min(x0 + 1, width - 1)
+        dy, dx = y - y0, x - x0
+        top = mask[y0, x0] * (1 - dx) + mask[y0, x1] * dx
+        bottom = mask[y1, x0] * (1 - dx) + mask[y1, x1] * dx
+        return top * (1 - dy) + bottom * dy
+
+    x_start, y_start = box[0] - 0.5, box[1] - 0.5
+    bin_h, bin_w = (box[3] - box[1]) / shape[0], (box[2] - box[0]) / shape[1]
+    out = np.zeros(shape)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            samples = [
+                bilinear(
+                    y_start + (i + (a + 0.5) / 2) * bin_h, x_start + (j + (b + 0.5) / 2) * bin_w
+                )
+                for a in range(2)
+                for b in range(2)
+            ]
+            out[i, j] = np.mean(samples) >= 0.5
+    return out
+
+
+@pytest.mark.parametrize("mini", [False, True])
+def test_mask_targets_are_two_by_two_aligned_samples_of_the_mask_over_half(mini):
+    g = torch.Generator().manual_seed(0)
+    full = (torch.rand((2, 2, 6, 8), generator=g, dtype=torch.float64) > 0.5).double()
+    full = torch.nn.functional.interpolate(full, size=(48, 64), mode="nearest")  # 8-px blobs
+    boxes = torch.tensor(
+        [
+            [[4.0, 3.0, 40.0, 30.0], [10.0, 20.0, 60.0, 44.0]],
+            [[0.0, 0.0, 33.0, 47.0], [8, 8, 9, 9]],
+        ],
+        dtype=torch.float64,
+    )
+    shape = (7, 5)
+    masks = full
+    if mini:  # store each instance cropped to its box at 20 x 28, as USE_MINI_MASK does
+        masks = mini_masks(full.flatten(0, 1), boxes.flatten(0, 1), (20, 28)).view(2, 2, 20, 28)
+    gt = GroundTruth(
+        boxes, torch.ones((2, 2), dtype=torch.int64), masks, torch.zeros((2, 1, 4),
+        dtype=torch.float64), torch.zeros((2, 1), dtype=torch.bool), mini_masks=mini,
+    )  # fmt: skip
+    rois = torch.tensor(
+        [[2.3, 1.7, 37.9, 33.2], [12.6, 18.1, 55.4, 41.9], [1.1, 2.2, 30.3, 44.4]],
+        dtype=torch.float64,
+    )
+    flat_index = torch.tensor([0, 1, 2])  # image 0 instances 0 and 1, image 1 instance 0
+    targets = mask_targets(rois, flat_index, gt, shape)
+    assert targets.shape == (3, *shape)
+    for k, (roi, index) in enumerate(zip(rois.numpy(), flat_index.tolist(), strict=True)):
+        mask, box = masks.flatten(0, 1)[index].numpy(), boxes.flatten(0, 1)[index].numpy()
+        if mini:  # the ROI in the mini mask's pixels
+            scale = np.array([28 / (box[2] - box[0]), 20 / (box[3] - box[1])] * 2)
+            roi = (roi - box[[0, 1, 0, 1]]) * scale
+        np.testing.assert_array_equal(targets[k].numpy(), roi_align_reference(mask, roi, shape))
+
+
+def test_no_roi_or_no_mask_gives_empty_targets_of_the_right_shape():
+    gt = _gt([[0, 0, 10, 10]], [1], masks=torch.ones((1, 1, 16, 16)))
+    empty = mask_targets(torch.zeros((0, 4)), torch.zeros(0, dtype=torch.int64), gt, (6, 4))
+    assert empty.shape == (0, 6, 4)
+    assert mini_masks(torch.zeros((0, 16, 16)), torch.zeros((0, 4)), (5, 3)).shape == (0, 5, 3)
+    one = mini_masks(torch.ones((1, 16, 16)), torch.tensor([[0.0, 0.0, 16.0, 16.0]]), (5, 3))
+    assert one.shape == (1, 5, 3) and one.min() == 1

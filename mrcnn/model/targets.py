@@ -265,9 +265,9 @@ def mask_targets(
         rois: [P, 4] (x1, y1, x2, y2) molded-input pixels.
         flat_index: int64 [P] index of each ROI's instance in ``gt.masks.flatten(0, 1)``.
         gt: ground truth; mini masks are addressed in their box's frame.
-        mask_shape: (M, M).
+        mask_shape: (M_h, M_w) (MASK_SHAPE, square in practice).
     Returns:
-        [P, M, M] 0/1 targets in ``gt.masks``' dtype.
+        [P, M_h, M_w] 0/1 targets in ``gt.masks``' dtype.
     """
     size = (int(mask_shape[0]), int(mask_shape[1]))
     masks = gt.masks.flatten(0, 1)[:, None]  # [B*G, 1, h, w]
