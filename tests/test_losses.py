@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from mrcnn.config import Config
@@ -25,6 +26,14 @@ def test_rpn_class_loss_ignores_unsampled_anchors():
     logits = torch.tensor([[0.0, 0.0, 100.0]])
     labels = torch.tensor([[1, 0, -1]])
     assert math.isclose(rpn_class_loss(logits, labels).item(), math.log(2), rel_tol=1e-6)
+
+
+def test_rpn_class_loss_averages_positives_and_negatives():
+    # positive at logit 0: log 2; negative at logit 2: log(1 + e^2); the unsampled one ignored
+    logits = torch.tensor([[0.0, 2.0, -7.0]])
+    labels = torch.tensor([[1, 0, -1]])
+    expected = (math.log(2) + math.log(1 + math.e**2)) / 2
+    assert math.isclose(rpn_class_loss(logits, labels).item(), expected, rel_tol=1e-6)
 
 
 def test_rpn_bbox_loss_on_positives_only():
@@ -113,8 +122,8 @@ def _two_image_batch():
     return images, windows, gt
 
 
-def test_training_losses_feed_each_loss_the_outputs_and_targets_of_the_same_stages():
-    config = Config.from_overrides(
+def tiny_config() -> Config:
+    return Config.from_overrides(
         {
             "NAME": "tiny",
             "BACKBONE": "resnet18",
@@ -133,6 +142,10 @@ def test_training_losses_feed_each_loss_the_outputs_and_targets_of_the_same_stag
             "DEVICE": "cpu",
         }
     )
+
+
+def test_training_losses_feed_each_loss_the_outputs_and_targets_of_the_same_stages():
+    config = tiny_config()
     torch.manual_seed(0)
     net = MaskRCNNNet(config).train()
     images, windows, gt = _two_image_batch()
@@ -166,3 +179,23 @@ def test_training_losses_feed_each_loss_the_outputs_and_targets_of_the_same_stag
         assert losses[name].dtype == torch.float32
         assert losses[name] > 0, name
         torch.testing.assert_close(losses[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_heads_get_rois_in_the_networks_dtype(dtype, monkeypatch):
+    # float64 runs (the equivalence checks) stay float64 end to end; float32 runs are not
+    # widened to float64 on the way to the heads.
+    torch.manual_seed(0)
+    net = MaskRCNNNet(tiny_config()).train().to(dtype)
+    images, windows, gt = _two_image_batch()
+    seen = []
+    box_predictions = net.box_predictions
+
+    def recording(features, rois, image_index):
+        seen.append(rois.dtype)
+        return box_predictions(features, rois, image_index)
+
+    monkeypatch.setattr(net, "box_predictions", recording)
+    with torch.no_grad():
+        training_losses(net, images.to(dtype), windows, gt, torch.Generator().manual_seed(5))
+    assert seen == [dtype]
