@@ -206,3 +206,59 @@ def test_pyramid_roi_align_refuses_adaptive_sampling():
     maps = constant_pyramid(batch=1, size=64)
     with pytest.raises(ValueError, match="sampling_ratio=0"):
         pyramid_roi_align(maps, torch.tensor([square(10)]), torch.tensor([0]), 7, STRIDES, 0)
+
+
+def test_assign_levels_of_non_square_boxes_away_from_the_origin():
+    # 32 x 512 and 512 x 32 boxes (sqrt(area) 128: level 3) far from x = y.
+    boxes = torch.tensor([[300.0, 10.0, 332.0, 522.0], [10.0, 300.0, 522.0, 332.0]])
+    assert assign_levels(boxes).tolist() == [3, 3]
+
+
+def test_rounding_mode_read_at_run_time_is_compared_by_value():
+    floor = "".join(["fl", "oor"])  # not the interned literal, as when read from a config file
+    boxes = torch.tensor([square(224 * 2**0.6)], dtype=torch.float64)
+    assert assign_levels(boxes, floor).tolist() == [4]
+
+
+def test_odd_sized_pyramid_of_three_images_matches_torchvision_forward_and_backward():
+    # Map sides that are not powers of two (an 800 x 1066 input gives such maps): the table
+    # offsets of images and levels then share bits, so adding them is not or-ing them.
+    generator = torch.Generator().manual_seed(4)
+    sides = [(49, 67), (25, 34), (13, 17), (7, 9)]  # 13251 pixels in all: odd
+    maps = [torch.randn(3, 2, h, w, generator=generator, dtype=torch.float64) for h, w in sides]
+    boxes = torch.tensor(
+        [
+            square(20, 5.5, 7.25),  # level 2
+            square(100, 3, 2),  # level 3
+            square(230, 20, 30),  # level 4
+            square(460, 10, 5),  # level 5
+            # level 2 (stride 4), 3 x 3 bins of 2 x 2 map pixels: its first sample row is at
+            # y = -4 / 4 - 0.5 + 0.25 * 2 = -1 exactly, the edge of what torchvision reads
+            [0.0, -4.0, 24.0, 20.0],
+            square(90, 150, 100),
+        ],
+        dtype=torch.float64,
+    )
+    image_index = torch.tensor([2, 1, 2, 1, 2, 0])
+    upstream = torch.randn(len(boxes), 2, 3, 3, generator=generator, dtype=torch.float64)
+
+    def run(function):
+        leaves = [m.clone().requires_grad_() for m in maps]
+        out = function(leaves)
+        (out * upstream).sum().backward()
+        return out.detach(), [leaf.grad for leaf in leaves]
+
+    # Defaults: aligned, 2 x 2 samples per bin.
+    ours, our_grads = run(lambda f: pyramid_roi_align(f, boxes, image_index, 3, STRIDES))
+    theirs, their_grads = run(lambda f: torchvision_pyramid(f, boxes, image_index, 3, 2, True))
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    for mine, reference in zip(our_grads, their_grads, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-12, atol=1e-12)
+
+
+def test_a_single_box_is_pooled():
+    generator = torch.Generator().manual_seed(5)
+    maps = [torch.randn(1, 2, 64 // 2**i, 64 // 2**i, generator=generator) for i in range(4)]
+    box, image_index = torch.tensor([square(40, 3, 5)]), torch.tensor([0])
+    ours = pyramid_roi_align(maps, box, image_index, 4, STRIDES)
+    torch.testing.assert_close(ours, torchvision_pyramid(maps, box, image_index, 4, 2, True))
