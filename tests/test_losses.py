@@ -59,6 +59,10 @@ def test_mrcnn_bbox_loss_uses_the_target_class_deltas():
     value = mrcnn_bbox_loss(deltas, targets, torch.tensor([2, 0])).item()
     # smooth L1 of 2 is 2 - 0.5 = 1.5, mean over the 4 coordinates of one positive ROI.
     assert math.isclose(value, 1.5 / 4)
+    # Class 1 is a class too: ROI 1 of class 1, off by 1 in dy (smooth L1 0.5), joins the mean.
+    deltas[1, 1] = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    value = mrcnn_bbox_loss(deltas, targets, torch.tensor([2, 1])).item()
+    assert math.isclose(value, (1.5 + 0.5) / 8)
 
 
 def test_mrcnn_mask_loss_uses_the_class_channel():
