@@ -263,5 +263,7 @@ def match_instances(
     )
     pred_match = -np.ones(len(pred_ids), dtype=np.int64)
     pred_match[order] = pred_sorted
-    gt_match = np.where(gt_sorted >= 0, order[np.maximum(gt_sorted, 0)], -1)
+    gt_match = -np.ones(len(gt_ids), dtype=np.int64)
+    found = gt_sorted >= 0
+    gt_match[found] = order[gt_sorted[found]]  # indexing only the found: order may be empty
     return gt_match, pred_match, ious.astype(np.float32)
