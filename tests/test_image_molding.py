@@ -3,6 +3,8 @@ path and against torch's own bilinear resize, for upscaling, downscaling and odd
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -66,3 +68,56 @@ def test_pasted_mask_pixels_exactly_at_the_threshold_stay_out():
     assert not at.any()
     above = image_lib.paste_masks(torch.full((1, 8, 8), 0.5), boxes, (24, 24), threshold=0.4999)
     assert above[8:16, 8:16, 0].all() and not above[0, 0, 0]
+
+
+def test_apply_plan_crops_at_the_plans_offset_after_resizing():
+    image = torch.arange(2 * 20 * 30, dtype=torch.float64).view(2, 20, 30)
+    # resize 20 x 30 -> 40 x 60 (nearest: each pixel doubled), crop 10 x 12 at (y 3, x 5), pad
+    plan = ResizePlan((20, 30), (40, 60), (1, 0, 0, 2), crop=(3, 5, 10, 12))
+    out = image_lib.apply_plan(image, plan, mode="nearest")
+    resized = image.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    expected = F.pad(resized[:, 3:13, 5:17], (0, 2, 1, 0))
+    assert out.shape == (2, *plan.output_shape) == (2, 11, 14)
+    assert torch.equal(out, expected)
+
+
+def test_matterport_flavour_molds_by_matterports_rule():
+    # Matterport pads with zeros and then subtracts MEAN_PIXEL (its padding is -MEAN_PIXEL);
+    # ours normalises first, so our padding is 0.
+    image = np.random.default_rng(4).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    plan = ResizePlan((16, 24), (16, 24), (2, 0, 0, 3))  # 2 rows on top, 3 columns right
+    mean = np.array([100.0, 110.0, 120.0])
+    cfg = _config(NETWORK_FLAVOUR="matterport", MEAN_PIXEL=tuple(mean), IMAGE_RESIZE_MODE="none")
+    molded = image_lib.mold_image(image, cfg, plan, torch.float64, "cpu")
+    padded = np.pad(image.astype(np.float64), ((2, 0), (0, 3), (0, 0)))
+    torch.testing.assert_close(molded, torch.from_numpy(padded - mean).permute(2, 0, 1))
+
+
+def test_a_read_only_frame_is_molded_without_a_warning():
+    image = np.random.default_rng(5).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    image.flags.writeable = False  # as a decoded video frame can be
+    plan = ResizePlan((16, 24), (16, 24), (0, 0, 0, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.from_numpy warns on a read-only array
+        molded = image_lib.mold_image(image, _config(), plan, torch.float32, "cpu")
+    assert molded.shape == (3, 16, 24)
+
+
+def test_pasted_patches_default_threshold_is_one_half():
+    boxes = torch.tensor([[4.0, 4.0, 20.0, 20.0]])
+    for value, inside in ((0.6, True), (0.4, False)):
+        masks = torch.full((1, 8, 8), value)
+        [(index, top, left, patch)] = image_lib.pasted_patches(masks, boxes, (24, 24))
+        assert index == 0 and bool(patch[4:12, 4:12].all()) is inside
+
+
+@pytest.mark.parametrize(
+    "box",
+    [[-40.0, 4.0, -20.0, 20.0], [4.0, -40.0, 20.0, -20.0], [30.0, 4.0, 50.0, 20.0]],
+    ids=["left of the image", "above it", "right of it"],
+)
+def test_a_box_outside_the_image_yields_no_patch(box):
+    masks = torch.ones((2, 8, 8))
+    boxes = torch.tensor([box, [4.0, 4.0, 20.0, 20.0]])
+    patches = list(image_lib.pasted_patches(masks, boxes, (24, 24)))
+    assert [index for index, *_ in patches] == [1]
