@@ -9,12 +9,17 @@ import torch
 from torch import nn
 
 from mrcnn import conventions
+from mrcnn.config import Config
 from mrcnn.weights import (
     WeightsError,
+    adopt_flavour,
+    detect_format,
     load_selected,
+    load_state_dict_file,
     require_complete,
     select_for_network,
     trained_conventions,
+    translate_exclude,
     uninitialised_parts,
 )
 
@@ -119,3 +124,62 @@ def test_trained_conventions_come_from_the_checkpoint_config_or_torchvision():
     torchvision = {"roi_heads.box_predictor.cls_score.weight": torch.zeros(1)}
     torchvision["backbone.body.conv1.weight"] = torch.zeros(1)
     assert trained_conventions(torchvision, {}) == conventions.TORCHVISION
+
+
+@pytest.mark.parametrize("count, more", [(5, ""), (6, " and 1 more")])
+def test_five_mismatches_are_all_shown_and_a_sixth_is_counted(count, more):
+    net = _net()
+    state = _state(net)
+    for index in range(count):
+        state[f"fpn.{index}.weight"] = torch.zeros(2, 4, 1, 1)
+    with pytest.raises(WeightsError) as info:
+        select_for_network(net, state, source="w.pt")
+    assert f"fpn.{min(count, 5) - 1}.weight (2, 4, 1, 1)" in str(info.value)
+    assert f"(4, 4, 1, 1){more}. Check BACKBONE" in str(info.value)
+
+
+def test_a_damaged_safetensors_file_is_named(tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    with pytest.raises(WeightsError, match=r"cannot read .*model\.safetensors as safetensors: "):
+        load_state_dict_file(path)
+
+
+def test_layouts_are_told_apart_by_their_keys_and_an_unknown_one_lists_five():
+    # conv1 without layer4 is not a ResNet (and nothing else either)
+    with pytest.raises(WeightsError) as info:
+        detect_format({f"{name}.weight": torch.zeros(1) for name in "conv1 a b c d e".split()})
+    assert str(info.value) == (
+        "unrecognised weights layout (first keys: a.weight, b.weight, c.weight, conv1.weight, "
+        "d.weight)"
+    )
+    with pytest.raises(WeightsError):
+        detect_format({"layer4.0.conv1.weight": torch.zeros(1)})  # layer4 without conv1
+
+
+def test_matterport_layer_names_in_exclude_become_the_parameters_built_from_them():
+    extras = {
+        "keras_sources": {
+            "box_head.class_logits.weight": ["mrcnn_class_logits"],
+            "box_head.class_logits.bias": ["mrcnn_class_logits"],
+            "rpn.conv.weight": ["rpn_conv_shared"],
+        }
+    }
+    # mrcnn_bbox holds no weights in Keras; a name of ours passes through
+    exclude = ["mrcnn_class_logits", "mrcnn_bbox", "mask_head.logits.weight"]
+    assert translate_exclude(exclude, extras) == [
+        "mask_head.logits.weight",
+        "box_head.class_logits.weight",
+        "box_head.class_logits.bias",
+    ]
+    assert translate_exclude("rpn_conv_shared", extras) == ["rpn.conv.weight"]
+    assert translate_exclude(exclude, {}) == exclude  # other formats: unchanged
+
+
+def test_weights_of_the_other_flavour_switch_an_ordinary_config_with_a_note():
+    config = Config.from_overrides({"NAME": "x", "NUM_CLASSES": 2, "DEVICE": "cpu"})
+    notes = adopt_flavour(config, {"NETWORK_FLAVOUR": "matterport"}, "model.h5")
+    assert config.NETWORK_FLAVOUR == "matterport"
+    assert notes and "matterport" in " ".join(notes)
+    assert adopt_flavour(config, {"NETWORK_FLAVOUR": "matterport"}, "model.h5") == []
+    assert adopt_flavour(config, None, "model.h5") == []
