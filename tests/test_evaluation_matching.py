@@ -218,3 +218,34 @@ def test_match_instances_takes_lists_and_no_prediction():
         [1], rects((0, 0, 10, 10)), [], [], np.zeros((40, 40, 0), dtype=bool)
     )
     assert gt_match.tolist() == [-1] and pred_match.tolist() == [] and overlaps.shape == (0, 1)
+
+
+def test_a_prediction_matches_only_its_own_class():
+    # the same box as class 1 and as class 3 against a class-2 ground truth: neither matches
+    for pred_class in (1, 3):
+        gt_match, pred_match, _ = compute_matches(
+            GT[:1], [2], None, GT[:1], [pred_class], [0.9], None, use_masks=False
+        )
+        assert gt_match.tolist() == [-1] and pred_match.tolist() == [-1]
+
+
+def test_crowd_rules_at_the_threshold_and_for_later_ground_truths():
+    # gt: a crowd region of class 1 (index 0), then instance B (class 1, index 1) inside it
+    gt_masks = rects((0, 0, 20, 20), (0, 0, 10, 10))
+    pred_masks = rects(
+        (0, 0, 10, 10),  # p0: B exactly (match to gt index 1), also inside the crowd: kept
+        (10, 10, 20, 30),  # p1: 200 px, of which 100 (columns 10-19) inside the crowd: half
+    )
+    gt_match, pred_match, _ = compute_matches(
+        None, [-1, 1], gt_masks, None, [1, 1], [0.9, 0.8], pred_masks
+    )
+    assert gt_match.tolist() == [-1, 0]
+    assert pred_match.tolist() == [1, -2]  # -2: ignored, exactly half inside counts
+
+
+def test_masks_may_come_as_nested_lists():
+    masks = rects((0, 0, 10, 10), (20, 20, 30, 30))
+    gt_match, pred_match, _ = compute_matches(
+        GT, [1, 1], masks.tolist(), GT[:1], [1], [0.9], masks[..., :1].tolist()
+    )
+    assert gt_match.tolist() == [0, -1] and pred_match.tolist() == [0]
