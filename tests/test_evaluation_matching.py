@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -12,6 +13,7 @@ from mrcnn.evaluation.matching import (
     IGNORED,
     GroundTruth,
     Predictions,
+    match_image,
     match_instances,
     prepare,
 )
@@ -84,6 +86,11 @@ ONE_PRED = rects((0, 0, 10, 10))
             "masks must be [H, W, N]; got gt (40, 40, 2), pred (1, 40, 40, 1)",
         ),
         (
+            TWO_GT[None],
+            ONE_PRED,
+            "masks must be [H, W, N]; got gt (1, 40, 40, 2), pred (40, 40, 1)",
+        ),
+        (
             TWO_GT[..., :1],
             ONE_PRED,
             "gt_masks has 1 masks for 2 gt_class_ids and pred_masks 1 for 1 pred_class_ids",
@@ -97,6 +104,11 @@ ONE_PRED = rects((0, 0, 10, 10))
             TWO_GT,
             np.concatenate([ONE_PRED, ONE_PRED], axis=-1),
             "gt_masks has 2 masks for 2 gt_class_ids and pred_masks 2 for 1 pred_class_ids",
+        ),
+        (
+            TWO_GT,
+            ONE_PRED[..., :0],
+            "gt_masks has 2 masks for 2 gt_class_ids and pred_masks 0 for 1 pred_class_ids",
         ),
     ],
 )
@@ -249,3 +261,16 @@ def test_masks_may_come_as_nested_lists():
         GT, [1, 1], masks.tolist(), GT[:1], [1], [0.9], masks[..., :1].tolist()
     )
     assert gt_match.tolist() == [0, -1] and pred_match.tolist() == [0]
+
+
+def test_match_image_matches_masks_by_default_and_its_inputs_are_frozen():
+    # Boxes say the prediction is A; the masks say it is nothing. Masks decide by default.
+    gt = GroundTruth(GT[:1], np.array([1]), rects((0, 0, 20, 20)))
+    pred = Predictions(GT[:1], np.array([1]), np.array([0.9]), rects((30, 30, 40, 40)))
+    gt_match, pred_match, _, count = match_image(gt, pred, 0.5)
+    assert gt_match.tolist() == [-1] and pred_match.tolist() == [-1] and count == 1
+    assert match_image(gt, pred, 0.5, use_masks=False)[0].tolist() == [0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        gt.class_ids = np.array([2])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pred.scores = np.array([0.1])
