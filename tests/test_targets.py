@@ -328,3 +328,69 @@ def test_no_roi_or_no_mask_gives_empty_targets_of_the_right_shape():
     assert mini_masks(torch.zeros((0, 16, 16)), torch.zeros((0, 4)), (5, 3)).shape == (0, 5, 3)
     one = mini_masks(torch.ones((1, 16, 16)), torch.tensor([[0.0, 0.0, 16.0, 16.0]]), (5, 3))
     assert one.shape == (1, 5, 3) and one.min() == 1
+
+
+def test_mini_masks_are_two_by_two_aligned_samples_of_the_box_over_half():
+    g = torch.Generator().manual_seed(1)
+    full = (torch.rand((3, 6, 8), generator=g, dtype=torch.float64) > 0.5).double()
+    full = torch.nn.functional.interpolate(full[None], size=(48, 64), mode="nearest")[0]
+    boxes = torch.tensor(
+        [[4.0, 3.0, 40.0, 30.0], [10.5, 20.25, 60.0, 44.0], [0.0, 0.0, 33.0, 47.0]],
+        dtype=torch.float64,
+    )
+    minis = mini_masks(full, boxes, (9, 13))
+    assert minis.shape == (3, 9, 13)
+    for mini, mask, box in zip(minis, full, boxes, strict=True):
+        expected = roi_align_reference(mask.numpy(), box.numpy(), (9, 13))
+        np.testing.assert_array_equal(mini.numpy(), expected)
+
+
+def test_a_cell_exactly_half_covered_is_foreground():
+    # left half of an 8 x 8 mask; one 8 x 8 cell samples x = 1.5 (inside) and 5.5 (outside)
+    mask = torch.zeros((1, 8, 8))
+    mask[0, :, :4] = 1.0
+    box = torch.tensor([[0.0, 0.0, 8.0, 8.0]])
+    assert mini_masks(mask, box, (1, 1)).tolist() == [[[1.0]]]
+    gt = _gt(box.tolist(), [1], masks=mask[None], mini=False)
+    assert mask_targets(box, torch.tensor([0]), gt, (1, 1)).tolist() == [[[1.0]]]
+
+
+def test_detection_targets_address_masks_of_later_images_with_three_instances_each():
+    # 3 ground-truth rows per image: instance 1 of image 1 is row 4 of the flattened masks
+    # (1 * 3 + 1), which or-ing the two would confuse with row 3.
+    boxes = torch.zeros((2, 3, 4))
+    boxes[1, 0] = torch.tensor([0.0, 0.0, 10.0, 10.0])
+    boxes[1, 1] = torch.tensor([20.0, 20.0, 40.0, 40.0])
+    masks = torch.zeros((2, 3, 64, 64))
+    masks[1, 0, 0:10, 0:10] = 1
+    masks[1, 1, 20:40, 20:30] = 1  # left half of its box
+    gt = GroundTruth(
+        boxes, torch.tensor([[0, 0, 0], [1, 2, 0]]), masks, torch.zeros((2, 1, 4)),
+        torch.zeros((2, 1), dtype=torch.bool), mini_masks=False,
+    )  # fmt: skip
+    det = detection_targets(
+        boxes.new_zeros((0, 4)), torch.zeros(0, dtype=torch.int64), gt, 4, 1.0, STD, (4, 4)
+    )
+    assert det.class_ids.tolist() == [1, 2]
+    assert det.masks[1].tolist() == [[1.0, 1.0, 0.0, 0.0]] * 4
+
+
+def test_rpn_best_anchor_rule_per_image_in_a_batch_with_more_anchors_than_images():
+    anchors = torch.tensor([[0, 0, 10, 40], [100, 100, 110, 110], [200, 0, 210, 40]]).float()
+    boxes = torch.tensor([[[0, 0, 10, 10]], [[200, 0, 210, 10]]]).float()  # best IoU 0.25 each
+    gt = GroundTruth(
+        boxes, torch.tensor([[1], [1]]), torch.zeros((2, 1, 4, 4)), torch.zeros((2, 1, 4)),
+        torch.zeros((2, 1), dtype=torch.bool),
+    )  # fmt: skip
+    labels = rpn_targets(anchors, gt, anchors_per_image=8, std=STD).labels
+    assert labels.tolist() == [[1, 0, 0], [0, 0, 1]]
+
+
+def test_ground_truth_moves_boxes_and_masks_to_the_dtype_and_keeps_class_ids():
+    gt = _gt([[0, 0, 10, 10]], [1])
+    default = GroundTruth(gt.boxes, gt.class_ids, gt.masks, gt.crowd_boxes, gt.crowd_valid)
+    assert default.mini_masks is True  # USE_MINI_MASK's default
+    moved = gt.to("cpu", torch.float64)
+    assert moved.boxes.dtype == moved.masks.dtype == moved.crowd_boxes.dtype == torch.float64
+    assert moved.class_ids.dtype == torch.int64
+    assert gt.to("cpu").boxes.dtype == torch.float32
