@@ -121,3 +121,12 @@ def test_a_box_outside_the_image_yields_no_patch(box):
     boxes = torch.tensor([box, [4.0, 4.0, 20.0, 20.0]])
     patches = list(image_lib.pasted_patches(masks, boxes, (24, 24)))
     assert [index for index, *_ in patches] == [1]
+
+
+def test_only_shortest_side_batches_are_padded_to_a_multiple_of_32():
+    images = [np.zeros((40, 50, 3), dtype=np.uint8), np.zeros((45, 30, 3), dtype=np.uint8)]
+    cfg = _config(IMAGE_RESIZE_MODE="shortest_side", IMAGE_MIN_DIM=40, IMAGE_MAX_DIM=100)
+    batch, _ = image_lib.mold_batch(images, cfg)
+    assert batch.shape == (2, 3, 64, 64)  # the largest, 60 x 50, rounded up
+    batch, _ = image_lib.mold_batch(images, _config(IMAGE_RESIZE_MODE="none"))
+    assert batch.shape == (2, 3, 45, 50)  # the largest of each side, not rounded
