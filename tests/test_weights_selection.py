@@ -4,6 +4,8 @@ class-specific layers, and what is left at its initialisation."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -183,3 +185,60 @@ def test_weights_of_the_other_flavour_switch_an_ordinary_config_with_a_note():
     assert notes and "matterport" in " ".join(notes)
     assert adopt_flavour(config, {"NETWORK_FLAVOUR": "matterport"}, "model.h5") == []
     assert adopt_flavour(config, None, "model.h5") == []
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty: the download or copy did not finish; fetch it again"),
+        (b"\x89HDF\r\n\x1a\n" + bytes(56), "is an HDF5 file (Keras .h5?): rename it to .h5"),
+        (
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64,
+            "is a text file (it starts with 'version https://git-lfs.github.com/spec/'), "
+            "not weights",
+        ),
+        (b"\x00\xff\x10garbage" * 8, "cannot read "),
+    ],
+    ids=["empty", "hdf5", "text", "binary"],
+)
+def test_an_unreadable_weights_file_says_what_it_is(tmp_path, content, message):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError) as info:
+        load_state_dict_file(path)
+    if message == "cannot read ":
+        assert str(info.value).startswith(f"cannot read {path} as PyTorch weights (")
+    else:
+        assert str(info.value).startswith(f"{path} {message}")
+
+
+def test_a_pickled_object_is_named_by_its_global(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"model": conventions.ConventionsError}, path)  # pickled by its global name
+    with pytest.raises(WeightsError) as info:
+        load_state_dict_file(path)
+    assert str(info.value).startswith(
+        f"{path} holds a pickled Python object (mrcnn.conventions.ConventionsError), not a"
+    )
+
+
+def test_pretrained_weights_are_cached_under_the_urls_file_name(tmp_path, monkeypatch):
+    from mrcnn import weights
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "new" / "hub"))
+    fetched = []
+
+    def download(url, target, hash_prefix=None, progress=True):
+        fetched.append(url)
+        Path(target).write_bytes(b"weights")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    first, second = list(weights.PRETRAINED)[:2]
+    checkpoints = tmp_path / "new" / "hub" / "checkpoints"
+    for name in (first, second):  # the folder made for the first, then already there
+        path = weights.pretrained_file(name, progress=False)
+        assert path == checkpoints / weights.PRETRAINED[name].split("/")[-1]
+        assert path.read_bytes() == b"weights"
+    assert fetched == [weights.PRETRAINED[first], weights.PRETRAINED[second]]
+    assert weights.pretrained_file(first, progress=False).parent == checkpoints
+    assert len(fetched) == 2  # cached: not fetched again
