@@ -26,6 +26,7 @@ from mrcnn.evaluation import (
     dataset_to_coco,
     detections_to_coco,
 )
+from tests._fixtures_data import box_mask
 
 # pycocotools' decode under numpy 2
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -35,9 +36,7 @@ H = W = 64
 
 def rect(y1: int, x1: int, y2: int, x2: int, shape=(H, W)) -> np.ndarray:
     """bool [H, W] rectangle, exclusive y2/x2."""
-    mask = np.zeros(shape, dtype=bool)
-    mask[y1:y2, x1:x2] = True
-    return mask
+    return box_mask(*shape, y1, x1, y2, x2)
 
 
 def ellipse(cy: float, cx: float, ry: float, rx: float, shape=(H, W)) -> np.ndarray:

@@ -17,6 +17,7 @@ from mrcnn.evaluation.matching import (
     match_instances,
     prepare,
 )
+from tests._fixtures_data import box_mask
 
 GT = np.array([[0.0, 0.0, 20.0, 20.0], [40.0, 40.0, 60.0, 70.0]])
 
@@ -63,10 +64,7 @@ def test_recall_counts_ground_truths_reached_by_some_prediction():
 # --- bad inputs: each names what is wrong -------------------------------------------------------
 def rects(*boxes, shape=(40, 40)) -> np.ndarray:
     """bool [H, W, N] masks of (y1, x1, y2, x2) rectangles."""
-    masks = np.zeros((*shape, len(boxes)), dtype=bool)
-    for k, (y1, x1, y2, x2) in enumerate(boxes):
-        masks[y1:y2, x1:x2, k] = True
-    return masks
+    return np.stack([box_mask(*shape, *box) for box in boxes], axis=-1)
 
 
 TWO_GT = rects((0, 0, 10, 10), (20, 20, 30, 30))
