@@ -332,6 +332,8 @@ def test_mutants(copy: Path, target: Target, sample, seed: int, shard, runner) -
         session, lines, annotation_spans(source), sample, seed, shard
     )
     cosmic_ray(copy, "exec", str(config), str(session))
+    if runner is not None and runner.process.poll() is not None:
+        raise SystemExit(f"the mutation runner of {copy} died during the run: no verdict holds")
     tally = read_tally(session)
     tally.generated, tally.annotations = generated, equivalent
     return tally

@@ -68,6 +68,7 @@ def serve(path: str) -> None:
         with connection:
             request = json.loads(connection.makefile().readline())
             if request.get("stop"):
+                connection.sendall(b"0\n")
                 break
             status = run_in_fork(request, listener, connection)
             try:
@@ -116,7 +117,10 @@ def request(path: str, message: dict) -> int:
     with client:
         client.sendall((json.dumps(message) + "\n").encode())
         answer = client.makefile().readline()
-    return int(answer) if answer.strip() else 0
+    if not answer.strip():
+        # Not a verdict: reading it as "passed" or "failed" would count the mutant wrongly.
+        raise SystemExit(f"error: the mutation runner on {path} closed without an answer")
+    return int(answer)
 
 
 def main(argv: list[str]) -> int:

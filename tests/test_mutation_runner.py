@@ -3,9 +3,11 @@ test afresh, so a mutant written to disk between two requests is what the second
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,25 @@ def test_a_crash_or_a_hang_counts_as_a_failure(served_folder):
     assert run_tests(folder, socket) == 1
     (folder / "test_code.py").write_text("import time\n\ndef test_hang():\n    time.sleep(600)\n")
     assert run_tests(folder, socket, timeout=1) == 124
+
+
+def test_a_runner_that_closes_without_an_answer_is_an_error_not_a_verdict(tmp_path):
+    # A dead server must not read as "the tests passed" (a surviving mutant) or as a kill.
+    path = tmp_path / "closing.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def close_without_answer():
+        connection, _ = listener.accept()
+        connection.makefile().readline()
+        connection.close()
+
+    thread = threading.Thread(target=close_without_answer)
+    thread.start()
+    command = [sys.executable, str(RUNNER), "run", str(path), "5", "--", "-q"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    thread.join()
+    listener.close()
+    assert done.returncode != 0
+    assert "closed without an answer" in done.stderr
