@@ -3,6 +3,8 @@ model (test_overfit, test_precision); trained once per test session."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import time
 from functools import lru_cache
@@ -61,9 +63,10 @@ def triangles(count: int) -> ShapesDataset:
 @lru_cache(maxsize=1)
 def trained_triangles() -> tuple[Path, float]:
     """(checkpoint, training seconds) of :class:`OverfitConfig` trained from random weights for
-    one epoch of 60 steps on ``triangles(3)``, in a temporary folder kept for the session."""
+    one epoch of 60 steps on ``triangles(3)``, in a temporary folder removed at exit."""
     torch.manual_seed(0)
     folder = Path(tempfile.mkdtemp(prefix="mrcnn_trained_triangles_"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     model = MaskRCNN("training", OverfitConfig(), folder)
     start = time.perf_counter()
     model.train(triangles(3), None, OverfitConfig.LEARNING_RATE, epochs=1, layers="all")

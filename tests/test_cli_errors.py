@@ -17,8 +17,8 @@ from mrcnn.cli import main
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt")
+def weights(module_tmp) -> Path:
+    return save_tiny_checkpoint(module_tmp.mktemp("w") / "tiny.pt")
 
 
 @pytest.fixture

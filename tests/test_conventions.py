@@ -38,10 +38,10 @@ USER_CONFIGS = {
 
 
 @pytest.fixture(scope="module")
-def torchvision_files(tmp_path_factory):
+def torchvision_files(module_tmp):
     """A torch home holding random "coco" and "imagenet" files under their published names,
     and a torchvision Mask R-CNN state-dict file elsewhere."""
-    home = tmp_path_factory.mktemp("torch_home")
+    home = module_tmp.mktemp("torch_home")
     cache = home / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     maskrcnn = randomised_torchvision_maskrcnn(seed=3)
@@ -224,8 +224,8 @@ def test_heads_fine_tune_from_torchvision_weights_lowers_the_loss(torchvision_fi
 # (training mode: inference refuses weights that leave the class-specific layers random)
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def torchvision_state_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tv") / "tv.pth"
+def torchvision_state_file(module_tmp):
+    path = module_tmp.mktemp("tv") / "tv.pth"
     torch.save(randomised_torchvision_maskrcnn(seed=1).state_dict(), path)
     return path
 

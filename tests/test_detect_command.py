@@ -21,9 +21,9 @@ H, W = 64, 96
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
+def weights(module_tmp) -> Path:
     """A checkpoint of a tiny random model (no class names stored)."""
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    path = module_tmp.mktemp("weights") / "tiny.pt"
     return save_tiny_checkpoint(path, IMAGES_PER_GPU=2)
 
 

@@ -41,13 +41,13 @@ def _set_flags(values: dict) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
+def weights(module_tmp):
     from mrcnn.model import MaskRCNN
     from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
 
     config = Config.from_overrides({**TINY, "NUM_CLASSES": 4, "DEVICE": "cpu"})
-    model = MaskRCNN("inference", config, model_dir=tmp_path_factory.mktemp("logs"))
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    model = MaskRCNN("inference", config, model_dir=module_tmp.mktemp("logs"))
+    path = module_tmp.mktemp("weights") / "tiny.pt"
     atomic_torch_save(checkpoint_payload(model.net.state_dict(), config, epoch=1), path)
     return path
 

@@ -95,9 +95,9 @@ def write_case_h5(case: dict, directory: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def h5_for(tmp_path_factory):
+def h5_for(module_tmp):
     """case -> its model's .h5 in the case's layout, written once per (model, layout)."""
-    directory = tmp_path_factory.mktemp("matterport_h5")
+    directory = module_tmp.mktemp("matterport_h5")
     written: dict[tuple[str, str], Path] = {}
 
     def get(case: dict) -> Path:

@@ -100,9 +100,9 @@ def load_checkpoint(path: Path) -> MaskRCNN:
 
 
 @pytest.fixture(scope="module")
-def matterport_export(tmp_path_factory):
+def matterport_export(module_tmp):
     """(checkpoint, exported .onnx) of a Matterport-style tiny model, exported by the CLI."""
-    folder = tmp_path_factory.mktemp("onnx_matterport")
+    folder = module_tmp.mktemp("onnx_matterport")
     checkpoint = save_checkpoint(folder / "tiny.pt", **MATTERPORT_STYLE)
     onnx_file = folder / "tiny.onnx"
     assert main(["export", "--weights", str(checkpoint), str(onnx_file)]) == 0
@@ -110,8 +110,8 @@ def matterport_export(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def torchvision_export(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("onnx_torchvision")
+def torchvision_export(module_tmp):
+    folder = module_tmp.mktemp("onnx_torchvision")
     model = load_checkpoint(save_checkpoint(folder / "tv.pt", **TORCHVISION_STYLE))
     onnx_file = export_onnx(model, folder / "tv.onnx", class_names=["BG", *CLASS_NAMES])
     return model, onnx_file

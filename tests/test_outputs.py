@@ -15,8 +15,8 @@ from mrcnn.outputs import DEMO_MARKER, OutputError, prepare_demo_folder
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt")
+def weights(module_tmp) -> Path:
+    return save_tiny_checkpoint(module_tmp.mktemp("w") / "tiny.pt")
 
 
 def _photos(folder: Path, names=("party.png", "beach.jpg")) -> dict[str, bytes]:

@@ -34,9 +34,9 @@ NAMES = ["BG", *CLASS_NAMES]
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> list[Path]:
+def photos(module_tmp) -> list[Path]:
     """Four photos of different sizes, so that a mixed-up answer cannot pass for another's."""
-    folder = tmp_path_factory.mktemp("photos")
+    folder = module_tmp.mktemp("photos")
     sizes_seeds = [(320, 240, 0), (256, 192, 21), (300, 300, 2), (200, 280, 13)]  # 4-8 found
     return [blob_photo(folder / f"{i}.jpg", *spec) for i, spec in enumerate(sizes_seeds)]
 

@@ -16,9 +16,9 @@ CLASS_NAMES = ["BG", "balloon", "kite"]
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
+def weights(module_tmp) -> Path:
     """A checkpoint of a tiny random model that stores its config and class names."""
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    path = module_tmp.mktemp("weights") / "tiny.pt"
     return save_tiny_checkpoint(path, class_names=CLASS_NAMES)
 
 

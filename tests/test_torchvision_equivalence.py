@@ -24,9 +24,9 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(module_tmp):
     reference = randomised_torchvision_maskrcnn(box_score_thresh=0.0).double()
-    path = tmp_path_factory.mktemp("weights") / "maskrcnn_random.pth"
+    path = module_tmp.mktemp("weights") / "maskrcnn_random.pth"
     torch.save(reference.state_dict(), path)
     config = TorchvisionCocoConfig.from_overrides(
         {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}

@@ -93,8 +93,8 @@ def tv():
 
 
 @pytest.fixture(scope="module")
-def tv_file(tv, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("tv") / "maskrcnn_old_keys.pth"
+def tv_file(tv, module_tmp) -> Path:
+    path = module_tmp.mktemp("tv") / "maskrcnn_old_keys.pth"
     state = old_torchvision_names(tv.state_dict())
     assert "roi_heads.mask_head.mask_fcn1.weight" in state and "rpn.head.conv.weight" in state
     torch.save(state, path)
@@ -102,12 +102,12 @@ def tv_file(tv, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def resnet_file(tmp_path_factory) -> Path:
+def resnet_file(module_tmp) -> Path:
     torch.manual_seed(2)
     resnet = torchvision.models.resnet50(weights=None)
     with torch.no_grad():
         randomise_batchnorm(resnet, 3)
-    path = tmp_path_factory.mktemp("resnet") / "resnet50.pth"
+    path = module_tmp.mktemp("resnet") / "resnet50.pth"
     torch.save(resnet.state_dict(), path)
     return path
 

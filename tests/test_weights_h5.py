@@ -38,10 +38,10 @@ class UserConfig(Config):
 
 
 @pytest.fixture(scope="module")
-def coco_like_h5(tmp_path_factory):
+def coco_like_h5(module_tmp):
     """A full ResNet-50 Matterport model file (Keras 2.2 layout), seeded random weights."""
     manifest = matterport_manifest("resnet50", num_classes=2, fc=FC)
-    path = tmp_path_factory.mktemp("h5") / "mask_rcnn_user.h5"
+    path = module_tmp.mktemp("h5") / "mask_rcnn_user.h5"
     return write_keras_h5(path, manifest, random_layers(manifest, seed=3))
 
 
