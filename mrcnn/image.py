@@ -343,9 +343,10 @@ def paste_masks(
     ending on a hard step), resized bilinearly into its widened, whole-pixel box
     (:func:`expanded_paste_boxes`) and thresholded. This is the pasting of torchvision and
     Detectron, with the same arithmetic, so equal inputs give equal pixels even for values that
-    sit exactly on the threshold. Each instance costs work and memory in proportion to its box
-    only: nothing of full image size is allocated per instance, and the one loop is over
-    instances, each step a single interpolation of a box-sized patch.
+    sit exactly on the threshold. On the CPU each instance costs work and memory in proportion
+    to its box only (:func:`paste_masks_looped`); on a GPU, where a loop of small kernels would
+    cost more than the arithmetic, all instances are pasted at once
+    (:func:`paste_masks_vectorised`).
 
     Args:
         masks: [N, M, M] probabilities in [0, 1].
@@ -355,11 +356,90 @@ def paste_masks(
     Returns:
         bool [H, W, N] on the masks' device.
     """
+    if masks.device.type == "cpu":
+        return paste_masks_looped(masks, boxes, image_shape, threshold)
+    return paste_masks_vectorised(masks, boxes, image_shape, threshold)
+
+
+def paste_masks_looped(
+    masks: torch.Tensor, boxes: torch.Tensor, image_shape: tuple[int, int], threshold: float = 0.5
+) -> torch.Tensor:
+    """:func:`paste_masks` one instance at a time: one interpolation of a box-sized patch each,
+    nothing of full image size allocated per instance. Arguments and result as there."""
     height, width = int(image_shape[0]), int(image_shape[1])
     out = torch.zeros((height, width, masks.shape[0]), dtype=torch.bool, device=masks.device)
     for index, top, left, patch in pasted_patches(masks, boxes, image_shape, threshold):
         out[top : top + patch.shape[0], left : left + patch.shape[1], index] = patch
     return out
+
+
+#: Instances :func:`paste_masks_vectorised` computes at once: its float temporaries take about
+#: 3 x this x H x W x 4 bytes (0.3 GB for 32 instances of an 800 x 1066 image).
+PASTE_CHUNK = 32
+
+
+def paste_masks_vectorised(
+    masks: torch.Tensor, boxes: torch.Tensor, image_shape: tuple[int, int], threshold: float = 0.5
+) -> torch.Tensor:
+    """:func:`paste_masks` for all instances at once, in a few whole-image kernels.
+
+    The bilinear resize is separable: each padded mask is first resized along x to the image's
+    width, then along y to its height, with F.interpolate's taps and weights (half-pixel
+    centres) computed per instance and the same order of operations as its kernel, so the
+    pixels equal :func:`paste_masks_looped`'s up to floating-point contraction in that kernel.
+    Pixels outside an instance's widened box are False. Arguments and result as there.
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    count, size = masks.shape[0], masks.shape[-1]
+    out = torch.zeros((height, width, count), dtype=torch.bool, device=masks.device)
+    if count == 0:
+        return out
+    padded = F.pad(masks, (1, 1, 1, 1))  # [N, M+2, M+2]
+    paste = expanded_paste_boxes(boxes, size)
+    rows = _resize_taps(paste[:, 1], paste[:, 3], height, size + 2, masks.dtype)  # each [N, H]
+    cols = _resize_taps(paste[:, 0], paste[:, 2], width, size + 2, masks.dtype)  # each [N, W]
+    for start in range(0, count, PASTE_CHUNK):
+        part = slice(start, start + PASTE_CHUNK)
+        (r0, r1, rw0, rw1, r_in), (c0, c1, cw0, cw1, c_in) = (
+            [t[part] for t in rows],
+            [t[part] for t in cols],
+        )
+        patch = padded[part]
+        depth = patch.shape[1]
+        left = torch.gather(patch, 2, c0[:, None, :].expand(-1, depth, -1))
+        right = torch.gather(patch, 2, c1[:, None, :].expand(-1, depth, -1))
+        along_x = cw0[:, None, :] * left + cw1[:, None, :] * right  # [n, M+2, W]
+        top = torch.gather(along_x, 1, r0[:, :, None].expand(-1, -1, width))
+        bottom = torch.gather(along_x, 1, r1[:, :, None].expand(-1, -1, width))
+        value = rw0[:, :, None] * top + rw1[:, :, None] * bottom  # [n, H, W]
+        inside = r_in[:, :, None] & c_in[:, None, :]
+        out[:, :, part] = ((value > threshold) & inside).permute(1, 2, 0)
+    return out
+
+
+def _resize_taps(
+    start: torch.Tensor, end: torch.Tensor, length: int, source: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, ...]:
+    """F.interpolate's bilinear taps (align_corners=False) along one image axis, per instance.
+
+    Args:
+        start, end: int64 [N], each instance's first and last (inclusive) pixel on the axis.
+        length: the image's size on the axis.
+        source: the padded mask's size (M + 2).
+    Returns:
+        (first, second, weight of first, weight of second, inside): [N, length] each; the
+        indices int64 into the padded mask, ``inside`` bool (the pixel is in the span).
+    """
+    span = (end - start + 1).clamp(min=1)[:, None]
+    pixel = torch.arange(length, device=start.device)[None, :] - start[:, None]
+    inside = (pixel >= 0) & (pixel < span)
+    local = torch.minimum(pixel.clamp(min=0), span - 1).to(dtype)
+    scale = torch.tensor(float(source), dtype=dtype, device=start.device) / span.to(dtype)
+    position = (scale * (local + 0.5) - 0.5).clamp(min=0)
+    first = position.to(torch.int64)
+    second = first + (first < source - 1).to(torch.int64)
+    weight = position - first.to(dtype)
+    return first, second, 1 - weight, weight, inside
 
 
 def pasted_patches(

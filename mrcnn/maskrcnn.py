@@ -37,6 +37,7 @@ from mrcnn.model.network import MaskRCNNNet
 from mrcnn.model.precision import inference_autocast
 from mrcnn.training.state import TrainingState
 from mrcnn.training.trainer import train as run_training
+from mrcnn.transfer import to_host
 
 __all__ = ["MaskRCNN", "MaskRCNNNet", "resolve_device"]
 
@@ -382,7 +383,7 @@ def _unmold_detections(
     if mask_format == "boxes":
         full = _box_masks(masks, paste_boxes, meta.original_shape)
     else:
-        full = paste_masks(masks, paste_boxes, meta.original_shape).cpu().numpy()
+        full = to_host(paste_masks(masks, paste_boxes, meta.original_shape))
     boxes_np = boxes.float().cpu().numpy()
     return {
         "rois": np.round(xyxy_to_yxyx(boxes_np)).astype(np.int32),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mrcnn.image import paste_masks, pasted_patches
+from mrcnn.transfer import to_host
 
 
 @dataclass
@@ -51,7 +52,7 @@ class BoxMasks:
 
     def to_dense(self) -> np.ndarray:
         """bool [H, W, N], Matterport's layout (H x W x N bytes: only for modest images)."""
-        return paste_masks(self.soft, self.boxes, self.shape, self.threshold).cpu().numpy()
+        return to_host(paste_masks(self.soft, self.boxes, self.shape, self.threshold))
 
     def union(self, keep: Sequence[bool] | np.ndarray | None = None) -> np.ndarray:
         """bool [H, W]: pixels inside any kept instance (all instances when ``keep`` is None)."""

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from mrcnn.boxes import normalise_boxes, xyxy_to_yxyx
 from mrcnn.resize_plan import ImageMeta, ResizePlan
+from mrcnn.transfer import to_host
 
 
 def _taps(source: int, target: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -138,9 +139,7 @@ def unmold_detections(
     pairs = zip(masks, pixels.tolist(), strict=True)
     full = [unmold_mask(mask, tuple(box), (height, width)) for mask, box in pairs]
     stacked = (
-        torch.stack(full, dim=-1).cpu().numpy()
-        if full
-        else np.zeros((height, width, 0), dtype=bool)
+        to_host(torch.stack(full, dim=-1)) if full else np.zeros((height, width, 0), dtype=bool)
     )
     boxes_np = pixels.cpu().numpy()
     return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from _tiny_model import tiny_model
@@ -95,3 +96,14 @@ def test_mask_pasting_on_cuda_equals_the_cpu(dtype):
     differing = (on_gpu.cpu() != on_cpu).float().mean().item()
     # float64 leaves no pixel near the threshold to round differently; float32 almost none.
     assert differing == 0 if dtype == torch.float64 else differing < 1e-4
+
+
+def test_large_masks_come_to_the_host_through_pinned_memory():
+    from mrcnn.transfer import PINNED_COPY_BYTES, to_host
+
+    masks = torch.rand(800, 1066, 7, device="cuda") > 0.5
+    array = to_host(masks)
+    assert array.dtype == np.bool_ and np.array_equal(array, masks.cpu().numpy())
+    assert torch.from_numpy(array).is_pinned()
+    small = torch.ones(PINNED_COPY_BYTES // 2, dtype=torch.bool, device="cuda")
+    assert not torch.from_numpy(to_host(small)).is_pinned() and to_host(small).all()

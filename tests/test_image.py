@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from mrcnn import image as image_module
 from mrcnn.config import Config
 from mrcnn.image import (
     ImageMeta,
@@ -16,6 +17,8 @@ from mrcnn.image import (
     expanded_paste_boxes,
     mold_batch,
     paste_masks,
+    paste_masks_looped,
+    paste_masks_vectorised,
     plan_resize,
     read_image,
     to_rgb_uint8,
@@ -347,8 +350,13 @@ PASTE_BOXES = [
 ]
 
 
+#: The two pastings (the CPU's loop and the GPU's whole-image kernels), both run on the CPU here.
+PASTERS = [paste_masks_looped, paste_masks_vectorised]
+
+
+@pytest.mark.parametrize("paste", PASTERS)
 @pytest.mark.parametrize("mask_size", [4, 7])
-def test_paste_masks_matches_slow_reference(mask_size):
+def test_paste_masks_matches_slow_reference(mask_size, paste):
     generator = torch.Generator().manual_seed(mask_size)
     count = len(PASTE_BOXES)
     masks = torch.rand(count, mask_size, mask_size, generator=generator, dtype=torch.float64)
@@ -356,7 +364,7 @@ def test_paste_masks_matches_slow_reference(mask_size):
     masks[3:5] = 1.0
     boxes = torch.tensor(PASTE_BOXES, dtype=torch.float64)
     image_shape = (18, 24)
-    out = paste_masks(masks, boxes, image_shape)
+    out = paste(masks, boxes, image_shape)
     assert out.shape == (18, 24, count) and out.dtype == torch.bool
     for i in range(count):
         expected = reference_paste(masks[i].numpy(), PASTE_BOXES[i], image_shape)
@@ -365,18 +373,42 @@ def test_paste_masks_matches_slow_reference(mask_size):
     assert out[..., 3].sum() > 0  # a zero-width box still gets a column
 
 
-def test_paste_masks_float32_and_threshold():
+@pytest.mark.parametrize("paste", PASTERS)
+def test_paste_masks_float32_and_threshold(paste):
     generator = torch.Generator().manual_seed(9)
     masks = torch.rand(3, 6, 6, generator=generator)
     boxes = torch.tensor(PASTE_BOXES[:3])
-    out = paste_masks(masks, boxes, (18, 24), threshold=0.3)
+    out = paste(masks, boxes, (18, 24), threshold=0.3)
     for i in range(3):
         expected = reference_paste(masks[i].double().numpy(), PASTE_BOXES[i], (18, 24), 0.3)
         assert (out[..., i].numpy() != expected).sum() <= 1
 
 
-def test_paste_masks_empty_and_expanded_boxes():
-    assert paste_masks(torch.zeros(0, 28, 28), torch.zeros(0, 4), (5, 7)).shape == (5, 7, 0)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_vectorised_pasting_gives_the_loops_pixels(dtype, monkeypatch):
+    """Many random boxes, some leaving the image, in chunks smaller than their number."""
+    monkeypatch.setattr(image_module, "PASTE_CHUNK", 7)
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(40, 28, 28, generator=generator, dtype=dtype)
+    xy = torch.rand(40, 2, generator=generator, dtype=dtype) * 500 - 50
+    boxes = torch.cat([xy, xy + torch.rand(40, 2, generator=generator, dtype=dtype) * 300], 1)
+    looped = paste_masks_looped(masks, boxes, (480, 640))
+    assert looped.any(dim=(0, 1)).sum() >= 30
+    assert torch.equal(paste_masks_vectorised(masks, boxes, (480, 640)), looped)
+
+
+def test_paste_masks_loops_on_the_cpu(monkeypatch):
+    """The loop's memory stays box-sized: a huge photo must not get N full-image temporaries."""
+    monkeypatch.setattr(image_module, "paste_masks_vectorised", None)  # calling it would fail
+    masks, boxes = torch.rand(2, 28, 28), torch.tensor([[1.0, 2.0, 9.0, 7.0], [0, 0, 4, 4]])
+    assert torch.equal(
+        paste_masks(masks, boxes, (10, 12)), paste_masks_looped(masks, boxes, (10, 12))
+    )
+
+
+@pytest.mark.parametrize("paste", PASTERS)
+def test_paste_masks_empty_and_expanded_boxes(paste):
+    assert paste(torch.zeros(0, 28, 28), torch.zeros(0, 4), (5, 7)).shape == (5, 7, 0)
     boxes = torch.tensor([[10.0, 20.0, 38.0, 48.0], [-3.0, 0.0, 1.0, 3.9]])
     expanded = expanded_paste_boxes(boxes, 28)
     assert expanded.dtype == torch.int64
