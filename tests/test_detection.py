@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+from torchvision.ops import batched_nms
 
-from mrcnn.model.detection import refine_detections
+from mrcnn.model.detection import best_survivors, refine_detections
+from mrcnn.model.proposals import top_k_per_group
 
 STD = torch.tensor([0.1, 0.1, 0.2, 0.2])
 FULL = [0.0, 0.0, 100.0, 100.0]
@@ -233,3 +235,25 @@ def test_thin_but_not_degenerate_detections_are_kept():
     rois = torch.tensor([[0.0, 0.0, 0.5, 10.0], [20.0, 20.0, 20.005, 30.0]])
     out = run([[0.1, 0.9], [0.1, 0.9]], rois=rois)
     torch.testing.assert_close(out["boxes"], rois[:1])
+
+
+@pytest.mark.parametrize("spread", [400.0, 3.0])
+def test_best_survivors_equal_nms_over_every_candidate(spread):
+    """Each image's best survivors, from NMS on its best candidates only, are the survivors of
+    NMS over all of them. With a spread of 3 px nearly all boxes of a class overlap, so most of
+    the first candidates are suppressed and more must be looked at."""
+    generator = torch.Generator().manual_seed(int(spread))
+    count, classes = 3000, 5
+    xy = torch.rand(count, 2, generator=generator, dtype=torch.float64) * spread
+    boxes = torch.cat([xy, xy + 20 + torch.rand(count, 2, generator=generator) * 30], dim=1)
+    scores = torch.rand(count, generator=generator, dtype=torch.float64)
+    images = torch.randint(0, 3, (count,), generator=generator)
+    groups = images * classes + torch.randint(0, classes, (count,), generator=generator)
+    everything = top_k_per_group(batched_nms(boxes, scores, groups, 0.5), images, 40)
+    found = best_survivors(boxes, scores, groups, images, 0.5, 40)
+    assert torch.equal(found, everything)
+    per_image = torch.bincount(images[found], minlength=3).tolist()
+    if spread > 100:
+        assert per_image == [40, 40, 40]
+    else:  # fewer survivors than asked for: every candidate had to be looked at
+        assert 0 < min(per_image) < 40
