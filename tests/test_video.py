@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -323,3 +324,36 @@ def test_a_stage_error_is_one_line_from_the_cli(model, tmp_path, capsys, monkeyp
     assert code == 1
     assert capsys.readouterr().err.strip() == "mrcnn splash: error: detect failed on batch 2"
     assert not video_threads()
+
+
+def test_rendering_on_several_threads_keeps_the_frames_in_order():
+    """Beside a GPU frames are rendered on several threads: same frames, same order, and an
+    error raised at its own frame, after every frame before it."""
+    import threading
+
+    from mrcnn.video import _render_stage
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (8, 12, 3), dtype=np.uint8) for _ in range(11)]
+    batches = [
+        (frames[i : i + 3], [{"k": k} for k in range(i, min(i + 3, 11))]) for i in (0, 3, 6, 9)
+    ]
+
+    def render(frame, result):
+        if result["k"] == 7 and result.get("fail"):
+            raise ValueError("frame 7")
+        time.sleep(0.01 * (result["k"] % 3 == 0))  # some frames finish after later ones
+        return np.ascontiguousarray(frame[::-1]) + result["k"]
+
+    one = list(_render_stage(render, 1)(iter(batches)))
+    several = list(_render_stage(render, 3)(iter(batches)))
+    assert len(several) == 11
+    for got, want in zip(several, one, strict=True):
+        assert np.array_equal(got, want)
+    batches[2][1][1]["fail"] = True  # frame 7
+    done = []
+    with pytest.raises(ValueError, match="frame 7"):
+        for frame in _render_stage(render, 3)(iter(batches)):
+            done.append(frame)
+    assert len(done) == 7
+    assert not [t for t in threading.enumerate() if t.name.startswith("mrcnn-render")]
