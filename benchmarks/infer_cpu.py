@@ -42,9 +42,9 @@ def torchvision_result(out: dict) -> dict:
     """One image's torchvision output as host arrays: boxes (x1, y1, x2, y2), labels, scores,
     masks [N, H, W] bool."""
     return {
-        "boxes": out["boxes"].cpu().numpy(),
+        "boxes": out["boxes"].float().cpu().numpy(),  # (half precision under autocast)
         "labels": out["labels"].cpu().numpy(),
-        "scores": out["scores"].cpu().numpy(),
+        "scores": out["scores"].float().cpu().numpy(),
         "masks": (out["masks"][:, 0] > 0.5).cpu().numpy(),
     }
 

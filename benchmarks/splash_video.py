@@ -1,9 +1,9 @@
 """The video splash against detection alone: does the pipelined video run at detection's speed?
 
-On one clip (``--video``, or a synthetic 640 x 360 one of ``--seconds`` at ``--fps``: three
-rectangles moving over a photo-like background), with the balloon sample's inference
-configuration (``samples/balloon.py``: BalloonConfig, IMAGES_PER_GPU 1 unless ``--set``), it
-times, in one process:
+On one clip (``--video``, or a synthetic one of ``--seconds`` at ``--fps``, 640 x 360 unless
+``--width`` / ``--height``: three rectangles moving over a photo-like background), with the
+balloon sample's inference configuration (``samples/balloon.py``: BalloonConfig,
+IMAGES_PER_GPU 1 unless ``--set``), it times, in one process:
 
 1. detection alone: ``model.detect`` on every frame, IMAGES_PER_GPU frames per call, as the
    video path batches them, on the main thread as in the video path (decoding is done before
@@ -15,13 +15,14 @@ times, in one process:
 
 It prints the seconds and frames/s of each and the ratio 2 / 1 (target <= 1.05: the pipeline
 hides everything but detection). Random weights unless ``--weights`` (they still give
-detections: the splash has masks to paint). ``--precision fp32|bf16`` sets INFERENCE_PRECISION
-(only when given). On a busy machine take the best of ``--repeats``. The default, 900 frames
-at 1024 x 1024 (BalloonConfig's square resize), takes two full passes of detection: about
-twice 900 times one detect's time.
+detections: the splash has masks to paint). ``--precision fp32|bf16|fp16`` sets
+INFERENCE_PRECISION (only when given; fp16 is for GPUs). On a busy machine take the best of
+``--repeats``. The default, 900 frames at 1024 x 1024 (BalloonConfig's square resize), takes
+two full passes of detection: about twice 900 times one detect's time.
 
     .venv/bin/python benchmarks/splash_video.py [--video V | --seconds 30 --fps 30]
-        [--weights W] [--precision fp32|bf16] [--set KEY=VALUE ...] [--device cpu]
+        [--width 640 --height 360] [--weights W] [--precision fp32|bf16|fp16]
+        [--set KEY=VALUE ...] [--device cpu|cuda]
         [--effect gray] [--repeats 1]
 """
 
@@ -49,15 +50,19 @@ WIDTH, HEIGHT = 640, 360
 WARM_UP_CALLS = 3
 
 
-def write_clip(path: Path, frames: int, fps: float) -> None:
-    """A 640 x 360 mp4v clip: three rectangles moving across a photo-like background."""
-    backdrop = photo_like_image(HEIGHT, WIDTH, seed=3)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (WIDTH, HEIGHT))
+def write_clip(
+    path: Path, frames: int, fps: float, width: int = WIDTH, height: int = HEIGHT
+) -> None:
+    """A width x height mp4v clip: three rectangles moving across a photo-like background."""
+    backdrop = photo_like_image(height, width, seed=3)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    scale = height / HEIGHT  # the rectangles' layout at 640 x 360, scaled
     for i in range(frames):
         frame = backdrop.copy()
         for k, color in enumerate([(220, 40, 40), (40, 200, 60), (30, 60, 230)]):
-            x = (40 + 3 * i + 170 * k) % (WIDTH - 120)
-            frame[60 + 80 * k : 160 + 80 * k, x : x + 110] = color
+            x = round((40 + 3 * i + 170 * k) * scale) % (width - round(120 * scale))
+            top, side = round((60 + 80 * k) * scale), round(100 * scale)
+            frame[top : top + side, x : x + round(110 * scale)] = color
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
 
@@ -129,8 +134,9 @@ def time_video(model, clip: Path, out: Path, effect: str) -> tuple[float, int]:
 class ReplayModel:
     """Stands in for the model: the first batch's detections, over and over (no network)."""
 
-    def __init__(self, config, results: list[dict]) -> None:
+    def __init__(self, config, results: list[dict], device: torch.device) -> None:
         self.config, self.results = config, results
+        self.device = device  # the video path renders as it would beside this device
 
     def detect(self, images: list[np.ndarray]) -> list[dict]:
         return [self.results[i % len(self.results)] for i in range(len(images))]
@@ -141,8 +147,12 @@ def main() -> None:
     parser.add_argument("--video", type=Path, help="a clip to use (default: a synthetic one)")
     parser.add_argument("--seconds", type=float, default=30.0, help="synthetic clip length")
     parser.add_argument("--fps", type=float, default=30.0, help="synthetic clip frame rate")
+    parser.add_argument("--width", type=int, default=WIDTH, help="synthetic clip width")
+    parser.add_argument("--height", type=int, default=HEIGHT, help="synthetic clip height")
     parser.add_argument("--weights", help="a checkpoint (default: random weights)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), help="INFERENCE_PRECISION")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), help="INFERENCE_PRECISION (fp16: GPU)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--device", default=None)
     parser.add_argument("--effect", default="gray")
@@ -161,11 +171,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         clip = args.video or Path(folder) / "clip.mp4"
         if args.video is None:
-            write_clip(clip, round(args.seconds * args.fps), args.fps)
+            write_clip(clip, round(args.seconds * args.fps), args.fps, args.width, args.height)
         capture, info = open_video(clip)
         capture.release()
         first = next(decoded_batches(clip, step))
-        replay = ReplayModel(cfg, model.detect(first))
+        replay = ReplayModel(cfg, model.detect(first), model.device)
         for _ in range(WARM_UP_CALLS):
             model.detect(first)
         if info.frame_count % step:  # the last, shorter batch: its shapes warmed up too
