@@ -107,3 +107,20 @@ def test_large_masks_come_to_the_host_through_pinned_memory():
     assert torch.from_numpy(array).is_pinned()
     small = torch.ones(PINNED_COPY_BYTES // 2, dtype=torch.bool, device="cuda")
     assert not torch.from_numpy(to_host(small)).is_pinned() and to_host(small).all()
+
+
+def test_masks_still_arrive_when_no_memory_can_be_pinned(monkeypatch):
+    from mrcnn import transfer
+
+    real_empty = torch.empty
+
+    def refuse_pinning(*args, pin_memory=False, **kwargs):
+        if pin_memory:
+            raise RuntimeError("CUDA error: out of memory")
+        return real_empty(*args, **kwargs)
+
+    masks = torch.rand(800, 1066, 7, device="cuda") > 0.5
+    monkeypatch.setattr(transfer.torch, "empty", refuse_pinning)
+    array = transfer.to_host(masks)
+    assert np.array_equal(array, masks.cpu().numpy())
+    assert not torch.from_numpy(array).is_pinned()
