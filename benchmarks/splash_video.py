@@ -17,13 +17,15 @@ It prints the seconds and frames/s of each and the ratio 2 / 1 (target <= 1.05: 
 hides everything but detection). Random weights unless ``--weights`` (they still give
 detections: the splash has masks to paint). ``--precision fp32|bf16|fp16`` sets
 INFERENCE_PRECISION (only when given; fp16 is for GPUs). On a busy machine take the best of
-``--repeats``. The default, 900 frames at 1024 x 1024 (BalloonConfig's square resize), takes
-two full passes of detection: about twice 900 times one detect's time.
+``--repeats``, or split the clip with ``--segments N``: the two timings then alternate segment
+by segment (lossless copies of the clip's frames), so that a machine whose speed drifts during a
+long run slows both alike. The default, 900 frames at 1024 x 1024 (BalloonConfig's square
+resize), takes two full passes of detection: about twice 900 times one detect's time.
 
     .venv/bin/python benchmarks/splash_video.py [--video V | --seconds 30 --fps 30]
         [--width 640 --height 360] [--weights W] [--precision fp32|bf16|fp16]
         [--set KEY=VALUE ...] [--device cpu|cuda]
-        [--effect gray] [--repeats 1]
+        [--effect gray] [--repeats 1] [--segments 1]
 """
 
 from __future__ import annotations
@@ -142,6 +144,49 @@ class ReplayModel:
         return [self.results[i % len(self.results)] for i in range(len(images))]
 
 
+def split_clip(clip: Path, parts: int, step: int, folder: Path) -> list[Path]:
+    """The clip as ``parts`` consecutive lossless (FFV1) clips of whole batches of ``step``."""
+    capture = cv2.VideoCapture(str(clip))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while (got := capture.read())[0]:
+        frames.append(got[1])
+    capture.release()
+    size = -(-len(frames) // parts)
+    size = -(-size // step) * step
+    paths = []
+    for start in range(0, len(frames), size):
+        path = folder / f"segment{len(paths)}.avi"
+        height, width = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
+        for frame in frames[start : start + size]:
+            writer.write(frame)
+        writer.release()
+        paths.append(path)
+    return paths
+
+
+def measure(model, replay, clips: list[Path], out: Path, effect: str) -> tuple:
+    """Detection alone and the video path on each clip in turn, summed; the order of the two
+    alternates from clip to clip, so that a change in machine speed during a long run weighs on
+    both alike. Returns (detect seconds, frames, instances per frame, video seconds, frames
+    written, seconds of the video path without the model)."""
+    detect_s = video_s = alone_s = 0.0
+    frames = written = 0
+    instances = 0.0
+    for i, clip in enumerate(clips):
+        if i % 2:
+            seconds, count = time_video(model, clip, out, effect)
+        seconds_d, frames_d, per_frame = time_detect(model, clip)
+        if not i % 2:
+            seconds, count = time_video(model, clip, out, effect)
+        detect_s, video_s = detect_s + seconds_d, video_s + seconds
+        frames, written = frames + frames_d, written + count
+        instances += per_frame * frames_d
+        alone_s += time_video(replay, clip, out, effect)[0]
+    return detect_s, frames, instances / max(1, frames), video_s, written, alone_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--video", type=Path, help="a clip to use (default: a synthetic one)")
@@ -157,6 +202,12 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--effect", default="gray")
     parser.add_argument("--repeats", type=int, default=1, help="best of N for each timing")
+    parser.add_argument(
+        "--segments",
+        type=int,
+        default=1,
+        help="time detection alone and the video path segment by segment, alternating",
+    )
     args = parser.parse_args()
 
     from mrcnn.video import open_video
@@ -181,13 +232,14 @@ def main() -> None:
         if info.frame_count % step:  # the last, shorter batch: its shapes warmed up too
             model.detect(first[: info.frame_count % step])
         out = Path(folder) / "out.mp4"
+        parts = split_clip(clip, args.segments, step, Path(folder)) if args.segments > 1 else [clip]
         detect_s, video_s, alone_s = [], [], []
         for _ in range(args.repeats):
-            seconds, frames, instances = time_detect(model, clip)
+            totals = measure(model, replay, parts, out, args.effect)
+            seconds, frames, instances, video_seconds, written, alone_seconds = totals
             detect_s.append(seconds)
-            seconds, written = time_video(model, clip, out, args.effect)
-            video_s.append(seconds)
-            alone_s.append(time_video(replay, clip, out, args.effect)[0])
+            video_s.append(video_seconds)
+            alone_s.append(alone_seconds)
     detect_best, video_best, alone_best = min(detect_s), min(video_s), min(alone_s)
     precision = getattr(cfg, "INFERENCE_PRECISION", "fp32 (no INFERENCE_PRECISION in config)")
     print(
@@ -200,7 +252,7 @@ def main() -> None:
         f"clip {args.video or 'synthetic'} {info.width}x{info.height} at {info.fps:g} fps, "
         f"{frames} frames, "
         f"{written} written, effect {args.effect}, {instances:.1f} instances/frame, best of "
-        f"{args.repeats}"
+        f"{args.repeats}, {len(parts)} segment(s) timed in turn"
     )
     print(f"detection alone : {detect_best:8.2f} s  {frames / detect_best:7.2f} frames/s")
     print(f"video path      : {video_best:8.2f} s  {written / video_best:7.2f} frames/s")
