@@ -12,6 +12,8 @@ import time
 import numpy as np
 import torch
 
+from mrcnn.transfer import to_host
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -29,13 +31,6 @@ def _timed(run, device: torch.device, repeats: int):
         _sync(device)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times), result
-
-
-def _to_pinned_host(tensor: torch.Tensor) -> np.ndarray:
-    pin = tensor.device.type == "cuda"  # (the dry run on a CPU has nothing to pin)
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=pin)
-    host.copy_(tensor)
-    return host.numpy()
 
 
 def _our_stages(model, images: list[np.ndarray], repeats: int) -> dict[str, float]:
@@ -71,7 +66,7 @@ def _our_stages(model, images: list[np.ndarray], repeats: int) -> dict[str, floa
             lambda: [p.cpu().numpy() for p in pasted], device, repeats
         )
         times["copy to pinned host memory"], _ = _timed(
-            lambda: [_to_pinned_host(p) for p in pasted], device, repeats
+            lambda: [to_host(p) for p in pasted], device, repeats
         )
     return times
 
@@ -92,7 +87,7 @@ def _torchvision_stages(reference, images, dtype, device, repeats: int) -> dict[
         )
         times["copy to host"], _ = _timed(lambda: [b.cpu().numpy() for b in bools], device, repeats)
         times["copy to pinned host memory"], _ = _timed(
-            lambda: [_to_pinned_host(b) for b in bools], device, repeats
+            lambda: [to_host(b) for b in bools], device, repeats
         )
     return times
 

@@ -70,10 +70,7 @@ def torchvision_detector(
     dtype = AUTOCAST[precision]
 
     def result(out: dict) -> dict:
-        if not pinned:
-            return torchvision_result(out)
-        masks = to_host(out["masks"][:, 0] > 0.5)
-        return {**torchvision_result({**out, "masks": out["masks"][:0]}), "masks": masks}
+        return torchvision_result(out, to_host) if pinned else torchvision_result(out)
 
     def detect(images: list[np.ndarray]) -> list[dict]:
         tensors = [torch.from_numpy(i).to(device).permute(2, 0, 1).float() / 255 for i in images]
