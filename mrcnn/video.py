@@ -8,14 +8,13 @@ with ``cv2.VideoWriter`` at the input's size and frame rate. It knows nothing of
 The four steps overlap, as a :class:`mrcnn.pipeline.Pipeline`: a thread decodes frames into
 batches of ``IMAGES_PER_GPU``, the calling thread runs ``detect`` on each batch (so that the
 caller's torch settings apply), a thread renders the frames (four beside a GPU, in order) and
-one encodes them. Torch, OpenCV
-and numpy release the GIL in their heavy work, so a video runs at the speed of detection alone;
-a few batches wait between two steps at most, so memory stays bounded. An error in any step
-stops every thread and is raised by :func:`process_video` after the frames rendered before it
-are written; Ctrl-C stops every thread at once. The writer is released whatever happens, so the
-output is always a playable file. An input that ends before the frame count its header
-announces (a truncated or corrupt file) stops the run cleanly: the report says how many frames
-were written.
+one encodes them. Torch, OpenCV and numpy release the GIL in their heavy work, so a video runs
+at the speed of detection alone; a few batches wait between two steps at most, so memory stays
+bounded. An error in any step stops every thread and is raised by :func:`process_video` after
+the frames rendered before it are written; Ctrl-C stops every thread at once. The writer is
+released whatever happens, so the output is always a playable file. An input that ends before
+the frame count its header announces (a truncated or corrupt file) stops the run cleanly: the
+report says how many frames were written.
 
 OpenCV reads and writes pictures only. When the input has a sound track, the frames go to a
 temporary file beside the output, and :func:`mrcnn.audio.add_audio` then writes the output from
