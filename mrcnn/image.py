@@ -247,6 +247,39 @@ def _bilinear_resize_uint8(image: np.ndarray, size: tuple[int, int]) -> torch.Te
     return out.permute(2, 0, 1).contiguous()
 
 
+def inference_plan(height: int, width: int, config, rng=None) -> ResizePlan:
+    """The plan that molds an image of ``height`` x ``width`` for inference: the config's, except
+    that the training-only "crop" mode molds whole images as "pad64" does."""
+    if config.IMAGE_RESIZE_MODE != "crop":
+        return plan_for_config(height, width, config, rng)
+    # Random crops are a training augmentation; whole images are seen at "pad64".
+    return plan_resize(
+        height, width, "pad64", config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE
+    )
+
+
+def batch_input_shape(shapes: Sequence[tuple[int, int]], config) -> tuple[int, int]:
+    """(H, W) of the batch that holds molded images of ``shapes`` (each (h, w)): the largest of
+    each, rounded up to a multiple of 32 in the "shortest_side" mode."""
+    height = max(h for h, _ in shapes)
+    width = max(w for _, w in shapes)
+    if config.IMAGE_RESIZE_MODE == "shortest_side":
+        height = -(-height // SHORTEST_SIDE_PAD) * SHORTEST_SIDE_PAD
+        width = -(-width // SHORTEST_SIDE_PAD) * SHORTEST_SIDE_PAD
+    return height, width
+
+
+def same_input_groups(images: Sequence[np.ndarray], config) -> list[list[int]]:
+    """Indices of ``images`` grouped by the network input each would get molded on its own, in
+    order of first appearance. Batching only within a group keeps every image's detections
+    equal to its single-image ones: padding an image to a larger batch changes its features."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, image in enumerate(images):
+        plan = inference_plan(image.shape[0], image.shape[1], config)
+        groups.setdefault(batch_input_shape([plan.output_shape], config), []).append(index)
+    return list(groups.values())
+
+
 def mold_batch(
     images: Sequence[np.ndarray], config, dtype=torch.float32, device="cpu", rng=None
 ) -> tuple[torch.Tensor, list[ImageMeta]]:
@@ -263,25 +296,10 @@ def mold_batch(
     """
     molded, metas = [], []
     for image in images:
-        if config.IMAGE_RESIZE_MODE == "crop":
-            # Random crops are a training augmentation; whole images are seen at "pad64".
-            plan = plan_resize(
-                image.shape[0],
-                image.shape[1],
-                "pad64",
-                config.IMAGE_MIN_DIM,
-                config.IMAGE_MAX_DIM,
-                config.IMAGE_MIN_SCALE,
-            )
-        else:
-            plan = plan_for_config(image.shape[0], image.shape[1], config, rng)
+        plan = inference_plan(image.shape[0], image.shape[1], config, rng)
         molded.append(mold_image(image, config, plan, dtype, device))
         metas.append(plan.meta())
-    height = max(m.shape[1] for m in molded)
-    width = max(m.shape[2] for m in molded)
-    if config.IMAGE_RESIZE_MODE == "shortest_side":
-        height = -(-height // SHORTEST_SIDE_PAD) * SHORTEST_SIDE_PAD
-        width = -(-width // SHORTEST_SIDE_PAD) * SHORTEST_SIDE_PAD
+    height, width = batch_input_shape([tuple(m.shape[1:]) for m in molded], config)
     batch = molded[0].new_zeros((len(molded), 3, height, width))
     for i, m in enumerate(molded):
         batch[i, :, : m.shape[1], : m.shape[2]] = m

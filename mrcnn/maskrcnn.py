@@ -27,6 +27,7 @@ from mrcnn.image import (
     ImageMeta,
     mold_batch,
     paste_masks,
+    same_input_groups,
     to_rgb_uint8,
     unmold_boxes,
 )
@@ -316,7 +317,9 @@ class MaskRCNN(MatterportMethods):
 
         Args:
             images: H x W x 3 uint8 RGB arrays (H x W grayscale and H x W x 4 RGBA are
-                converted); any number, run IMAGES_PER_GPU at a time.
+                converted); any number, run IMAGES_PER_GPU at a time. Images that mold to
+                different input sizes run in separate batches, so an image's detections never
+                depend on the other images in the list.
             verbose: 1 prints one line per image.
             mask_format: "dense" (Matterport's bool [H, W, N]) or "boxes": a
                 :class:`mrcnn.masks.BoxMasks` holding each mask only inside its box, whose memory
@@ -336,12 +339,18 @@ class MaskRCNN(MatterportMethods):
         images = [_check_image(image, i) for i, image in enumerate(_check_list(images))]
         was_training = self.net.training
         self.net.eval()
-        results: list[dict] = []
+        results: list[dict | None] = [None] * len(images)
         step = int(self.config.IMAGES_PER_GPU)
         try:
             with torch.inference_mode():
-                for start in range(0, len(images), step):
-                    results += self._detect_batch(images[start : start + step], mask_format)
+                # Batch only images that mold to the same input, so that no image is padded
+                # because of another and each result equals detect([image]).
+                for group in same_input_groups(images, self.config):
+                    for start in range(0, len(group), step):
+                        chunk = group[start : start + step]
+                        found = self._detect_batch([images[i] for i in chunk], mask_format)
+                        for index, result in zip(chunk, found, strict=True):
+                            results[index] = result
         finally:
             self.net.train(was_training)
         if verbose:

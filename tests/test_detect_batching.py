@@ -1,11 +1,9 @@
 """Batched inference equals per-image inference: ``detect([a, b])`` against ``detect([a])`` and
-``detect([b])`` in every resize mode.
+``detect([b])`` in every resize mode, for images of the same size and of different sizes.
 
-Same-size images mold to the same input, so batching must not change any result. Mixed-size
-images are zero-padded at the bottom and right to a common size (as torchvision does), which
-changes the features of the smaller image; for them the test checks that the padding is the
-only coupling: each image's result equals the network run on its own padded row, and the image
-that fills the batch gets exactly its single-image result.
+Images that mold to different input sizes would be zero-padded to a common size in one batch,
+which changes the features of the smaller one; ``detect`` therefore batches only images that
+mold to the same input, and every result equals the image's single-image result.
 """
 
 from __future__ import annotations
@@ -15,8 +13,7 @@ import pytest
 import torch
 from _tiny_model import tiny_model
 
-from mrcnn.image import mold_batch
-from mrcnn.maskrcnn import _unmold_detections
+from mrcnn.image import mold_batch, same_input_groups
 from mrcnn.testing import photo_like_image
 
 #: Config overrides of each resize mode ("crop" molds whole images at inference, like pad64).
@@ -30,6 +27,9 @@ MODES = {
 WIDE = photo_like_image(96, 128, seed=1)
 OTHER_WIDE = photo_like_image(96, 128, seed=2)
 SMALL = photo_like_image(96, 96, seed=3)  # fits inside WIDE after molding, in every mode
+# Smaller than SMALL, but molds to SMALL's input in "pad64" and "shortest_side": the two share a
+# batch there with different geometry (window, scale).
+NEAR_SMALL = photo_like_image(90, 90, seed=5)
 
 
 def _model(mode: str):
@@ -55,19 +55,26 @@ def test_same_size_batch_equals_one_image_at_a_time(mode):
 
 
 @pytest.mark.parametrize("mode", ["pad64", "none", "shortest_side"])
-def test_mixed_size_batch_differs_only_by_the_padding(mode):
+def test_mixed_size_batch_equals_one_image_at_a_time(mode):
     model = _model(mode)
-    together = model.detect([SMALL, WIDE])
-    batch, metas = mold_batch([SMALL, WIDE], model.config)
     small_alone, wide_alone = (mold_batch([i], model.config)[0] for i in (SMALL, WIDE))
-    assert batch.shape[-2:] == wide_alone.shape[-2:], "WIDE should fill the batch"
-    assert small_alone.shape[-2:] != batch.shape[-2:], "SMALL should be padded"
-    # The image that fills the batch sees exactly its own input: its single-image result.
-    assert_same_detections(together[1], model.detect([WIDE])[0])
-    # Each image equals the network run on its own padded row: nothing else couples them.
-    windows = torch.tensor([m.window for m in metas], dtype=batch.dtype)
-    with torch.inference_mode():
-        for row, meta in enumerate(metas):
-            found = model.net.eval()(batch[row : row + 1], windows[row : row + 1])
-            alone = _unmold_detections(found, found["image_index"] == 0, meta)
-            assert_same_detections(together[row], alone)
+    assert small_alone.shape[-2:] != wide_alone.shape[-2:], "the two should mold differently"
+    images = [SMALL, WIDE, NEAR_SMALL, OTHER_WIDE, SMALL]
+    together = model.detect(images)
+    for image, result in zip(images, together, strict=True):
+        assert_same_detections(result, model.detect([image])[0])
+
+
+@pytest.mark.parametrize("mode", ["square", "pad64", "none", "shortest_side"])
+def test_images_are_grouped_by_the_input_they_mold_to(mode):
+    model = _model(mode)
+    images = [SMALL, WIDE, NEAR_SMALL, photo_like_image(70, 90, seed=4), OTHER_WIDE, SMALL]
+    groups = same_input_groups(images, model.config)
+    if mode in ("pad64", "shortest_side"):
+        assert any(0 in g and 2 in g for g in groups), "SMALL and NEAR_SMALL mold alike here"
+    assert sorted(i for g in groups for i in g) == list(range(len(images)))
+    for group in groups:
+        shapes = {mold_batch([images[i]], model.config)[0].shape for i in group}
+        assert len(shapes) == 1, f"{mode}: group {group} molds to {shapes}"
+    firsts = [mold_batch([images[g[0]]], model.config)[0].shape for g in groups]
+    assert len(set(firsts)) == len(groups), f"{mode}: two groups mold alike"
