@@ -13,7 +13,7 @@ import pytest
 import torch
 from _tiny_model import tiny_model
 
-from mrcnn.image import mold_batch, same_input_groups
+from mrcnn.image import mold_batch
 from mrcnn.testing import photo_like_image
 
 #: Config overrides of each resize mode ("crop" molds whole images at inference, like pad64).
@@ -63,18 +63,3 @@ def test_mixed_size_batch_equals_one_image_at_a_time(mode):
     together = model.detect(images)
     for image, result in zip(images, together, strict=True):
         assert_same_detections(result, model.detect([image])[0])
-
-
-@pytest.mark.parametrize("mode", ["square", "pad64", "none", "shortest_side"])
-def test_images_are_grouped_by_the_input_they_mold_to(mode):
-    model = _model(mode)
-    images = [SMALL, WIDE, NEAR_SMALL, photo_like_image(70, 90, seed=4), OTHER_WIDE, SMALL]
-    groups = same_input_groups(images, model.config)
-    if mode in ("pad64", "shortest_side"):
-        assert any(0 in g and 2 in g for g in groups), "SMALL and NEAR_SMALL mold alike here"
-    assert sorted(i for g in groups for i in g) == list(range(len(images)))
-    for group in groups:
-        shapes = {mold_batch([images[i]], model.config)[0].shape for i in group}
-        assert len(shapes) == 1, f"{mode}: group {group} molds to {shapes}"
-    firsts = [mold_batch([images[g[0]]], model.config)[0].shape for g in groups]
-    assert len(set(firsts)) == len(groups), f"{mode}: two groups mold alike"

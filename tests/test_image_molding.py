@@ -130,3 +130,42 @@ def test_only_shortest_side_batches_are_padded_to_a_multiple_of_32():
     assert batch.shape == (2, 3, 64, 64)  # the largest, 60 x 50, rounded up
     batch, _ = image_lib.mold_batch(images, _config(IMAGE_RESIZE_MODE="none"))
     assert batch.shape == (2, 3, 45, 50)  # the largest of each side, not rounded
+
+
+@pytest.mark.parametrize(
+    ("overrides", "groups"),
+    [
+        # 64 x 64 square inputs for all (the smaller images are scaled up)
+        ({"IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 64}, [[0, 1, 2, 3, 4]]),
+        # pad64 with the shorter side scaled up to 64: 40 x 50 -> 64 x 80 and 40 x 70 -> 64 x 112
+        # pad to 64 x 128; 45 x 30 -> 96 x 64 and 70 x 50 -> 90 x 64 pad to 128 x 64
+        ({"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 64}, [[0, 3, 4], [1, 2]]),
+        # none: each size is its own input
+        ({"IMAGE_RESIZE_MODE": "none"}, [[0, 4], [1], [2], [3]]),
+        # shortest_side 40 (max 100): 40 x 50 -> 64 x 64, 45 x 30 -> 60 x 40 -> 64 x 64,
+        # 70 x 50 -> 56 x 40 -> 64 x 64, 40 x 70 -> 64 x 96
+        (
+            {"IMAGE_RESIZE_MODE": "shortest_side", "IMAGE_MIN_DIM": 40, "IMAGE_MAX_DIM": 100},
+            [[0, 1, 2, 4], [3]],
+        ),
+    ],
+)
+def test_images_are_grouped_by_the_input_each_molds_to_alone(overrides, groups):
+    shapes = [(40, 50), (45, 30), (70, 50), (40, 70), (40, 50)]
+    images = [np.zeros((*shape, 3), dtype=np.uint8) for shape in shapes]
+    cfg = _config(**overrides)
+    assert image_lib.same_input_groups(images, cfg) == groups
+    for group in groups:  # each group is one input size: a batch of it pads nothing
+        alone = {image_lib.mold_batch([images[i]], cfg)[0].shape[-2:] for i in group}
+        assert len(alone) == 1
+        assert image_lib.mold_batch([images[i] for i in group], cfg)[0].shape[-2:] in alone
+
+
+def test_crop_mode_molds_whole_images_as_pad64_at_inference():
+    image = np.zeros((70, 50, 3), dtype=np.uint8)
+    crop_cfg = _config(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=128)
+    crop = image_lib.inference_plan(70, 50, crop_cfg)
+    pad64 = image_lib.inference_plan(70, 50, _config(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64))
+    assert crop == pad64 and crop.crop is None and crop.resized_shape == (90, 64)
+    batch, metas = image_lib.mold_batch([image], crop_cfg)
+    assert batch.shape == (1, 3, 128, 64) and metas[0].crop is None
