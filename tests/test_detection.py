@@ -257,3 +257,52 @@ def test_best_survivors_equal_nms_over_every_candidate(spread):
         assert per_image == [40, 40, 40]
     else:  # fewer survivors than asked for: every candidate had to be looked at
         assert 0 < min(per_image) < 40
+
+
+def _nms_sizes(monkeypatch) -> list[int]:
+    """Record how many candidates each NMS call of the detection layer is given."""
+    import mrcnn.model.detection as detection
+
+    sizes: list[int] = []
+
+    def counting_nms(boxes, scores, groups, threshold):
+        sizes.append(len(boxes))
+        return batched_nms(boxes, scores, groups, threshold)
+
+    monkeypatch.setattr(detection, "batched_nms", counting_nms)
+    return sizes
+
+
+def _candidates(distinct: int, stacked: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``stacked`` copies of one box scored best, then ``distinct`` boxes that overlap nothing,
+    scored below them: (boxes [N, 4] (x1, y1, x2, y2), scores [N])."""
+    same = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(stacked, 1)
+    x = torch.arange(distinct, dtype=torch.float32)[:, None] * 20 + 100
+    apart = torch.cat([x, torch.zeros_like(x), x + 10, torch.full_like(x, 10.0)], dim=1)
+    scores = torch.linspace(1.0, 0.01, stacked + distinct)
+    return torch.cat([same, apart]), scores
+
+
+def test_best_survivors_look_at_four_times_max_instances_first(monkeypatch):
+    """NMS first sees each image's best 4 x max_instances candidates and no more when enough
+    survive, or when an image has no more than that: image 0 has 1000 separate boxes (10 of its
+    best 40 survive), image 1 exactly 40 copies of one box (1 survives, and nothing is left)."""
+    sizes = _nms_sizes(monkeypatch)
+    boxes0, scores0 = _candidates(1000, 0)
+    boxes1, scores1 = _candidates(0, 40)
+    boxes, scores = torch.cat([boxes0, boxes1]), torch.cat([scores0, scores1])
+    images = torch.cat([torch.zeros(1000, dtype=torch.long), torch.ones(40, dtype=torch.long)])
+    found = best_survivors(boxes, scores, images.clone(), images, 0.5, 10)
+    assert sizes == [80]
+    assert found.tolist() == list(range(10)) + [1000]
+
+
+def test_best_survivors_look_at_four_times_more_while_too_few_survive(monkeypatch):
+    """100 copies of one box come first: 1 of the best 40 survives, then 1 + 60 of the best 160,
+    enough for 10."""
+    sizes = _nms_sizes(monkeypatch)
+    boxes, scores = _candidates(1000, 100)
+    images = torch.zeros(1100, dtype=torch.long)
+    found = best_survivors(boxes, scores, images.clone(), images, 0.5, 10)
+    assert sizes == [40, 160]
+    assert found.tolist() == [0, *range(100, 109)]
