@@ -56,19 +56,15 @@ CASES = [
         "enabled=bool(self.amp)",
         "enabled=False",
     ),
-    Case(
-        "tests/test_cuda.py::test_training_steps_on_cuda_then_loading_on_the_cpu[bf16]",
-        "autocast switched off (CUDA, bf16)",
-        TRAINER,
-        "enabled=bool(self.amp)",
-        "enabled=False",
-    ),
-    Case(
-        "tests/test_cuda.py::test_training_steps_on_cuda_then_loading_on_the_cpu[fp16]",
-        "autocast switched off (CUDA, fp16)",
-        TRAINER,
-        "enabled=bool(self.amp)",
-        "enabled=False",
+    *(
+        Case(
+            f"tests/test_cuda.py::test_training_steps_on_cuda_then_loading_on_the_cpu[{amp}]",
+            f"autocast switched off (CUDA, {amp})",
+            TRAINER,
+            "enabled=bool(self.amp)",
+            "enabled=False",
+        )
+        for amp in ("bf16", "fp16")
     ),
     Case(
         "tests/test_weights.py::test_exclude_given_as_a_single_string",
@@ -280,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             ok &= good or not_run
             name = case.test.replace("tests/", "")
             rows.append((name, case.bug, with_bug, without))
-            flag = "  (not run here: the test skips)" if not_run else ""
-            flag = flag or ("" if good else "  <-- the test does not catch it")
+            if not_run:
+                flag = "  (not run here: the test skips)"
+            else:
+                flag = "" if good else "  <-- the test does not catch it"
             print(f"{name:<{width}} {case.bug:<62} {with_bug:>9} {without:>8}{flag}", flush=True)
             if args.why and why:
                 print(f"    {why[:150]}", flush=True)

@@ -416,3 +416,28 @@ def test_paste_masks_empty_and_expanded_boxes(paste):
     assert expanded[0].tolist() == [9, 19, 39, 49]
     # -3.286 -> -3 (truncation toward zero), 1.286 -> 1, -0.139 -> 0, 4.039 -> 4
     assert expanded_paste_boxes(boxes[1:], 28).tolist() == [[-3, 0, 1, 4]]
+
+
+@pytest.mark.parametrize("paste", PASTERS)
+def test_pasted_mask_pixels_exactly_at_the_threshold_stay_out(paste):
+    # a constant mask interpolates to exactly its value inside the box: "above the threshold"
+    # is strict, so 0.5 is background at threshold 0.5 and foreground just above it
+    boxes = torch.tensor([[4.0, 4.0, 20.0, 20.0]])
+    at = paste(torch.full((1, 8, 8), 0.5), boxes, (24, 24), threshold=0.5)
+    assert at.shape == (24, 24, 1) and not at.any()
+    above = paste(torch.full((1, 8, 8), 0.5), boxes, (24, 24), threshold=0.4999)
+    assert above[8:16, 8:16, 0].all() and not above[0, 0, 0]
+
+
+@pytest.mark.parametrize("paste", PASTERS)
+def test_a_single_mask_is_pasted_inside_its_box(paste):
+    mask = torch.zeros(1, 6, 6)
+    mask[0, :, :3] = 1.0  # the left half
+    pasted = paste(mask, torch.tensor([[6.0, 2.0, 18.0, 14.0]]), (16, 20))[:, :, 0]
+    assert pasted.shape == (16, 20)
+    # the box's left half (x 6-12, y 2-14) is the mask; the corners, where the mask meets its
+    # zero border in both directions, interpolate below one half
+    assert pasted[3:14, 6:12].all()
+    assert pasted.sum() == 11 * 6 + 2 * 5
+    assert not pasted[:, 12:].any() and not pasted[:, :6].any()
+    assert not pasted[:2].any() and not pasted[15:].any()

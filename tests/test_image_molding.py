@@ -60,34 +60,6 @@ def test_large_image_molding_is_torch_bilinear_of_the_normalised_image(monkeypat
     torch.testing.assert_close(molded, expected, atol=1e-3, rtol=0)
 
 
-PASTERS = [image_lib.paste_masks_looped, image_lib.paste_masks_vectorised]  # CPU, GPU way
-
-
-@pytest.mark.parametrize("paste", PASTERS)
-def test_pasted_mask_pixels_exactly_at_the_threshold_stay_out(paste):
-    # a constant mask interpolates to exactly its value inside the box: "above the threshold"
-    # is strict, so 0.5 is background at threshold 0.5 and foreground just above it
-    boxes = torch.tensor([[4.0, 4.0, 20.0, 20.0]])
-    at = paste(torch.full((1, 8, 8), 0.5), boxes, (24, 24), threshold=0.5)
-    assert at.shape == (24, 24, 1) and not at.any()
-    above = paste(torch.full((1, 8, 8), 0.5), boxes, (24, 24), threshold=0.4999)
-    assert above[8:16, 8:16, 0].all() and not above[0, 0, 0]
-
-
-@pytest.mark.parametrize("paste", PASTERS)
-def test_a_single_mask_is_pasted_inside_its_box(paste):
-    mask = torch.zeros(1, 6, 6)
-    mask[0, :, :3] = 1.0  # the left half
-    pasted = paste(mask, torch.tensor([[6.0, 2.0, 18.0, 14.0]]), (16, 20))[:, :, 0]
-    assert pasted.shape == (16, 20)
-    # the box's left half (x 6-12, y 2-14) is the mask; the corners, where the mask meets its
-    # zero border in both directions, interpolate below one half
-    assert pasted[3:14, 6:12].all()
-    assert pasted.sum() == 11 * 6 + 2 * 5
-    assert not pasted[:, 12:].any() and not pasted[:, :6].any()
-    assert not pasted[:2].any() and not pasted[15:].any()
-
-
 def test_apply_plan_crops_at_the_plans_offset_after_resizing():
     image = torch.arange(2 * 20 * 30, dtype=torch.float64).view(2, 20, 30)
     # resize 20 x 30 -> 40 x 60 (nearest: each pixel doubled), crop 10 x 12 at (y 3, x 5), pad
