@@ -12,7 +12,10 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
+
+from mrcnn.model.conv_fusion import conv_bn_relu, residual_block
 
 #: torchvision ResNet builders by BACKBONE name. ResNet-50/101 are Mask R-CNN's backbones;
 #: the light ResNet-18/34 suit small data and laptops (about a fifth of ResNet-50's cost).
@@ -106,13 +109,39 @@ def _conv_bn_pairs(body: nn.Module):
                 yield block.downsample[0], block.downsample[1]
 
 
+class FusedBottleneck(Bottleneck):
+    """A Bottleneck with folded BatchNorms whose ReLUs and shortcut add run inside its
+    convolutions on the CPU (:func:`mrcnn.model.conv_fusion.residual_block`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return residual_block(self, x)
+
+
+class FusedBasicBlock(BasicBlock):
+    """:class:`FusedBottleneck` for the basic blocks of ResNet-18/34."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return residual_block(self, x)
+
+
+_FUSED_BLOCKS = {Bottleneck: FusedBottleneck, BasicBlock: FusedBasicBlock}
+
+
 def fold_frozen_batchnorm(body: nn.Module) -> None:
-    """Make every conv of a ResNet body apply its following frozen BatchNorm (in place)."""
+    """Make every conv of a ResNet body apply its following frozen BatchNorm (in place), and
+    every block whose convolutions all do so fuse its ReLUs and shortcut add."""
     for conv, bn in _conv_bn_pairs(body):
         if isinstance(bn, FrozenBatchNorm2d) and conv.bias is None:
             conv.__class__ = ConvWithFrozenBatchNorm
             object.__setattr__(conv, "_folded_bn", bn)
             bn.__class__ = FoldedFrozenBatchNorm2d
+    for layer in (body.layer1, body.layer2, body.layer3, body.layer4):
+        for block in layer:
+            convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+            if type(block) in _FUSED_BLOCKS and all(
+                isinstance(conv, ConvWithFrozenBatchNorm) for conv in convs
+            ):
+                block.__class__ = _FUSED_BLOCKS[type(block)]
 
 
 def resnet_body(name: str, train_bn: bool = False) -> nn.Module:
@@ -145,7 +174,7 @@ class ResNetBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         body = self.body
-        x = body.maxpool(body.relu(body.bn1(body.conv1(images))))
+        x = body.maxpool(conv_bn_relu(body.conv1, body.bn1, images))
         c2 = body.layer1(x)
         c3 = body.layer2(c2)
         c4 = body.layer3(c3)

@@ -47,6 +47,7 @@ def pyramid_crop_and_resize(
     image_index: torch.Tensor,
     levels: torch.Tensor,
     output_size: int,
+    table: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """crop_and_resize every box on its pyramid level.
 
@@ -55,6 +56,8 @@ def pyramid_crop_and_resize(
         boxes: [K, 4] normalised (x1, y1, x2, y2).
         image_index: int64 [K]; levels: int64 [K] pyramid level 2..5 of each box.
         output_size: S (POOL_SIZE or MASK_POOL_SIZE).
+        table: :func:`mrcnn.model.roi_align.feature_table` of ``features`` when the caller
+            built it already.
     Returns:
         [K, C, S, S] in the features' dtype.
     """
@@ -62,7 +65,8 @@ def pyramid_crop_and_resize(
     channels, k = first.shape[1], len(boxes)
     if k == 0:
         return first.new_zeros((0, channels, output_size, output_size))
-    table = feature_table(features)
+    if table is None:
+        table = feature_table(features)
     device = first.device
     level = levels.to(device) - 2
     heights = torch.tensor([f.shape[2] for f in features], device=device)[level]

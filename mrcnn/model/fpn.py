@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrcnn.model.conv_fusion import conv_add
+
 
 class FeaturePyramid(nn.Module):
     """Top-down pathway with lateral connections, plus P6 subsampled from P5.
@@ -28,9 +30,9 @@ class FeaturePyramid(nn.Module):
         top = self.lateral[-1](features[-1])
         outputs = [self.output[-1](top)]
         for level in range(len(features) - 2, -1, -1):
-            lateral = self.lateral[level](features[level])
             # Upsample to the lateral map's own size: odd sizes make "x2" wrong by a cell.
-            top = lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
+            upsampled = F.interpolate(top, size=features[level].shape[-2:], mode="nearest")
+            top = conv_add(self.lateral[level], features[level], upsampled)
             outputs.insert(0, self.output[level](top))
         # A 1x1 max-pool with stride 2 just keeps every other cell: slicing gives the same
         # values without the pooling kernel.

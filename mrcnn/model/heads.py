@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrcnn.model.conv_fusion import conv_relu
+
 
 class BoxHead(nn.Module):
     """Two fully connected layers, then class logits and class-specific box deltas.
@@ -54,7 +56,7 @@ class MaskHead(nn.Module):
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         x = pooled
         for conv in self.convs:
-            x = F.relu(conv(x), inplace=True)
+            x = conv_relu(conv, x)
         return self.logits(F.relu(self.deconv(x), inplace=True))
 
 

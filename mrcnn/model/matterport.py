@@ -27,7 +27,8 @@ from torchvision.ops import batched_nms
 
 from mrcnn.boxes import denormalise_boxes, normalise_boxes
 from mrcnn.model.backbone import ResNetBackbone
-from mrcnn.model.proposals import top_k_per_group
+from mrcnn.model.conv_fusion import conv_bn_relu
+from mrcnn.model.proposals import stable_top_k, top_k_per_group
 
 #: Keras BatchNormalization's default epsilon, which Matterport's layers keep.
 KERAS_BN_EPS = 1e-3
@@ -59,13 +60,26 @@ class MatterportResNetBackbone(ResNetBackbone):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         body = self.body
-        x = body.relu(body.bn1(body.conv1(images)))
-        x = F.max_pool2d(tf_same_pad(x, 3, 2), 3, 2)
+        x = tf_same_max_pool(conv_bn_relu(body.conv1, body.bn1, images), 3, 2)
         c2 = body.layer1(x)
         c3 = body.layer2(c2)
         c4 = body.layer3(c3)
         c5 = body.layer4(c4)
         return [c2, c3, c4, c5]
+
+
+def tf_same_max_pool(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """TensorFlow's "same" max pooling of [B, C, H, W] (ceil(side / stride) outputs per side).
+
+    For even sides "same" pads one cell at the bottom/right only, which is what ceil_mode
+    pooling does without a padded copy; for odd sides it pads one each side, which is
+    symmetric padding. Mixed sides pad a copy (:func:`tf_same_pad`).
+    """
+    height, width = x.shape[-2:]
+    if stride == 2 and kernel == 3 and height % 2 == width % 2:
+        odd = height % 2
+        return F.max_pool2d(x, kernel, stride, padding=odd, ceil_mode=not odd)
+    return F.max_pool2d(tf_same_pad(x, kernel, stride), kernel, stride)
 
 
 def tf_same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -135,7 +149,7 @@ def proposals(
     # Rank by probability, not logit: Keras ranks float32 probabilities, which tie near 1,
     # and breaks ties by anchor index (a stable sort does the same).
     probs = torch.sigmoid(objectness)
-    top = torch.sort(probs, dim=1, descending=True, stable=True).indices[:, :k]
+    top = stable_top_k(probs, k)
     chosen = deltas.gather(1, top[..., None].expand(-1, -1, 4)).reshape(-1, 4)
     boxes = apply_deltas(anchors.to(deltas)[top.reshape(-1)], chosen * std.to(deltas))
     boxes = clip_to_window(boxes, boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
@@ -227,6 +241,7 @@ __all__ = [
     "normalise_boxes",
     "proposals",
     "roi_levels",
+    "tf_same_max_pool",
     "tf_same_pad",
     "uses_matterport",
 ]

@@ -20,7 +20,7 @@ from mrcnn.model.fpn import FeaturePyramid
 from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
 from mrcnn.model.precision import decoding_dtype
 from mrcnn.model.proposals import generate_proposals
-from mrcnn.model.roi_align import pyramid_roi_align
+from mrcnn.model.roi_align import feature_table, pyramid_roi_align
 from mrcnn.model.rpn import RPNHead
 from mrcnn.model.settings import StageSettings
 
@@ -154,16 +154,23 @@ class MaskRCNNNet(nn.Module):
         boxes: torch.Tensor,
         image_index: torch.Tensor,
         size: int,
+        table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pyramid ROIAlign on P2-P5: [K, C, size, size] (Matterport's crop_and_resize and
-        level rule for the matterport flavour, on an input of P2's size times its stride)."""
+        level rule for the matterport flavour, on an input of P2's size times its stride).
+
+        ``table``: :func:`feature_table` of ``features[:4]`` when the caller already built it
+        (the box and the mask head read the same pyramid); built here otherwise.
+        """
         s = self.settings
         if self.matterport:
             stride = s.strides[0]
             shape = (features[0].shape[-2] * stride, features[0].shape[-1] * stride)
             normalised = matterport.normalise_boxes(boxes, shape)
             levels = matterport.roi_levels(normalised, shape)
-            return pyramid_crop_and_resize(features[:4], normalised, image_index, levels, size)
+            return pyramid_crop_and_resize(
+                features[:4], normalised, image_index, levels, size, table
+            )
         return pyramid_roi_align(
             features[:4],
             boxes,
@@ -173,13 +180,18 @@ class MaskRCNNNet(nn.Module):
             s.sampling_ratio,
             s.aligned,
             s.level_rounding,
+            table,
         )
 
     def box_predictions(
-        self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor
+        self,
+        features: list[torch.Tensor],
+        rois: torch.Tensor,
+        image_index: torch.Tensor,
+        table: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Box head on ROIs: class logits [K, C] and deltas [K, C, 4]."""
-        pooled = self.roi_features(features, rois, image_index, self.settings.pool_size)
+        pooled = self.roi_features(features, rois, image_index, self.settings.pool_size, table)
         return self.box_head(pooled)
 
     def detections(
@@ -225,10 +237,15 @@ class MaskRCNNNet(nn.Module):
         )
 
     def mask_logits(
-        self, features: list[torch.Tensor], boxes: torch.Tensor, image_index: torch.Tensor
+        self,
+        features: list[torch.Tensor],
+        boxes: torch.Tensor,
+        image_index: torch.Tensor,
+        table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mask head on boxes: [K, num_classes, M, M] logits."""
-        pooled = self.roi_features(features, boxes, image_index, self.settings.mask_pool_size)
+        size = self.settings.mask_pool_size
+        pooled = self.roi_features(features, boxes, image_index, size, table)
         return self.mask_head(pooled)
 
     def mask_probabilities(
@@ -237,12 +254,13 @@ class MaskRCNNNet(nn.Module):
         boxes: torch.Tensor,
         image_index: torch.Tensor,
         class_ids: torch.Tensor,
+        table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """[K, M, M] soft masks of each box's class."""
         if len(boxes) == 0:
             size = self.settings.mask_shape[0]
             return boxes.new_zeros((0, size, size))
-        logits = self.mask_logits(features, boxes, image_index)
+        logits = self.mask_logits(features, boxes, image_index, table)
         return torch.sigmoid(select_class_masks(logits, class_ids))
 
     # ------------------------------------------------------------------ inference
@@ -263,11 +281,14 @@ class MaskRCNNNet(nn.Module):
         # decoding, NMS and coordinates are computed in float32 (decoding_dtype).
         objectness, rpn_deltas = map(decoding_dtype, self.rpn_outputs(features))
         rois, _, roi_image = self.proposals(objectness, rpn_deltas, image_shape, windows)
-        class_logits, deltas = map(decoding_dtype, self.box_predictions(features, rois, roi_image))
+        table = feature_table(features[:4])  # once for both heads
+        class_logits, deltas = map(
+            decoding_dtype, self.box_predictions(features, rois, roi_image, table)
+        )
         found = self.detections(class_logits, deltas, rois, roi_image, windows, image_shape)
         found["masks"] = decoding_dtype(
             self.mask_probabilities(
-                features, found["boxes"], found["image_index"], found["class_ids"]
+                features, found["boxes"], found["image_index"], found["class_ids"], table
             )
         )
         return found

@@ -38,6 +38,26 @@ def top_k_per_group(order: torch.Tensor, groups: torch.Tensor, k: int) -> torch.
     return order[rank < k]
 
 
+def stable_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` largest of each row, ties in index order: the first ``k`` of a
+    stable descending sort (TensorFlow's top_k order), without sorting the whole row.
+
+    Args:
+        values: [B, N]; k: at most N.
+    Returns:
+        int64 [B, k], best first.
+    """
+    kth = values.topk(k, dim=1).values[:, -1:]  # [B, 1]: every value above it is in
+    rows = []
+    for row, threshold in zip(
+        values, kth, strict=True
+    ):  # one image at a time: only a few per batch
+        candidates = torch.nonzero(row >= threshold).squeeze(1)  # ascending index order
+        order = torch.sort(row[candidates], descending=True, stable=True).indices[:k]
+        rows.append(candidates[order])
+    return torch.stack(rows)
+
+
 def select_top_anchors(
     objectness: torch.Tensor, level_counts: Sequence[int], limit: int, per_level: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:

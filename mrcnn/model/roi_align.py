@@ -180,12 +180,21 @@ def feature_table(features: list[torch.Tensor]) -> torch.Tensor:
     """Every pixel of every level as a row: [sum over levels of B * H_l * W_l, C], the levels in
     order, each (image, y, x) row-major, the rows a sparse sampling matrix multiplies.
 
-    Sparse products run in float32 or float64; half-precision maps (autocast) are widened.
+    Sparse products run in float32 or float64; half-precision maps (autocast) are widened, in
+    the same pass that stacks them.
     """
     first = features[0]
     dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
     channels = first.shape[1]
-    return torch.cat([f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features]).to(dtype)
+    rows = [f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features]
+    if torch.is_grad_enabled() and any(f.requires_grad for f in features):
+        return torch.cat(rows).to(dtype)  # autograd tracks cat; the copies below it does not
+    table = first.new_empty((sum(len(r) for r in rows), channels), dtype=dtype)
+    start = 0
+    for level in rows:
+        table[start : start + len(level)].copy_(level)
+        start += len(level)
+    return table
 
 
 def pyramid_roi_align(
@@ -197,6 +206,7 @@ def pyramid_roi_align(
     sampling_ratio: int = 2,
     aligned: bool = True,
     rounding: str = "round",
+    table: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """ROIAlign every box on its pyramid level (torchvision.ops.roi_align's sampling).
 
@@ -210,6 +220,7 @@ def pyramid_roi_align(
         sampling_ratio: sample points per bin and side (a positive integer).
         aligned: shift boxes by half a pixel (torchvision's ``aligned=True``).
         rounding: see :func:`assign_levels`.
+        table: :func:`feature_table` of ``features`` when the caller built it already.
     Returns:
         [K, C, output_size, output_size] in the features' dtype (channels-last strides).
     """
@@ -219,7 +230,8 @@ def pyramid_roi_align(
     channels, k = first.shape[1], len(boxes)
     if k == 0:
         return first.new_zeros((0, channels, output_size, output_size))
-    table = feature_table(features)
+    if table is None:
+        table = feature_table(features)
     shapes = [(f.shape[0], f.shape[2], f.shape[3]) for f in features]
     levels = assign_levels(boxes, rounding) - MIN_LEVEL
     columns, weights = _sampling_matrix(

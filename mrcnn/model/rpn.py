@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from mrcnn.model.conv_fusion import conv_relu
 
 
 class RPNHead(nn.Module):
@@ -44,7 +45,7 @@ class RPNHead(nn.Module):
         """
         logits, deltas = [], []
         for feature in features:
-            hidden = F.relu(self.conv(feature), inplace=True)
+            hidden = conv_relu(self.conv, feature)
             batch = hidden.shape[0]
             logits.append(self.objectness(hidden).permute(0, 2, 3, 1).reshape(batch, -1))
             d = self.deltas(hidden)
