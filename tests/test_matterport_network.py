@@ -111,6 +111,24 @@ def test_proposals_rank_over_all_levels_clip_and_suppress():
     assert index.tolist() == [0, 0]
 
 
+def test_proposals_break_score_ties_by_anchor_index_as_tensorflow_does():
+    # 3000 pairs of near-identical anchors on a grid (pairs never overlap each other), every
+    # score saturated to the same probability: TensorFlow's NMS keeps the lower index of each
+    # pair, in index order, and stops at POST_NMS_ROIS.
+    y, x = torch.meshgrid(torch.arange(60, dtype=D), torch.arange(50, dtype=D), indexing="ij")
+    corner = torch.stack([x.flatten(), y.flatten()], dim=1) * 0.015
+    box = torch.cat([corner, corner + 0.01], dim=1)
+    taller = box + torch.tensor([0.0, 0.0, 0.0, 0.0001], dtype=D)
+    anchors = torch.stack([box, taller], dim=1).reshape(-1, 4)
+    logits = torch.full((1, len(anchors)), 40.0, dtype=D)  # sigmoid(40) == 1.0 in floating point
+    deltas = torch.zeros(1, len(anchors), 4, dtype=D)
+    boxes, _, _ = matterport.proposals(
+        logits, deltas, anchors, len(anchors), 1000, 0.7, torch.ones(4, dtype=D)
+    )
+    source = torch.cdist(boxes, anchors).argmin(dim=1)  # zero deltas: each box is its anchor
+    assert source.tolist() == list(range(0, 2000, 2))
+
+
 def _detect(max_instances: int) -> dict:
     rois = torch.tensor(
         [[0.1, 0.1, 0.4, 0.4], [0.1, 0.1, 0.4, 0.41], [0.5, 0.5, 0.9, 0.9], [0.0, 0.0, 0.2, 0.2],

@@ -35,6 +35,8 @@ def _pointwise_op():
 
 
 _POINTWISE = _pointwise_op()
+#: torch.compiler.is_compiling (PyTorch >= 2.3); older versions have no compiler to ask.
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -69,7 +71,7 @@ def fusable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     return (
         _POINTWISE is not None
         and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
+        and not _is_compiling()
         and not conv._forward_hooks
         and not conv._forward_pre_hooks
         and x.device.type == "cpu"

@@ -28,6 +28,7 @@ from torchvision.ops import batched_nms
 from mrcnn.boxes import denormalise_boxes, normalise_boxes
 from mrcnn.model.backbone import ResNetBackbone
 from mrcnn.model.conv_fusion import conv_bn_relu
+from mrcnn.model.detection import best_survivors
 from mrcnn.model.proposals import stable_top_k, top_k_per_group
 
 #: Keras BatchNormalization's default epsilon, which Matterport's layers keep.
@@ -155,8 +156,13 @@ def proposals(
     boxes = clip_to_window(boxes, boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
     scores = probs.gather(1, top).reshape(-1)
     image_index = torch.arange(batch, device=boxes.device).repeat_interleave(k)
-    keep = batched_nms(boxes, scores, image_index, float(nms_threshold))
-    keep = top_k_per_group(keep, image_index, int(post_nms_limit))
+    # NMS ranks the candidates by their place in that order: TensorFlow's NMS breaks score
+    # ties by index, torchvision's sort may not. Without ties, NMS can also stop looking once
+    # POST_NMS_ROIS survive (best_survivors).
+    ranks = torch.arange(k, 0, -1, dtype=boxes.dtype, device=boxes.device).repeat(batch)
+    keep = best_survivors(
+        boxes, ranks, image_index, image_index, float(nms_threshold), int(post_nms_limit)
+    )
     return boxes[keep], scores[keep], image_index[keep]
 
 
