@@ -58,6 +58,7 @@ MODULES: dict[str, Target] = {
     "anchors": Target("mrcnn/model/anchors.py", ("tests/test_anchors.py",)),
     "proposals": Target("mrcnn/model/proposals.py", ("tests/test_proposals.py",)),
     "roi_align": Target("mrcnn/model/roi_align.py", ("tests/test_roi_align.py",)),
+    "conv_fusion": Target("mrcnn/model/conv_fusion.py", ("tests/test_conv_fusion.py",)),
     "targets": Target("mrcnn/model/targets.py", ("tests/test_targets.py",)),
     "losses": Target("mrcnn/model/losses.py", ("tests/test_losses.py",)),
     "detection": Target("mrcnn/model/detection.py", ("tests/test_detection.py",)),

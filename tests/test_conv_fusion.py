@@ -1,20 +1,16 @@
 """Convolutions with their ReLU and shortcut add fused (CPU inference), against torchvision's
-own block forward and the eager operators; TensorFlow "same" pooling and the stable top-k."""
+own block forward and the eager operators."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 import torchvision
 
 from mrcnn.model import conv_fusion
 from mrcnn.model.backbone import FusedBasicBlock, FusedBottleneck, ResNetBackbone
 from mrcnn.model.fpn import FeaturePyramid
-from mrcnn.model.matterport import tf_same_max_pool, tf_same_pad
 from mrcnn.model.precision import cpu_has_native_bf16
-from mrcnn.model.proposals import stable_top_k
-from mrcnn.model.roi_align import feature_table
 from mrcnn.testing import randomise_batchnorm
 
 requires_fusion = pytest.mark.skipif(
@@ -175,32 +171,3 @@ def test_fused_feature_pyramid_equals_the_eager_one(monkeypatch, counting):
         eager = fpn(features)
     for a, b in zip(fused, eager, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
-
-
-@pytest.mark.parametrize("shape", [(8, 12), (9, 13), (8, 13), (9, 12), (2, 2), (1, 1)])
-def test_tf_same_max_pool_equals_pooling_the_padded_copy(shape):
-    x = -1.0 - torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(5))  # all < 0
-    expected = F.max_pool2d(tf_same_pad(x, 3, 2), 3, 2)
-    assert torch.equal(tf_same_max_pool(x, 3, 2), expected)
-    assert expected.shape[-2:] == tuple((side + 1) // 2 for side in shape)
-
-
-def test_tf_same_max_pool_pads_bottom_right_on_even_sides():
-    x = torch.arange(16.0).view(1, 1, 4, 4)
-    assert tf_same_max_pool(x, 3, 2)[0, 0].tolist() == [[10.0, 11.0], [14.0, 15.0]]
-
-
-@pytest.mark.parametrize("k", [1, 7, 40])
-def test_stable_top_k_equals_a_stable_sort_with_ties(k):
-    values = torch.randint(0, 6, (3, 40), generator=torch.Generator().manual_seed(6)).float()
-    expected = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
-    assert torch.equal(stable_top_k(values, k), expected)
-
-
-def test_feature_table_widens_half_precision_maps_in_level_order():
-    maps = [torch.randn(2, 4, s, s).to(torch.bfloat16) for s in (6, 3)]
-    maps[0] = maps[0].contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        table = feature_table(maps)
-    expected = torch.cat([m.permute(0, 2, 3, 1).reshape(-1, 4) for m in maps]).float()
-    assert table.dtype == torch.float32 and torch.equal(table, expected)

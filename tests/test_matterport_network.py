@@ -42,6 +42,19 @@ def test_tf_same_max_pool_pads_bottom_right_only():
     assert out[0, 0].tolist() == [[10.0, 11.0], [14.0, 15.0]]
 
 
+@pytest.mark.parametrize("shape", [(8, 12), (9, 13), (8, 13), (9, 12), (2, 2), (1, 1)])
+def test_tf_same_max_pool_equals_pooling_the_padded_copy(shape):
+    x = -1.0 - torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(5))  # all < 0
+    expected = torch.nn.functional.max_pool2d(matterport.tf_same_pad(x, 3, 2), 3, 2)
+    assert torch.equal(matterport.tf_same_max_pool(x, 3, 2), expected)
+    assert expected.shape[-2:] == tuple((side + 1) // 2 for side in shape)
+
+
+def test_tf_same_max_pool_pads_bottom_right_on_even_sides():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    assert matterport.tf_same_max_pool(x, 3, 2)[0, 0].tolist() == [[10.0, 11.0], [14.0, 15.0]]
+
+
 def test_backbone_has_stride_in_first_1x1_and_keras_eps():
     backbone = matterport.MatterportResNetBackbone("resnet50")
     for layer in (backbone.body.layer2, backbone.body.layer3, backbone.body.layer4):

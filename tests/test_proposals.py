@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from mrcnn.model.proposals import generate_proposals, select_top_anchors, top_k_per_group
+from mrcnn.model.proposals import (
+    generate_proposals,
+    select_top_anchors,
+    stable_top_k,
+    top_k_per_group,
+)
 
 ONES = torch.ones(4)
 
@@ -176,3 +182,10 @@ def test_per_level_nms_keeps_every_image_and_level_apart_in_a_batch_of_three():
     expected = torch.sigmoid(torch.tensor([2.0, 1.0, 3.0, 0.5, 4.0, 0.0]))
     torch.testing.assert_close(scores, expected)
     torch.testing.assert_close(boxes, anchors[[1, 0, 0, 1, 1, 0]])
+
+
+@pytest.mark.parametrize("k", [1, 7, 40])
+def test_stable_top_k_equals_a_stable_sort_with_ties(k):
+    values = torch.randint(0, 6, (3, 40), generator=torch.Generator().manual_seed(6)).float()
+    expected = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+    assert torch.equal(stable_top_k(values, k), expected)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from mrcnn.model.roi_align import assign_levels, pyramid_roi_align
+from mrcnn.model.roi_align import assign_levels, feature_table, pyramid_roi_align
 
 STRIDES = [4, 8, 16, 32]
 
@@ -262,3 +262,12 @@ def test_a_single_box_is_pooled():
     box, image_index = torch.tensor([square(40, 3, 5)]), torch.tensor([0])
     ours = pyramid_roi_align(maps, box, image_index, 4, STRIDES)
     torch.testing.assert_close(ours, torchvision_pyramid(maps, box, image_index, 4, 2, True))
+
+
+def test_feature_table_widens_half_precision_maps_in_level_order():
+    maps = [torch.randn(2, 4, s, s).to(torch.bfloat16) for s in (6, 3)]
+    maps[0] = maps[0].contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        table = feature_table(maps)
+    expected = torch.cat([m.permute(0, 2, 3, 1).reshape(-1, 4) for m in maps]).float()
+    assert table.dtype == torch.float32 and torch.equal(table, expected)
