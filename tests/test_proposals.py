@@ -189,3 +189,9 @@ def test_stable_top_k_equals_a_stable_sort_with_ties(k):
     values = torch.randint(0, 6, (3, 40), generator=torch.Generator().manual_seed(6)).float()
     expected = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
     assert torch.equal(stable_top_k(values, k), expected)
+
+
+def test_stable_top_k_ranks_nan_scores_as_a_stable_sort_does():
+    values = torch.tensor([[0.5, float("nan"), 0.9, 0.5, float("nan"), 0.1]])
+    expected = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :4]
+    assert torch.equal(stable_top_k(values, 4), expected)

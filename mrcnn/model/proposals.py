@@ -49,10 +49,11 @@ def stable_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
     """
     kth = values.topk(k, dim=1).values[:, -1:]  # [B, 1]: every value above it is in
     rows = []
-    for row, threshold in zip(
-        values, kth, strict=True
-    ):  # one image at a time: only a few per batch
+    # One image at a time: a batch holds only a few.
+    for row, threshold in zip(values, kth, strict=True):
         candidates = torch.nonzero(row >= threshold).squeeze(1)  # ascending index order
+        if len(candidates) < k:  # NaN scores (a diverged model) compare false: sort them all
+            candidates = torch.arange(len(row), device=row.device)
         order = torch.sort(row[candidates], descending=True, stable=True).indices[:k]
         rows.append(candidates[order])
     return torch.stack(rows)
