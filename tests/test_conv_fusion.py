@@ -171,3 +171,27 @@ def test_fused_feature_pyramid_equals_the_eager_one(monkeypatch, counting):
         eager = fpn(features)
     for a, b in zip(fused, eager, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_fusion_is_found_where_pytorch_has_onednn():
+    assert (conv_fusion._POINTWISE is not None) == torch.backends.mkldnn.is_available()
+
+
+def test_only_cpu_maps_are_fused():
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1)
+    on_meta = torch.empty(1, 8, 6, 6, device="meta").contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert not conv_fusion.fusable(conv.to("meta"), on_meta)
+
+
+@requires_fusion
+def test_an_unbatched_map_and_a_reflect_padded_convolution_take_the_eager_operators(counting):
+    torch.manual_seed(9)
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    reflect = torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")
+    unbatched = torch.randn(4, 7, 9)  # [C, H, W], which Conv2d accepts
+    x = torch.randn(1, 4, 7, 9).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(conv_fusion.conv_relu(conv, unbatched), conv(unbatched).relu())
+        assert torch.equal(conv_fusion.conv_relu(reflect, x), reflect(x).relu())
+    assert counting.calls == 0
