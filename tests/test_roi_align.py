@@ -265,9 +265,16 @@ def test_a_single_box_is_pooled():
 
 
 def test_feature_table_widens_half_precision_maps_in_level_order():
-    maps = [torch.randn(2, 4, s, s).to(torch.bfloat16) for s in (6, 3)]
+    # 24 and 12 rows: a level's end is its start plus its size, not a bitwise mix of the two
+    maps = [torch.randn(2, 4, h, w).to(torch.bfloat16) for h, w in ((3, 4), (2, 3))]
     maps[0] = maps[0].contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         table = feature_table(maps)
     expected = torch.cat([m.permute(0, 2, 3, 1).reshape(-1, 4) for m in maps]).float()
     assert table.dtype == torch.float32 and torch.equal(table, expected)
+
+
+def test_feature_table_passes_gradients_to_every_level_in_training():
+    maps = [torch.randn(1, 4, s, s, dtype=torch.float64, requires_grad=True) for s in (4, 2)]
+    (feature_table(maps) * 2.0).sum().backward()
+    assert all(torch.equal(m.grad, torch.full_like(m, 2.0)) for m in maps)

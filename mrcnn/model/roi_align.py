@@ -187,8 +187,6 @@ def feature_table(features: list[torch.Tensor]) -> torch.Tensor:
     dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
     channels = first.shape[1]
     rows = [f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features]
-    if torch.is_grad_enabled() and any(f.requires_grad for f in features):
-        return torch.cat(rows).to(dtype)  # autograd tracks cat; the copies below it does not
     table = first.new_empty((sum(len(r) for r in rows), channels), dtype=dtype)
     start = 0
     for level in rows:
