@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from mrcnn.model.conv_fusion import conv_bn_relu, residual_block
+from mrcnn.model.conv_fusion import autocast_dtype_of, conv_bn_relu, residual_block
 
 #: torchvision ResNet builders by BACKBONE name. ResNet-50/101 are Mask R-CNN's backbones;
 #: the light ResNet-18/34 suit small data and laptops (about a fifth of ResNet-50's cost).
@@ -78,11 +78,7 @@ class ConvWithFrozenBatchNorm(nn.Conv2d):
         return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        device_type = x.device.type
-        dtype = None
-        if torch.is_autocast_enabled(device_type):
-            dtype = torch.get_autocast_dtype(device_type)
-        weight, bias = self.folded_weights(dtype)
+        weight, bias = self.folded_weights(autocast_dtype_of(x))
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 

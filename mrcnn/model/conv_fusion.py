@@ -39,12 +39,17 @@ _POINTWISE = _pointwise_op()
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype a convolution of ``x`` computes in: autocast's where it is on, else x's."""
+def autocast_dtype_of(x: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype of ``x``'s device where autocast is on there, else None."""
     device_type = x.device.type
     if torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
-    return x.dtype
+    return None
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of ``x`` computes in: autocast's where it is on, else x's."""
+    return autocast_dtype_of(x) or x.dtype
 
 
 def weight_and_bias(
