@@ -93,13 +93,7 @@ def load_ours(h5: Path, overrides: dict, threads: int, precision: str, logs: str
     )()
     model = MaskRCNN(mode="inference", config=config, model_dir=logs)
     model.load_weights(str(h5), by_name=True)
-    model.detect([image_for_warm_up(overrides)])  # folds and casts the weights once
     return model
-
-
-def image_for_warm_up(overrides: dict) -> np.ndarray:
-    side = int(overrides.get("IMAGE_MAX_DIM", 1024))
-    return photo_like_image(side, side)
 
 
 def time_ours(model: MaskRCNN, image: np.ndarray, repeats: int) -> tuple[float, int]:
