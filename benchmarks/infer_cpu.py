@@ -127,9 +127,10 @@ def conv_throughput(threads: int, dtype: torch.dtype = torch.float32) -> float:
 def network_gflop() -> float:
     """FLOPs of one forward of our network at this size, counted by torch's FlopCounterMode.
 
-    Plain ``mm`` is left out: the only one in inference is ROIAlign's sparse sampling product
-    (the linear layers are ``addmm``), which the counter prices as a dense matrix product of
-    its full shape; its real cost, 16 multiply-adds per output value, is negligible here.
+    Plain ``mm`` is left out: where it appears it is ROIAlign's sparse sampling product (the
+    linear layers are ``addmm``; inference samples with ``embedding_bag``, which the counter
+    does not count), priced as a dense matrix product of its full shape; its real cost, 16
+    multiply-adds per output value, is negligible here.
     """
     from torch.utils.flop_counter import FlopCounterMode
 

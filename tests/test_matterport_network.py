@@ -98,6 +98,22 @@ def test_crop_and_resize_fractional_sample():
     assert out.item() == pytest.approx(top + 0.5 * (bottom - top))
 
 
+def test_crop_and_resize_of_bf16_maps_samples_at_float32_positions():
+    # Normalised coordinates near 1 step by 1/128 in bf16, a pixel or two on P2: positions
+    # are computed in float32 and only the bilinear weights rounded to bf16.
+    generator = torch.Generator().manual_seed(3)
+    maps = [torch.randn(1, 8, 256 // 2**i, 256 // 2**i, generator=generator) for i in range(4)]
+    maps = [m.bfloat16().float() for m in maps]  # values bf16 holds exactly
+    boxes = torch.tensor([[0.8813, 0.8771, 0.9327, 0.9286], [0.6011, 0.7524, 0.9961, 0.9977]])
+    image_index, levels = torch.zeros(2, dtype=torch.int64), torch.tensor([2, 4])
+    with torch.no_grad():
+        reference = pyramid_crop_and_resize(maps, boxes, image_index, levels, 7)
+        half = [m.bfloat16() for m in maps]
+        out = pyramid_crop_and_resize(half, boxes, image_index, levels, 7)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference, rtol=0.02, atol=0.03)
+
+
 def test_roi_levels_follow_matterports_rule():
     shape = (1024, 1024)
     sides = torch.tensor([224.0, 112.0, 448.0, 20.0, 0.0, 2000.0, 400.0, 160.0], dtype=D)

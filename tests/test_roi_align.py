@@ -264,14 +264,53 @@ def test_a_single_box_is_pooled():
     torch.testing.assert_close(ours, torchvision_pyramid(maps, box, image_index, 4, 2, True))
 
 
-def test_feature_table_widens_half_precision_maps_in_level_order():
+@pytest.mark.parametrize(
+    "dtype, needs_grad, expected_dtype",
+    [
+        (torch.bfloat16, False, torch.bfloat16),  # the inference gather reads bf16 as it is
+        (torch.bfloat16, True, torch.float32),  # the sparse product needs float32
+        (torch.float16, False, torch.float32),
+    ],
+)
+def test_feature_table_stacks_levels_in_order_widening_what_the_product_cannot_read(
+    dtype, needs_grad, expected_dtype
+):
     # 24 and 12 rows: a level's end is its start plus its size, not a bitwise mix of the two
-    maps = [torch.randn(2, 4, h, w).to(torch.bfloat16) for h, w in ((3, 4), (2, 3))]
+    maps = [torch.randn(2, 4, h, w).to(dtype) for h, w in ((3, 4), (2, 3))]
     maps[0] = maps[0].contiguous(memory_format=torch.channels_last)
+    maps = [m.requires_grad_(needs_grad) for m in maps]
+    table = feature_table(maps)
+    expected = torch.cat([m.detach().permute(0, 2, 3, 1).reshape(-1, 4) for m in maps])
+    assert table.dtype == expected_dtype
+    assert torch.equal(table.detach(), expected.to(expected_dtype))
+
+
+def test_inference_gather_matches_torchvision_on_awkward_boxes():
+    # Under no_grad the CPU samples with embedding_bag, not the sparse product the gradient
+    # test above goes through; both must be torchvision's arithmetic.
+    generator = torch.Generator().manual_seed(6)
+    shapes = [(2, 4, 128 // 2**i, 96 // 2**i) for i in range(4)]
+    maps = [torch.randn(s, generator=generator, dtype=torch.float64) for s in shapes]
+    boxes, image_index = awkward_boxes()
     with torch.no_grad():
-        table = feature_table(maps)
-    expected = torch.cat([m.permute(0, 2, 3, 1).reshape(-1, 4) for m in maps]).float()
-    assert table.dtype == torch.float32 and torch.equal(table, expected)
+        ours = pyramid_roi_align(maps, boxes, image_index, 5, STRIDES, 2, True)
+    theirs = torchvision_pyramid(maps, boxes, image_index, 5, 2, True)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_bf16_maps_are_sampled_at_float32_positions():
+    # Far from the origin bf16 coordinates step by 4 pixels: sample positions must be computed
+    # in float32 and only the bilinear weights rounded to bf16.
+    generator = torch.Generator().manual_seed(7)
+    maps = [torch.randn(1, 8, 256 // 2**i, 256 // 2**i, generator=generator) for i in range(4)]
+    maps = [m.bfloat16().float() for m in maps]  # values bf16 holds exactly
+    boxes = torch.tensor([[901.3, 897.7, 955.1, 950.9], [613.5, 770.25, 1019.0, 1021.7]])
+    image_index = torch.zeros(2, dtype=torch.int64)
+    with torch.no_grad():
+        reference = pyramid_roi_align(maps, boxes, image_index, 7, STRIDES)
+        half = pyramid_roi_align([m.bfloat16() for m in maps], boxes, image_index, 7, STRIDES)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), reference, rtol=0.02, atol=0.03)
 
 
 def test_feature_table_passes_gradients_to_every_level_in_training():

@@ -52,17 +52,45 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return autocast_dtype_of(x) or x.dtype
 
 
+def cached_weights(module: nn.Module, tag, sources: tuple, build):
+    """``build()``, kept on ``module`` under ``tag`` while no autograd runs and none of the
+    ``sources`` tensors changed (their version counters: loading a state dict and optimiser
+    steps count), so that inference folds, casts or reorders its weights once.
+
+    :func:`mrcnn.model.backbone.clear_folded_weights` drops the caches (needed only after
+    writes through ``.data``, which bypass the counters).
+    """
+    key = tuple((id(t), t._version, t.dtype, t.device) for t in sources if t is not None)
+    caches = module.__dict__.setdefault("_folded_cache", {})
+    cached = caches.get(tag)
+    if cached is not None and cached[0] == key and not torch.is_grad_enabled():
+        return cached[1]
+    value = build()
+    if not torch.is_grad_enabled():
+        caches[tag] = (key, value)
+    return value
+
+
 def weight_and_bias(
     conv: nn.Conv2d, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(weight [O, I, k, k], bias [O] or None) of ``conv`` in ``dtype``; a convolution with a
-    folded frozen BatchNorm (:class:`mrcnn.model.backbone.ConvWithFrozenBatchNorm`) gives its
-    cached folded weights."""
+    """(weight [O, I, k, k], bias [O] or None) of ``conv`` in ``dtype``, cast once for inference
+    (:func:`cached_weights`); a convolution with a folded frozen BatchNorm
+    (:class:`mrcnn.model.backbone.ConvWithFrozenBatchNorm`) gives its folded weights."""
     folded = getattr(conv, "folded_weights", None)
     if folded is not None:
         return folded(dtype)
-    bias = None if conv.bias is None else conv.bias.to(dtype)
-    return conv.weight.to(dtype), bias
+
+    def cast():
+        return conv.weight.to(dtype), None if conv.bias is None else conv.bias.to(dtype)
+
+    return cached_weights(conv, ("cast", dtype), (conv.weight, conv.bias), cast)
+
+
+def exporting() -> bool:
+    """Whether a tracer or compiler (ONNX, torch.export, torch.compile, torch.jit.trace) is
+    recording the forward: inference shortcuts then step aside for the standard operators."""
+    return torch.jit.is_tracing() or _is_compiling()
 
 
 def fusable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
@@ -75,8 +103,7 @@ def fusable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     """
     return (
         _POINTWISE is not None
-        and not torch.jit.is_tracing()
-        and not _is_compiling()
+        and not exporting()
         and not conv._forward_hooks
         and not conv._forward_pre_hooks
         and x.device.type == "cpu"

@@ -4,7 +4,8 @@ For a normalised box (x1, y1, x2, y2) on a map of H x W cells and an S x S outpu
 (i, j) is the bilinear value at row ``y1 * (H - 1) + i * (y2 - y1) * (H - 1) / (S - 1)`` and
 column likewise: one sample per cell, the first and last on the box's corners. Samples outside
 [0, H - 1] x [0, W - 1] are 0 (``extrapolation_value``). Each output value is a weighted sum of
-4 feature pixels, computed with the sparse sampling product of :mod:`mrcnn.model.roi_align`.
+4 feature pixels, computed with :func:`mrcnn.model.roi_align.sample_table` (the sparse
+sampling product, or the inference gather).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mrcnn.model.roi_align import _SampleTable, feature_table
+from mrcnn.model.roi_align import coordinate_dtype, feature_table, sample_table
 
 
 def _axis_taps(start: torch.Tensor, end: torch.Tensor, size: torch.Tensor, output_size: int):
@@ -75,7 +76,7 @@ def pyramid_crop_and_resize(
     first_pixel = (torch.cumsum(sizes, 0) - sizes)[level] + image_index.to(
         device
     ) * heights * widths
-    b = boxes.detach().to(device=device, dtype=table.dtype)
+    b = boxes.detach().to(device=device, dtype=coordinate_dtype(table))
     rows, row_w = _axis_taps(b[:, 1], b[:, 3], heights, output_size)
     cols, col_w = _axis_taps(b[:, 0], b[:, 2], widths, output_size)
     s = output_size
@@ -86,6 +87,5 @@ def pyramid_crop_and_resize(
         + cols.view(k, 1, s, 1, 2)
     )
     weights = row_w.view(k, s, 1, 2, 1) * col_w.view(k, 1, s, 1, 2)
-    with torch.autocast(device.type, enabled=False):
-        out = _SampleTable.apply(table, columns.reshape(-1, 4), weights.reshape(-1, 4))
+    out = sample_table(table, columns.reshape(-1, 4), weights.reshape(-1, 4))
     return out.view(k, s, s, channels).permute(0, 3, 1, 2).to(first.dtype)

@@ -10,6 +10,12 @@ of at most ``4 * sampling_ratio**2`` feature pixels, so all boxes of all levels 
 backward pass is the transposed product. Both run multi-threaded and read channels-last maps
 without reordering them, where torchvision's CPU kernel is a single-threaded loop (on a
 training step its backward cost as much as all convolutions' backward together).
+
+Where no gradient is needed on the CPU (inference), the same weighted sums run as a gather,
+``embedding_bag`` with per-sample weights: each output row sums its taps' table rows. It reads
+a bfloat16 table as it is (float32 accumulation inside), so bf16 inference neither widens the
+pyramid to float32 nor multiplies a float32 sparse matrix: on an R-101 1024 x 1024 pyramid
+that was about 50 ms of the box head's pooling (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import warnings
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
+
+from mrcnn.model.conv_fusion import exporting
 
 #: Box size (sqrt of area, pixels) that maps to CANONICAL_LEVEL.
 CANONICAL_SIZE = 224
@@ -176,15 +185,58 @@ class _SampleTable(torch.autograd.Function):
         return transposed @ grad.contiguous(), None, None
 
 
+def gathers(tensor: torch.Tensor) -> bool:
+    """Whether sampling from ``tensor`` (a pyramid map or its table) runs as the inference
+    gather rather than the sparse product: on the CPU, with no gradient to carry back, and not
+    while a graph is exported (which records the product, as it did before the gather)."""
+    return (
+        tensor.device.type == "cpu"
+        and not (torch.is_grad_enabled() and tensor.requires_grad)
+        and not exporting()
+    )
+
+
+def table_dtype(first: torch.Tensor) -> torch.dtype:
+    """dtype of the table of maps like ``first``: float32 and float64 as they are; bfloat16 as
+    it is where :func:`gathers` reads it; any other (float16, bf16 for the sparse product)
+    widened to float32."""
+    if first.dtype in (torch.float32, torch.float64):
+        return first.dtype
+    return first.dtype if first.dtype == torch.bfloat16 and gathers(first) else torch.float32
+
+
+def coordinate_dtype(table: torch.Tensor) -> torch.dtype:
+    """dtype in which sample positions and weights are computed for ``table``: float64 for a
+    float64 table, else float32 (never bf16, whose 8 bits would move samples by pixels)."""
+    return torch.float64 if table.dtype == torch.float64 else torch.float32
+
+
+def sample_table(table: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted sums of table rows: out[r] = sum over t of weights[r, t] * table[columns[r, t]].
+
+    Args:
+        table: [N, C] (:func:`feature_table`); columns: int64 [R, T] rows of ``table``;
+        weights: [R, T] in :func:`coordinate_dtype`.
+    Returns:
+        [R, C] in the table's dtype: the gather where :func:`gathers`, else the sparse product
+        (whose gradient reaches ``table``).
+    """
+    with torch.autocast(table.device.type, enabled=False):
+        if gathers(table):
+            w = weights.to(table.dtype)
+            return F.embedding_bag(columns, table, per_sample_weights=w, mode="sum")
+        return _SampleTable.apply(table, columns, weights.to(table.dtype))
+
+
 def feature_table(features: list[torch.Tensor]) -> torch.Tensor:
     """Every pixel of every level as a row: [sum over levels of B * H_l * W_l, C], the levels in
-    order, each (image, y, x) row-major, the rows a sparse sampling matrix multiplies.
+    order, each (image, y, x) row-major, the rows :func:`sample_table` reads.
 
-    Sparse products run in float32 or float64; half-precision maps (autocast) are widened, in
-    the same pass that stacks them.
+    In the :func:`table_dtype`: half-precision maps the sparse product cannot read are widened
+    in the same pass that stacks them.
     """
     first = features[0]
-    dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
+    dtype = table_dtype(first)
     channels = first.shape[1]
     rows = [f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features]
     table = first.new_empty((sum(len(r) for r in rows), channels), dtype=dtype)
@@ -233,7 +285,7 @@ def pyramid_roi_align(
     shapes = [(f.shape[0], f.shape[2], f.shape[3]) for f in features]
     levels = assign_levels(boxes, rounding) - MIN_LEVEL
     columns, weights = _sampling_matrix(
-        boxes.detach().to(table.dtype),
+        boxes.detach().to(coordinate_dtype(table)),
         image_index.to(boxes.device),
         levels,
         shapes,
@@ -242,7 +294,6 @@ def pyramid_roi_align(
         int(sampling_ratio),
         aligned,
     )
-    with torch.autocast(first.device.type, enabled=False):
-        rows = _SampleTable.apply(table, columns, weights)
+    rows = sample_table(table, columns, weights)
     out = rows.view(k, output_size, output_size, channels).permute(0, 3, 1, 2)
     return out.to(first.dtype)
