@@ -69,3 +69,38 @@ def test_select_class_masks():
         torch.testing.assert_close(out[k], logits[k, c])
     empty = select_class_masks(logits[:0], torch.zeros(0, dtype=torch.int64))
     assert empty.shape == (0, 5, 5)
+
+
+def channels_last_rois(k: int = 5, channels: int = 8, size: int = 3) -> torch.Tensor:
+    """[K, C, S, S] with channels-last strides, as pyramid ROIAlign returns them."""
+    generator = torch.Generator().manual_seed(11)
+    rows = torch.randn(k, size, size, channels, generator=generator)
+    return rows.permute(0, 3, 1, 2)
+
+
+def test_box_head_reads_channels_last_rois_like_contiguous_ones():
+    head = BoxHead(channels=8, pool_size=3, hidden=16, num_classes=4).eval()
+    pooled = channels_last_rois()
+    with torch.no_grad():
+        logits, deltas = head(pooled)  # fc6 with reordered columns, no copy of the ROIs
+    expected_logits, expected_deltas = head(pooled.contiguous())  # with grad: flatten path
+    torch.testing.assert_close(logits, expected_logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(deltas, expected_deltas, rtol=1e-5, atol=1e-6)
+
+
+def test_box_head_reordered_fc6_follows_weight_changes_and_autocast():
+    head = BoxHead(channels=8, pool_size=3, hidden=16, num_classes=4).eval()
+    pooled = channels_last_rois()
+    with torch.no_grad():
+        head(pooled)
+        head.fc6.weight.mul_(2.0)  # an in-place change: the cached reordering is stale
+        head.fc6.bias.add_(1.0)
+        logits, _ = head(pooled)
+        expected, _ = head(pooled.contiguous())
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-6)
+        head.load_state_dict(BoxHead(8, 3, 16, 4).state_dict())  # a load counts too
+        torch.testing.assert_close(head(pooled)[0], head(pooled.contiguous())[0])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half, _ = head(pooled)
+        assert half.dtype == torch.bfloat16
+        torch.testing.assert_close(half.float(), head(pooled)[0], rtol=0.05, atol=0.02)

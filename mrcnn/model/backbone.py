@@ -15,7 +15,12 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from mrcnn.model.conv_fusion import autocast_dtype_of, conv_bn_relu, residual_block
+from mrcnn.model.conv_fusion import (
+    autocast_dtype_of,
+    cached_weights,
+    conv_bn_relu,
+    residual_block,
+)
 
 #: torchvision ResNet builders by BACKBONE name. ResNet-50/101 are Mask R-CNN's backbones;
 #: the light ResNet-18/34 suit small data and laptops (about a fifth of ResNet-50's cost).
@@ -61,21 +66,16 @@ class ConvWithFrozenBatchNorm(nn.Conv2d):
         """
         bn = self._folded_bn
         sources = (self.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-        key = tuple((id(t), t._version, t.dtype, t.device) for t in sources)
-        key += (self.weight.is_contiguous(memory_format=torch.channels_last),)
         target = dtype or self.weight.dtype
-        caches = self.__dict__.setdefault("_folded_cache", {})
-        cached = caches.get(target)
-        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
-            return cached[1], cached[2]
-        scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
-        bias = bn.bias - bn.running_mean * scale
-        weight = self.weight * scale.view(-1, 1, 1, 1)
-        if target != weight.dtype:
-            weight, bias = weight.to(target), bias.to(target)
-        if not torch.is_grad_enabled():
-            caches[target] = (key, weight, bias)
-        return weight, bias
+
+        def fold():
+            scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+            bias = bn.bias - bn.running_mean * scale
+            weight = self.weight * scale.view(-1, 1, 1, 1)
+            return weight.to(target), bias.to(target)
+
+        layout = self.weight.is_contiguous(memory_format=torch.channels_last)
+        return cached_weights(self, ("folded", target, layout), sources, fold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.folded_weights(autocast_dtype_of(x))

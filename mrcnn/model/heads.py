@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrcnn.model.conv_fusion import conv_relu
+from mrcnn.model.conv_fusion import autocast_dtype_of, cached_weights, conv_relu, exporting
 
 
 class BoxHead(nn.Module):
@@ -28,10 +28,40 @@ class BoxHead(nn.Module):
         nn.init.zeros_(self.deltas.bias)
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.relu(self.fc6(pooled.flatten(1)), inplace=True)
+        if self._reads_channels_last(pooled):
+            # A (y, x, channel)-ordered view of channels-last ROIs, read without reordering
+            # them; fc6's columns are reordered to match instead, once (cached_weights).
+            rows = pooled.permute(0, 2, 3, 1).reshape(len(pooled), -1)
+            x = F.relu(F.linear(rows, *self._fc6_channels_last(pooled)), inplace=True)
+        else:
+            x = F.relu(self.fc6(pooled.flatten(1)), inplace=True)
         x = F.relu(self.fc7(x), inplace=True)
         classes = self.class_logits.out_features
         return self.class_logits(x), self.deltas(x).view(x.shape[0], classes, 4)
+
+    def _reads_channels_last(self, pooled: torch.Tensor) -> bool:
+        """Inference on channels-last ROIs (what pyramid ROIAlign returns), where flattening
+        in (channel, y, x) order would copy them all."""
+        return (
+            not torch.is_grad_enabled()
+            and not exporting()
+            and pooled.dim() == 4
+            and pooled.shape[2] * pooled.shape[3] > 1
+            and pooled.permute(0, 2, 3, 1).is_contiguous()
+        )
+
+    def _fc6_channels_last(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """fc6's (weight [hidden, P * P * C] in (y, x, channel) column order, bias), in the
+        autocast dtype where autocast is on."""
+        weight, bias = self.fc6.weight, self.fc6.bias
+        dtype = autocast_dtype_of(pooled) or weight.dtype
+        channels, height, width = pooled.shape[1:]
+
+        def reorder():
+            columns = weight.view(len(weight), channels, height, width).permute(0, 2, 3, 1)
+            return columns.reshape(len(weight), -1).to(dtype), bias.to(dtype)
+
+        return cached_weights(self, ("fc6 channels last", dtype), (weight, bias), reorder)
 
 
 class MaskHead(nn.Module):
