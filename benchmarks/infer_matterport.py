@@ -7,17 +7,25 @@ crop of a balloon photo (needs no resize), or a synthetic photo-like image witho
 Our side: ``MaskRCNN(...).load_weights(h5)`` then ``detect``. Keras side: when a python with
 TensorFlow is given (--keras-python or $MRCNN_KERAS_PYTHON, e.g. /work/tfenv/bin/python, plus
 the port's checkout, --port or $MRCNN_MATTERPORT_PORT), tools/matterport_reference/keras_timing.py
-runs in that python as a subprocess, so this script never imports TensorFlow. Prints ms/image
-(median of --repeats after a warm-up) for each and the ratio; the target is ours <= 0.4 x Keras.
+runs in that python as a subprocess kept alive, so this script never imports TensorFlow.
 
-    .venv/bin/python benchmarks/infer_matterport.py [--repeats 3] [--rounds 3] \
-        [--threads 2] [--precision fp32 --precision bf16] \
+Timing: after a warm-up on each side, the two sides take turns, one ``detect`` each, --pairs
+times (which side goes first alternates). A shared host's speed drifts by up to 2x within
+seconds, so each pair's ratio compares runs next to each other in time; the figure is the median
+of the pair ratios (also printed: each side's median and fastest run, and after each pair the
+host's current bf16 3x3-convolution GFLOP/s, which shows which speed the host was at). The
+target is ours <= 0.4 x Keras, each in the same precision; bf16 is TensorFlow's oneDNN auto
+mixed precision.
+
+    .venv/bin/python benchmarks/infer_matterport.py [--pairs 8] [--threads 2] \
+        [--precision fp32 --precision bf16] \
         [--keras-python /work/tfenv/bin/python --port /work/refsrc]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -35,16 +43,21 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from _fixtures_data import BALLOON  # noqa: E402
 from _matterport_h5 import manifest_from_json, write_matterport_h5  # noqa: E402
+from infer_cpu import conv_throughput  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402
+from mrcnn.model.precision import cpu_has_native_bf16  # noqa: E402
 from mrcnn.testing import photo_like_image  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "matterport"
 MODEL = FIXTURES / "r101_c81_1024.npz"
 PHOTO = FIXTURES / "r101_c81_1024__balloon_14898532020_crop1024.npz"
 TARGET_RATIO = 0.4
+#: The host-speed probe: bf16 where the CPU has it natively.
+CONV_DTYPE = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+CONV_NAME = "bf16" if CONV_DTYPE == torch.bfloat16 else "fp32"
 
 
 def reference_model(directory: Path) -> tuple[Path, dict]:
@@ -96,46 +109,77 @@ def load_ours(h5: Path, overrides: dict, threads: int, precision: str, logs: str
     return model
 
 
-def time_ours(model: MaskRCNN, image: np.ndarray, repeats: int) -> tuple[float, int]:
-    """(median ms per detect over ``repeats`` after a warm-up, detections)."""
-    result = model.detect([image])[0]  # warm-up
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = model.detect([image])[0]
-        runs.append((time.perf_counter() - start) * 1000)
-    return statistics.median(runs), len(result["scores"])
+def time_ours(model: MaskRCNN, image: np.ndarray) -> tuple[float, int]:
+    """(ms of one detect, detections)."""
+    start = time.perf_counter()
+    result = model.detect([image])[0]
+    return (time.perf_counter() - start) * 1000, len(result["scores"])
 
 
-def time_keras(
-    python: str,
-    port: str,
-    h5: Path,
-    overrides: dict,
-    image_path: Path,
-    repeats: int,
-    threads: int,
-    precision: str,
-) -> dict:
-    """Runs keras_timing.py in the side environment; returns its JSON line."""
-    command = [
-        python,
-        str(REPO / "tools" / "matterport_reference" / "keras_timing.py"),
-        "--port", port, "--h5", str(h5), "--config-json", json.dumps(overrides),
-        "--image", str(image_path), "--repeats", str(repeats), "--threads", str(threads),
-        "--precision", precision,
-    ]  # fmt: skip
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-        raise SystemExit(f"error: the Keras side failed ({python}):\n{tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class KerasWorker:
+    """keras_timing.py --serve in the side environment: loads the model once, warms up, then
+    times one detect per :meth:`run`."""
+
+    def __init__(
+        self,
+        python: str,
+        port: str,
+        h5: Path,
+        overrides: dict,
+        image_path: Path,
+        threads: int,
+        precision: str,
+    ) -> None:
+        command = [
+            python,
+            str(REPO / "tools" / "matterport_reference" / "keras_timing.py"),
+            "--port", port, "--h5", str(h5), "--config-json", json.dumps(overrides),
+            "--image", str(image_path), "--threads", str(threads), "--precision", precision,
+            "--serve",
+        ]  # fmt: skip
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+        self.python = python
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._read_line(expect="ready")
+
+    def _read_line(self, expect: str | None = None) -> str:
+        line = self.process.stdout.readline()
+        while line and expect and line.strip() != expect:  # the port prints its config first
+            line = self.process.stdout.readline()
+        if not line:
+            self.process.kill()
+            tail = "\n".join(self.process.stderr.read().strip().splitlines()[-5:])
+            raise SystemExit(f"error: the Keras side failed ({self.python}):\n{tail}")
+        return line
+
+    def run(self) -> tuple[float, int]:
+        """(ms of one Keras detect, detections)."""
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        line = self._read_line()
+        while not line.startswith("{"):
+            line = self._read_line()
+        answer = json.loads(line)
+        return answer["ms"], answer["detections"]
+
+    def close(self) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--pairs", type=int, default=8, help="timed runs per side, taken in turns (default 8)"
+    )
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads for both (0: each library's default)"
     )
@@ -157,20 +201,14 @@ def main() -> None:
         help="our INFERENCE_PRECISION, and Keras's (bf16: TensorFlow's oneDNN auto mixed "
         "precision); repeat to time several (default fp32)",
     )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="time the two sides alternately this many times; each round's ratio compares "
-        "runs next to each other in time (a shared host's speed drifts), and the median "
-        "round is the figure",
-    )
     args = parser.parse_args()
+    if args.pairs < 1:
+        parser.error(f"--pairs {args.pairs}: give at least 1")
 
     image, described = benchmark_image()
     print(
         f"image: {described}; R-101, 81 classes, IMAGE_MAX_DIM 1024; "
-        f"median of {args.repeats} after a warm-up, {args.rounds} round(s)"
+        f"{args.pairs} timed runs per side after a warm-up, the two sides in turns"
     )
     precisions = args.precision or ["fp32"]
     keras_on = bool(args.keras_python and args.port)
@@ -180,7 +218,7 @@ def main() -> None:
             "or MRCNN_KERAS_PYTHON and MRCNN_MATTERPORT_PORT)"
         )
     # Keras in each precision asked for, so that each of ours meets its like; fp32 always,
-    # since the issue's target is stated against Matterport as its users run it.
+    # since Matterport's users run it so.
     keras_precisions = list(dict.fromkeys(["fp32", *precisions])) if keras_on else []
     keras_ms: dict[str, list[float]] = {p: [] for p in keras_precisions}
     ours_ms: dict[str, list[float]] = {p: [] for p in precisions}
@@ -191,48 +229,64 @@ def main() -> None:
         models = {} if args.keras_only else {
             p: load_ours(h5, overrides, args.threads, p, tmp) for p in precisions
         }  # fmt: skip
-        for round_number in range(1, args.rounds + 1):
-            for precision in keras_precisions:
-                timed = time_keras(
-                    args.keras_python, args.port, h5, overrides, image_path, args.repeats,
-                    args.threads, precision,
-                )  # fmt: skip
-                keras_ms[precision].append(timed["ms_per_image"])
-                print(
-                    f"[round {round_number}] Keras (Matterport, TF2 port, {precision}): "
-                    f"{timed['ms_per_image']:7.0f} ms/image, {timed['detections']} detections",
-                    flush=True,
-                )
-            for precision, model in models.items():
-                ms, n = time_ours(model, image, args.repeats)
-                ours_ms[precision].append(ms)
-                print(
-                    f"[round {round_number}] ours (mrcnn, PyTorch, {precision}): "
-                    f"{ms:7.0f} ms/image, {n} detections",
-                    flush=True,
-                )
+        for model in models.values():
+            model.detect([image])  # warm-up: oneDNN primitives, folded weights, anchors
+        workers = {
+            p: KerasWorker(args.keras_python, args.port, h5, overrides, image_path, args.threads, p)
+            for p in keras_precisions
+        }
+        host_rates: list[float] = []
+        try:
+            for pair in range(1, args.pairs + 1):
+                for precision in dict.fromkeys([*keras_precisions, *precisions]):
+                    sides = [("Keras (Matterport, TF2 port)", workers.get(precision), keras_ms),
+                             ("ours (mrcnn, PyTorch)", models.get(precision), ours_ms)]  # fmt: skip
+                    if pair % 2 == 0:
+                        sides.reverse()
+                    for name, side, times in sides:
+                        if side is None:
+                            continue
+                        time.sleep(0.2)  # let the other side's threads go idle
+                        ms, n = (
+                            side.run() if isinstance(side, KerasWorker) else time_ours(side, image)
+                        )
+                        times[precision].append(ms)
+                        print(
+                            f"[{pair}] {name}, {precision}: {ms:7.0f} ms, {n} detections",
+                            flush=True,
+                        )
+                host_rates.append(conv_throughput(torch.get_num_threads(), CONV_DTYPE))
+                print(f"[{pair}] host {CONV_NAME} 3x3 conv: {host_rates[-1]:.0f} GFLOP/s")
+        finally:
+            for worker in workers.values():
+                worker.close()
         summarise(ours_ms, keras_ms)
+        rates = ", ".join(f"{r:.0f}" for r in host_rates)
+        print(f"host {CONV_NAME} 3x3 conv GFLOP/s after each pair: {rates}")
 
 
 def summarise(ours_ms: dict[str, list[float]], keras_ms: dict[str, list[float]]) -> None:
-    """Median ms of each side and precision, and each ratio's median over the rounds."""
-    for precision, runs in keras_ms.items():
-        print(f"Keras {precision}: median {statistics.median(runs):7.0f} ms/image")
+    """Each side's median and fastest run, and each ratio's median over the pairs."""
+    for side, runs_by_precision in (("Keras", keras_ms), ("ours", ours_ms)):
+        for precision, runs in runs_by_precision.items():
+            print(
+                f"{side} {precision}: median {statistics.median(runs):7.0f} ms/image, "
+                f"fastest {min(runs):7.0f}"
+            )
     for precision, runs in ours_ms.items():
-        print(f"ours {precision}: median {statistics.median(runs):7.0f} ms/image")
         for against in dict.fromkeys([precision, "fp32"]):
             if against in keras_ms:
                 ratios = [o / k for o, k in zip(runs, keras_ms[against], strict=True)]
-                print_ratio(precision, against, ratios)
+                print_ratio(precision, against, ratios, min(runs) / min(keras_ms[against]))
 
 
-def print_ratio(ours: str, theirs: str, ratios: list[float]) -> None:
+def print_ratio(ours: str, theirs: str, ratios: list[float], fastest: float) -> None:
     ratio = statistics.median(ratios)
     verdict = "meets" if ratio <= TARGET_RATIO else "misses"
-    rounds = ", ".join(f"{r:.2f}" for r in ratios)
+    pairs = ", ".join(f"{r:.2f}" for r in ratios)
     print(
-        f"ratio ours {ours} / Keras {theirs}: {ratio:.2f} ({verdict} <= {TARGET_RATIO}); "
-        f"rounds: {rounds}"
+        f"ratio ours {ours} / Keras {theirs}: {ratio:.2f} ({verdict} <= {TARGET_RATIO}; "
+        f"fastest against fastest {fastest:.2f}); pairs: {pairs}"
     )
 
 

@@ -8,6 +8,10 @@ subprocess with the side environment's python, so the benchmark never imports Te
 Prints one JSON line last: {"ms_per_image": median, "runs_ms": [...], "detections": N,
 "rois": [[y1, x1, y2, x2], ...], "class_ids": [...], "scores": [...]}. TensorFlow runs with its
 defaults (oneDNN on), i.e. as fast as it runs out of the box.
+
+With ``--serve`` it prints "ready" after the warm-up, then times one ``detect`` for each "run"
+line on stdin and answers {"ms": ..., "detections": N}, until stdin ends: the benchmark keeps
+it alive and alternates it with our model run by run.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ def main() -> None:
         default="fp32",
         help="bf16: TensorFlow's oneDNN auto-mixed-precision graph rewrite (its bf16 mode on CPU)",
     )
+    parser.add_argument(
+        "--serve", action="store_true", help='time one detect per "run" line on stdin'
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
@@ -72,6 +79,9 @@ def main() -> None:
         model.keras_model.load_weights(str(args.h5), by_name=True)
         image = np.load(args.image)
         result = model.detect([image])[0]  # warm-up: graph tracing
+        if args.serve:
+            serve(model, image)
+            return
         runs = []
         for _ in range(args.repeats):
             start = time.perf_counter()
@@ -89,6 +99,18 @@ def main() -> None:
             }
         )
     )
+
+
+def serve(model, image: np.ndarray) -> None:
+    """Answer each "run" line on stdin with one timed detect, as a JSON line."""
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        start = time.perf_counter()
+        result = model.detect([image])[0]
+        ms = (time.perf_counter() - start) * 1000
+        print(json.dumps({"ms": ms, "detections": int(len(result["scores"]))}), flush=True)
 
 
 if __name__ == "__main__":
