@@ -195,3 +195,59 @@ def test_an_unbatched_map_and_a_reflect_padded_convolution_take_the_eager_operat
         assert torch.equal(conv_fusion.conv_relu(conv, unbatched), conv(unbatched).relu())
         assert torch.equal(conv_fusion.conv_relu(reflect, x), reflect(x).relu())
     assert counting.calls == 0
+
+
+def test_cached_weights_build_once_until_a_source_changes():
+    linear = torch.nn.Linear(3, 2)
+    builds = []
+
+    def build():
+        builds.append(1)
+        return linear.weight * 2.0
+
+    sources = (linear.weight, linear.bias)
+    with torch.no_grad():
+        first = conv_fusion.cached_weights(linear, "double", sources, build)
+        assert conv_fusion.cached_weights(linear, "double", sources, build) is first
+        assert len(builds) == 1
+        conv_fusion.cached_weights(linear, "other tag", sources, build)  # its own entry
+        assert len(builds) == 2
+        linear.bias.add_(1.0)  # any source's version counter invalidates
+        conv_fusion.cached_weights(linear, "double", sources, build)
+        assert len(builds) == 3
+        linear.load_state_dict(torch.nn.Linear(3, 2).state_dict())
+        again = conv_fusion.cached_weights(linear, "double", sources, build)
+        assert len(builds) == 4 and torch.equal(again, linear.weight * 2.0)
+    with_grad = conv_fusion.cached_weights(linear, "double", sources, build)
+    assert len(builds) == 5 and with_grad.requires_grad  # autograd: built, never cached
+    with torch.no_grad():
+        assert conv_fusion.cached_weights(linear, "double", sources, build) is again
+
+
+def test_weight_and_bias_casts_plain_convolutions_once_for_inference():
+    conv = torch.nn.Conv2d(2, 3, 3)
+    with torch.no_grad():
+        weight, bias = conv_fusion.weight_and_bias(conv, torch.bfloat16)
+        assert weight.dtype == bias.dtype == torch.bfloat16
+        assert conv_fusion.weight_and_bias(conv, torch.bfloat16)[0] is weight
+        assert torch.equal(weight, conv.weight.to(torch.bfloat16))
+        assert conv_fusion.weight_and_bias(conv, torch.float32)[0] is conv.weight
+        conv.weight.mul_(3.0)
+        assert torch.equal(
+            conv_fusion.weight_and_bias(conv, torch.bfloat16)[0], conv.weight.to(torch.bfloat16)
+        )
+    no_bias = torch.nn.Conv2d(2, 3, 1, bias=False)
+    with torch.no_grad():
+        assert conv_fusion.weight_and_bias(no_bias, torch.bfloat16)[1] is None
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:FutureWarning")
+def test_exporting_is_seen_inside_a_trace_only():
+    seen = []
+
+    def forward(x):
+        seen.append(conv_fusion.exporting())
+        return x * 2
+
+    torch.jit.trace(forward, torch.ones(2), check_trace=False)
+    assert seen == [True] and not conv_fusion.exporting()
