@@ -317,3 +317,16 @@ def test_feature_table_passes_gradients_to_every_level_in_training():
     maps = [torch.randn(1, 4, s, s, dtype=torch.float64, requires_grad=True) for s in (4, 2)]
     (feature_table(maps) * 2.0).sum().backward()
     assert all(torch.equal(m.grad, torch.full_like(m, 2.0)) for m in maps)
+
+
+def test_training_under_bf16_autocast_pools_in_float32():
+    # A CPU autocast step (AMP training) must not turn the sparse product into a bf16 one.
+    generator = torch.Generator().manual_seed(8)
+    maps = [torch.randn(1, 4, 64 // 2**i, 64 // 2**i, generator=generator) for i in range(4)]
+    maps = [m.requires_grad_() for m in maps]
+    boxes, image_index = torch.tensor([square(40, 3.3, 5.1), square(150, 20, 9)]), torch.zeros(2)
+    image_index = image_index.long()
+    expected = pyramid_roi_align(maps, boxes, image_index, 7, STRIDES)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = pyramid_roi_align(maps, boxes, image_index, 7, STRIDES)
+    assert pooled.dtype == torch.float32 and torch.equal(pooled, expected)
