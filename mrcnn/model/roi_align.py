@@ -221,11 +221,11 @@ def sample_table(table: torch.Tensor, columns: torch.Tensor, weights: torch.Tens
         [R, C] in the table's dtype: the gather where :func:`gathers`, else the sparse product
         (whose gradient reaches ``table``).
     """
+    weights = weights.to(table.dtype)
     with torch.autocast(table.device.type, enabled=False):
         if gathers(table):
-            w = weights.to(table.dtype)
-            return F.embedding_bag(columns, table, per_sample_weights=w, mode="sum")
-        return _SampleTable.apply(table, columns, weights.to(table.dtype))
+            return F.embedding_bag(columns, table, per_sample_weights=weights, mode="sum")
+        return _SampleTable.apply(table, columns, weights)
 
 
 def feature_table(features: list[torch.Tensor]) -> torch.Tensor:
