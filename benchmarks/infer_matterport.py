@@ -139,23 +139,29 @@ class KerasWorker:
         ]  # fmt: skip
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
         self.python = python
+        # stderr goes to a file: a pipe nobody reads until the end could fill and stall the
+        # long-lived worker.
+        self.stderr = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.stderr,
             text=True,
             env=env,
         )
-        self._read_line(expect="ready")
+        self._read_line(lambda line: line.strip() == "ready")  # the port prints its config first
 
-    def _read_line(self, expect: str | None = None) -> str:
+    def _read_line(self, wanted) -> str:
+        """The next stdout line for which ``wanted(line)`` holds, skipping others."""
         line = self.process.stdout.readline()
-        while line and expect and line.strip() != expect:  # the port prints its config first
+        while line and not wanted(line):
             line = self.process.stdout.readline()
         if not line:
             self.process.kill()
-            tail = "\n".join(self.process.stderr.read().strip().splitlines()[-5:])
+            self.process.wait()
+            self.stderr.seek(0)
+            tail = "\n".join(self.stderr.read().strip().splitlines()[-5:])
             raise SystemExit(f"error: the Keras side failed ({self.python}):\n{tail}")
         return line
 
@@ -163,16 +169,14 @@ class KerasWorker:
         """(ms of one Keras detect, detections)."""
         self.process.stdin.write("run\n")
         self.process.stdin.flush()
-        line = self._read_line()
-        while not line.startswith("{"):
-            line = self._read_line()
-        answer = json.loads(line)
+        answer = json.loads(self._read_line(lambda line: line.startswith("{")))
         return answer["ms"], answer["detections"]
 
     def close(self) -> None:
         with contextlib.suppress(BrokenPipeError):
             self.process.stdin.close()
         self.process.wait(timeout=60)
+        self.stderr.close()
 
 
 def main() -> None:
