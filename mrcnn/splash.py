@@ -29,13 +29,14 @@ import numpy as np
 
 from mrcnn.image import read_image
 from mrcnn.masks import BoxMasks
-from mrcnn.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, free_output_path
+from mrcnn.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputError, free_output_path
 from mrcnn.video import VideoReport, open_video, process_video
 
 __all__ = [
     "EFFECTS",
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
+    "check_splash_output_name",
     "color_splash",
     "detect_and_color_splash",
     "encode_image",
@@ -292,25 +293,67 @@ def splash_output_path(
     source: str | os.PathLike,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
+    *,
+    video: bool | None = None,
 ) -> Path:
     """Where the splash of ``source`` goes.
 
     ``out`` None: ``<stem>_splash<ext>`` in the current folder; an existing folder, a path
     ending in a separator or a path without an extension: that name inside that folder
     (created); anything else: that file. The extension is
-    ".png" for images and ".mp4" for videos unless ``out`` names one. The result goes through
-    :func:`free_output_path`.
+    ".png" for images and ".mp4" for videos unless ``out`` names one. ``video`` says which
+    ``source`` is (default: judged by its extension, so a video named ``.ts`` needs
+    ``video=True``). The result goes through :func:`free_output_path`.
+
+    Raises:
+        OutputError: ``out`` names a file of the other kind (``clip.mp4`` to ``out.png``).
     """
     source = Path(source)
-    is_video = source.suffix.lower() in VIDEO_SUFFIXES
-    default_name = f"{source.stem}_splash{'.mp4' if is_video else '.png'}"
-    if out is None:
-        target = Path(default_name)
-    elif Path(out).is_dir() or str(out).endswith(("/", os.sep)) or not Path(out).suffix:
-        target = Path(out) / default_name
+    video = source.suffix.lower() in VIDEO_SUFFIXES if video is None else video
+    default_name = f"{source.stem}_splash{'.mp4' if video else '.png'}"
+    if _names_folder(out):
+        target = Path(default_name) if out is None else Path(out) / default_name
     else:
         target = Path(out)
+        check_splash_output_name(source, target, video)
     return free_output_path(target, overwrite)
+
+
+def check_splash_output_name(
+    source: str | os.PathLike, out: str | os.PathLike | None, video: bool
+) -> None:
+    """Refuse an output file name of the wrong kind before any work (or file) is made.
+
+    A folder (see :func:`splash_output_path`) or None passes. A video's splash must not be
+    named as an image (OpenCV would write one picture), an image's must have an extension
+    OpenCV encodes.
+
+    Raises:
+        OutputError: one line naming both files and the extensions that work.
+    """
+    if _names_folder(out):
+        return
+    suffix = Path(out).suffix.lower()
+    if video and suffix in IMAGE_SUFFIXES:
+        raise OutputError(
+            f"output {out}: the splash of video {Path(source).name} is a video; name it "
+            ".mp4 or .avi, or give a folder"
+        )
+    if not video and suffix not in IMAGE_SUFFIXES:
+        raise OutputError(
+            f"output {out}: the splash of image {Path(source).name} is an image; name it "
+            f"with one of {', '.join(IMAGE_SUFFIXES)}, or give a folder"
+        )
+
+
+def _names_folder(out: str | os.PathLike | None) -> bool:
+    """True for None and for ``out`` that :func:`splash_output_path` treats as a folder."""
+    return (
+        out is None
+        or Path(out).is_dir()
+        or str(out).endswith(("/", os.sep))
+        or not Path(out).suffix
+    )
 
 
 def splash_image_file(
@@ -327,10 +370,11 @@ def splash_image_file(
     The image is read with its EXIF orientation applied; the output format follows the
     extension of the path chosen by :func:`splash_output_path` (PNG by default).
     """
+    check_splash_output_name(image_path, out, video=False)  # before the model's work
     image = read_image(image_path)
     result = model.detect([image], mask_format="boxes")[0]  # memory bounded by the boxes
     splashed = splash_detections(image, result, effect, **options)
-    target = splash_output_path(image_path, out, overwrite)
+    target = splash_output_path(image_path, out, overwrite, video=False)
     write_image(target, splashed)
     return target
 
@@ -344,7 +388,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
 def encode_image(image: np.ndarray, suffix: str = ".png", where: str = "image") -> bytes:
     """[H, W, 3] uint8 RGB as the bytes of a ``suffix`` (".png", ".jpg", ...) file (OpenCV)."""
     suffix = suffix.lower()
-    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    try:
+        ok, encoded = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    except cv2.error:  # why: OpenCV raises, rather than returns False, for unknown extensions
+        ok = False
     if not ok:
         raise ValueError(f"{where}: OpenCV cannot write {suffix} images; use .png or .jpg")
     return encoded.tobytes()
@@ -422,7 +469,7 @@ def splash_video(
     capture, _ = open_video(video_path)  # fail on an unreadable input before naming the output
     capture.release()
     _check_splash_options(effect, options)
-    target = splash_output_path(video_path, out, overwrite)
+    target = splash_output_path(video_path, out, overwrite, video=True)
 
     def render(frame: np.ndarray, result: dict) -> np.ndarray:
         return splash_detections(frame, result, effect, **options)

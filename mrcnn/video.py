@@ -39,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mrcnn import audio as sound_track
+from mrcnn.outputs import IMAGE_SUFFIXES
 from mrcnn.pipeline import Pipeline, Stage
 
 __all__ = [
@@ -118,11 +119,16 @@ def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, VideoInfo]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: OpenCV cannot open it or read its size.
+        ValueError: an image file (by its extension), or OpenCV cannot open it or read its size.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video file not found: {path}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:  # why: OpenCV opens a photo as a 1-frame video
+        raise ValueError(
+            f"{path} is an image ({path.suffix}), not a video; splash or detect it as an image "
+            "(mrcnn splash --image)"
+        )
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()

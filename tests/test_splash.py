@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mrcnn.splash import color_splash, free_output_path, splash_output_path
+from mrcnn.outputs import OutputError
+from mrcnn.splash import color_splash, encode_image, free_output_path, splash_output_path
 
 H, W = 60, 80
 NAMES = ["BG", "balloon", "person"]
@@ -128,3 +129,19 @@ def test_output_names_never_overwrite(tmp_path):
     assert splash_output_path("clip.avi", tmp_path) == tmp_path / "clip_splash.mp4"
     assert free_output_path(first, overwrite=True) == first
     assert splash_output_path("x.jpg", tmp_path / "custom.jpg") == tmp_path / "custom.jpg"
+    assert splash_output_path("cam.ts", tmp_path, video=True) == tmp_path / "cam_splash.mp4"
+
+
+def test_output_names_of_the_wrong_kind_are_refused_before_reserving(tmp_path):
+    with pytest.raises(OutputError, match="the splash of video clip.mp4 is a video"):
+        splash_output_path("clip.mp4", tmp_path / "still.png")
+    with pytest.raises(OutputError, match="the splash of video cam.ts is a video"):
+        splash_output_path("cam.ts", tmp_path / "still.jpg", video=True)
+    with pytest.raises(OutputError, match="the splash of image cat.jpg is an image"):
+        splash_output_path("cat.jpg", tmp_path / "cat.mp4")
+    assert not any(tmp_path.iterdir())
+
+
+def test_encode_image_names_an_extension_opencv_cannot_write():
+    with pytest.raises(ValueError, match="out.xyz: OpenCV cannot write .xyz images"):
+        encode_image(np.zeros((4, 4, 3), np.uint8), ".xyz", where="out.xyz")

@@ -161,3 +161,25 @@ def test_errors_are_reported_not_raised(weights, tmp_path, capsys):
     assert _splash(weights, "--video", str(bad), "--output", str(tmp_path / "o.mp4")) == 1
     assert "cannot open video" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_video_with_an_unlisted_extension_is_written_as_a_video(weights, tmp_path, capsys):
+    clip = _clip(tmp_path / "recording.avi", 4, "MJPG").rename(tmp_path / "recording.vid")
+    assert _splash(weights, "--video", str(clip), "--output", str(tmp_path / "out")) == 0
+    written = tmp_path / "out" / "recording_splash.mp4"  # OpenCV reads it by its content
+    capture = cv2.VideoCapture(str(written))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    capture.release()
+    assert f"wrote {written}: 4 frames" in capsys.readouterr().out
+
+
+def test_outputs_of_the_wrong_kind_are_refused_before_any_file(weights, tmp_path, capsys):
+    photo = _image(tmp_path / "photo.jpg")
+    clip = _clip(tmp_path / "clip.avi", 3, "MJPG")
+    assert _splash(weights, "--video", str(photo), "--output", str(tmp_path / "a.mp4")) == 1
+    assert "photo.jpg is an image (.jpg), not a video" in capsys.readouterr().err
+    assert _splash(weights, "--video", str(clip), "--output", str(tmp_path / "b.png")) == 1
+    assert "the splash of video clip.avi is a video; name it .mp4" in capsys.readouterr().err
+    assert _splash(weights, "--image", str(photo), "--output", str(tmp_path / "c.mp4")) == 1
+    assert "the splash of image photo.jpg is an image" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "photo.jpg"]

@@ -112,6 +112,15 @@ def test_truncated_mp4_is_refused_before_any_output(model, tmp_path):
         open_video(tmp_path / "missing.mp4")
 
 
+def test_an_image_is_not_opened_as_a_one_frame_video(tmp_path):
+    photo = tmp_path / "photo.JPG"
+    cv2.imwrite(str(photo.with_suffix(".jpg")), np.zeros((8, 8, 3), np.uint8))
+    photo.with_suffix(".jpg").rename(photo)
+    assert cv2.VideoCapture(str(photo)).isOpened()  # what OpenCV alone would do
+    with pytest.raises(ValueError, match=r"photo.JPG is an image \(.JPG\), not a video"):
+        open_video(photo)
+
+
 def test_writer_released_when_rendering_fails(model, tmp_path):
     clip = write_clip(tmp_path / "clip.avi", frames=6, fourcc="MJPG")
     calls = []

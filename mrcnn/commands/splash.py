@@ -20,7 +20,7 @@ from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_a
 from mrcnn.commands import detect
 from mrcnn.commands.detect import add_class_names_argument
 from mrcnn.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_writable_dir, list_inputs
-from mrcnn.splash import EFFECTS, splash_image_file, splash_video
+from mrcnn.splash import EFFECTS, check_splash_output_name, splash_image_file, splash_video
 from mrcnn.video import open_video
 
 HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the rest"
@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         if not inputs[0].is_file():
             raise FileNotFoundError(f"input not found: {flag} {inputs[0]} does not exist")
         _check_output_file(args.output)
+        check_splash_output_name(inputs[0], args.output, _is_video(args, inputs[0]))
         if args.video:
             open_video(inputs[0])[0].release()  # an unreadable video fails before the model loads
     model = detect.build_model(args)  # looked up at call time: tests replace it
@@ -124,9 +125,8 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(inputs), unit="file", disable=len(inputs) < 2, dynamic_ncols=True)
     for path in inputs:
         bar.update()
-        as_video = args.video is not None or path.suffix.lower() in VIDEO_SUFFIXES
         try:
-            ok = _splash_one(model, path, as_video, args, options, bar.write)
+            ok = _splash_one(model, path, _is_video(args, path), args, options, bar.write)
         except (ValueError, OSError) as error:
             if len(inputs) == 1:
                 raise
@@ -140,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
             + (f"; {failures} skipped or incomplete (see above)" if failures else "")
         )
     return 1 if failures else 0
+
+
+def _is_video(args: argparse.Namespace, path: Path) -> bool:
+    """--video says so; otherwise a video extension (--image clip.mp4 is taken as a video)."""
+    return args.video is not None or path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def _check_output_file(output: str | None) -> None:
