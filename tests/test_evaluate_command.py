@@ -147,6 +147,20 @@ def test_num_classes_mismatch_is_a_clear_error(weights, tmp_path, capsys):
     assert "--set NUM_CLASSES=4" in error
 
 
+def test_a_checkpoint_of_other_classes_is_named_as_the_cause(tmp_path, capsys):
+    from mrcnn.model import MaskRCNN
+    from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
+
+    config = Config.from_overrides({**TINY, "NUM_CLASSES": 3, "DEVICE": "cpu"})
+    model = MaskRCNN("inference", config, model_dir=tmp_path)
+    other = tmp_path / "three_classes.pt"
+    atomic_torch_save(checkpoint_payload(model.net.state_dict(), config, epoch=1), other)
+    assert main(["evaluate", "--dataset", SPEC, "--weights", str(other)]) == 1
+    error = capsys.readouterr().err
+    assert f"the model {other} has NUM_CLASSES=3 (its checkpoint's config)" in error
+    assert "has 4 classes" in error and "--set" not in error
+
+
 def test_existing_output_and_inputs_are_never_written_over(tmp_path, capsys):
     existing = tmp_path / "mine.json"
     existing.write_text("the user's file")

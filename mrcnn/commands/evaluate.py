@@ -5,8 +5,9 @@ requested IoU thresholds and over 0.50:0.95; with ``--coco`` also COCO's AP tabl
 segm) through pycocotools. The detections are written in COCO's results format to
 ``--output`` (default ``<logs>/evaluation_<YYYYmmddTHHMMSS>.json``).
 
-NUM_CLASSES: without ``--config`` and without ``--set NUM_CLASSES=...`` it is taken from the
-dataset; otherwise it must equal the dataset's class count (background included).
+NUM_CLASSES: from ``--config`` or ``--set NUM_CLASSES=...``, else from the checkpoint's stored
+config, else from the dataset. It must equal the dataset's class count (background included); a
+mismatch is refused naming where the count came from.
 """
 
 from __future__ import annotations
@@ -130,12 +131,20 @@ def _config_for(dataset, args: argparse.Namespace):
         overrides.append(f"NUM_CLASSES={dataset.num_classes}")
     config = config_for_weights(args.weights, overrides, args.config)
     if int(config.NUM_CLASSES) != int(dataset.num_classes):
+        classes = (
+            f"the dataset {args.dataset} has {dataset.num_classes} classes including the "
+            f"background ({', '.join(dataset.class_names)})"
+        )
+        if not (args.config or user_set_classes):
+            raise ValueError(
+                f"the model {args.weights} has NUM_CLASSES={config.NUM_CLASSES} (its "
+                f"checkpoint's config) but {classes}; evaluate it on a dataset of its classes, "
+                "or give weights trained on this one"
+            )
         where = f"--config {args.config}" if args.config else "--set NUM_CLASSES"
         raise ValueError(
-            f"NUM_CLASSES={config.NUM_CLASSES} (from {where}) but the dataset {args.dataset} "
-            f"has {dataset.num_classes} classes including the background "
-            f"({', '.join(dataset.class_names)}); use a config for this dataset or "
-            f"--set NUM_CLASSES={dataset.num_classes}"
+            f"NUM_CLASSES={config.NUM_CLASSES} (from {where}) but {classes}; use a config for "
+            f"this dataset or --set NUM_CLASSES={dataset.num_classes}"
         )
     return config
 
