@@ -84,3 +84,20 @@ def test_time_boxed_progress_shows_the_budget():
     trainer.deadline = time.monotonic() + 120
     label = Trainer._progress_label(trainer, 3)
     assert "10000" not in label and label.startswith("epoch 3, 1") and "s of budget left" in label
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo"],
+        ["inspect-data", "--dataset", "shapes"],
+        ["detect", "--input", "x.jpg", "--weights", "w.pt"],
+        ["splash", "--image", "x.jpg", "--weights", "w.pt"],
+        ["evaluate", "--dataset", "shapes", "--weights", "w.pt"],
+    ],
+)
+def test_every_command_that_writes_files_takes_output(argv):
+    from mrcnn.cli import build_parser
+
+    args = build_parser().parse_args([*argv, "--output", "here"])
+    assert getattr(args, "output", None) == "here" or getattr(args, "out", None) == "here"

@@ -15,6 +15,8 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
+        "--output",  # the name the other commands use
+        dest="out",
         default="demo_output",
         help="output folder (default demo_output): new, empty, or an earlier demo's output, "
         "which is replaced; any other folder is refused",

@@ -30,7 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="subset to inspect: train, val, ... or all (default: train)",
     )
     parser.add_argument(
-        "--out", default="inspect", metavar="DIR", help="folder for the figures (default: inspect)"
+        "--out",
+        "--output",  # the name the other commands use
+        dest="out",
+        default="inspect",
+        metavar="DIR",
+        help="folder for the figures (default: inspect)",
     )
     parser.add_argument(
         "--overwrite",
