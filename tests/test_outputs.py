@@ -102,6 +102,14 @@ def test_detect_output_that_is_a_file(weights, tmp_path, capsys):
     assert "is an existing file" in _one_line(capsys) and target.read_text() == "keep"
 
 
+def test_detect_of_a_video_points_to_splash_before_writing(weights, tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"a video's bytes")
+    assert _detect(weights, clip, tmp_path / "out") == 1
+    assert "is a video; mrcnn detect reads images" in _one_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
 def test_detect_no_summary_when_no_image_was_read(weights, tmp_path, capsys):
     photos = tmp_path / "in"
     photos.mkdir()

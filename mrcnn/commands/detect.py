@@ -42,6 +42,7 @@ from mrcnn.evaluation import detections_to_coco
 from mrcnn.image import read_image
 from mrcnn.outputs import (
     IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
     check_new_outputs,
     check_writable_dir,
     list_inputs,
@@ -86,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     paths = list_inputs(Path(args.input), IMAGE_SUFFIXES)
+    if len(paths) == 1 and paths[0].suffix.lower() in VIDEO_SUFFIXES:
+        raise ValueError(
+            f"--input {paths[0]} is a video; mrcnn detect reads images (splash a video with "
+            f"mrcnn splash --video {paths[0]}, or extract its frames to a folder first)"
+        )
     out = check_writable_dir(args.output, "--output")
     keys = output_keys(paths)
     targets = [out / f"{k}{ext}" for k in keys for ext in (".json", ".png")]
