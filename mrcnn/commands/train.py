@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from mrcnn.checkpoint import RunLock, check_same_architecture, find_last, read_config, run_dir_of
+from mrcnn.checkpoint import (
+    RunLock,
+    check_same_architecture,
+    config_for_weights,
+    find_last,
+    read_config,
+    run_dir_of,
+)
 from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_arguments
-from mrcnn.config import load_config
+from mrcnn.config import load_config, parse_overrides
 from mrcnn.outputs import check_writable_dir
 from mrcnn.training.distributed import info
 
@@ -71,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
     if resumed_run is not None:
         with RunLock(resumed_run):  # raises RunFolderLocked when another process trains there
             pass
-        check_same_architecture(read_config(args.weights), config, args.weights)
+        saved = read_config(args.weights)
+        if saved is not None and not args.config:
+            # A resumed run keeps its own settings; --set changes them, --config replaces them.
+            config = config_for_weights(args.weights, overrides)
+        check_same_architecture(saved, config, args.weights)
     train_set = from_spec(args.dataset, "train")
     if train_set.load_report.regions_loaded == 0:
         raise ValueError(
@@ -83,12 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if main:
         print(f"train: {train_set.load_report.summary()}")
         print(f"val: {val_set.load_report.summary()}")
-    if train_set.num_classes != int(config.NUM_CLASSES):
-        raise ValueError(
-            f"the dataset {args.dataset} has {train_set.num_classes} classes including the "
-            f"background ({', '.join(train_set.class_names)}) but NUM_CLASSES = "
-            f"{config.NUM_CLASSES}; add --set NUM_CLASSES={train_set.num_classes}"
-        )
+    config = _with_dataset_classes(config, train_set, args, overrides, resumed_run is not None)
     exclude = ["class-specific"] if args.weights == "coco" and config.NUM_CLASSES != 91 else None
     notes: list[str] = []
     model = MaskRCNN.from_checkpoint(
@@ -113,3 +119,28 @@ def run(args: argparse.Namespace) -> int:
     augmentation = default_augmentation() if args.augment else None
     model.train(train_set, val_set, learning_rate, args.epochs, args.layers, augmentation)
     return 0
+
+
+def _with_dataset_classes(config, train_set, args, overrides: list[str], resumed: bool):
+    """``config`` with NUM_CLASSES from the dataset when nothing chose it: neither --config,
+    nor --set NUM_CLASSES, nor the checkpoint of a resumed run. A count that was chosen must
+    match the dataset's."""
+    count = int(train_set.num_classes)
+    if count == int(config.NUM_CLASSES):
+        return config
+    classes = f"{count} classes including the background ({', '.join(train_set.class_names)})"
+    from_user = bool(args.config) or "NUM_CLASSES" in parse_overrides(overrides)
+    if from_user:
+        raise ValueError(
+            f"the dataset {args.dataset} has {classes} but NUM_CLASSES = {config.NUM_CLASSES}; "
+            f"add --set NUM_CLASSES={count}"
+        )
+    if resumed:  # the count is the checkpoint's
+        raise ValueError(
+            f"cannot resume {args.weights} on {args.dataset}: its model has NUM_CLASSES = "
+            f"{config.NUM_CLASSES}, the dataset {classes}; resume it on its own dataset, or "
+            "train a new model on this one (--weights coco, imagenet or none)"
+        )
+    if info().is_main:
+        print(f"NUM_CLASSES = {count}, from the dataset: {classes}")
+    return load_config(None, [*overrides, f"NUM_CLASSES={count}"])

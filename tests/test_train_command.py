@@ -1,0 +1,77 @@
+"""``mrcnn train`` chooses its config: NUM_CLASSES from the dataset when nothing else chose it,
+and a resumed run's own settings, read from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from _training_fixtures import TinyConfig
+from PIL import Image
+
+from mrcnn.checkpoint import read_config
+from mrcnn.cli import main
+
+#: TinyConfig as --set flags, without NUM_CLASSES: one short step per epoch.
+_SETTINGS = {
+    key: getattr(TinyConfig, key)
+    for key in vars(TinyConfig)
+    if key.isupper() and key not in ("NUM_CLASSES", "STEPS_PER_EPOCH", "VALIDATION_STEPS")
+}
+TINY = [f"{key}={value!r}" for key, value in _SETTINGS.items()]
+TINY += ["STEPS_PER_EPOCH=1", "VALIDATION_STEPS=0"]
+
+
+def _train(logs: Path, dataset: str, weights: str, epochs: int, *sets: str) -> int:
+    argv = ["train", "--dataset", dataset, "--weights", weights, "--logs", str(logs)]
+    return main([*argv, "--epochs", str(epochs), *(a for s in sets for a in ("--set", s))])
+
+
+def _one_blob_coco(root: Path, count: int = 30) -> str:
+    """A COCO dataset of ``count`` 48 x 48 images with one square "blob" each: 2 classes."""
+    images = root / "images"
+    images.mkdir(parents=True)
+    square = [8, 8, 30, 8, 30, 30, 8, 30]
+    entries, annotations = [], []
+    for i in range(1, count + 1):
+        Image.fromarray(np.zeros((48, 48, 3), dtype=np.uint8)).save(images / f"{i}.png")
+        entries.append({"id": i, "file_name": f"{i}.png", "height": 48, "width": 48})
+        annotation = {"id": i, "image_id": i, "category_id": 1, "segmentation": [square]}
+        annotations.append({**annotation, "bbox": [8, 8, 22, 22], "area": 484, "iscrowd": 0})
+    categories = [{"id": 1, "name": "blob"}]
+    data = {"images": entries, "annotations": annotations, "categories": categories}
+    (root / "instances.json").write_text(json.dumps(data))
+    return f"coco:{root / 'instances.json'}:{images}"
+
+
+def test_num_classes_from_the_dataset_then_resume_with_the_runs_own_settings(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    assert _train(logs, "shapes:4:64", "none", 1, *TINY) == 0
+    printed = capsys.readouterr().out
+    assert "NUM_CLASSES = 4, from the dataset: 4 classes including the background" in printed
+    (first,) = logs.glob("*/mrcnn_tiny_0001.pt")
+    assert read_config(first)["NUM_CLASSES"] == 4
+
+    # No flags: the run continues with the settings it was started with (not the defaults,
+    # whose network differs: ResNet-101, 1024 px).
+    assert _train(logs, "shapes:4:64", "last", 2) == 0
+    capsys.readouterr()
+    second = first.parent / "mrcnn_tiny_0002.pt"
+    saved = read_config(second)
+    assert saved["IMAGE_MAX_DIM"] == 64 and saved["BACKBONE"] == "resnet50"
+    assert saved["STEPS_PER_EPOCH"] == 1 and saved["NUM_CLASSES"] == 4
+
+    # A dataset of other classes cannot continue that run: one line, nothing written.
+    before = sorted(p.name for p in first.parent.iterdir())
+    assert _train(logs, _one_blob_coco(tmp_path / "blobs"), "last", 3) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot resume" in err and "NUM_CLASSES = 4" in err
+    assert sorted(p.name for p in first.parent.iterdir()) == before
+
+
+def test_a_chosen_num_classes_must_match_the_dataset(tmp_path, capsys):
+    assert _train(tmp_path / "logs", "shapes:4:64", "none", 1, *TINY, "NUM_CLASSES=3") == 1
+    err = capsys.readouterr().err
+    assert "has 4 classes including the background" in err and "--set NUM_CLASSES=4" in err
+    assert not list((tmp_path / "logs").glob("*/*.pt"))
