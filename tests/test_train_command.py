@@ -1,5 +1,6 @@
 """``mrcnn train`` chooses its config: NUM_CLASSES from the dataset when nothing else chose it,
-and a resumed run's own settings, read from its checkpoint."""
+and the settings stored in a checkpoint when training from one (resuming its run, or a new run
+on a dataset of other classes)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ TINY += ["STEPS_PER_EPOCH=1", "VALIDATION_STEPS=0"]
 
 
 def _train(logs: Path, dataset: str, weights: str, epochs: int, *sets: str) -> int:
+    """``mrcnn train``; each of ``sets`` is a KEY=VALUE for --set, or a flag such as --new-run."""
     argv = ["train", "--dataset", dataset, "--weights", weights, "--logs", str(logs)]
-    return main([*argv, "--epochs", str(epochs), *(a for s in sets for a in ("--set", s))])
+    flags = [a for s in sets for a in (("--set", s) if "=" in s else (s,))]
+    return main([*argv, "--epochs", str(epochs), *flags])
 
 
 def _one_blob_coco(root: Path, count: int = 30) -> str:
@@ -45,7 +48,7 @@ def _one_blob_coco(root: Path, count: int = 30) -> str:
     return f"coco:{root / 'instances.json'}:{images}"
 
 
-def test_num_classes_from_the_dataset_then_resume_with_the_runs_own_settings(tmp_path, capsys):
+def test_num_classes_from_the_dataset_resume_keeps_settings_new_run_transfers(tmp_path, capsys):
     logs = tmp_path / "logs"
     assert _train(logs, "shapes:4:64", "none", 1, *TINY) == 0
     printed = capsys.readouterr().out
@@ -62,11 +65,22 @@ def test_num_classes_from_the_dataset_then_resume_with_the_runs_own_settings(tmp
     assert saved["IMAGE_MAX_DIM"] == 64 and saved["BACKBONE"] == "resnet50"
     assert saved["STEPS_PER_EPOCH"] == 1 and saved["NUM_CLASSES"] == 4
 
-    # A dataset of other classes cannot continue that run: one line, nothing written.
+    # A dataset of other classes cannot continue that run: one line, nothing written ...
+    blobs = _one_blob_coco(tmp_path / "blobs")
     before = sorted(p.name for p in first.parent.iterdir())
-    assert _train(logs, _one_blob_coco(tmp_path / "blobs"), "last", 3) == 1
+    assert _train(logs, blobs, "last", 3) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot resume" in err and "NUM_CLASSES = 4" in err
+    assert sorted(p.name for p in first.parent.iterdir()) == before
+
+    # ... but a new run from it can: its settings, the dataset's classes, new class layers.
+    assert _train(logs, blobs, str(second), 1, "NAME='blobs'", "--new-run") == 0
+    printed = capsys.readouterr().out
+    assert "NUM_CLASSES = 2, from the dataset" in printed
+    assert "class-specific layers" in printed and "differs from the checkpoint's 4" in printed
+    (transferred,) = logs.glob("blobs*/mrcnn_blobs_0001.pt")
+    saved = read_config(transferred)
+    assert saved["NUM_CLASSES"] == 2 and saved["IMAGE_MAX_DIM"] == 64
     assert sorted(p.name for p in first.parent.iterdir()) == before
 
 
@@ -75,3 +89,24 @@ def test_a_chosen_num_classes_must_match_the_dataset(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "has 4 classes including the background" in err and "--set NUM_CLASSES=4" in err
     assert not list((tmp_path / "logs").glob("*/*.pt"))
+
+
+def test_a_converted_matterport_model_fine_tunes_on_other_classes_without_a_config(
+    tmp_path, capsys
+):
+    from _keras_h5 import matterport_manifest, random_layers, write_keras_h5
+
+    manifest = matterport_manifest("resnet50", num_classes=2, fc=64)
+    h5 = write_keras_h5(tmp_path / "mask_rcnn_balloon.h5", manifest, random_layers(manifest, 5))
+    converted = tmp_path / "balloon.safetensors"
+    assert main(["convert", str(h5), str(converted)]) == 0
+    small = ["IMAGE_MIN_DIM=128", "IMAGE_MAX_DIM=128", "STEPS_PER_EPOCH=1", "VALIDATION_STEPS=0"]
+    capsys.readouterr()
+    assert _train(tmp_path / "logs", "shapes:8:64", str(converted), 1, *small) == 0
+    printed = capsys.readouterr().out
+    assert "NUM_CLASSES = 4, from the dataset" in printed
+    assert "differs from the checkpoint's 2" in printed
+    (checkpoint,) = (tmp_path / "logs").glob("*/*_0001.pt")
+    saved = read_config(checkpoint)
+    assert saved["NETWORK_FLAVOUR"] == "matterport" and saved["FPN_CLASSIF_FC_LAYERS_SIZE"] == 64
+    assert saved["NUM_CLASSES"] == 4

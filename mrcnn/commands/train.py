@@ -74,14 +74,12 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(args.logs, "--logs")
     if args.weights == "last":  # resolve now, so a run in use is refused before any work
         args.weights = str(find_last(args.logs, (config.NAME or "").lower() or None))
+    saved = read_config(args.weights)
+    config = _training_config(args, overrides, saved)
     resumed_run = None if args.new_run else run_dir_of(args.weights)
     if resumed_run is not None:
         with RunLock(resumed_run):  # raises RunFolderLocked when another process trains there
             pass
-        saved = read_config(args.weights)
-        if saved is not None and not args.config:
-            # A resumed run keeps its own settings; --set changes them, --config replaces them.
-            config = config_for_weights(args.weights, overrides)
         check_same_architecture(saved, config, args.weights)
     train_set = from_spec(args.dataset, "train")
     if train_set.load_report.regions_loaded == 0:
@@ -94,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     if main:
         print(f"train: {train_set.load_report.summary()}")
         print(f"val: {val_set.load_report.summary()}")
-    config = _with_dataset_classes(config, train_set, args, overrides, resumed_run is not None)
-    exclude = ["class-specific"] if args.weights == "coco" and config.NUM_CLASSES != 91 else None
+    config = _with_dataset_classes(config, train_set, args, overrides, saved, resumed_run)
+    skipped = _class_specific_skip(args.weights, int(config.NUM_CLASSES), saved)
+    exclude = ["class-specific"] if skipped else None
     notes: list[str] = []
     model = MaskRCNN.from_checkpoint(
         args.weights,
@@ -108,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     if args.new_run:
         model.start_new_run()
     if main:
-        if exclude:
+        if skipped:
             print(
-                f"coco weights: class-specific layers (class logits, box deltas, mask predictor) "
-                f"skipped, NUM_CLASSES = {config.NUM_CLASSES} differs from COCO's 91"
+                f"{skipped[0]}: class-specific layers (class logits, box deltas, mask predictor) "
+                f"skipped, NUM_CLASSES = {config.NUM_CLASSES} differs from {skipped[1]}"
             )
         for note in notes:
             print(f"weights: {note}")
@@ -121,26 +120,46 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_dataset_classes(config, train_set, args, overrides: list[str], resumed: bool):
+def _training_config(args: argparse.Namespace, overrides: list[str], saved: dict | None):
+    """--config (or the base Config) with --set on top; but training from this project's
+    checkpoint (``saved`` is its stored config), to resume its run or to start a new one,
+    keeps that checkpoint's settings unless --config replaces them."""
+    if saved is not None and not args.config:
+        return config_for_weights(args.weights, overrides)
+    return load_config(args.config, overrides)
+
+
+def _with_dataset_classes(config, train_set, args, overrides, saved, resumed_run):
     """``config`` with NUM_CLASSES from the dataset when nothing chose it: neither --config,
-    nor --set NUM_CLASSES, nor the checkpoint of a resumed run. A count that was chosen must
-    match the dataset's."""
+    nor --set NUM_CLASSES, nor the checkpoint of a resumed run (a new run from a checkpoint of
+    other classes takes the dataset's, and its class-specific layers are skipped). A count that
+    was chosen must match the dataset's."""
     count = int(train_set.num_classes)
     if count == int(config.NUM_CLASSES):
         return config
     classes = f"{count} classes including the background ({', '.join(train_set.class_names)})"
-    from_user = bool(args.config) or "NUM_CLASSES" in parse_overrides(overrides)
-    if from_user:
+    if args.config or "NUM_CLASSES" in parse_overrides(overrides):
         raise ValueError(
             f"the dataset {args.dataset} has {classes} but NUM_CLASSES = {config.NUM_CLASSES}; "
             f"add --set NUM_CLASSES={count}"
         )
-    if resumed:  # the count is the checkpoint's
+    if resumed_run is not None:  # the count is the checkpoint's
         raise ValueError(
             f"cannot resume {args.weights} on {args.dataset}: its model has NUM_CLASSES = "
             f"{config.NUM_CLASSES}, the dataset {classes}; resume it on its own dataset, or "
-            "train a new model on this one (--weights coco, imagenet or none)"
+            "start a new run from it on this one (--new-run)"
         )
     if info().is_main:
         print(f"NUM_CLASSES = {count}, from the dataset: {classes}")
-    return load_config(None, [*overrides, f"NUM_CLASSES={count}"])
+    return _training_config(args, [*overrides, f"NUM_CLASSES={count}"], saved)
+
+
+def _class_specific_skip(weights: str, num_classes: int, saved: dict | None):
+    """(weights' label, what they have) when their class-specific layers cannot be loaded into
+    a network of ``num_classes``, else None."""
+    if weights == "coco" and num_classes != 91:
+        return "coco weights", "COCO's 91"
+    theirs = (saved or {}).get("NUM_CLASSES")
+    if theirs is not None and int(theirs) != num_classes:
+        return "checkpoint", f"the checkpoint's {theirs}"
+    return None
