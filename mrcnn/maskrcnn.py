@@ -228,10 +228,11 @@ class MaskRCNN(MatterportMethods):
         if source == "last":
             source = label = self.find_last()
         elif source == "coco":
-            if self.config.BACKBONE != "resnet50":
+            if self.config.BACKBONE != weights_lib.COCO_BACKBONE:
                 raise weights_lib.WeightsError(
-                    "torchvision's COCO weights are for BACKBONE='resnet50', this config has "
-                    f"{self.config.BACKBONE!r}; set BACKBONE = 'resnet50'"
+                    f"torchvision's COCO weights are for BACKBONE={weights_lib.COCO_BACKBONE!r}, "
+                    f"this config has {self.config.BACKBONE!r}; set BACKBONE = "
+                    f"{weights_lib.COCO_BACKBONE!r}"
                 )
             source, label = str(weights_lib.pretrained_file("coco")), "the coco weights"
         elif source == "imagenet":

@@ -34,6 +34,9 @@ PRETRAINED = {
     "imagenet-resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
 }
 
+#: The backbone of the "coco" weights (torchvision's maskrcnn_resnet50_fpn).
+COCO_BACKBONE = "resnet50"
+
 #: torchvision Mask R-CNN key -> this network's key (first match wins).
 _TORCHVISION_MASKRCNN_RULES = [
     (r"^backbone\.body\.", "backbone.body."),

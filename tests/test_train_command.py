@@ -110,3 +110,26 @@ def test_a_converted_matterport_model_fine_tunes_on_other_classes_without_a_conf
     saved = read_config(checkpoint)
     assert saved["NETWORK_FLAVOUR"] == "matterport" and saved["FPN_CLASSIF_FC_LAYERS_SIZE"] == 64
     assert saved["NUM_CLASSES"] == 4
+
+
+def test_coco_weights_bring_their_backbone_unless_another_was_chosen(tmp_path, monkeypatch, capsys):
+    from mrcnn.maskrcnn import MaskRCNN
+
+    seen = {}
+
+    def from_checkpoint(weights, *args, config=None, exclude=None, **kwargs):
+        seen.update(weights=weights, config=config, exclude=exclude)
+        raise ValueError("stopped before loading (no download in tests)")
+
+    monkeypatch.setattr(MaskRCNN, "from_checkpoint", staticmethod(from_checkpoint))
+    assert _train(tmp_path, "shapes:4:64", "coco", 1) == 1
+    printed = capsys.readouterr().out
+    assert "BACKBONE = resnet50, the backbone of the coco weights" in printed
+    assert seen["config"].BACKBONE == "resnet50" and seen["config"].NUM_CLASSES == 4
+    assert seen["exclude"] == ["class-specific"]  # 4 classes, not COCO's 91
+
+    seen.clear()
+    assert _train(tmp_path, "shapes:4:64", "coco", 1, "BACKBONE=resnet101") == 1
+    captured = capsys.readouterr()
+    assert "--weights coco are torchvision's resnet50 Mask R-CNN" in captured.err
+    assert "train: shapes" not in captured.out and not seen  # refused before the dataset

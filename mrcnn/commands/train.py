@@ -20,6 +20,7 @@ from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_argu
 from mrcnn.config import load_config, parse_overrides
 from mrcnn.outputs import check_writable_dir
 from mrcnn.training.distributed import info
+from mrcnn.weights import COCO_BACKBONE
 
 HELP = "train Mask R-CNN on a dataset (Matterport's model.train), resumable with --weights last"
 
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.learning_rate is not None:  # validated with the config, before any work
         overrides.append(f"LEARNING_RATE={args.learning_rate!r}")
     config = load_config(args.config, overrides)
+    overrides += _coco_backbone(args, overrides, config.BACKBONE)
     check_writable_dir(args.logs, "--logs")
     if args.weights == "last":  # resolve now, so a run in use is refused before any work
         args.weights = str(find_last(args.logs, (config.NAME or "").lower() or None))
@@ -118,6 +120,23 @@ def run(args: argparse.Namespace) -> int:
     augmentation = default_augmentation() if args.augment else None
     model.train(train_set, val_set, learning_rate, args.epochs, args.layers, augmentation)
     return 0
+
+
+def _coco_backbone(args: argparse.Namespace, overrides: list[str], backbone: str) -> list[str]:
+    """["BACKBONE=resnet50"] when --weights coco meets a backbone nobody chose (the base
+    Config's is Matterport's ResNet-101), else []. A chosen other backbone is refused now,
+    before the dataset loads."""
+    if args.weights != "coco" or backbone == COCO_BACKBONE:
+        return []
+    if args.config or "BACKBONE" in parse_overrides(overrides):
+        raise ValueError(
+            f"--weights coco are torchvision's {COCO_BACKBONE} Mask R-CNN, but BACKBONE = "
+            f"{backbone!r} (from {'--config' if args.config else '--set'}); use --set "
+            f"BACKBONE={COCO_BACKBONE}, or --weights imagenet for a {backbone} backbone"
+        )
+    if info().is_main:
+        print(f"BACKBONE = {COCO_BACKBONE}, the backbone of the coco weights")
+    return [f"BACKBONE={COCO_BACKBONE}"]
 
 
 def _training_config(args: argparse.Namespace, overrides: list[str], saved: dict | None):
