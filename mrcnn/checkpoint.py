@@ -34,7 +34,9 @@ from mrcnn.config import (
     load_config,
     parse_overrides,
 )
+from mrcnn.keras_mapping import infer_settings
 from mrcnn.weights import safetensors_extras
+from mrcnn.weights_h5 import read_keras_shapes
 
 CHECKPOINT_VERSION = 1
 _RUN_DIR = re.compile(r"^(?P<name>.+)(?P<stamp>\d{8}T\d{4})(?P<seconds>\d{2})?(?:_(?P<k>\d+))?$")
@@ -365,7 +367,10 @@ def config_for_weights(
 
     ``source`` (a Config class ``module:Class`` or a YAML/JSON file, as ``--config``) when
     given; else the config saved in this project's checkpoint (without RUNTIME_KEYS: the
-    machine may be another one); else TorchvisionCocoConfig for "coco"; else the base Config.
+    machine may be another one); else TorchvisionCocoConfig for "coco"; else, for a Keras
+    ``.h5``, the base Config with what the file's shapes determine (BACKBONE, and NUM_CLASSES
+    and FPN_CLASSIF_FC_LAYERS_SIZE when it has the heads; loading it then adopts Matterport's
+    network and conventions); else the base Config.
     """
     if source:
         return load_config(source, list(_as_strings(overrides)))
@@ -378,6 +383,11 @@ def config_for_weights(
         return Config.from_overrides(values)
     if str(weights) == "coco":
         return TorchvisionCocoConfig.from_overrides(overrides)
+    path = Path(str(weights))
+    if path.suffix.lower() == ".h5" and path.is_file():
+        values = infer_settings(read_keras_shapes(path))
+        values.update(parse_overrides(overrides))
+        return Config.from_overrides(values)
     return Config.from_overrides(overrides)
 
 

@@ -64,9 +64,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool 
         "--weights",
         required=weights_required,
         metavar="W",
-        help="a checkpoint or state-dict file, 'coco' (torchvision's COCO Mask R-CNN), "
-        "'imagenet' (backbone only), 'last' (newest checkpoint under --logs) or, for train, "
-        "'none' (random initialisation)",
+        help="a checkpoint (.pt, .safetensors), state-dict or Matterport .h5 file (the "
+        "settings it carries are the config's defaults), 'coco' (torchvision's COCO Mask "
+        "R-CNN), 'imagenet' (backbone only), 'last' (newest checkpoint under --logs) or, for "
+        "train, 'none' (random initialisation)",
     )
     parser.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)"

@@ -47,7 +47,8 @@ def convert_h5(
     except keras_mapping.NotMatterportError as error:
         raise WeightsError(f"{source}: {error}") from error
     if config is None:
-        config = Config.from_overrides(keras_mapping.infer_settings(layers))
+        shapes = {name: [w.shape for w in weights] for name, weights in layers.items()}
+        config = Config.from_overrides(keras_mapping.infer_settings(shapes))
     notes = conventions.reconcile(config, conventions.matterport(config), list(state), str(source))
     net = MaskRCNNNet(config)
     selected, skipped = select_for_network(net, state, (), str(source))

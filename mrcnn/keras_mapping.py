@@ -185,14 +185,14 @@ def to_state_dict(layers: Layers) -> tuple[State, Sources]:
     return state, sources
 
 
-def infer_settings(layers: Layers) -> dict:
-    """Config values a Matterport file's shapes determine: BACKBONE (from the number of res4
-    blocks: 6 for ResNet-50, 23 for ResNet-101) and, when it has the heads, NUM_CLASSES and
-    FPN_CLASSIF_FC_LAYERS_SIZE."""
-    res4 = {m.group(3) for n in layers if (m := _BLOCK.match(n)) and m.group(2) == "4"}
+def infer_settings(shapes: dict[str, list[tuple[int, ...]]]) -> dict:
+    """Config values a Matterport file's weight shapes ({layer: [shape of each weight]})
+    determine: BACKBONE (from the number of res4 blocks: 6 for ResNet-50, 23 for ResNet-101)
+    and, when it has the heads, NUM_CLASSES and FPN_CLASSIF_FC_LAYERS_SIZE."""
+    res4 = {m.group(3) for n in shapes if (m := _BLOCK.match(n)) and m.group(2) == "4"}
     settings = {"BACKBONE": "resnet101" if len(res4) > 6 else "resnet50"}
-    if "mrcnn_class_logits" in layers:
-        kernel, bias = layers["mrcnn_class_logits"][:2]
-        settings["NUM_CLASSES"] = int(bias.shape[0])
-        settings["FPN_CLASSIF_FC_LAYERS_SIZE"] = int(kernel.shape[0])
+    if "mrcnn_class_logits" in shapes:
+        kernel, bias = shapes["mrcnn_class_logits"][:2]
+        settings["NUM_CLASSES"] = int(bias[0])
+        settings["FPN_CLASSIF_FC_LAYERS_SIZE"] = int(kernel[0])
     return settings

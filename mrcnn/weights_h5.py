@@ -45,6 +45,17 @@ def read_keras_layers(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     Raises:
         WeightsError: the file is not HDF5, or not a Keras weights/model file.
     """
+    return _read_layers(path, np.asarray)
+
+
+def read_keras_shapes(path: str | os.PathLike) -> dict[str, list[tuple[int, ...]]]:
+    """The weight shapes of every layer of a Keras HDF5 file, as :func:`read_keras_layers`
+    orders them, without reading the arrays (for :func:`mrcnn.keras_mapping.infer_settings`)."""
+    return _read_layers(path, lambda dataset: tuple(dataset.shape))
+
+
+def _read_layers(path: str | os.PathLike, read) -> dict[str, list]:
+    """{layer name: [read(h5py dataset) for each of its weights]} of a Keras HDF5 file."""
     try:
         import h5py
     except ImportError as error:  # h5py is a dependency; a broken install still gets a message
@@ -72,7 +83,7 @@ def read_keras_layers(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
         layers = {}
         for name in names:
             layer = group[name]
-            weights = [np.asarray(layer[w]) for w in _attribute(layer, "weight_names")]
+            weights = [read(layer[w]) for w in _attribute(layer, "weight_names")]
             if weights:
                 layers[name] = weights
     return layers

@@ -103,3 +103,20 @@ def test_config_for_weights_choices(tmp_path):
     yaml.write_text("NUM_CLASSES: 5\n")
     chosen = config_for_weights(path, {"IMAGE_MAX_DIM": 256}, str(yaml))
     assert (chosen.NUM_CLASSES, chosen.IMAGE_MAX_DIM) == (5, 256)
+
+
+def test_config_for_a_matterport_h5_comes_from_its_shapes(tmp_path):
+    from _keras_h5 import matterport_manifest, random_layers, write_keras_h5
+
+    manifest = matterport_manifest("resnet50", num_classes=3, fc=32)
+    h5 = write_keras_h5(tmp_path / "user.h5", manifest, random_layers(manifest, 1))
+    config = config_for_weights(h5, ["IMAGE_MAX_DIM=256"])
+    assert (config.BACKBONE, config.NUM_CLASSES, config.FPN_CLASSIF_FC_LAYERS_SIZE) == (
+        "resnet50",
+        3,
+        32,
+    )
+    assert config.IMAGE_MAX_DIM == 256
+    assert config_for_weights(h5, ["NUM_CLASSES=2"]).NUM_CLASSES == 2  # --set wins
+    model = MaskRCNN.from_checkpoint(str(h5), config=config)  # loads whole: nothing left unset
+    assert model.config.NETWORK_FLAVOUR == "matterport"

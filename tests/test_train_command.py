@@ -91,9 +91,7 @@ def test_a_chosen_num_classes_must_match_the_dataset(tmp_path, capsys):
     assert not list((tmp_path / "logs").glob("*/*.pt"))
 
 
-def test_a_converted_matterport_model_fine_tunes_on_other_classes_without_a_config(
-    tmp_path, capsys
-):
+def test_a_matterport_model_fine_tunes_on_other_classes_without_a_config(tmp_path, capsys):
     from _keras_h5 import matterport_manifest, random_layers, write_keras_h5
 
     manifest = matterport_manifest("resnet50", num_classes=2, fc=64)
@@ -110,6 +108,14 @@ def test_a_converted_matterport_model_fine_tunes_on_other_classes_without_a_conf
     saved = read_config(checkpoint)
     assert saved["NETWORK_FLAVOUR"] == "matterport" and saved["FPN_CLASSIF_FC_LAYERS_SIZE"] == 64
     assert saved["NUM_CLASSES"] == 4
+
+    # The .h5 itself: its shapes give BACKBONE (ResNet-50, not the base Config's ResNet-101) and
+    # the head size, the dataset NUM_CLASSES.
+    assert _train(tmp_path / "from_h5", "shapes:8:64", str(h5), 1, *small) == 0
+    (checkpoint,) = (tmp_path / "from_h5").glob("*/*_0001.pt")
+    saved = read_config(checkpoint)
+    assert (saved["BACKBONE"], saved["FPN_CLASSIF_FC_LAYERS_SIZE"]) == ("resnet50", 64)
+    assert saved["NETWORK_FLAVOUR"] == "matterport" and saved["NUM_CLASSES"] == 4
 
 
 def test_coco_weights_bring_their_backbone_unless_another_was_chosen(tmp_path, monkeypatch, capsys):

@@ -262,7 +262,7 @@ def test_other_keras_model_is_refused_naming_its_layers(tmp_path):
 
 def test_infer_settings_from_shapes():
     r101 = {name: [] for name, _ in matterport_manifest("resnet101", 81, fc=8)}
-    r101["mrcnn_class_logits"] = [np.zeros((8, 81)), np.zeros(81)]
+    r101["mrcnn_class_logits"] = [(8, 81), (81,)]
     expected = {"BACKBONE": "resnet101", "NUM_CLASSES": 81, "FPN_CLASSIF_FC_LAYERS_SIZE": 8}
     assert keras_mapping.infer_settings(r101) == expected
     r50 = {name: [] for name, _ in matterport_manifest("resnet50", 3, fc=8)}

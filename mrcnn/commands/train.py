@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.weights == "last":  # resolve now, so a run in use is refused before any work
         args.weights = str(find_last(args.logs, (config.NAME or "").lower() or None))
     saved = read_config(args.weights)
-    config = _training_config(args, overrides, saved)
+    config = _training_config(args, overrides)
     resumed_run = None if args.new_run else run_dir_of(args.weights)
     if resumed_run is not None:
         with RunLock(resumed_run):  # raises RunFolderLocked when another process trains there
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if main:
         print(f"train: {train_set.load_report.summary()}")
         print(f"val: {val_set.load_report.summary()}")
-    config = _with_dataset_classes(config, train_set, args, overrides, saved, resumed_run)
+    config = _with_dataset_classes(config, train_set, args, overrides, resumed_run)
     skipped = _class_specific_skip(args.weights, int(config.NUM_CLASSES), saved)
     exclude = ["class-specific"] if skipped else None
     notes: list[str] = []
@@ -139,16 +139,16 @@ def _coco_backbone(args: argparse.Namespace, overrides: list[str], backbone: str
     return [f"BACKBONE={COCO_BACKBONE}"]
 
 
-def _training_config(args: argparse.Namespace, overrides: list[str], saved: dict | None):
-    """--config (or the base Config) with --set on top; but training from this project's
-    checkpoint (``saved`` is its stored config), to resume its run or to start a new one,
-    keeps that checkpoint's settings unless --config replaces them."""
-    if saved is not None and not args.config:
-        return config_for_weights(args.weights, overrides)
-    return load_config(args.config, overrides)
+def _training_config(args: argparse.Namespace, overrides: list[str]):
+    """--config with --set on top; without --config, what the weights carry (a checkpoint's
+    stored settings, or a Matterport .h5's backbone and head sizes) with --set on top. For
+    "coco" that is the base Config: TorchvisionCocoConfig holds COCO's inference settings."""
+    if args.config or args.weights == "coco":
+        return load_config(args.config, overrides)
+    return config_for_weights(args.weights, overrides)
 
 
-def _with_dataset_classes(config, train_set, args, overrides, saved, resumed_run):
+def _with_dataset_classes(config, train_set, args, overrides, resumed_run):
     """``config`` with NUM_CLASSES from the dataset when nothing chose it: neither --config,
     nor --set NUM_CLASSES, nor the checkpoint of a resumed run (a new run from a checkpoint of
     other classes takes the dataset's, and its class-specific layers are skipped). A count that
@@ -170,7 +170,7 @@ def _with_dataset_classes(config, train_set, args, overrides, saved, resumed_run
         )
     if info().is_main:
         print(f"NUM_CLASSES = {count}, from the dataset: {classes}")
-    return _training_config(args, [*overrides, f"NUM_CLASSES={count}"], saved)
+    return _training_config(args, [*overrides, f"NUM_CLASSES={count}"])
 
 
 def _class_specific_skip(weights: str, num_classes: int, saved: dict | None):
