@@ -391,6 +391,18 @@ def config_for_weights(
     return Config.from_overrides(overrides)
 
 
+def carried_num_classes(weights: str | os.PathLike) -> int | None:
+    """NUM_CLASSES as the weights file gives it (this project's stored config, or a Matterport
+    .h5's class-logits shape), or None (a name such as "coco", a backbone-only or other file)."""
+    saved = read_config(weights)
+    if saved is not None:
+        return int(saved["NUM_CLASSES"]) if "NUM_CLASSES" in saved else None
+    path = Path(str(weights))
+    if path.suffix.lower() == ".h5" and path.is_file():
+        return infer_settings(read_keras_shapes(path)).get("NUM_CLASSES")
+    return None
+
+
 def _as_strings(overrides: Overrides) -> list[str]:
     """``KEY=VALUE`` strings, for :func:`mrcnn.config.load_config`."""
     if isinstance(overrides, Mapping):

@@ -157,8 +157,19 @@ def test_a_checkpoint_of_other_classes_is_named_as_the_cause(tmp_path, capsys):
     atomic_torch_save(checkpoint_payload(model.net.state_dict(), config, epoch=1), other)
     assert main(["evaluate", "--dataset", SPEC, "--weights", str(other)]) == 1
     error = capsys.readouterr().err
-    assert f"the model {other} has NUM_CLASSES=3 (its checkpoint's config)" in error
+    assert f"the model {other} has NUM_CLASSES=3 (as the file gives it)" in error
     assert "has 4 classes" in error and "--set" not in error
+
+
+def test_a_matterport_h5_of_other_classes_is_named_as_the_cause(tmp_path, capsys):
+    from _keras_h5 import matterport_manifest, random_layers, write_keras_h5
+
+    manifest = matterport_manifest("resnet50", num_classes=2, fc=32)
+    h5 = write_keras_h5(tmp_path / "balloon.h5", manifest, random_layers(manifest, 2))
+    assert main(["evaluate", "--dataset", SPEC, "--weights", str(h5)]) == 1
+    error = capsys.readouterr().err
+    assert f"the model {h5} has NUM_CLASSES=2 (as the file gives it)" in error
+    assert "has 4 classes" in error
 
 
 def test_existing_output_and_inputs_are_never_written_over(tmp_path, capsys):

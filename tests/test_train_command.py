@@ -77,7 +77,7 @@ def test_num_classes_from_the_dataset_resume_keeps_settings_new_run_transfers(tm
     assert _train(logs, blobs, str(second), 1, "NAME='blobs'", "--new-run") == 0
     printed = capsys.readouterr().out
     assert "NUM_CLASSES = 2, from the dataset" in printed
-    assert "class-specific layers" in printed and "differs from the checkpoint's 4" in printed
+    assert "class-specific layers" in printed and "differs from the file's 4" in printed
     (transferred,) = logs.glob("blobs*/mrcnn_blobs_0001.pt")
     saved = read_config(transferred)
     assert saved["NUM_CLASSES"] == 2 and saved["IMAGE_MAX_DIM"] == 64
@@ -103,7 +103,7 @@ def test_a_matterport_model_fine_tunes_on_other_classes_without_a_config(tmp_pat
     assert _train(tmp_path / "logs", "shapes:8:64", str(converted), 1, *small) == 0
     printed = capsys.readouterr().out
     assert "NUM_CLASSES = 4, from the dataset" in printed
-    assert "differs from the checkpoint's 2" in printed
+    assert "differs from the file's 2" in printed
     (checkpoint,) = (tmp_path / "logs").glob("*/*_0001.pt")
     saved = read_config(checkpoint)
     assert saved["NETWORK_FLAVOUR"] == "matterport" and saved["FPN_CLASSIF_FC_LAYERS_SIZE"] == 64
@@ -112,6 +112,7 @@ def test_a_matterport_model_fine_tunes_on_other_classes_without_a_config(tmp_pat
     # The .h5 itself: its shapes give BACKBONE (ResNet-50, not the base Config's ResNet-101) and
     # the head size, the dataset NUM_CLASSES.
     assert _train(tmp_path / "from_h5", "shapes:8:64", str(h5), 1, *small) == 0
+    assert "differs from the file's 2" in capsys.readouterr().out
     (checkpoint,) = (tmp_path / "from_h5").glob("*/*_0001.pt")
     saved = read_config(checkpoint)
     assert (saved["BACKBONE"], saved["FPN_CLASSIF_FC_LAYERS_SIZE"]) == ("resnet50", 64)

@@ -5,9 +5,10 @@ requested IoU thresholds and over 0.50:0.95; with ``--coco`` also COCO's AP tabl
 segm) through pycocotools. The detections are written in COCO's results format to
 ``--output`` (default ``<logs>/evaluation_<YYYYmmddTHHMMSS>.json``).
 
-NUM_CLASSES: from ``--config`` or ``--set NUM_CLASSES=...``, else from the checkpoint's stored
-config, else from the dataset. It must equal the dataset's class count (background included); a
-mismatch is refused naming where the count came from.
+NUM_CLASSES: from ``--config`` or ``--set NUM_CLASSES=...``, else as the weights file gives it
+(a checkpoint's stored config, a Matterport .h5's shapes), else from the dataset. It must equal
+the dataset's class count (background included); a mismatch is refused naming where the count
+came from.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from mrcnn.checkpoint import config_for_weights, read_config, resolve_weights
+from mrcnn.checkpoint import carried_num_classes, config_for_weights, resolve_weights
 from mrcnn.cli import (
     add_config_arguments,
     add_dataset_argument,
@@ -126,7 +127,7 @@ def _config_for(dataset, args: argparse.Namespace):
     overrides = config_overrides(args)
     user_set_classes = "NUM_CLASSES" in parse_overrides(overrides)
     args.weights = resolve_weights(args.weights, args.logs, args.set)
-    chosen = args.config or user_set_classes or read_config(args.weights) is not None
+    chosen = args.config or user_set_classes or carried_num_classes(args.weights) is not None
     if not chosen:
         overrides.append(f"NUM_CLASSES={dataset.num_classes}")
     config = config_for_weights(args.weights, overrides, args.config)
@@ -137,9 +138,9 @@ def _config_for(dataset, args: argparse.Namespace):
         )
         if not (args.config or user_set_classes):
             raise ValueError(
-                f"the model {args.weights} has NUM_CLASSES={config.NUM_CLASSES} (its "
-                f"checkpoint's config) but {classes}; evaluate it on a dataset of its classes, "
-                "or give weights trained on this one"
+                f"the model {args.weights} has NUM_CLASSES={config.NUM_CLASSES} (as the file "
+                f"gives it) but {classes}; evaluate it on a dataset of its classes, or give "
+                "weights trained on this one"
             )
         where = f"--config {args.config}" if args.config else "--set NUM_CLASSES"
         raise ValueError(

@@ -10,6 +10,7 @@ import argparse
 
 from mrcnn.checkpoint import (
     RunLock,
+    carried_num_classes,
     check_same_architecture,
     config_for_weights,
     find_last,
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: {train_set.load_report.summary()}")
         print(f"val: {val_set.load_report.summary()}")
     config = _with_dataset_classes(config, train_set, args, overrides, resumed_run)
-    skipped = _class_specific_skip(args.weights, int(config.NUM_CLASSES), saved)
+    skipped = _class_specific_skip(args.weights, int(config.NUM_CLASSES))
     exclude = ["class-specific"] if skipped else None
     notes: list[str] = []
     model = MaskRCNN.from_checkpoint(
@@ -173,12 +174,12 @@ def _with_dataset_classes(config, train_set, args, overrides, resumed_run):
     return _training_config(args, [*overrides, f"NUM_CLASSES={count}"])
 
 
-def _class_specific_skip(weights: str, num_classes: int, saved: dict | None):
+def _class_specific_skip(weights: str, num_classes: int):
     """(weights' label, what they have) when their class-specific layers cannot be loaded into
     a network of ``num_classes``, else None."""
     if weights == "coco" and num_classes != 91:
         return "coco weights", "COCO's 91"
-    theirs = (saved or {}).get("NUM_CLASSES")
-    if theirs is not None and int(theirs) != num_classes:
-        return "checkpoint", f"the checkpoint's {theirs}"
+    theirs = carried_num_classes(weights)
+    if theirs is not None and theirs != num_classes:
+        return "weights", f"the file's {theirs}"
     return None
