@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from _training_fixtures import TinyConfig
 from PIL import Image
 
@@ -140,3 +141,10 @@ def test_coco_weights_bring_their_backbone_unless_another_was_chosen(tmp_path, m
     captured = capsys.readouterr()
     assert "--weights coco are torchvision's resnet50 Mask R-CNN" in captured.err
     assert "train: shapes" not in captured.out and not seen  # refused before the dataset
+
+
+def test_help_says_where_the_config_comes_from(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "NUM_CLASSES comes from the dataset" in text and "BACKBONE is resnet50" in text

@@ -61,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_config_arguments(parser)
     add_model_arguments(parser, weights_required=True)
+    parser.epilog = (
+        "The config: --config, else the settings the --weights file carries (a checkpoint's, "
+        "or a Matterport .h5's backbone and head sizes), else the base Config; --set on top. "
+        "Unless chosen, NUM_CLASSES comes from the dataset and, with --weights coco, BACKBONE "
+        "is resnet50. Resuming a run keeps its network; a new run from weights of other "
+        "classes starts their class-specific layers from scratch (docs/training.md)."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
