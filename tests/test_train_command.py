@@ -1,6 +1,6 @@
 """``mrcnn train`` chooses its config: NUM_CLASSES from the dataset when nothing else chose it,
-and the settings stored in a checkpoint when training from one (resuming its run, or a new run
-on a dataset of other classes)."""
+the settings a weights file carries (a checkpoint's, resuming its run or starting a new one on
+other classes; a Matterport .h5's or its converted file's), and the coco weights' backbone."""
 
 from __future__ import annotations
 
