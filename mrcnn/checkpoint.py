@@ -383,11 +383,9 @@ def config_for_weights(
         return Config.from_overrides(values)
     if str(weights) == "coco":
         return TorchvisionCocoConfig.from_overrides(overrides)
-    path = Path(str(weights))
-    if path.suffix.lower() == ".h5" and path.is_file():
-        values = infer_settings(read_keras_shapes(path))
-        values.update(parse_overrides(overrides))
-        return Config.from_overrides(values)
+    h5 = _h5_settings(weights)
+    if h5 is not None:
+        return Config.from_overrides({**h5, **parse_overrides(overrides)})
     return Config.from_overrides(overrides)
 
 
@@ -397,9 +395,15 @@ def carried_num_classes(weights: str | os.PathLike) -> int | None:
     saved = read_config(weights)
     if saved is not None:
         return int(saved["NUM_CLASSES"]) if "NUM_CLASSES" in saved else None
+    return (_h5_settings(weights) or {}).get("NUM_CLASSES")
+
+
+def _h5_settings(weights: str | os.PathLike) -> dict | None:
+    """What a Keras .h5's weight shapes determine (:func:`mrcnn.keras_mapping.infer_settings`),
+    or None when ``weights`` is not an .h5 file."""
     path = Path(str(weights))
     if path.suffix.lower() == ".h5" and path.is_file():
-        return infer_settings(read_keras_shapes(path)).get("NUM_CLASSES")
+        return infer_settings(read_keras_shapes(path))
     return None
 
 

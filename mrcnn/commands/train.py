@@ -84,13 +84,12 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(args.logs, "--logs")
     if args.weights == "last":  # resolve now, so a run in use is refused before any work
         args.weights = str(find_last(args.logs, (config.NAME or "").lower() or None))
-    saved = read_config(args.weights)
     config = _training_config(args, overrides)
     resumed_run = None if args.new_run else run_dir_of(args.weights)
     if resumed_run is not None:
         with RunLock(resumed_run):  # raises RunFolderLocked when another process trains there
             pass
-        check_same_architecture(saved, config, args.weights)
+        check_same_architecture(read_config(args.weights), config, args.weights)
     train_set = from_spec(args.dataset, "train")
     if train_set.load_report.regions_loaded == 0:
         raise ValueError(
