@@ -20,7 +20,12 @@ from _tiny_model import tiny_model
 from mrcnn.cli import main
 from mrcnn.config import Config
 from mrcnn.deploy import runtime
-from mrcnn.deploy.export import check_onnx_dependencies, default_input_size, export_onnx
+from mrcnn.deploy.export import (
+    check_onnx_dependencies,
+    default_input_size,
+    export_format,
+    export_onnx,
+)
 from mrcnn.image import mold_batch, paste_masks, plan_resize, unmold_boxes
 from mrcnn.model import MaskRCNN
 from mrcnn.testing import photo_like_image
@@ -274,6 +279,30 @@ def test_export_bad_input_size_opset_and_missing_folder(matterport_export, tmp_p
     assert "does not exist" in capsys.readouterr().err
     assert main([*args, "--opset", "13", str(tmp_path / "a.onnx")]) == 1
     assert "use 16 or later" in capsys.readouterr().err
+
+
+def test_export_format_follows_the_file_name():
+    assert export_format("model.onnx") == "onnx"
+    assert export_format("logs/Model.PT2") == "pt2"
+    assert export_format("model", "onnx") == "onnx"  # no extension: the choice stands
+    assert export_format("model.pt2", "pt2") == "pt2"
+    with pytest.raises(ValueError, match=r"model.pt2 is named as a pt2 file .* model.onnx"):
+        export_format("model.pt2", "onnx")
+    with pytest.raises(ValueError, match=r"model.bin: .* \.onnx .* \.pt2 .* --format"):
+        export_format("model.bin")
+
+
+def test_export_refuses_a_name_of_the_other_format_before_loading(tmp_path, capsys):
+    missing = str(tmp_path / "absent.pt")  # the refusal must come before the weights are read
+    assert main(["export", "--weights", missing, str(tmp_path / "model.bin")]) == 1
+    assert "name it .onnx (ONNX) or .pt2" in capsys.readouterr().err
+    args = ["export", "--weights", missing, "--format", "onnx", str(tmp_path / "model.pt2")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "named as a pt2 file but the format is onnx: name it" in err and "model.onnx" in err
+    with pytest.raises(ValueError, match="name it .*model.onnx"):
+        export_onnx(tiny_model(), tmp_path / "model.pt2")
+    assert not list(tmp_path.iterdir())
 
 
 def test_export_says_how_to_install_missing_packages(monkeypatch, tmp_path, capsys):

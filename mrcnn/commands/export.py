@@ -21,7 +21,11 @@ FORMATS = ("onnx", "pt2")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("output", metavar="OUT", help="the file to write, e.g. model.onnx")
+    parser.add_argument(
+        "output",
+        metavar="OUT",
+        help="the file to write: model.onnx (ONNX) or model.pt2 (torch.export program)",
+    )
     parser.add_argument(
         "--weights",
         required=True,
@@ -31,9 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         choices=FORMATS,
-        default="onnx",
-        help="onnx (default; needs onnx and onnxscript: pip install onnx onnxscript "
-        "onnxruntime) or pt2 (a torch.export program)",
+        help="onnx (needs onnx and onnxscript: pip install onnx onnxscript onnxruntime) or "
+        "pt2 (a torch.export program); default: the one OUT's extension names",
     )
     parser.add_argument(
         "--input-size",
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from mrcnn.deploy import export as exporting
 
     out = Path(args.output)
+    args.format = exporting.export_format(out, args.format)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} exists: choose another name or pass --overwrite")
     size = parse_size(args.input_size)

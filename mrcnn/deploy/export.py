@@ -41,6 +41,35 @@ RUNTIME_SETTINGS = (
 
 INSTALL_HINT = "pip install onnx onnxscript onnxruntime (or pip install 'mrcnn[onnx]')"
 
+#: The export formats by the file extension they are written with.
+FORMAT_SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2"}
+
+
+def export_format(path: str | os.PathLike, chosen: str | None = None) -> str:
+    """The format to write ``path`` in: ``chosen``, else the one its extension names.
+
+    Why: a file named for one format but holding the other fails later in a tool that trusts
+    the name (ONNX Runtime on a .pt2, ``torch.export.load`` on a .onnx), far from the cause.
+
+    Raises:
+        ValueError: ``chosen`` contradicts the extension, or neither names a format.
+    """
+    suffix = Path(path).suffix.lower()
+    named = next((name for name, ext in FORMAT_SUFFIXES.items() if ext == suffix), None)
+    if chosen is not None and chosen not in FORMAT_SUFFIXES:
+        raise ValueError(f"format {chosen!r} is not one of {', '.join(FORMAT_SUFFIXES)}")
+    if chosen is not None and named is not None and chosen != named:
+        raise ValueError(
+            f"{path} is named as a {named} file but the format is {chosen}: "
+            f"name it {Path(path).with_suffix(FORMAT_SUFFIXES[chosen])} or drop --format"
+        )
+    if chosen is None and named is None:
+        raise ValueError(
+            f"{path}: the extension does not say the format; name it .onnx (ONNX) or .pt2 "
+            "(torch.export program), or give --format"
+        )
+    return chosen or named
+
 
 def check_onnx_dependencies() -> None:
     """Raise RuntimeError, saying how to install them, when onnx or onnxscript is missing."""
@@ -165,11 +194,11 @@ def export_onnx(
         "class_ids" int64 [D], "scores" [D], "masks" [D, M, M]; see :mod:`mrcnn.deploy.runtime`.
     Raises:
         FileExistsError: ``path`` exists and not ``overwrite``.
-        ValueError: ``opset`` below 16.
+        ValueError: ``opset`` below 16, or ``path`` ends in .pt2.
         RuntimeError: onnx or onnxscript is not installed (the message says how to install).
     """
     path = Path(path)
-    _check_target(path, overwrite)
+    _check_target(path, overwrite, "onnx")
     check_opset(opset)
     check_onnx_dependencies()
     graph, example = inference_graph(model, input_size)
@@ -201,7 +230,7 @@ def export_program(
     """Write the same graph as a ``torch.export`` program (``.pt2``), for PyTorch runtimes
     (``torch.export.load(path).module()(image, window)``; torchvision must be importable)."""
     path = Path(path)
-    _check_target(path, overwrite)
+    _check_target(path, overwrite, "pt2")
     graph, example = inference_graph(model, input_size)
     with _fresh_folded_weights(model.net), torch.no_grad(), _quiet_exporter():
         program = torch.export.export(graph, example, strict=False)
@@ -210,7 +239,13 @@ def export_program(
     return path
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
+def _check_target(path: Path, overwrite: bool, format: str) -> None:
+    suffix = path.suffix.lower()
+    if suffix in FORMAT_SUFFIXES.values() and suffix != FORMAT_SUFFIXES[format]:
+        raise ValueError(
+            f"{path} is named for another format than {format}: "
+            f"name it {path.with_suffix(FORMAT_SUFFIXES[format])}"
+        )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists: choose another name or pass --overwrite")
     if not path.parent.is_dir():
