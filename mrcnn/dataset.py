@@ -3,7 +3,14 @@
 :mod:`mrcnn.datasets.loading` (load reports, the train/val split, file readers), where the code
 lives."""
 
-from mrcnn.datasets.base import Dataset, empty_masks, image_loader, mask_loader, split_crowd
+from mrcnn.datasets.base import (
+    Dataset,
+    describe_classes,
+    empty_masks,
+    image_loader,
+    mask_loader,
+    split_crowd,
+)
 from mrcnn.datasets.loading import (
     MAX_WARNINGS,
     VAL_SHARE,
@@ -23,6 +30,7 @@ __all__ = [
     "VAL_SHARE",
     "Dataset",
     "DatasetWarning",
+    "describe_classes",
     "LoadReport",
     "check_split_subset",
     "empty_masks",

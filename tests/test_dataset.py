@@ -12,6 +12,7 @@ from mrcnn.dataset import (
     Dataset,
     DatasetWarning,
     LoadReport,
+    describe_classes,
     empty_masks,
     read_image_size,
     read_json,
@@ -213,3 +214,17 @@ def test_matterport_style_override_falls_back_to_the_format_loaders():
     masks = dataset.load_mask(0)[0]
     assert masks.shape[-1] > 0
     np.testing.assert_array_equal(masks, reference.load_mask(0)[0])
+
+
+def test_describe_classes_counts_the_background_and_cuts_long_lists():
+    small = Dataset()
+    small.add_class("shapes", 1, "circle")
+    small.add_class("shapes", 2, "square, box")
+    small.prepare()
+    assert describe_classes(small) == "3 classes including the background (BG, circle, square)"
+    coco = Dataset()
+    for class_id in range(1, 81):
+        coco.add_class("coco", class_id, f"c{class_id}")
+    coco.prepare()
+    text = describe_classes(coco, shown=3)
+    assert text == "81 classes including the background (BG, c1, c2, ... and 78 more)"

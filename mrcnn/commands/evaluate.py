@@ -27,6 +27,7 @@ from mrcnn.cli import (
 )
 from mrcnn.commands.detect import config_overrides
 from mrcnn.config import parse_overrides
+from mrcnn.datasets.base import describe_classes
 from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
 from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
 
@@ -132,10 +133,7 @@ def _config_for(dataset, args: argparse.Namespace):
         overrides.append(f"NUM_CLASSES={dataset.num_classes}")
     config = config_for_weights(args.weights, overrides, args.config)
     if int(config.NUM_CLASSES) != int(dataset.num_classes):
-        classes = (
-            f"the dataset {args.dataset} has {dataset.num_classes} classes including the "
-            f"background ({', '.join(dataset.class_names)})"
-        )
+        classes = f"the dataset {args.dataset} has {describe_classes(dataset)}"
         if not (args.config or user_set_classes):
             raise ValueError(
                 f"the model {args.weights} has NUM_CLASSES={config.NUM_CLASSES} (as the file "

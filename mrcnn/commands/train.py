@@ -19,6 +19,7 @@ from mrcnn.checkpoint import (
 )
 from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_arguments
 from mrcnn.config import load_config, parse_overrides
+from mrcnn.datasets.base import describe_classes
 from mrcnn.outputs import check_writable_dir
 from mrcnn.training.distributed import info
 from mrcnn.weights import COCO_BACKBONE
@@ -163,7 +164,7 @@ def _with_dataset_classes(config, train_set, args, overrides, resumed_run):
     count = int(train_set.num_classes)
     if count == int(config.NUM_CLASSES):
         return config
-    classes = f"{count} classes including the background ({', '.join(train_set.class_names)})"
+    classes = describe_classes(train_set)
     if args.config or "NUM_CLASSES" in parse_overrides(overrides):
         raise ValueError(
             f"the dataset {args.dataset} has {classes} but NUM_CLASSES = {config.NUM_CLASSES}; "

@@ -291,6 +291,16 @@ def _short_name(name: str) -> str:
     return ",".join(str(name).split(",")[:1]).strip()
 
 
+def describe_classes(dataset, shown: int = 10) -> str:
+    """``"3 classes including the background (BG, circle, square)"``: a prepared dataset's
+    class count as the error messages and the trainer give it, the names cut after ``shown``."""
+    names = list(getattr(dataset, "class_names", []))
+    listed = ", ".join(names[:shown])
+    if len(names) > shown:
+        listed += f", ... and {len(names) - shown} more"
+    return f"{dataset.num_classes} classes including the background ({listed})"
+
+
 def empty_masks(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(bool [height, width, 0], int32 [0]): the masks of an image without instances."""
     return np.zeros((height, width, 0), dtype=bool), np.zeros(0, dtype=np.int32)

@@ -29,6 +29,7 @@ from mrcnn.checkpoint import (
     run_dir_of,
 )
 from mrcnn.config_checks import amp_device_error, training_errors
+from mrcnn.datasets.base import describe_classes
 from mrcnn.model.losses import training_losses, weighted_total
 from mrcnn.training import distributed
 from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
@@ -158,9 +159,8 @@ def check_dataset(dataset, config, which: str) -> None:
     if count is None:
         raise ValueError(f"{which}: call dataset.prepare() before training")
     if int(count) != int(config.NUM_CLASSES):
-        names = ", ".join(getattr(dataset, "class_names", [])[:10])
         raise DatasetMismatch(
-            f"{which} has {count} classes including the background ({names}) but the config "
+            f"{which} has {describe_classes(dataset)} but the config "
             f"has NUM_CLASSES = {config.NUM_CLASSES}; set NUM_CLASSES = {count} in the config "
             f"(CLI: --set NUM_CLASSES={count})"
         )
