@@ -228,6 +228,20 @@ class Config:
         """Images per step over all devices: IMAGES_PER_GPU * GPU_COUNT."""
         return int(self.IMAGES_PER_GPU) * int(self.GPU_COUNT)
 
+    @BATCH_SIZE.setter
+    def BATCH_SIZE(self, value: int) -> None:  # noqa: N802 - Matterport's name
+        # Matterport's scripts assign it after construction (``config.BATCH_SIZE = 1`` before
+        # detecting one image at a time); IMAGES_PER_GPU carries it, so the two never disagree.
+        count = int(self.GPU_COUNT)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"BATCH_SIZE = {value!r}: give a positive whole number of images")
+        if value % count:
+            raise ValueError(
+                f"BATCH_SIZE = {value} does not divide over GPU_COUNT = {count}: set "
+                "IMAGES_PER_GPU (images on each device) instead"
+            )
+        self.IMAGES_PER_GPU = int(value) // count
+
     @property
     def IMAGE_SHAPE(self) -> np.ndarray:  # noqa: N802 - Matterport's name
         """Input shape [H, W, C] for the fixed-size modes; for the others, the largest one."""

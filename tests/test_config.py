@@ -75,6 +75,21 @@ def test_computed_keys_refused(key):
         Config.from_overrides({key: 4})
 
 
+def test_assigning_batch_size_sets_images_per_gpu_as_matterports_scripts_do():
+    cfg = Config()  # Matterport's train_shapes notebook: config.BATCH_SIZE = 1 after creating it
+    cfg.BATCH_SIZE = 1
+    assert cfg.IMAGES_PER_GPU == 1 and cfg.BATCH_SIZE == 1
+    cfg.GPU_COUNT = 2
+    cfg.BATCH_SIZE = 6
+    assert cfg.IMAGES_PER_GPU == 3
+    with pytest.raises(ValueError, match="BATCH_SIZE = 5 does not divide over GPU_COUNT = 2"):
+        cfg.BATCH_SIZE = 5
+    for bad in (0, -2, 1.5, "2", True):
+        with pytest.raises(ValueError, match="positive whole number"):
+            cfg.BATCH_SIZE = bad
+    assert cfg.IMAGES_PER_GPU == 3
+
+
 def test_numpy_arrays_stay_arrays():
     cfg = Config.from_overrides(["MEAN_PIXEL=[1, 2, 3]", "BBOX_STD_DEV=[1, 1, 1, 1]"])
     assert isinstance(cfg.MEAN_PIXEL, np.ndarray)
