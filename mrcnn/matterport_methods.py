@@ -186,8 +186,12 @@ class MatterportMethods:
         return _norm_yxyx(boxes.float().cpu().numpy(), image_shape)
 
     def get_anchors(self, image_shape: Sequence[int]) -> np.ndarray:
-        """float32 [A, 4] anchors (y1, x1, y2, x2) of a molded ``image_shape``, normalised."""
+        """float32 [A, 4] anchors (y1, x1, y2, x2) of a molded ``image_shape``, normalised.
+
+        As in Matterport, ``self.anchors`` keeps them in pixels (float32 [A, 4], y1, x1, y2,
+        x2), which :func:`mrcnn.model.build_rpn_targets` takes."""
         anchors, _ = anchors_for_config(self.config, tuple(int(v) for v in image_shape[:2]))
+        self.anchors = xyxy_to_yxyx(anchors.numpy())
         return _norm_yxyx(anchors.numpy(), image_shape)
 
     # ------------------------------------------------------------------ run_graph

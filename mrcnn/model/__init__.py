@@ -8,7 +8,10 @@ Matterport's scripts (``import mrcnn.model as modellib``) expect.
 from __future__ import annotations
 
 from mrcnn.model.matterport_api import (
+    build_rpn_targets,
     compose_image_meta,
+    compute_backbone_shapes,
+    log,
     mold_image,
     parse_image_meta,
     unmold_image,
@@ -18,8 +21,11 @@ from mrcnn.model.network import MaskRCNNNet
 __all__ = [
     "MaskRCNN",
     "MaskRCNNNet",
+    "build_rpn_targets",
     "compose_image_meta",
+    "compute_backbone_shapes",
     "load_image_gt",
+    "log",
     "mold_image",
     "parse_image_meta",
     "resolve_device",

@@ -14,15 +14,93 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mrcnn.boxes import xyxy_to_yxyx
+from mrcnn.boxes import xyxy_to_yxyx, yxyx_to_xyxy
 from mrcnn.image import ImageMeta, normalization
+from mrcnn.model.anchors import backbone_shapes
+from mrcnn.model.targets import GroundTruth, rpn_targets
 
 __all__ = [
+    "build_rpn_targets",
     "compose_image_meta",
+    "compute_backbone_shapes",
+    "log",
     "mold_image",
     "parse_image_meta",
     "unmold_image",
 ]
+
+
+def log(text: str, array=None) -> None:
+    """Print ``text``, and when ``array`` (numpy or torch) is given, its shape, min, max and
+    dtype in aligned columns, as Matterport's notebooks use it to look at a stage's values."""
+    if array is not None:
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu().numpy()
+        array = np.asarray(array)
+        span = (
+            f"min: {array.min():10.5f}  max: {array.max():10.5f}"
+            if array.size
+            else f"min: {'':10}  max: {'':10}"
+        )
+        text = f"{text:<25}shape: {str(array.shape):20}  {span}  {array.dtype}"
+    print(text)
+
+
+# ------------------------------------------------------------------------------------------------
+# Anchors and RPN targets, as the inspection notebooks look at them
+# ------------------------------------------------------------------------------------------------
+def compute_backbone_shapes(config, image_shape: Sequence[int]) -> np.ndarray:
+    """int [levels, 2]: (height, width) of each pyramid level's feature map for a molded
+    ``image_shape``, one row per BACKBONE_STRIDES entry."""
+    return np.array(backbone_shapes(image_shape[:2], config.BACKBONE_STRIDES), dtype=np.int64)
+
+
+def build_rpn_targets(
+    image_shape: Sequence[int],
+    anchors: np.ndarray,
+    gt_class_ids: np.ndarray,
+    gt_boxes: np.ndarray,
+    config,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The RPN's training targets for one image, by the rules training uses
+    (:func:`mrcnn.model.targets.rpn_targets`), in Matterport's layout.
+
+    Args:
+        image_shape: unused (Matterport's signature).
+        anchors: [A, 4] (y1, x1, y2, x2) pixels, e.g. ``model.anchors`` after ``get_anchors``.
+        gt_class_ids: int [G]; negative ids mark crowd boxes (never negatives' neighbours).
+        gt_boxes: [G, 4] (y1, x1, y2, x2) pixels.
+        config: RPN_TRAIN_ANCHORS_PER_IMAGE and RPN_BBOX_STD_DEV are read.
+    Returns:
+        rpn_match: int32 [A], 1 positive, -1 negative, 0 neutral (sampled down to
+        RPN_TRAIN_ANCHORS_PER_IMAGE, at most half positive; draws follow ``np.random``'s seed);
+        rpn_bbox: float64 [RPN_TRAIN_ANCHORS_PER_IMAGE, 4] deltas (dy, dx, log dh, log dw),
+        divided by RPN_BBOX_STD_DEV, of the positives in anchor order; zero rows after them.
+    """
+    del image_shape
+    class_ids = torch.as_tensor(np.asarray(gt_class_ids, dtype=np.int64))
+    boxes = torch.as_tensor(yxyx_to_xyxy(np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)))
+    crowd = class_ids < 0
+    truth = GroundTruth(
+        boxes=boxes[~crowd][None],
+        class_ids=class_ids[~crowd][None],
+        masks=torch.zeros(1, 0, 1, 1),
+        crowd_boxes=boxes[crowd][None],
+        crowd_valid=torch.ones(1, int(crowd.sum()), dtype=torch.bool),
+    )
+    per_image = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
+    std = torch.as_tensor(np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float64))
+    # Matterport drew with np.random: seeding it keeps making the same draws here.
+    generator = torch.Generator().manual_seed(int(np.random.randint(2**31 - 1)))
+    anchors_xyxy = torch.as_tensor(yxyx_to_xyxy(np.asarray(anchors, dtype=np.float64)))
+    targets = rpn_targets(anchors_xyxy, truth, per_image, std, generator=generator)
+    labels = targets.labels[0].numpy()
+    rpn_match = np.select([labels == 1, labels == 0], [1, -1], 0).astype(np.int32)
+    positive = np.flatnonzero(rpn_match == 1)
+    rpn_bbox = np.zeros((per_image, 4))
+    # (dx, dy, dw, dh) -> Matterport's (dy, dx, log dh, log dw)
+    rpn_bbox[: len(positive)] = targets.deltas[0, positive][:, [1, 0, 3, 2]].numpy()
+    return rpn_match, rpn_bbox
 
 
 # ------------------------------------------------------------------------------------------------
