@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrcnn import visualize
 from mrcnn.boxes import clip_boxes, decode_deltas, xyxy_to_yxyx
 from mrcnn.config import Config
 from mrcnn.datasets import from_spec
+from mrcnn.datasets.figures import display_anchor_coverage
 from mrcnn.datasets.stats import (
     anchor_coverage,
     collect_instances,
@@ -35,6 +35,7 @@ from mrcnn.maskrcnn import MaskRCNN
 from mrcnn.model.anchors import anchors_for_config
 from mrcnn.model.proposals import generate_proposals
 from mrcnn.model.targets import mini_masks
+from mrcnn.render import draw_instances
 from mrcnn.training.augment import apply_augmentation, boxes_from_masks, to_sample
 from mrcnn.training.trainer import train
 
@@ -154,7 +155,7 @@ def anchor_figure(dataset, image_id: int, config, records=None, coverage=None, *
     preview = molded_preview(image, plan)
     height, width = preview.shape[:2]
     reference, _ = reference_anchors(config, (width / 2, height / 2))
-    return visualize.display_anchor_coverage(
+    return display_anchor_coverage(
         preview,
         coverage.gt_boxes[mine],
         coverage.best_anchors[mine],
@@ -232,9 +233,7 @@ def augmented_examples(dataset, image_id: int, augmentation, count: int = 4, see
         out_masks = sample["masks"].numpy().astype(bool).transpose(1, 2, 0)
         boxes = dataset.extract_bboxes(out_masks)
         labels = sample["labels"].numpy()
-        pictures.append(
-            visualize.draw_instances(picture, boxes, out_masks, labels, dataset.class_names)
-        )
+        pictures.append(draw_instances(picture, boxes, out_masks, labels, dataset.class_names))
     return pictures
 
 

@@ -8,26 +8,19 @@ Matching for :func:`display_differences` is :func:`mrcnn.evaluation.matching.mat
 
 Boxes are Matterport's (y1, x1, y2, x2) in image pixels unless a function says otherwise; masks
 are bool [H, W, N].
+
+The figure functions here show their figure as Matterport's did (in the notebook cell, or in a
+window from a script with a GUI backend; :mod:`mrcnn.figure_display`) and return it. The same
+functions in the modules above only build and return it; this package's own code calls those.
 """
 
+from mrcnn import figures, network_figures
 from mrcnn.boxes import extract_boxes_from_masks
-from mrcnn.datasets.figures import (
-    display_anchor_coverage,
-    display_dataset_samples,
-    plot_dataset_statistics,
-)
+from mrcnn.datasets import figures as dataset_figures
 from mrcnn.evaluation.matching import match_instances
 from mrcnn.evaluation.overlaps import compute_overlaps_masks as mask_overlaps
-from mrcnn.figures import (
-    display_differences,
-    display_images,
-    display_instances,
-    display_top_masks,
-    draw_boxes,
-    plot_overlaps,
-    plot_precision_recall,
-)
-from mrcnn.network_figures import display_table, display_weight_stats, draw_box, draw_rois
+from mrcnn.figure_display import matterport_display
+from mrcnn.network_figures import display_table, display_weight_stats, draw_box
 from mrcnn.render import (
     COLOR_SEED,
     apply_mask,
@@ -36,6 +29,18 @@ from mrcnn.render import (
     overlay_masks,
     random_colors,
 )
+
+display_anchor_coverage = matterport_display(dataset_figures.display_anchor_coverage)
+display_dataset_samples = matterport_display(dataset_figures.display_dataset_samples)
+plot_dataset_statistics = matterport_display(dataset_figures.plot_dataset_statistics)
+display_differences = matterport_display(figures.display_differences)
+display_images = matterport_display(figures.display_images)
+display_instances = matterport_display(figures.display_instances)
+display_top_masks = matterport_display(figures.display_top_masks)
+draw_boxes = matterport_display(figures.draw_boxes)
+plot_overlaps = matterport_display(figures.plot_overlaps)
+plot_precision_recall = matterport_display(figures.plot_precision_recall)
+draw_rois = matterport_display(network_figures.draw_rois)
 
 __all__ = [
     "display_table",

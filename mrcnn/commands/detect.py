@@ -191,8 +191,8 @@ def _write_json(path: Path, entries: list[dict]) -> None:
 def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list[str]) -> None:
     """display_instances of one result, drawn at most FIGURE_MAX_SIDE pixels wide or high (a
     108-megapixel photo would otherwise need a canvas and masks of its full size)."""
-    # why here: mrcnn.visualize imports matplotlib, start-up time of every `mrcnn --help`.
-    from mrcnn import visualize
+    # why here: mrcnn.figures imports matplotlib, start-up time of every `mrcnn --help`.
+    from mrcnn import figures
 
     height, width = image.shape[:2]
     scale = min(1.0, FIGURE_MAX_SIDE / max(height, width))
@@ -207,7 +207,7 @@ def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list
         small = cv2.resize(masks.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
         masks = small.reshape(*image.shape[:2], -1).astype(bool)
     figsize = (max(4.0, image.shape[1] / 100), max(4.0, image.shape[0] / 100))
-    visualize.display_instances(
+    figures.display_instances(
         image,
         rois,
         masks,

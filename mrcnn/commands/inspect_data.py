@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # why here: matplotlib and the datasets (torchvision) are start-up time of `mrcnn --help`.
-    from mrcnn import visualize
+    from mrcnn.datasets import figures as dataset_figures
     from mrcnn.datasets import from_spec
     from mrcnn.datasets import stats as dstats
 
@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     sample_ids = dstats.sample_image_ids(dataset, max(1, args.samples))
-    visualize.display_dataset_samples(dataset, sample_ids, path=written[0])
-    visualize.plot_dataset_statistics(stats, coverage, path=written[1])
+    dataset_figures.display_dataset_samples(dataset, sample_ids, path=written[0])
+    dataset_figures.plot_dataset_statistics(stats, coverage, path=written[1])
     _anchor_figure(dataset, records, coverage, config, written[2])
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
@@ -116,7 +116,7 @@ def _statistics_lines(stats: dict, total_images: int) -> list[str]:
 def _anchor_figure(dataset, records, coverage, config, path: Path) -> None:
     """anchors.png for the analysed image with the most instances."""
     # why here: as in run().
-    from mrcnn import visualize
+    from mrcnn.datasets import figures as dataset_figures
     from mrcnn.datasets import stats as dstats
 
     per_image = np.bincount(coverage.image_index, minlength=len(records.analysed_ids))
@@ -128,7 +128,7 @@ def _anchor_figure(dataset, records, coverage, config, path: Path) -> None:
     rows = coverage.image_index == k
     x1, y1, x2, y2 = plan.meta().window
     reference, _ = dstats.reference_anchors(config, ((x1 + x2) / 2, (y1 + y2) / 2))
-    visualize.display_anchor_coverage(
+    dataset_figures.display_anchor_coverage(
         preview,
         coverage.gt_boxes[rows],
         coverage.best_anchors[rows],

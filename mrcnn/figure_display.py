@@ -1,0 +1,107 @@
+"""Where a figure from :mod:`mrcnn.visualize` goes when the caller does not say: Matterport's way.
+
+Matterport's ``visualize`` functions drew on pyplot and called ``plt.show()`` whenever they made
+their own figure (no ``ax`` given). From a script with a GUI backend that opened a window; in a
+notebook the figure appeared in the cell's output, also from inside a loop or the middle of a
+cell. The modules that draw the figures here (:mod:`mrcnn.figures`,
+:mod:`mrcnn.datasets.figures`, :mod:`mrcnn.network_figures`) build them headless and return
+them, which a notebook shows only when the figure is the cell's last value, and a script never.
+:func:`matterport_display` gives the names of ``mrcnn.visualize`` Matterport's behaviour back:
+
+- ``show=None`` (the default): a figure of its own (no ``ax``) is shown at once in a notebook
+  kernel, and in a window where pyplot runs an interactive (GUI) backend; headless (Agg, a
+  server, CI) nothing is shown. A figure drawn into the caller's ``ax`` is the caller's to show.
+- ``show=True``: shown as above, wherever it can be; ``show=False``: never.
+
+The figure is still returned. In a notebook it is shown once: the returned figure does not show
+itself a second time when it is also the cell's last value.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import io
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from matplotlib.figure import Figure
+
+#: The display modes :func:`display_mode` chooses between.
+NOWHERE, NOTEBOOK, WINDOW = "nowhere", "notebook", "window"
+
+#: Output formats in which an already shown figure is left out of the cell's result.
+_IMAGE_FORMATS = ("image/png", "image/jpeg", "image/svg+xml", "application/pdf")
+
+
+class ShownFigure(Figure):
+    """A figure already shown in the notebook's output (see :func:`show_in_notebook`)."""
+
+
+def display_mode(show: bool | None, ax: Any = None) -> str:
+    """Where to show a figure: :data:`NOTEBOOK`, :data:`WINDOW` or :data:`NOWHERE`."""
+    if show is False or (show is None and ax is not None):
+        return NOWHERE
+    if in_notebook_kernel():
+        return NOTEBOOK
+    if show or interactive_backend():
+        return WINDOW
+    return NOWHERE
+
+
+def in_notebook_kernel() -> bool:
+    """Whether this code runs in a Jupyter kernel (Jupyter, Colab, VS Code notebooks)."""
+    if "IPython" not in sys.modules:
+        return False
+    shell = sys.modules["IPython"].get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def interactive_backend() -> bool:
+    """Whether pyplot would open a window: its backend is one of matplotlib's GUI backends."""
+    import matplotlib
+    from matplotlib.backends import BackendFilter, backend_registry
+
+    interactive = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
+    return matplotlib.get_backend().lower() in {name.lower() for name in interactive}
+
+
+def show_in_notebook(figure: Figure) -> Figure:
+    """Put ``figure`` in the running cell's output now, as a PNG, and mark it shown."""
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    display(Image(data=buffer.getvalue()))
+    _leave_shown_figures_out_of_results()
+    figure.__class__ = ShownFigure  # same layout, so the swap is safe; it only changes display
+    return figure
+
+
+@functools.cache
+def _leave_shown_figures_out_of_results() -> None:
+    formatters = sys.modules["IPython"].get_ipython().display_formatter.formatters
+    for mime in _IMAGE_FORMATS:
+        if mime in formatters:
+            formatters[mime].for_type(ShownFigure, lambda figure: None)
+
+
+def matterport_display(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """``draw`` (a function with ``show`` and, optionally, ``ax`` or ``**figure_options``
+    arguments that returns a Figure) with ``show`` defaulting to Matterport's behaviour."""
+    signature = inspect.signature(draw)
+
+    @functools.wraps(draw)
+    def shown(*args, **kwargs) -> Figure:
+        arguments = signature.bind_partial(*args, **kwargs).arguments
+        ax = arguments.get("ax", arguments.get("figure_options", {}).get("ax"))
+        mode = display_mode(kwargs.pop("show", None), ax)
+        figure = draw(*args, show=mode == WINDOW, **kwargs)
+        return show_in_notebook(figure) if mode == NOTEBOOK else figure
+
+    shown.__doc__ = (draw.__doc__ or "") + (
+        "\n\n    In ``mrcnn.visualize``, ``show=None`` shows the figure as Matterport did"
+        " (:mod:`mrcnn.figure_display`)."
+    )
+    return shown
