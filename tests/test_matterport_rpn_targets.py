@@ -83,3 +83,12 @@ def test_log_prints_shape_range_and_dtype(capsys):
     assert lines[1].startswith("empty                    shape: (0, 4)")
     assert lines[1].endswith("float64") and "min: " in lines[1]
     assert lines[2] == "just text"
+
+
+def test_rpn_targets_of_an_image_without_instances_are_all_negative():
+    config = _config(64)
+    anchors = EXPECTED["anchors"]
+    empty = (np.zeros(0, np.int32), np.zeros((0, 4), np.int32))
+    for class_ids, boxes in (empty, (np.array([-1]), np.array([[10, 10, 60, 60]]))):
+        match, bbox = modellib.build_rpn_targets(IMAGE_SHAPE, anchors, class_ids, boxes, config)
+        assert (match == -1).sum() == 64 and (match == 1).sum() == 0 and not bbox.any()

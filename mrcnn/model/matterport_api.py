@@ -81,12 +81,19 @@ def build_rpn_targets(
     class_ids = torch.as_tensor(np.asarray(gt_class_ids, dtype=np.int64))
     boxes = torch.as_tensor(yxyx_to_xyxy(np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)))
     crowd = class_ids < 0
+    # One padding row at least (class 0, not valid), as training's batches have.
+    padding_box, padding_id = (
+        torch.zeros(1, 4, dtype=boxes.dtype),
+        torch.zeros(1, dtype=torch.int64),
+    )
     truth = GroundTruth(
-        boxes=boxes[~crowd][None],
-        class_ids=class_ids[~crowd][None],
+        boxes=torch.cat([boxes[~crowd], padding_box])[None],
+        class_ids=torch.cat([class_ids[~crowd], padding_id])[None],
         masks=torch.zeros(1, 0, 1, 1),
-        crowd_boxes=boxes[crowd][None],
-        crowd_valid=torch.ones(1, int(crowd.sum()), dtype=torch.bool),
+        crowd_boxes=torch.cat([boxes[crowd], padding_box])[None],
+        crowd_valid=torch.cat(
+            [torch.ones(int(crowd.sum()), dtype=torch.bool), torch.tensor([False])]
+        )[None],
     )
     per_image = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
     std = torch.as_tensor(np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float64))
