@@ -46,14 +46,15 @@ def convert_h5(
         state, _ = keras_mapping.to_state_dict(layers)
     except keras_mapping.NotMatterportError as error:
         raise WeightsError(f"{source}: {error}") from error
+    shapes = {name: [w.shape for w in weights] for name, weights in layers.items()}
+    found = keras_mapping.infer_settings(shapes)
     if config is None:
-        shapes = {name: [w.shape for w in weights] for name, weights in layers.items()}
-        config = Config.from_overrides(keras_mapping.infer_settings(shapes))
+        config = Config.from_overrides(found)
     notes = conventions.reconcile(config, conventions.matterport(config), list(state), str(source))
     net = MaskRCNNNet(config)
     selected, skipped = select_for_network(net, state, (), str(source))
     if "mrcnn_class_logits" in layers:  # a whole model, not a backbone
-        require_complete(net, selected, str(source))
+        require_complete(net, selected, str(source), config, found)
     metadata = {"format": CONVERTED_FORMAT, "config": json.dumps(config.to_dict(), default=str)}
     partial = target.with_name(f".{target.name}.partial")
     save_file({k: v.contiguous() for k, v in selected.items()}, str(partial), metadata)

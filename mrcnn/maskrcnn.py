@@ -248,7 +248,9 @@ class MaskRCNN(MatterportMethods):
         exclude = weights_lib.translate_exclude(exclude, extras)  # Matterport's layer names
         selected, skipped = weights_lib.select_for_network(self.net, state, exclude, source)
         if self.mode == "inference":  # training may start from partial weights; detection not
-            weights_lib.require_complete(self.net, selected, source)
+            weights_lib.require_complete(
+                self.net, selected, source, self.config, weights_lib.made_for(extras)
+            )
         if trained_with is None:
             notes.append(
                 f"{label} records no conventions (normalisation, box coding, anchors, ROIAlign); "

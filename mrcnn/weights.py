@@ -21,9 +21,13 @@ from pathlib import Path
 import torch
 
 from mrcnn import conventions as conventions_lib
+from mrcnn.keras_mapping import infer_settings
 from mrcnn.model.network import CLASS_SPECIFIC_PREFIXES
 from mrcnn.weights_formats import CONVERTED_FORMAT, MATTERPORT_H5_FORMAT, WeightsError
-from mrcnn.weights_h5 import read_matterport_h5  # h5py itself is imported only for .h5 files
+from mrcnn.weights_h5 import (  # h5py itself is imported only for .h5 files
+    read_keras_shapes,
+    read_matterport_h5,
+)
 
 #: Published files, named as torchvision names them (the 8 hex digits are a SHA-256 prefix).
 PRETRAINED = {
@@ -122,7 +126,8 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         raise WeightsError(f"weights file not found: {path}")
     if path.suffix in (".h5", ".hdf5", ".keras"):
         state, sources = read_matterport_h5(path)
-        return state, {"format": MATTERPORT_H5_FORMAT, "keras_sources": sources}
+        made = infer_settings(read_keras_shapes(path))
+        return state, {"format": MATTERPORT_H5_FORMAT, "keras_sources": sources, "made_for": made}
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -353,19 +358,54 @@ def uninitialised_parts(
     return parts
 
 
+#: What a weights file can say it was made for; named when part of it does not fit a config.
+ARCHITECTURE_KEYS = ("BACKBONE", "NUM_CLASSES", "FPN_CLASSIF_FC_LAYERS_SIZE")
+
+
+def made_for(extras: Mapping) -> dict:
+    """The ARCHITECTURE_KEYS a weights file gives (from :func:`load_state_dict_file`'s extras):
+    its stored config's, or what a Matterport .h5's shapes determine; {} for other files."""
+    settings = extras.get("made_for") or extras.get("config") or {}
+    return {key: settings[key] for key in ARCHITECTURE_KEYS if key in settings}
+
+
 def require_complete(
-    net: torch.nn.Module, selected: Mapping[str, torch.Tensor], source: str = "weights"
+    net: torch.nn.Module,
+    selected: Mapping[str, torch.Tensor],
+    source: str = "weights",
+    config=None,
+    file_settings: Mapping | None = None,
 ) -> None:
     """Refuse weights that would leave part of the network random, for inference.
 
     Args:
         selected: the tensors :func:`select_for_network` chose to load.
+        config, file_settings: the network's config and what the file was made for
+            (:func:`made_for`); where they differ, the message says so.
     Raises:
         WeightsError: naming the parts left uninitialised and what to do.
     """
     parts = uninitialised_parts(net, selected)
     if parts:
         shown = ", ".join(f"{name} ({count} tensors)" for name, count in sorted(parts.items()))
+        differ = {
+            key: value
+            for key, value in (file_settings or {}).items()
+            if config is not None and getattr(config, key, value) != value
+        }
+        if differ:
+            theirs = ", ".join(f"{key} = {value!r}" for key, value in differ.items())
+            ours = ", ".join(f"{key} = {getattr(config, key)!r}" for key in differ)
+            fine_tune = (
+                " (to fine-tune it on other classes, load it in mode='training', which skips "
+                "the layers made for its classes)"
+                if "NUM_CLASSES" in differ
+                else ""
+            )
+            raise WeightsError(
+                f"{source} was made for {theirs} but the config has {ours}, which would leave "
+                f"{shown} random; set {theirs} in the config to detect with it{fine_tune}"
+            )
         raise WeightsError(
             f"{source} leaves {shown} of this network uninitialised, so detection would give "
             "random results. Use weights trained for this config (check BACKBONE and "

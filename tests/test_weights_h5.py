@@ -224,6 +224,19 @@ def test_exclude_takes_matterports_layer_names(coco_like_h5):
         torch.testing.assert_close(after[key], in_file[key])  # loaded
 
 
+def test_a_config_of_other_classes_is_told_what_the_h5_was_made_for(coco_like_h5):
+    config = UserConfig.from_overrides({"NUM_CLASSES": 5})
+    expected = (
+        r"mask_rcnn_user.h5 was made for NUM_CLASSES = 2 but the config has NUM_CLASSES = 5, "
+        r"which would leave box_head \(\d+ tensors\), mask_head \(\d+ tensors\) random; set "
+        r"NUM_CLASSES = 2 in the config to detect with it \(to fine-tune .* mode='training'"
+    )
+    with pytest.raises(WeightsError, match=expected):
+        MaskRCNN("inference", config).load_weights(str(coco_like_h5))
+    notes = MaskRCNN("training", config).load_weights(str(coco_like_h5))  # fine-tuning: fine
+    assert any("class_logits" in note for note in notes)
+
+
 def test_a_user_set_torchvision_flavour_is_refused(coco_like_h5):
     config = UserConfig.from_overrides({"NETWORK_FLAVOUR": "torchvision"})
     with pytest.raises(ConventionsError, match="NETWORK_FLAVOUR"):
@@ -298,5 +311,6 @@ def test_convert_infers_backbone_and_class_count(coco_like_h5, tmp_path):
     assert config.FPN_CLASSIF_FC_LAYERS_SIZE == FC and config.NETWORK_FLAVOUR == "matterport"
     # a given config is used as is: an R101 config does not fit an R50 file
     wrong = Config.from_overrides({"NUM_CLASSES": 2, "FPN_CLASSIF_FC_LAYERS_SIZE": FC})
-    with pytest.raises(WeightsError, match="uninitialised"):
+    made_for = r"was made for BACKBONE = 'resnet50' but the config has BACKBONE = 'resnet101'"
+    with pytest.raises(WeightsError, match=made_for):
         convert_h5(coco_like_h5, tmp_path / "n.safetensors", wrong)
