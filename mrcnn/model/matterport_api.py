@@ -68,7 +68,8 @@ def build_rpn_targets(
     Args:
         image_shape: unused (Matterport's signature).
         anchors: [A, 4] (y1, x1, y2, x2) pixels, e.g. ``model.anchors`` after ``get_anchors``.
-        gt_class_ids: int [G]; negative ids mark crowd boxes (never negatives' neighbours).
+        gt_class_ids: int [G]; negative ids mark crowd regions, over which no anchor is
+            negative.
         gt_boxes: [G, 4] (y1, x1, y2, x2) pixels.
         config: RPN_TRAIN_ANCHORS_PER_IMAGE and RPN_BBOX_STD_DEV are read.
     Returns:
@@ -80,21 +81,7 @@ def build_rpn_targets(
     del image_shape
     class_ids = torch.as_tensor(np.asarray(gt_class_ids, dtype=np.int64))
     boxes = torch.as_tensor(yxyx_to_xyxy(np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)))
-    crowd = class_ids < 0
-    # One padding row at least (class 0, not valid), as training's batches have.
-    padding_box, padding_id = (
-        torch.zeros(1, 4, dtype=boxes.dtype),
-        torch.zeros(1, dtype=torch.int64),
-    )
-    truth = GroundTruth(
-        boxes=torch.cat([boxes[~crowd], padding_box])[None],
-        class_ids=torch.cat([class_ids[~crowd], padding_id])[None],
-        masks=torch.zeros(1, 0, 1, 1),
-        crowd_boxes=torch.cat([boxes[crowd], padding_box])[None],
-        crowd_valid=torch.cat(
-            [torch.ones(int(crowd.sum()), dtype=torch.bool), torch.tensor([False])]
-        )[None],
-    )
+    truth = _one_image_truth(boxes, class_ids)
     per_image = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
     std = torch.as_tensor(np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float64))
     # Matterport drew with np.random: seeding it keeps making the same draws here.
@@ -108,6 +95,25 @@ def build_rpn_targets(
     # (dx, dy, dw, dh) -> Matterport's (dy, dx, log dh, log dw)
     rpn_bbox[: len(positive)] = targets.deltas[0, positive][:, [1, 0, 3, 2]].numpy()
     return rpn_match, rpn_bbox
+
+
+def _one_image_truth(boxes: torch.Tensor, class_ids: torch.Tensor) -> GroundTruth:
+    """Training's :class:`GroundTruth` of one image from boxes [G, 4] (x1, y1, x2, y2) and
+    class ids [G] (negative: crowd), with one invalid padding row in each part, as training's
+    batches always have (the matching reduces over that axis)."""
+    crowd = class_ids < 0
+
+    def padded(rows: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        return torch.cat([rows, padding])[None]
+
+    no_box, no_flag = boxes.new_zeros(1, 4), torch.zeros(1, dtype=torch.bool)
+    return GroundTruth(
+        boxes=padded(boxes[~crowd], no_box),
+        class_ids=padded(class_ids[~crowd], class_ids.new_zeros(1)),
+        masks=torch.zeros(1, 0, 1, 1),
+        crowd_boxes=padded(boxes[crowd], no_box),
+        crowd_valid=padded(torch.ones(int(crowd.sum()), dtype=torch.bool), no_flag),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
