@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from _tiny_model import tiny_model
 
 import mrcnn.model as modellib
@@ -75,6 +76,8 @@ def test_log_prints_shape_range_and_dtype(capsys):
     modellib.log("gt_bbox", np.array([[1, 2, 30, 40]], dtype=np.int32))
     modellib.log("empty", np.zeros((0, 4)))
     modellib.log("just text")
+    modellib.log("bf16 map", torch.full((2, 3), 1.5, dtype=torch.bfloat16))
+    modellib.log("list", [3, 1])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (
         "gt_bbox                  shape: (1, 4)                "
@@ -83,6 +86,8 @@ def test_log_prints_shape_range_and_dtype(capsys):
     assert lines[1].startswith("empty                    shape: (0, 4)")
     assert lines[1].endswith("float64") and "min: " in lines[1]
     assert lines[2] == "just text"
+    assert lines[3].endswith("min:    1.50000  max:    1.50000  bfloat16")
+    assert lines[4].endswith("min:    1.00000  max:    3.00000  int64")
 
 
 def test_rpn_targets_of_an_image_without_instances_are_all_negative():

@@ -34,15 +34,18 @@ def log(text: str, array=None) -> None:
     """Print ``text``, and when ``array`` (numpy or torch) is given, its shape, min, max and
     dtype in aligned columns, as Matterport's notebooks use it to look at a stage's values."""
     if array is not None:
-        if isinstance(array, torch.Tensor):
-            array = array.detach().cpu().numpy()
-        array = np.asarray(array)
+        if isinstance(array, torch.Tensor):  # numpy has no bfloat16: widen for min and max
+            dtype = str(array.dtype).removeprefix("torch.")
+            array = array.detach().cpu().float().numpy()
+        else:
+            array = np.asarray(array)
+            dtype = str(array.dtype)
         span = (
             f"min: {array.min():10.5f}  max: {array.max():10.5f}"
             if array.size
             else f"min: {'':10}  max: {'':10}"
         )
-        text = f"{text:<25}shape: {str(array.shape):20}  {span}  {array.dtype}"
+        text = f"{text:<25}shape: {str(array.shape):20}  {span}  {dtype}"
     print(text)
 
 
