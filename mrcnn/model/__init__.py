@@ -24,6 +24,8 @@ __all__ = [
     "build_rpn_targets",
     "compose_image_meta",
     "compute_backbone_shapes",
+    "data_generator",
+    "generate_random_rois",
     "load_image_gt",
     "log",
     "mold_image",
@@ -33,6 +35,10 @@ __all__ = [
 ]
 
 
+#: Matterport's sample-building names, which live above this package (mrcnn.matterport_data).
+MATTERPORT_DATA = ("data_generator", "generate_random_rois", "load_image_gt")
+
+
 def __getattr__(name: str):
     # why lazy: the facade imports mrcnn.training, which imports this package's stages; an
     # import here would make the network package depend on training (and form a cycle).
@@ -40,8 +46,8 @@ def __getattr__(name: str):
         from mrcnn import maskrcnn
 
         return getattr(maskrcnn, name)
-    if name == "load_image_gt":  # why lazy: as above, it applies training's augmentation
-        from mrcnn.matterport_data import load_image_gt
+    if name in MATTERPORT_DATA:  # why lazy: as above, they apply training's augmentation
+        from mrcnn import matterport_data
 
-        return load_image_gt
+        return getattr(matterport_data, name)
     raise AttributeError(f"module 'mrcnn.model' has no attribute {name!r}")

@@ -84,7 +84,7 @@ def build_rpn_targets(
     del image_shape
     class_ids = torch.as_tensor(np.asarray(gt_class_ids, dtype=np.int64))
     boxes = torch.as_tensor(yxyx_to_xyxy(np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)))
-    truth = _one_image_truth(boxes, class_ids)
+    truth = ground_truth_of_image(boxes, class_ids)
     per_image = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
     std = torch.as_tensor(np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float64))
     # Matterport drew with np.random: seeding it keeps making the same draws here.
@@ -100,22 +100,37 @@ def build_rpn_targets(
     return rpn_match, rpn_bbox
 
 
-def _one_image_truth(boxes: torch.Tensor, class_ids: torch.Tensor) -> GroundTruth:
-    """Training's :class:`GroundTruth` of one image from boxes [G, 4] (x1, y1, x2, y2) and
-    class ids [G] (negative: crowd), with one invalid padding row in each part, as training's
-    batches always have (the matching reduces over that axis)."""
+def ground_truth_of_image(
+    boxes: torch.Tensor,
+    class_ids: torch.Tensor,
+    masks: torch.Tensor | None = None,
+    mini_masks: bool = True,
+) -> GroundTruth:
+    """Training's :class:`GroundTruth` (a batch of one) of one image, as Matterport's numpy
+    helpers take it, with one invalid padding row in each part, as training's batches always
+    have (the matching reduces over that axis).
+
+    Args:
+        boxes: [G, 4] (x1, y1, x2, y2) molded-image pixels.
+        class_ids: int64 [G]; negative ids mark crowd regions.
+        masks: float 0/1 [G, h, w] (mini masks when ``mini_masks``), or None when no mask
+            targets are wanted.
+    """
     crowd = class_ids < 0
 
     def padded(rows: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         return torch.cat([rows, padding])[None]
 
     no_box, no_flag = boxes.new_zeros(1, 4), torch.zeros(1, dtype=torch.bool)
+    if masks is None:
+        masks = torch.zeros(len(class_ids), 1, 1)
     return GroundTruth(
         boxes=padded(boxes[~crowd], no_box),
         class_ids=padded(class_ids[~crowd], class_ids.new_zeros(1)),
-        masks=torch.zeros(1, 0, 1, 1),
+        masks=padded(masks[~crowd], masks.new_zeros(1, *masks.shape[1:])),
         crowd_boxes=padded(boxes[crowd], no_box),
         crowd_valid=padded(torch.ones(int(crowd.sum()), dtype=torch.bool), no_flag),
+        mini_masks=mini_masks,
     )
 
 
