@@ -115,7 +115,7 @@ def data_generator(
         MAX_GT_INSTANCES] (mini masks with USE_MINI_MASK); then, with ``random_rois``,
         rpn_rois int32 [B, random_rois, 4]; with ``detection_targets`` too, rois int32 [B, R, 4]
         (R = TRAIN_ROIS_PER_IMAGE, positives first, zero rows where fewer were sampled).
-        outputs: [] or, with detection targets, class ids int32 [B, R], box deltas float32
+        outputs: [] or, with detection targets, class ids int32 [B, R, 1], box deltas float32
         [B, R, NUM_CLASSES, 4] (dy, dx, log dh, log dw) / BBOX_STD_DEV at each ROI's class, and
         mask targets float32 [B, R, MASK_SHAPE[0], MASK_SHAPE[1], NUM_CLASSES].
     Raises:
@@ -250,7 +250,9 @@ def _stacked(batch: list[dict], config, random_rois: int, with_targets: bool):
         return inputs, []
     inputs.append(np.stack([sample["rois"] for sample in batch]))
     keys = ("roi_class_ids", "deltas", "roi_masks")
-    return inputs, [np.stack([sample[key] for sample in batch]) for key in keys]
+    outputs = [np.stack([sample[key] for sample in batch]) for key in keys]
+    outputs[0] = outputs[0][..., None]  # [B, R, 1]: Keras wanted targets of its outputs' rank
+    return inputs, outputs
 
 
 def _inputs(batch: list[dict], limit: int) -> list[np.ndarray]:

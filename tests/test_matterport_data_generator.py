@@ -50,7 +50,7 @@ def test_batches_have_matterports_layout():
         (2, 56, 56, 10),
         (2, 100, 4),
         (2, 32, 4),
-        (2, 32),
+        (2, 32, 1),
         (2, 32, config.NUM_CLASSES, 4),
         (2, 32, 28, 28, config.NUM_CLASSES),
     ]
@@ -79,6 +79,7 @@ def test_head_targets_refine_rois_onto_a_box_of_their_class():
     inputs, (class_ids, deltas, masks) = _batch(
         random_rois=200, batch_size=2, detection_targets=True
     )
+    class_ids = class_ids[:, :, 0]
     rois, gt_ids, gt_boxes = inputs[8], inputs[4], inputs[5]
     for b in range(2):
         positive = np.flatnonzero(class_ids[b] > 0)
