@@ -171,7 +171,8 @@ def _sample_targets(sample, config, random_rois: int, with_targets: bool) -> dic
     if random_rois:
         out["rpn_rois"] = generate_random_rois(image.shape, random_rois, class_ids, boxes)
         if with_targets:
-            out.update(_head_targets(out["rpn_rois"], class_ids, boxes, masks, config))
+            targets = build_detection_targets(out["rpn_rois"], class_ids, boxes, masks, config)
+            out.update(zip(("rois", "roi_class_ids", "deltas", "roi_masks"), targets, strict=True))
     return out
 
 
@@ -196,19 +197,31 @@ def generate_random_rois(
     return np.round(np.concatenate([start, end], axis=1)).astype(np.int32)
 
 
-def _head_targets(rois, class_ids, boxes, masks, config) -> dict:
-    """Training's ROI sampling and head targets (:func:`mrcnn.model.targets.detection_targets`)
-    for one image's random ROIs, in Matterport's class-specific layout."""
+def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config):
+    """The heads' training targets for one image's ROIs, by training's own sampling and rules
+    (:func:`mrcnn.model.targets.detection_targets`), in Matterport's class-specific layout.
+
+    Args:
+        rpn_rois: int [N, 4] (y1, x1, y2, x2) molded-image pixels, e.g. from
+            :func:`generate_random_rois`.
+        gt_class_ids: int [G]; gt_boxes: int [G, 4] (y1, x1, y2, x2); gt_masks: bool
+            [h, w, G], mini masks with USE_MINI_MASK (as :func:`load_image_gt` gives them).
+    Returns:
+        (rois int32 [R, 4], class ids int32 [R], deltas float32 [R, NUM_CLASSES, 4] (dy, dx,
+        log dh, log dw) / BBOX_STD_DEV at each positive's class, masks float32 [R,
+        MASK_SHAPE[0], MASK_SHAPE[1], NUM_CLASSES]); R = TRAIN_ROIS_PER_IMAGE, positives first,
+        zero rows where fewer were sampled. Draws follow ``np.random``'s seed.
+    """
     truth = ground_truth_of_image(
-        torch.from_numpy(yxyx_to_xyxy(boxes.astype(np.float32))),
-        torch.from_numpy(class_ids.astype(np.int64)),
-        torch.from_numpy(masks.transpose(2, 0, 1).astype(np.float32)),
+        torch.from_numpy(yxyx_to_xyxy(np.asarray(gt_boxes, np.float32).reshape(-1, 4))),
+        torch.from_numpy(np.asarray(gt_class_ids, np.int64)),
+        torch.from_numpy(np.asarray(gt_masks).transpose(2, 0, 1).astype(np.float32)),
         mini_masks=bool(config.USE_MINI_MASK),
     )
     generator = torch.Generator().manual_seed(int(np.random.randint(2**31 - 1)))
     targets = target_rules.detection_targets(
-        torch.from_numpy(yxyx_to_xyxy(rois.astype(np.float32))),
-        torch.zeros(len(rois), dtype=torch.int64),
+        torch.from_numpy(yxyx_to_xyxy(np.asarray(rpn_rois, np.float32))),
+        torch.zeros(len(rpn_rois), dtype=torch.int64),
         truth,
         int(config.TRAIN_ROIS_PER_IMAGE),
         float(config.ROI_POSITIVE_RATIO),
@@ -218,21 +231,16 @@ def _head_targets(rois, class_ids, boxes, masks, config) -> dict:
     )
     count, classes = int(config.TRAIN_ROIS_PER_IMAGE), int(config.NUM_CLASSES)
     sampled, positives = len(targets.class_ids), targets.num_positive
-    roi_class_ids = np.zeros(count, np.int32)
-    roi_class_ids[:sampled] = targets.class_ids.numpy()
-    out_rois = np.zeros((count, 4), np.int32)
-    out_rois[:sampled] = np.round(xyxy_to_yxyx(targets.rois.numpy()))
+    class_ids = np.zeros(count, np.int32)
+    class_ids[:sampled] = targets.class_ids.numpy()
+    rois = np.zeros((count, 4), np.int32)
+    rois[:sampled] = np.round(xyxy_to_yxyx(targets.rois.numpy()))
     deltas = np.zeros((count, classes, 4), np.float32)
-    where = (np.arange(positives), roi_class_ids[:positives])
+    where = (np.arange(positives), class_ids[:positives])
     deltas[where] = targets.deltas[:positives, [1, 0, 3, 2]].numpy()  # -> (dy, dx, dh, dw)
-    roi_masks = np.zeros((count, *config.MASK_SHAPE[:2], classes), np.float32)
-    roi_masks[where[0], :, :, where[1]] = targets.masks.numpy()
-    return {
-        "rois": out_rois,
-        "roi_class_ids": roi_class_ids,
-        "deltas": deltas,
-        "roi_masks": roi_masks,
-    }
+    masks = np.zeros((count, *config.MASK_SHAPE[:2], classes), np.float32)
+    masks[where[0], :, :, where[1]] = targets.masks.numpy()
+    return rois, class_ids, deltas, masks
 
 
 def _stacked(batch: list[dict], config, random_rois: int, with_targets: bool):

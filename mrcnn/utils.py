@@ -63,6 +63,7 @@ __all__ = [
     "minimize_mask",
     "non_max_suppression",
     "norm_boxes",
+    "resize",
     "resize_image",
     "resize_mask",
     "trim_zeros",
@@ -195,6 +196,40 @@ def generate_pyramid_anchors(
 # ------------------------------------------------------------------------------------------------
 # Images and masks
 # ------------------------------------------------------------------------------------------------
+def resize(
+    image: np.ndarray,
+    output_shape,
+    order: int = 1,
+    mode: str = "constant",
+    cval: float = 0,
+    clip: bool = True,
+    preserve_range: bool = False,
+    anti_aliasing: bool = False,
+    anti_aliasing_sigma=None,
+) -> np.ndarray:
+    """scikit-image's ``transform.resize`` with Matterport's defaults, as its ``utils.resize``
+    was. This package resizes with its own code; only scripts that call this need
+    scikit-image (``pip install scikit-image``)."""
+    try:
+        from skimage.transform import resize as skimage_resize
+    except ImportError as error:
+        raise ImportError(
+            "mrcnn.utils.resize is scikit-image's resize, as in Matterport: pip install "
+            "scikit-image (or use mrcnn.utils.resize_image, which does not need it)"
+        ) from error
+    return skimage_resize(
+        image,
+        output_shape,
+        order=order,
+        mode=mode,
+        cval=cval,
+        clip=clip,
+        preserve_range=preserve_range,
+        anti_aliasing=anti_aliasing,
+        anti_aliasing_sigma=anti_aliasing_sigma,
+    )
+
+
 def resize_image(
     image: np.ndarray,
     min_dim: int | None = None,

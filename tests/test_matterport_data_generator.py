@@ -154,3 +154,26 @@ def test_bad_datasets_get_one_line_errors():
     batches = modellib.data_generator(mixed, config, shuffle=False, batch_size=2)
     with pytest.raises(ValueError, match="mold to different sizes .* batch_size=1"):
         next(batches)
+
+
+def test_build_detection_targets_has_matterports_signature_and_layout():
+    config = _config(NUM_CLASSES=3, USE_MINI_MASK=False, TRAIN_ROIS_PER_IMAGE=16)
+    gt_boxes = np.array([[4, 4, 20, 30], [30, 10, 60, 40]], np.int32)
+    gt_masks = np.zeros((64, 64, 2), bool)
+    gt_masks[4:20, 4:30, 0] = gt_masks[30:60, 10:40, 1] = True
+    far = np.array([[0, 40, 3, 63], [50, 50, 63, 63]], np.int32)  # overlapping neither box
+    np.random.seed(0)
+    rois, class_ids, deltas, masks = modellib.build_detection_targets(
+        np.concatenate([gt_boxes, far]), np.array([2, 1], np.int32), gt_boxes, gt_masks, config
+    )
+    assert rois.shape == (16, 4) and class_ids.shape == (16,) and deltas.shape == (16, 3, 4)
+    assert masks.shape == (16, 28, 28, 3) and class_ids.dtype == np.int32
+    positive = np.flatnonzero(class_ids > 0)
+    assert len(positive) == 4  # both ROIs on the boxes, and both boxes joined as ROIs
+    assert (class_ids[4:6] == 0).all() and not rois[6:].any()  # the far ROIs; zero rows
+    for i in positive:  # each positive is one of the boxes (a ROI or the box joined as one)
+        box = np.flatnonzero((gt_boxes == rois[i]).all(axis=1))[0]
+        assert class_ids[i] == [2, 1][box]
+        assert np.abs(deltas[i, class_ids[i]]).max() < 1e-5  # already on its box
+        assert masks[i, :, :, class_ids[i]].mean() > 0.95  # the box is all mask
+    assert not deltas[class_ids == 0].any() and not masks[class_ids == 0].any()

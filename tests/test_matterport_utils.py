@@ -4,6 +4,7 @@ matterport_utils/make_expected.py from Matterport's own code) and hand-worked va
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +279,14 @@ def test_download_trained_weights_offline_names_the_url(tmp_path, monkeypatch):
         in message
     )
     assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_resize_is_scikit_images_with_matterports_defaults(monkeypatch):
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    nearest = utils.resize(image, (6, 8), order=0, preserve_range=True)
+    assert nearest.shape == (6, 8) and set(np.unique(nearest)) == set(np.unique(image))
+    scaled = utils.resize(image, (6, 8))  # skimage's default: floats in [0, 1]
+    assert scaled.dtype == np.float64 and scaled.max() <= 1.0
+    monkeypatch.setitem(sys.modules, "skimage.transform", None)  # as if not installed
+    with pytest.raises(ImportError, match="pip install scikit-image .*utils.resize_image"):
+        utils.resize(image, (6, 8))

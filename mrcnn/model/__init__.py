@@ -21,6 +21,7 @@ from mrcnn.model.network import MaskRCNNNet
 __all__ = [
     "MaskRCNN",
     "MaskRCNNNet",
+    "build_detection_targets",
     "build_rpn_targets",
     "compose_image_meta",
     "compute_backbone_shapes",
@@ -36,7 +37,12 @@ __all__ = [
 
 
 #: Matterport's sample-building names, which live above this package (mrcnn.matterport_data).
-MATTERPORT_DATA = ("data_generator", "generate_random_rois", "load_image_gt")
+MATTERPORT_DATA = (
+    "build_detection_targets",
+    "data_generator",
+    "generate_random_rois",
+    "load_image_gt",
+)
 
 
 def __getattr__(name: str):
