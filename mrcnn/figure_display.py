@@ -10,7 +10,9 @@ them, which a notebook shows only when the figure is the cell's last value, and 
 
 - ``show=None`` (the default): a figure of its own (no ``ax``) is shown at once in a notebook
   kernel, and in a window where pyplot runs an interactive (GUI) backend; headless (Agg, a
-  server, CI) nothing is shown. A figure drawn into the caller's ``ax`` is the caller's to show.
+  server, CI) nothing is shown. A figure drawn into the caller's ``ax`` is the caller's to show,
+  and one written to a file (``path=``, which Matterport's functions did not have) is not shown:
+  a script that writes many figures does not stop at a window for each.
 - ``show=True``: shown as above, wherever it can be; ``show=False``: never.
 
 The figure is still returned. In a notebook it is shown once: the returned figure does not show
@@ -39,9 +41,9 @@ class ShownFigure(Figure):
     """A figure already shown in the notebook's output (see :func:`show_in_notebook`)."""
 
 
-def display_mode(show: bool | None, ax: Any = None) -> str:
+def display_mode(show: bool | None, ax: Any = None, path: Any = None) -> str:
     """Where to show a figure: :data:`NOTEBOOK`, :data:`WINDOW` or :data:`NOWHERE`."""
-    if show is False or (show is None and ax is not None):
+    if show is False or (show is None and (ax is not None or path is not None)):
         return NOWHERE
     if in_notebook_kernel():
         return NOTEBOOK
@@ -95,8 +97,8 @@ def matterport_display(draw: Callable[..., Figure]) -> Callable[..., Figure]:
     @functools.wraps(draw)
     def shown(*args, **kwargs) -> Figure:
         arguments = signature.bind_partial(*args, **kwargs).arguments
-        ax = arguments.get("ax", arguments.get("figure_options", {}).get("ax"))
-        mode = display_mode(kwargs.pop("show", None), ax)
+        options = {**arguments.get("figure_options", {}), **arguments}
+        mode = display_mode(kwargs.pop("show", None), options.get("ax"), options.get("path"))
         figure = draw(*args, show=mode == WINDOW, **kwargs)
         return show_in_notebook(figure) if mode == NOTEBOOK else figure
 

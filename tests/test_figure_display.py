@@ -36,9 +36,11 @@ def test_display_mode(monkeypatch, show, ax, kernel, gui, expected):
     monkeypatch.setattr(figure_display, "in_notebook_kernel", lambda: kernel)
     monkeypatch.setattr(figure_display, "interactive_backend", lambda: gui)
     assert display_mode(show, ax) == expected
+    # written to a file: shown only when asked (a script writing many figures never waits)
+    assert display_mode(show, ax, "out.png") == (expected if show else NOWHERE)
 
 
-def test_a_script_with_a_gui_backend_gets_a_window(monkeypatch):
+def test_a_script_with_a_gui_backend_gets_a_window(monkeypatch, tmp_path):
     import matplotlib.pyplot as plt
 
     shown = []
@@ -56,6 +58,10 @@ def test_a_script_with_a_gui_backend_gets_a_window(monkeypatch):
     _instances(visualize, ax=ax)  # the caller's axes: the caller shows them
     _instances(figures)  # the library's own function never shows
     assert len(shown) == 2
+    visualize.draw_rois(IMAGE, np.array([[2, 3, 10, 12]]), np.array([[2, 3, 11, 12]]), None,
+                        np.array([1]), ["BG", "thing"], path=tmp_path / "rois.png")  # fmt: skip
+    _instances(visualize, path=tmp_path / "instances.png")  # a file was asked for: no window
+    assert len(shown) == 2 and (tmp_path / "rois.png").exists()
     plt.close("all")
 
 
