@@ -61,7 +61,7 @@ def export_format(path: str | os.PathLike, chosen: str | None = None) -> str:
     if chosen is not None and named is not None and chosen != named:
         raise ValueError(
             f"{path} is named as a {named} file but the format is {chosen}: "
-            f"name it {Path(path).with_suffix(FORMAT_SUFFIXES[chosen])} or drop --format"
+            f"name it {Path(path).with_suffix(FORMAT_SUFFIXES[chosen])}, or write {named}"
         )
     if chosen is None and named is None:
         raise ValueError(
@@ -240,12 +240,7 @@ def export_program(
 
 
 def _check_target(path: Path, overwrite: bool, format: str) -> None:
-    suffix = path.suffix.lower()
-    if suffix in FORMAT_SUFFIXES.values() and suffix != FORMAT_SUFFIXES[format]:
-        raise ValueError(
-            f"{path} is named for another format than {format}: "
-            f"name it {path.with_suffix(FORMAT_SUFFIXES[format])}"
-        )
+    export_format(path, format)  # a name of the other format is refused
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists: choose another name or pass --overwrite")
     if not path.parent.is_dir():
