@@ -36,7 +36,7 @@ from mrcnn.config import (
 )
 from mrcnn.keras_mapping import infer_settings
 from mrcnn.weights import safetensors_extras
-from mrcnn.weights_h5 import read_keras_shapes
+from mrcnn.weights_h5 import is_keras_file, read_keras_shapes
 
 CHECKPOINT_VERSION = 1
 _RUN_DIR = re.compile(r"^(?P<name>.+)(?P<stamp>\d{8}T\d{4})(?P<seconds>\d{2})?(?:_(?P<k>\d+))?$")
@@ -400,9 +400,9 @@ def carried_num_classes(weights: str | os.PathLike) -> int | None:
 
 def _h5_settings(weights: str | os.PathLike) -> dict | None:
     """What a Keras .h5's weight shapes determine (:func:`mrcnn.keras_mapping.infer_settings`),
-    or None when ``weights`` is not an .h5 file."""
+    or None when ``weights`` is not a Keras file (named as ``load_weights`` reads them)."""
     path = Path(str(weights))
-    if path.suffix.lower() == ".h5" and path.is_file():
+    if is_keras_file(path) and path.is_file():
         return infer_settings(read_keras_shapes(path))
     return None
 

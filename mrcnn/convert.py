@@ -8,11 +8,11 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from mrcnn import conventions, keras_mapping
+from mrcnn import conventions
 from mrcnn.config import Config
 from mrcnn.model.network import MaskRCNNNet
-from mrcnn.weights import CONVERTED_FORMAT, WeightsError, require_complete, select_for_network
-from mrcnn.weights_h5 import read_keras_layers
+from mrcnn.weights import CONVERTED_FORMAT, require_complete, select_for_network
+from mrcnn.weights_h5 import read_matterport_h5
 
 
 def convert_h5(
@@ -41,19 +41,13 @@ def convert_h5(
     target = Path(target)
     if target.exists() and not overwrite:
         raise ValueError(f"{target} exists: choose another name or pass --overwrite")
-    layers = read_keras_layers(source)
-    try:
-        state, _ = keras_mapping.to_state_dict(layers)
-    except keras_mapping.NotMatterportError as error:
-        raise WeightsError(f"{source}: {error}") from error
-    shapes = {name: [w.shape for w in weights] for name, weights in layers.items()}
-    found = keras_mapping.infer_settings(shapes)
+    state, _, found = read_matterport_h5(source)
     if config is None:
         config = Config.from_overrides(found)
     notes = conventions.reconcile(config, conventions.matterport(config), list(state), str(source))
     net = MaskRCNNNet(config)
     selected, skipped = select_for_network(net, state, (), str(source))
-    if "mrcnn_class_logits" in layers:  # a whole model, not a backbone
+    if "NUM_CLASSES" in found:  # the file has the heads: a whole model, not a backbone
         require_complete(net, selected, str(source), config, found)
     metadata = {"format": CONVERTED_FORMAT, "config": json.dumps(config.to_dict(), default=str)}
     partial = target.with_name(f".{target.name}.partial")

@@ -185,6 +185,11 @@ def to_state_dict(layers: Layers) -> tuple[State, Sources]:
     return state, sources
 
 
+def weight_shapes(layers: Layers) -> dict[str, list[tuple[int, ...]]]:
+    """{layer: [shape of each weight]} of read layers, what :func:`infer_settings` takes."""
+    return {name: [tuple(weight.shape) for weight in weights] for name, weights in layers.items()}
+
+
 def infer_settings(shapes: dict[str, list[tuple[int, ...]]]) -> dict:
     """Config values a Matterport file's weight shapes ({layer: [shape of each weight]})
     determine: BACKBONE (from the number of res4 blocks: 6 for ResNet-50, 23 for ResNet-101)

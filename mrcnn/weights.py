@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 
 from mrcnn import conventions as conventions_lib
-from mrcnn.keras_mapping import infer_settings
 from mrcnn.model.network import CLASS_SPECIFIC_PREFIXES
 from mrcnn.weights_formats import CONVERTED_FORMAT, MATTERPORT_H5_FORMAT, WeightsError
 from mrcnn.weights_h5 import (  # h5py itself is imported only for .h5 files
-    read_keras_shapes,
+    is_keras_file,
     read_matterport_h5,
 )
 
@@ -124,9 +123,8 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
-    if path.suffix in (".h5", ".hdf5", ".keras"):
-        state, sources = read_matterport_h5(path)
-        made = infer_settings(read_keras_shapes(path))
+    if is_keras_file(path):
+        state, sources, made = read_matterport_h5(path)
         return state, {"format": MATTERPORT_H5_FORMAT, "keras_sources": sources, "made_for": made}
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file

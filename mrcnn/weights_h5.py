@@ -23,6 +23,14 @@ import torch
 from mrcnn import keras_mapping
 from mrcnn.weights_formats import WeightsError
 
+#: Extensions under which weight files are read as Keras HDF5 (any letter case).
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+def is_keras_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named as a Keras HDF5 weights file (:data:`KERAS_SUFFIXES`)."""
+    return Path(str(path)).suffix.lower() in KERAS_SUFFIXES
+
 
 def _attribute(group, name: str) -> list[str]:
     """A string-list attribute of an HDF5 group, joined from Keras' chunks when split."""
@@ -91,17 +99,19 @@ def _read_layers(path: str | os.PathLike, read) -> dict[str, list]:
 
 def read_matterport_h5(
     path: str | os.PathLike,
-) -> tuple[dict[str, torch.Tensor], dict[str, tuple[str, ...]]]:
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[str, ...]], dict]:
     """A Matterport .h5 file as a state dict of the matterport-flavour network.
 
     Returns:
-        (state, sources): the tensors by this project's names, and for each the Keras layer
-        names it was built from (so that ``exclude`` can take Matterport's layer names).
+        (state, sources, settings): the tensors by this project's names; for each the Keras
+        layer names it was built from (so that ``exclude`` can take Matterport's layer names);
+        and the config values its shapes determine (:func:`keras_mapping.infer_settings`).
     Raises:
         WeightsError: not a Keras file, or not a Matterport Mask R-CNN (naming what was found).
     """
     layers = read_keras_layers(path)
     try:
-        return keras_mapping.to_state_dict(layers)
+        state, sources = keras_mapping.to_state_dict(layers)
     except keras_mapping.NotMatterportError as error:
         raise WeightsError(f"{path}: {error}") from error
+    return state, sources, keras_mapping.infer_settings(keras_mapping.weight_shapes(layers))
