@@ -23,6 +23,7 @@ from mrcnn.model.matterport_api import (
     compose_image_meta,
     ground_truth_of_image,
     mold_image,
+    numpy_seeded_generator,
 )
 from mrcnn.training.augment import apply_augmentation, to_sample
 from mrcnn.training.imgaug_adapter import adapt_augmentation
@@ -218,7 +219,7 @@ def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config):
         torch.from_numpy(np.asarray(gt_masks).transpose(2, 0, 1).astype(np.float32)),
         mini_masks=bool(config.USE_MINI_MASK),
     )
-    generator = torch.Generator().manual_seed(int(np.random.randint(2**31 - 1)))
+    generator = numpy_seeded_generator()
     targets = target_rules.detection_targets(
         torch.from_numpy(yxyx_to_xyxy(np.asarray(rpn_rois, np.float32))),
         torch.zeros(len(rpn_rois), dtype=torch.int64),

@@ -87,8 +87,7 @@ def build_rpn_targets(
     truth = ground_truth_of_image(boxes, class_ids)
     per_image = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
     std = torch.as_tensor(np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float64))
-    # Matterport drew with np.random: seeding it keeps making the same draws here.
-    generator = torch.Generator().manual_seed(int(np.random.randint(2**31 - 1)))
+    generator = numpy_seeded_generator()
     anchors_xyxy = torch.as_tensor(yxyx_to_xyxy(np.asarray(anchors, dtype=np.float64)))
     targets = rpn_targets(anchors_xyxy, truth, per_image, std, generator=generator)
     labels = targets.labels[0].numpy()
@@ -98,6 +97,12 @@ def build_rpn_targets(
     # (dx, dy, dw, dh) -> Matterport's (dy, dx, log dh, log dw)
     rpn_bbox[: len(positive)] = targets.deltas[0, positive][:, [1, 0, 3, 2]].numpy()
     return rpn_match, rpn_bbox
+
+
+def numpy_seeded_generator() -> torch.Generator:
+    """A torch generator seeded from ``np.random``: Matterport's helpers drew with numpy, so
+    ``np.random.seed`` keeps making the same draws in ours, which sample with torch."""
+    return torch.Generator().manual_seed(int(np.random.randint(2**31 - 1)))
 
 
 def ground_truth_of_image(
