@@ -60,7 +60,8 @@ def export_format(path: str | os.PathLike, chosen: str | None = None) -> str:
         raise ValueError(f"format {chosen!r} is not one of {', '.join(FORMAT_SUFFIXES)}")
     if chosen is not None and named is not None and chosen != named:
         raise ValueError(
-            f"{path} is named as a {named} file but the format is {chosen}: "
+            f"{path} is named as {'an' if named == 'onnx' else 'a'} {named} file but the format "
+            f"is {chosen}: "
             f"name it {Path(path).with_suffix(FORMAT_SUFFIXES[chosen])}, or write {named}"
         )
     if chosen is None and named is None:
