@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrcnn.boxes import clip_boxes, decode_deltas, xyxy_to_yxyx
+from mrcnn.boxes import xyxy_to_yxyx
 from mrcnn.config import Config
 from mrcnn.datasets import from_spec
 from mrcnn.datasets.figures import display_anchor_coverage
@@ -33,7 +33,6 @@ from mrcnn.demo import DEMO_IMAGE_SIZE, ShapesDemoConfig
 from mrcnn.image import mold_batch, paste_masks
 from mrcnn.maskrcnn import MaskRCNN
 from mrcnn.model.anchors import anchors_for_config
-from mrcnn.model.proposals import generate_proposals
 from mrcnn.model.targets import mini_masks
 from mrcnn.render import draw_instances
 from mrcnn.training.augment import apply_augmentation, boxes_from_masks, to_sample
@@ -250,8 +249,10 @@ class StageOutputs:
         feature_shapes: (C, H_l, W_l) of P2..P6.
         anchors: [A, 4]; level_counts: anchors per level.
         rpn_scores: [A] objectness probabilities; rpn_deltas: [A, 4] (dx, dy, dw, dh).
-        pre_nms_boxes, pre_nms_scores: [P, 4], [P] the PRE_NMS_LIMIT best anchors decoded and
-            clipped, before non-maximum suppression.
+        pre_nms_anchors, pre_nms_refined, pre_nms_boxes, pre_nms_scores: [P, 4], [P, 4],
+            [P, 4], [P] the proposal layer's PRE_NMS_LIMIT best anchors (per level where it
+            ranks per level), refined by their deltas, then clipped, and their scores, before
+            non-maximum suppression (:meth:`MaskRCNNNet.proposal_steps`); best score first.
         proposals, proposal_scores: [K, 4], [K] after NMS (POST_NMS_ROIS_INFERENCE).
         class_probs: [K, C] box-head probabilities; roi_class_ids: [K] the best class;
         refined: [K, 4] each proposal refined by its best class's deltas, clipped to the window.
@@ -268,6 +269,8 @@ class StageOutputs:
     level_counts: tuple[int, ...]
     rpn_scores: np.ndarray
     rpn_deltas: np.ndarray
+    pre_nms_anchors: np.ndarray
+    pre_nms_refined: np.ndarray
     pre_nms_boxes: np.ndarray
     pre_nms_scores: np.ndarray
     proposals: np.ndarray
@@ -297,14 +300,15 @@ def run_stages(model, image: np.ndarray) -> StageOutputs:
         features = net.features(batch)
         objectness, rpn_deltas = net.rpn_outputs(features)
         anchors, counts = net.anchors(shape, batch)
-        pre = _pre_nms(net, objectness, rpn_deltas, anchors, counts, windows)
-        rois, roi_scores, roi_image = net.proposals(objectness, rpn_deltas, shape, windows)
+        steps = net.proposal_steps(objectness, rpn_deltas, shape, windows)
+        rois, roi_scores, roi_image = steps.proposals()
+        # Best first over all levels (a per-level layer keeps each level's rows together).
+        by_score = torch.sort(steps.scores, descending=True, stable=True).indices
         class_logits, deltas = net.box_predictions(features, rois, roi_image)
         probs = torch.softmax(class_logits, dim=1)
         best = probs.argmax(dim=1)
-        std = torch.as_tensor(list(map(float, config.BBOX_STD_DEV))).to(deltas)
         picked = deltas[torch.arange(len(rois), device=rois.device), best]
-        refined = clip_boxes(decode_deltas(picked, rois, std), windows[0])
+        refined = net.refine_rois(rois, picked, roi_image, windows, shape)
         found = net.detections(class_logits, deltas, rois, roi_image, windows, shape)
         mask_logits = net.mask_logits(features, found["boxes"], found["image_index"])
         mask_probs = net.mask_probabilities(
@@ -320,8 +324,10 @@ def run_stages(model, image: np.ndarray) -> StageOutputs:
         level_counts=tuple(int(c) for c in counts),
         rpn_scores=_numpy(torch.sigmoid(objectness[0])),
         rpn_deltas=_numpy(rpn_deltas[0]),
-        pre_nms_boxes=_numpy(pre[0]),
-        pre_nms_scores=_numpy(pre[1]),
+        pre_nms_anchors=_numpy(steps.anchors[by_score]),
+        pre_nms_refined=_numpy(steps.refined[by_score]),
+        pre_nms_boxes=_numpy(steps.clipped[by_score]),
+        pre_nms_scores=_numpy(steps.scores[by_score]),
         proposals=_numpy(rois),
         proposal_scores=_numpy(roi_scores),
         class_probs=_numpy(probs),
@@ -332,26 +338,6 @@ def run_stages(model, image: np.ndarray) -> StageOutputs:
         mask_probs=_numpy(mask_probs),
         result=model.detect([image])[0],
     )
-
-
-def _pre_nms(net, objectness, deltas, anchors, counts, windows):
-    """The proposal layer with suppression switched off (IoU threshold above 1): the
-    PRE_NMS_LIMIT best anchors, decoded and clipped."""
-    config = net.config
-    limit = int(config.PRE_NMS_LIMIT)
-    boxes, scores, _ = generate_proposals(
-        objectness,
-        deltas,
-        anchors,
-        counts,
-        windows,
-        limit,
-        limit * len(counts),
-        1.01,
-        torch.as_tensor(list(map(float, config.RPN_BBOX_STD_DEV))).to(deltas),
-        bool(config.RPN_PROPOSALS_PER_LEVEL),
-    )
-    return boxes, scores
 
 
 def _pad_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -375,12 +361,10 @@ def rpn_score_maps(stages: StageOutputs, anchor_stride: int = 1) -> list[np.ndar
 
 def top_anchors(stages: StageOutputs, config, count: int = 20) -> tuple[np.ndarray, np.ndarray]:
     """The ``count`` best-scoring anchors and the boxes their RPN deltas make of them (not
-    clipped): (anchors [count, 4], refined [count, 4]), (x1, y1, x2, y2)."""
-    order = np.argsort(-stages.rpn_scores, kind="stable")[:count]
-    anchors = torch.from_numpy(stages.anchors[order])
-    std = torch.as_tensor(list(map(float, config.RPN_BBOX_STD_DEV)), dtype=torch.float32)
-    refined = decode_deltas(torch.from_numpy(stages.rpn_deltas[order]), anchors, std)
-    return anchors.numpy(), refined.numpy()
+    clipped), as the proposal layer computed them: (anchors [count, 4], refined [count, 4]),
+    (x1, y1, x2, y2). ``config`` is unused (kept for callers)."""
+    del config
+    return stages.pre_nms_anchors[:count], stages.pre_nms_refined[:count]
 
 
 def roi_refinement(stages: StageOutputs, class_names, limit: int = 20):

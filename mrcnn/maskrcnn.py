@@ -366,6 +366,8 @@ class MaskRCNN(MatterportMethods):
 
     def _detect_batch(self, images: list[np.ndarray], mask_format: str) -> list[dict]:
         batch, metas = mold_batch(images, self.config, self.dtype, self.device)
+        # Matterport's detect left model.anchors at this input's anchors (build_rpn_targets).
+        self._anchor_shape = (int(batch.shape[-2]), int(batch.shape[-1]))
         windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
         precision = str(getattr(self.config, "INFERENCE_PRECISION", "fp32"))
         with inference_autocast(precision, self.device, self.dtype):

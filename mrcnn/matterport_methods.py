@@ -21,7 +21,7 @@ from mrcnn.checkpoint import run_dir_of
 from mrcnn.image import mold_batch, paste_masks
 from mrcnn.model.anchors import anchors_for_config
 from mrcnn.model.matterport_api import _image_meta_of, _norm_yxyx, compose_image_meta
-from mrcnn.model.run_graph import _stage_name, _StageValues
+from mrcnn.model.run_graph import _StageValues, known_stages, stage_name
 from mrcnn.training.trainer import LAYER_PRESETS, set_trainable
 
 #: Matterport's Keras layer names -> this network's parameter-name prefixes (for set_trainable).
@@ -190,9 +190,25 @@ class MatterportMethods:
 
         As in Matterport, ``self.anchors`` keeps them in pixels (float32 [A, 4], y1, x1, y2,
         x2), which :func:`mrcnn.model.build_rpn_targets` takes."""
-        anchors, _ = anchors_for_config(self.config, tuple(int(v) for v in image_shape[:2]))
-        self.anchors = xyxy_to_yxyx(anchors.numpy())
-        return _norm_yxyx(anchors.numpy(), image_shape)
+        self._anchor_shape = tuple(int(v) for v in image_shape[:2])
+        # The swap of (y1, x1, y2, x2) back to (x1, y1, x2, y2) is the same swap.
+        return _norm_yxyx(xyxy_to_yxyx(self.anchors), image_shape)
+
+    @property
+    def anchors(self) -> np.ndarray:
+        """float32 [A, 4] anchors (y1, x1, y2, x2) in pixels of the last molded input shape
+        that :meth:`get_anchors` or ``detect`` used, as Matterport kept them."""
+        shape = getattr(self, "_anchor_shape", None)
+        if shape is None:
+            raise AttributeError(
+                "model.anchors is set by model.get_anchors(image_shape) or model.detect(...); "
+                "call one of them first"
+            )
+        cached = getattr(self, "_anchor_cache", None)
+        if cached is None or cached[0] != shape:
+            anchors, _ = anchors_for_config(self.config, shape)
+            self._anchor_cache = (shape, xyxy_to_yxyx(anchors.numpy()))
+        return self._anchor_cache[1]
 
     # ------------------------------------------------------------------ run_graph
     def run_graph(self, images: Sequence[np.ndarray], outputs, image_metas=None) -> OrderedDict:
@@ -200,9 +216,11 @@ class MatterportMethods:
 
         Args:
             images: H x W x 3 uint8 images (molded as :meth:`mold_inputs` does).
-            outputs: (name, stage) pairs; ``stage`` is one of
-                :data:`mrcnn.model.run_graph.RUN_GRAPH_STAGES` (Matterport's layer names where
-                this network has the equivalent).
+            outputs: (name, stage) pairs; ``stage`` is a Matterport layer or node name that
+                this network has the equivalent of (:func:`mrcnn.model.run_graph.known_stages`:
+                every residual block's ``res4b_out`` ..., the FPN, RPN and heads, and the
+                proposal layer's ``ROI/pre_nms_anchors:0``, ``ROI/refined_anchors:0``,
+                ``ROI/refined_anchors_clipped:0`` and ``ROI/rpn_non_max_suppression:0``).
             image_metas: unused (the metas are those of :meth:`mold_inputs`).
         Returns:
             OrderedDict name -> array, in the order asked.
@@ -210,14 +228,28 @@ class MatterportMethods:
             KeyError: an unknown stage, listing the known ones.
         """
         del image_metas
-        wanted = [(name, _stage_name(stage)) for name, stage in outputs]
+        known = known_stages(self.net)
+        wanted = [(name, stage_name(stage, known)) for name, stage in outputs]
         molded, metas, windows = self.mold_inputs(images)
-        values = _StageValues(self, molded, windows)
+        values = _StageValues(self, molded, windows, [stage for _, stage in wanted])
         with _eval(self.net), torch.inference_mode():
             result = OrderedDict((name, values.get(stage)) for name, stage in wanted)
         for name, value in result.items():
             print(f"{name:25} shape: {str(value.shape):20} dtype: {value.dtype}")
         return result
+
+    def ancestor(self, tensor, name: str, checked=None) -> str | None:
+        """Matterport's search of the Keras graph for a node, as its notebooks call it
+        (``model.ancestor(pillar, "ROI/pre_nms_anchors:0")``): ``name`` itself when
+        :meth:`run_graph` knows that stage, else None, as Matterport returned None for a
+        node its graph did not have. ``tensor`` and ``checked`` are not needed: stages are
+        found by name."""
+        del tensor, checked
+        try:
+            stage_name(name, known_stages(self.net))
+        except KeyError:
+            return None
+        return name
 
 
 def _translate_layer_regex(layer_regex: str) -> str:

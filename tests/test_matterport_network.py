@@ -130,9 +130,8 @@ def test_proposals_rank_over_all_levels_clip_and_suppress():
     )
     logits = torch.tensor([[3.0, 2.0, 1.0, -5.0]], dtype=D)
     deltas = torch.zeros(1, 4, 4, dtype=D)
-    boxes, scores, index = matterport.proposals(
-        logits, deltas, anchors, 3, 10, 0.7, torch.ones(4, dtype=D)
-    )
+    steps = matterport.proposal_steps(logits, deltas, anchors, 3, 10, 0.7, torch.ones(4, dtype=D))
+    boxes, scores, index = steps.proposals()
     # top 3 by score; the second overlaps the first (IoU 0.95) and goes; the third is clipped
     expected = torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.8, 0.8, 1.0, 1.0]], dtype=D)
     assert torch.allclose(boxes, expected)
@@ -151,9 +150,10 @@ def test_proposals_break_score_ties_by_anchor_index_as_tensorflow_does():
     anchors = torch.stack([box, taller], dim=1).reshape(-1, 4)
     logits = torch.full((1, len(anchors)), 40.0, dtype=D)  # sigmoid(40) == 1.0 in floating point
     deltas = torch.zeros(1, len(anchors), 4, dtype=D)
-    boxes, _, _ = matterport.proposals(
+    steps = matterport.proposal_steps(
         logits, deltas, anchors, len(anchors), 1000, 0.7, torch.ones(4, dtype=D)
     )
+    boxes, _, _ = steps.proposals()
     source = torch.cdist(boxes, anchors).argmin(dim=1)  # zero deltas: each box is its anchor
     assert source.tolist() == list(range(0, 2000, 2))
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mrcnn.model.proposals import (
-    generate_proposals,
+    proposal_steps,
     select_top_anchors,
     stable_top_k,
     top_k_per_group,
@@ -46,7 +46,7 @@ def run(
         windows = torch.tensor([FULL] * batch)
     if level_counts is None:
         level_counts = [count]
-    return generate_proposals(
+    return proposal_steps(
         objectness,
         deltas,
         anchors,
@@ -57,7 +57,7 @@ def run(
         nms,
         std,
         per_level,
-    )
+    ).proposals()
 
 
 def test_nms_ordering_and_image_index_on_a_batch_of_two():

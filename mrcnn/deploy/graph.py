@@ -143,7 +143,7 @@ class InferenceGraph(nn.Module):
     def proposals(
         self, objectness: torch.Tensor, deltas: torch.Tensor, window: torch.Tensor
     ) -> torch.Tensor:
-        """The proposal layer for one image (see :func:`mrcnn.model.proposals.generate_proposals`).
+        """The proposal layer for one image (see :func:`mrcnn.model.proposals.proposal_steps`).
 
         Args:
             objectness: [1, A] logits; deltas: [1, A, 4]; window: [4] (x1, y1, x2, y2).

@@ -15,6 +15,15 @@ MIN_DETECTION_SIZE = 1e-2
 NMS_CANDIDATES_PER_INSTANCE = 4
 
 
+def refine_boxes(
+    rois: torch.Tensor, class_deltas: torch.Tensor, std: torch.Tensor, windows: torch.Tensor
+) -> torch.Tensor:
+    """[K, 4] (x1, y1, x2, y2) ROIs moved by the deltas of one class each ([K, 4] (dx, dy,
+    dw, dh) before ``std``) and clipped into their image windows ([K, 4], network-input
+    pixels)."""
+    return clip_boxes(decode_deltas(class_deltas, rois, std), windows)
+
+
 def refine_detections(
     class_logits: torch.Tensor,
     deltas: torch.Tensor,
@@ -59,9 +68,8 @@ def refine_detections(
     confident = scores >= min_confidence
     roi, cls, scores = roi[confident], cls[confident], scores[confident]
 
-    boxes = decode_deltas(deltas[roi, cls], rois[roi], std)
     images = image_index[roi]
-    boxes = clip_boxes(boxes, windows.to(boxes)[images])
+    boxes = refine_boxes(rois[roi], deltas[roi, cls], std, windows.to(rois)[images])
     sized = torch.nonzero(large_enough(boxes, MIN_DETECTION_SIZE)).squeeze(1)
     groups = images * num_classes + cls
     keep = sized[

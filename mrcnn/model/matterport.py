@@ -8,7 +8,7 @@ in normalised coordinates is computed here the same way:
 * normalised box = ((x1, y1, x2 - 1, y2 - 1) in pixels) / (W - 1, H - 1, W - 1, H - 1), the
   arithmetic of Matterport's ``norm_boxes``; :func:`mrcnn.boxes.normalise_boxes` and
   :func:`mrcnn.boxes.denormalise_boxes` (without rounding) convert;
-* the proposal layer (:func:`proposals`): top PRE_NMS_LIMIT over all levels, deltas decoded as
+* the proposal layer (:func:`proposal_steps`): top PRE_NMS_LIMIT over all levels, deltas decoded as
   Matterport decodes them, clip to [0, 1], NMS, POST_NMS_ROIS;
 * the level rule of PyramidROIAlign (:func:`roi_levels`, rounding half to even as tf.round);
 * the detection layer (:func:`detections`): the top class of each ROI, DETECTION_MIN_CONFIDENCE,
@@ -29,7 +29,7 @@ from mrcnn.boxes import denormalise_boxes, normalise_boxes
 from mrcnn.model.backbone import ResNetBackbone
 from mrcnn.model.conv_fusion import conv_bn_relu
 from mrcnn.model.detection import best_survivors
-from mrcnn.model.proposals import stable_top_k, top_k_per_group
+from mrcnn.model.proposals import ProposalSteps, stable_top_k, top_k_per_group
 
 #: Keras BatchNormalization's default epsilon, which Matterport's layers keep.
 KERAS_BN_EPS = 1e-3
@@ -124,7 +124,7 @@ def clip_to_window(boxes: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.minimum(boxes, high), low)
 
 
-def proposals(
+def proposal_steps(
     objectness: torch.Tensor,
     deltas: torch.Tensor,
     anchors: torch.Tensor,
@@ -132,8 +132,11 @@ def proposals(
     post_nms_limit: int,
     nms_threshold: float,
     std: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Matterport's ProposalLayer.
+) -> ProposalSteps:
+    """Matterport's ProposalLayer, step by step: its ``pre_nms_anchors``, ``refined_anchors``,
+    ``refined_anchors_clipped`` and the rows its ``rpn_non_max_suppression`` keeps;
+    ``.proposals()`` gives its output (Matterport pads each image's proposals with zero boxes
+    up to ``post_nms_limit``; these are not returned).
 
     Args:
         objectness: [B, A] logits (foreground minus background logit).
@@ -141,9 +144,7 @@ def proposals(
         anchors: [A, 4] (x1, y1, x2, y2) normalised.
         std: [4] RPN_BBOX_STD_DEV.
     Returns:
-        (boxes [K, 4] normalised (x1, y1, x2, y2), scores [K] foreground probabilities,
-        image_index int64 [K]); grouped by image, best first. Matterport pads each image's
-        proposals with zero boxes up to ``post_nms_limit``; these are not returned.
+        :class:`mrcnn.model.proposals.ProposalSteps`, boxes normalised (x1, y1, x2, y2).
     """
     batch, count = objectness.shape
     k = min(int(pre_nms_limit), count)
@@ -152,8 +153,9 @@ def proposals(
     probs = torch.sigmoid(objectness)
     top = stable_top_k(probs, k)
     chosen = deltas.gather(1, top[..., None].expand(-1, -1, 4)).reshape(-1, 4)
-    boxes = apply_deltas(anchors.to(deltas)[top.reshape(-1)], chosen * std.to(deltas))
-    boxes = clip_to_window(boxes, boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
+    chosen_anchors = anchors.to(deltas)[top.reshape(-1)]
+    refined = apply_deltas(chosen_anchors, chosen * std.to(deltas))
+    boxes = clip_to_window(refined, refined.new_tensor([0.0, 0.0, 1.0, 1.0]))
     scores = probs.gather(1, top).reshape(-1)
     image_index = torch.arange(batch, device=boxes.device).repeat_interleave(k)
     # NMS ranks the candidates by their place in that order: TensorFlow's NMS breaks score
@@ -163,7 +165,7 @@ def proposals(
     keep = best_survivors(
         boxes, ranks, image_index, image_index, float(nms_threshold), int(post_nms_limit)
     )
-    return boxes[keep], scores[keep], image_index[keep]
+    return ProposalSteps(chosen_anchors, refined, boxes, scores, image_index, keep)
 
 
 def roi_levels(boxes: torch.Tensor, image_shape) -> torch.Tensor:
@@ -176,6 +178,16 @@ def roi_levels(boxes: torch.Tensor, image_shape) -> torch.Tensor:
     level = torch.log(torch.sqrt(h * w) / (224.0 / torch.sqrt(area))) / math.log(2.0)
     level = torch.nan_to_num(torch.round(level), nan=-2.0, neginf=-2.0, posinf=1.0)
     return (4 + level).clamp(2, 5).to(torch.int64)
+
+
+def refine_boxes(
+    rois: torch.Tensor, class_deltas: torch.Tensor, std: torch.Tensor, windows: torch.Tensor
+) -> torch.Tensor:
+    """The detection layer's refinement: normalised [K, 4] (x1, y1, x2, y2) ROIs moved by the
+    deltas of one class each ([K, 4] (dx, dy, dw, dh) before ``std``) and clipped into their
+    image windows ([K, 4] normalised)."""
+    boxes = apply_deltas(rois, class_deltas * std.to(class_deltas))
+    return clip_to_window(boxes, windows.to(boxes))
 
 
 def detections(
@@ -203,8 +215,7 @@ def detections(
     probs = torch.softmax(class_logits, dim=1)
     scores, cls = probs.max(dim=1)
     rows = torch.arange(len(cls), device=cls.device)
-    boxes = apply_deltas(rois, deltas[rows, cls] * std.to(deltas))
-    boxes = clip_to_window(boxes, windows.to(boxes)[image_index])
+    boxes = refine_boxes(rois, deltas[rows, cls], std, windows.to(rois)[image_index])
     keep = cls > 0
     if min_confidence:
         keep &= scores >= min_confidence
@@ -245,7 +256,8 @@ __all__ = [
     "detections",
     "keras_bn_fold",
     "normalise_boxes",
-    "proposals",
+    "proposal_steps",
+    "refine_boxes",
     "roi_levels",
     "tf_same_max_pool",
     "tf_same_pad",

@@ -15,11 +15,11 @@ from mrcnn.model import matterport
 from mrcnn.model.anchors import pyramid_anchors
 from mrcnn.model.backbone import ResNetBackbone, backbone_channels, clear_folded_weights
 from mrcnn.model.crop_and_resize import pyramid_crop_and_resize
-from mrcnn.model.detection import refine_detections
+from mrcnn.model.detection import refine_boxes, refine_detections
 from mrcnn.model.fpn import FeaturePyramid
 from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
 from mrcnn.model.precision import decoding_dtype
-from mrcnn.model.proposals import generate_proposals
+from mrcnn.model.proposals import ProposalSteps, proposal_steps
 from mrcnn.model.roi_align import feature_table, pyramid_roi_align
 from mrcnn.model.rpn import RPNHead
 from mrcnn.model.settings import StageSettings
@@ -115,7 +115,21 @@ class MaskRCNNNet(nn.Module):
         post_nms_limit: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Proposal layer: (boxes [K, 4], scores [K], image_index [K]); see
-        :func:`mrcnn.model.proposals.generate_proposals`."""
+        :func:`mrcnn.model.proposals.proposal_steps`."""
+        return self.proposal_steps(
+            objectness, deltas, image_shape, windows, post_nms_limit
+        ).proposals()
+
+    def proposal_steps(
+        self,
+        objectness: torch.Tensor,
+        deltas: torch.Tensor,
+        image_shape: tuple[int, int],
+        windows: torch.Tensor,
+        post_nms_limit: int | None = None,
+    ) -> ProposalSteps:
+        """The proposal layer step by step (:class:`mrcnn.model.proposals.ProposalSteps`),
+        boxes in network-input pixels whatever the flavour computes them in."""
         s = self.settings
         if post_nms_limit is None:
             post_nms_limit = (
@@ -124,7 +138,7 @@ class MaskRCNNNet(nn.Module):
         anchors, counts = self.anchors(image_shape, deltas)
         if self.matterport:
             with torch.no_grad():
-                boxes, scores, index = matterport.proposals(
+                steps = matterport.proposal_steps(
                     objectness.detach(),
                     deltas.detach(),
                     matterport.normalise_boxes(anchors, image_shape),
@@ -133,9 +147,9 @@ class MaskRCNNNet(nn.Module):
                     s.rpn_nms_threshold,
                     self.rpn_bbox_std.to(deltas),
                 )
-            return matterport.denormalise_boxes(boxes, image_shape), scores, index
+            return steps.map_boxes(lambda b: matterport.denormalise_boxes(b, image_shape))
         with torch.no_grad():
-            return generate_proposals(
+            return proposal_steps(
                 objectness.detach(),
                 deltas.detach(),
                 anchors,
@@ -235,6 +249,29 @@ class MaskRCNNNet(nn.Module):
             s.max_instances,
             s.class_mode,
         )
+
+    def refine_rois(
+        self,
+        rois: torch.Tensor,
+        class_deltas: torch.Tensor,
+        image_index: torch.Tensor,
+        windows: torch.Tensor,
+        image_shape: tuple[int, int],
+    ) -> torch.Tensor:
+        """The detection layer's refinement of [K, 4] ROIs by the box-head deltas of one class
+        each ([K, 4] (dx, dy, dw, dh), before BBOX_STD_DEV), clipped to their image's window:
+        [K, 4] (x1, y1, x2, y2) network-input pixels, computed as the flavour computes it."""
+        std = self.bbox_std.to(class_deltas)
+        per_roi = windows.to(rois)[image_index]
+        if self.matterport:
+            refined = matterport.refine_boxes(
+                matterport.normalise_boxes(rois, image_shape),
+                class_deltas,
+                std,
+                matterport.normalise_boxes(per_roi, image_shape),
+            )
+            return matterport.denormalise_boxes(refined, image_shape)
+        return refine_boxes(rois, class_deltas, std, per_roi)
 
     def mask_logits(
         self,

@@ -8,6 +8,7 @@ images (and, in per-level mode, pyramid levels) are kept apart by torchvision's 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torchvision.ops import batched_nms
@@ -87,7 +88,46 @@ def select_top_anchors(
     return torch.cat(indices, dim=1), torch.cat(levels)
 
 
-def generate_proposals(
+@dataclass
+class ProposalSteps:
+    """What the proposal layer computes on the way to its proposals (``run_graph`` and
+    ``mrcnn inspect`` show these steps).
+
+    Rows are the best-scoring anchors of each image (PRE_NMS_LIMIT of them, per level where
+    proposals are chosen per level), image after image, in the layer's order. Boxes are
+    (x1, y1, x2, y2) in the layer's frame: network-input pixels here, normalised in Matterport's
+    layer (:func:`mrcnn.model.matterport.proposal_steps`).
+
+    Attributes:
+        anchors: [R, 4] the chosen anchors; refined: [R, 4] after the RPN's deltas;
+        clipped: [R, 4] refined and clipped (the proposals' candidates).
+        scores: [R] objectness probabilities; image_index: int64 [R].
+        keep: int64 [K] the rows that survive NMS and the per-image limit, grouped by image,
+            best first: the proposals are ``clipped[keep]``.
+    """
+
+    anchors: torch.Tensor
+    refined: torch.Tensor
+    clipped: torch.Tensor
+    scores: torch.Tensor
+    image_index: torch.Tensor
+    keep: torch.Tensor
+
+    def proposals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(boxes [K, 4], scores [K], image_index [K]) of the kept rows."""
+        return self.clipped[self.keep], self.scores[self.keep], self.image_index[self.keep]
+
+    def map_boxes(self, convert) -> ProposalSteps:
+        """The same steps with ``convert`` applied to every box tensor (e.g. to pixels)."""
+        return replace(
+            self,
+            anchors=convert(self.anchors),
+            refined=convert(self.refined),
+            clipped=convert(self.clipped),
+        )
+
+
+def proposal_steps(
     objectness: torch.Tensor,
     deltas: torch.Tensor,
     anchors: torch.Tensor,
@@ -98,8 +138,8 @@ def generate_proposals(
     nms_threshold: float,
     std: torch.Tensor,
     per_level: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The proposal layer.
+) -> ProposalSteps:
+    """The proposal layer, step by step (``.proposals()`` gives its output).
 
     Args:
         objectness: [B, A] RPN logits.
@@ -113,22 +153,20 @@ def generate_proposals(
         std: [4] RPN_BBOX_STD_DEV.
         per_level: rank and suppress within each level (torchvision) or across levels.
     Returns:
-        (boxes, scores, image_index): [K, 4] (x1, y1, x2, y2), [K] objectness probabilities
-        and int64 [K] the image of each box; grouped by image, best first within an image.
+        :class:`ProposalSteps` in network-input pixels.
     """
     batch = objectness.shape[0]
     indices, levels = select_top_anchors(objectness, level_counts, pre_nms_limit, per_level)
     logits = objectness.gather(1, indices)
     chosen_deltas = deltas.gather(1, indices[..., None].expand(-1, -1, 4))
-    boxes = decode_deltas(
-        chosen_deltas.reshape(-1, 4), anchors.to(deltas)[indices.reshape(-1)], std
-    )
-    image_index = torch.arange(batch, device=boxes.device).repeat_interleave(indices.shape[1])
-    boxes = clip_boxes(boxes, windows.to(boxes)[image_index])
+    chosen_anchors = anchors.to(deltas)[indices.reshape(-1)]
+    refined = decode_deltas(chosen_deltas.reshape(-1, 4), chosen_anchors, std)
+    image_index = torch.arange(batch, device=refined.device).repeat_interleave(indices.shape[1])
+    boxes = clip_boxes(refined, windows.to(refined)[image_index])
     scores = torch.sigmoid(logits.reshape(-1))
     groups = image_index * len(level_counts) + levels.repeat(batch)
 
     valid = torch.nonzero(large_enough(boxes, MIN_PROPOSAL_SIZE)).squeeze(1)
     keep = valid[batched_nms(boxes[valid], scores[valid], groups[valid], nms_threshold)]
     keep = top_k_per_group(keep, image_index, post_nms_limit)
-    return boxes[keep], scores[keep], image_index[keep]
+    return ProposalSteps(chosen_anchors, refined, boxes, scores, image_index, keep)

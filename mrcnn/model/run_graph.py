@@ -9,37 +9,75 @@ Matterport's layouts: feature maps [B, H, W, C], deltas (dy, dx, log dh, log dw)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from string import ascii_lowercase
 
 import numpy as np
 import torch
 
 from mrcnn.boxes import xyxy_to_yxyx
+from mrcnn.model.proposals import ProposalSteps
 
-#: Matterport's names of the four backbone outputs (res4's last block depends on the depth).
-_BACKBONE_STAGES = {"res2c_out": 0, "res3d_out": 1, "res4f_out": 2, "res4w_out": 2, "res5c_out": 3}
 _FPN_STAGES = {f"fpn_p{level}": level - 2 for level in range(2, 7)}
 
-#: Every stage ``run_graph`` knows: Matterport's layer names plus a few plain aliases.
-RUN_GRAPH_STAGES = (
-    ["input_image", "anchors", *_BACKBONE_STAGES, *_FPN_STAGES]
-    + ["rpn_class_logits", "rpn_class", "rpn_bbox", "ROI"]
-    + ["mrcnn_class_logits", "mrcnn_class", "mrcnn_bbox", "mrcnn_detection", "mrcnn_mask"]
-)
+#: Matterport's ProposalLayer nodes (found with ``model.ancestor`` in its notebooks) -> the
+#: field of :class:`mrcnn.model.proposals.ProposalSteps` they show.
+_PROPOSAL_STAGES = {
+    "ROI/pre_nms_anchors": "anchors",
+    "ROI/refined_anchors": "refined",
+    "ROI/refined_anchors_clipped": "clipped",
+    "ROI/rpn_non_max_suppression": "keep",
+}
+_HEAD_STAGES = ["mrcnn_class_logits", "mrcnn_class", "mrcnn_bbox", "mrcnn_detection", "mrcnn_mask"]
 _ALIASES = {
     "proposals": "ROI",
     "rois": "ROI",
     "input_anchors": "anchors",
     "detections": "mrcnn_detection",
+    "pre_nms_anchors": "ROI/pre_nms_anchors",
+    "refined_anchors": "ROI/refined_anchors",
+    "refined_anchors_clipped": "ROI/refined_anchors_clipped",
+    "post_nms_anchor_ix": "ROI/rpn_non_max_suppression",
+    # The NMS node's names in TensorFlow 1.4-1.8 and 1.9-1.10, which the notebooks also try.
+    "ROI/rpn_non_max_suppression/NonMaxSuppressionV2": "ROI/rpn_non_max_suppression",
+    "ROI/rpn_non_max_suppression/NonMaxSuppressionV3": "ROI/rpn_non_max_suppression",
 }
 
 
-def _stage_name(stage) -> str:
-    """The known stage ``stage`` names, or KeyError listing the known ones."""
-    name = _ALIASES.get(str(stage), str(stage))
-    if name not in RUN_GRAPH_STAGES:
+def backbone_block_stages(block_counts: Sequence[int]) -> dict[str, tuple[int, int]]:
+    """Matterport's name of every residual block's output -> (stage 0-3, block).
+
+    ``res2a_out`` ... ``res5c_out``: stage 4 runs to ``res4f_out`` in ResNet-50 and to
+    ``res4w_out`` in ResNet-101; each stage's last block is its C2-C5 output.
+    """
+    return {
+        f"res{stage + 2}{ascii_lowercase[block]}_out": (stage, block)
+        for stage, count in enumerate(block_counts)
+        for block in range(count)
+    }
+
+
+def _block_counts(net) -> list[int]:
+    body = net.backbone.body
+    return [len(layer) for layer in (body.layer1, body.layer2, body.layer3, body.layer4)]
+
+
+def known_stages(net) -> list[str]:
+    """Every stage name ``run_graph`` knows for ``net``: Matterport's layer and node names."""
+    blocks = backbone_block_stages(_block_counts(net))
+    rpn = ["rpn_class_logits", "rpn_class", "rpn_bbox", "ROI"]
+    return ["input_image", "anchors", *blocks, *_FPN_STAGES, *rpn, *_PROPOSAL_STAGES, *_HEAD_STAGES]
+
+
+def stage_name(stage, known: Sequence[str]) -> str:
+    """The stage of ``known`` that ``stage`` names (a TensorFlow ":0" suffix is ignored), or
+    KeyError listing the known ones."""
+    text = str(stage)
+    text = text[:-2] if text.endswith(":0") else text
+    name = _ALIASES.get(text, text)
+    if name not in known:
         raise KeyError(
-            f"run_graph: unknown stage {stage!r}; known stages: {', '.join(RUN_GRAPH_STAGES)} "
+            f"run_graph: unknown stage {stage!r}; known stages: {', '.join(known)} "
             "(outputs are (name, stage) pairs, e.g. ('proposals', 'ROI'))"
         )
     return name
@@ -57,8 +95,13 @@ def _dydx(deltas: torch.Tensor) -> np.ndarray:
 class _StageValues:
     """Computes the stages of one molded batch on demand, each once."""
 
-    def __init__(self, model, molded: np.ndarray, windows: np.ndarray) -> None:
+    def __init__(
+        self, model, molded: np.ndarray, windows: np.ndarray, wanted: Sequence[str] = ()
+    ) -> None:
         self.model, self.net, self.config = model, model.net, model.config
+        blocks = backbone_block_stages(_block_counts(self.net))
+        #: The residual blocks whose outputs were asked for: (stage, block) -> name.
+        self.blocks = {blocks[name]: name for name in wanted if name in blocks}
         self.molded = molded
         self.shape = molded.shape[1:3]
         images = torch.as_tensor(molded).permute(0, 3, 1, 2)
@@ -74,7 +117,27 @@ class _StageValues:
 
     # --- the network's stages, in its own layouts
     def backbone(self) -> list[torch.Tensor]:
-        return self._once("backbone", lambda: self.net.backbone(self.images))
+        return self._once("backbone", self._run_backbone)
+
+    def _run_backbone(self) -> list[torch.Tensor]:
+        """The backbone's [C2, C3, C4, C5], keeping the outputs of the blocks asked for."""
+        body = self.net.backbone.body
+        stages = (body.layer1, body.layer2, body.layer3, body.layer4)
+        hooks = [
+            stages[stage][block].register_forward_hook(self._keeper(name))
+            for (stage, block), name in self.blocks.items()
+        ]
+        try:
+            return self.net.backbone(self.images)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    def _keeper(self, name: str):
+        def keep(module, inputs, output) -> None:
+            self.cache[name] = output
+
+        return keep
 
     def features(self) -> list[torch.Tensor]:
         return self._once("features", lambda: self.net.fpn(self.backbone()))
@@ -82,13 +145,16 @@ class _StageValues:
     def rpn(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._once("rpn", lambda: self.net.rpn_outputs(self.features()))
 
-    def rois(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def proposal_steps(self) -> ProposalSteps:
         def compute():
             objectness, deltas = self.rpn()
-            boxes, _, index = self.net.proposals(objectness, deltas, self.shape, self.windows)
-            return boxes, index
+            return self.net.proposal_steps(objectness, deltas, self.shape, self.windows)
 
-        return self._once("rois", compute)
+        return self._once("proposal_steps", compute)
+
+    def rois(self) -> tuple[torch.Tensor, torch.Tensor]:
+        boxes, _, index = self.proposal_steps().proposals()
+        return boxes, index
 
     def box_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._once("box", lambda: self.net.box_predictions(self.features(), *self.rois()))
@@ -97,7 +163,7 @@ class _StageValues:
         def compute():
             logits, deltas = self.box_outputs()
             boxes, index = self.rois()
-            return self.net.detections(logits, deltas, boxes, index, self.windows)
+            return self.net.detections(logits, deltas, boxes, index, self.windows, self.shape)
 
         return self._once("found", compute)
 
@@ -112,14 +178,28 @@ class _StageValues:
             out[i, : len(rows)] = rows
         return out
 
+    def _proposal_step(self, field: str) -> np.ndarray:
+        """A ProposalLayer node: [B, k, 4] normalised (y1, x1, y2, x2) boxes of each image's
+        best anchors, or, for the NMS node, int32 [n] the rows of the first image's that
+        survive, best first (Matterport's node was that of the batch's first image)."""
+        steps = self.proposal_steps()
+        if field == "keep":
+            first = steps.keep[steps.image_index[steps.keep] == 0]
+            return first.cpu().numpy().astype(np.int32)
+        boxes = self.model.normalised_yxyx(getattr(steps, field), self.shape)
+        return boxes.reshape(len(self.molded), -1, 4)
+
     def get(self, stage: str) -> np.ndarray:
         cfg = self.config
         if stage == "input_image":
             return self.molded
         if stage == "anchors":
             return self.model.get_anchors(self.shape)
-        if stage in _BACKBONE_STAGES:
-            return _nhwc(self.backbone()[_BACKBONE_STAGES[stage]])
+        if stage in self.blocks.values():
+            self.backbone()
+            return _nhwc(self.cache[stage])
+        if stage in _PROPOSAL_STAGES:
+            return self._proposal_step(_PROPOSAL_STAGES[stage])
         if stage in _FPN_STAGES:
             return _nhwc(self.features()[_FPN_STAGES[stage]])
         if stage in ("rpn_class_logits", "rpn_class"):
