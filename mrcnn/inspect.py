@@ -359,11 +359,10 @@ def rpn_score_maps(stages: StageOutputs, anchor_stride: int = 1) -> list[np.ndar
     return maps
 
 
-def top_anchors(stages: StageOutputs, config, count: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def top_anchors(stages: StageOutputs, count: int = 20) -> tuple[np.ndarray, np.ndarray]:
     """The ``count`` best-scoring anchors and the boxes their RPN deltas make of them (not
     clipped), as the proposal layer computed them: (anchors [count, 4], refined [count, 4]),
-    (x1, y1, x2, y2). ``config`` is unused (kept for callers)."""
-    del config
+    (x1, y1, x2, y2)."""
     return stages.pre_nms_anchors[:count], stages.pre_nms_refined[:count]
 
 

@@ -273,6 +273,6 @@ def _inputs(batch: list[dict], limit: int) -> list[np.ndarray]:
         count = len(sample["class_ids"])
         class_ids[b, :count], boxes[b, :count] = sample["class_ids"], sample["boxes"]
         masks[b, :, :, :count] = sample["masks"]
-    stacked = [np.stack([sample[key] for sample in batch]) for key in ("image", "meta")]
-    stacked += [np.stack([sample[key] for sample in batch]) for key in ("rpn_match", "rpn_bbox")]
+    keys = ("image", "meta", "rpn_match", "rpn_bbox")
+    stacked = [np.stack([sample[key] for sample in batch]) for key in keys]
     return [*stacked, class_ids, boxes, masks]

@@ -204,11 +204,8 @@ class MatterportMethods:
                 "model.anchors is set by model.get_anchors(image_shape) or model.detect(...); "
                 "call one of them first"
             )
-        cached = getattr(self, "_anchor_cache", None)
-        if cached is None or cached[0] != shape:
-            anchors, _ = anchors_for_config(self.config, shape)
-            self._anchor_cache = (shape, xyxy_to_yxyx(anchors.numpy()))
-        return self._anchor_cache[1]
+        anchors, _ = anchors_for_config(self.config, shape)  # cached per shape
+        return xyxy_to_yxyx(anchors.numpy())
 
     # ------------------------------------------------------------------ run_graph
     def run_graph(self, images: Sequence[np.ndarray], outputs, image_metas=None) -> OrderedDict:
