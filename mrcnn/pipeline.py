@@ -141,31 +141,33 @@ class Pipeline:
     def run(self) -> None:
         """Run to the end (once). Raises the first error of a stage, once every thread has ended."""
         threads = [
-            threading.Thread(target=self._run_thread, args=step, name=name, daemon=True)
+            (threading.Thread(target=self._run_thread, args=(ended, *step), name=name, daemon=True),
+             ended)
             for i, (step, name) in enumerate(zip(self._steps, self._names, strict=True))
             if i != self._caller
-        ]
+            for ended in [threading.Event()]
+        ]  # fmt: skip
         try:
-            for thread in threads:
+            for thread, _ in threads:
                 thread.start()
             if self._caller is not None:
                 self._run_step(*self._steps[self._caller])
-            for thread in threads:
-                thread.join()
-        except BaseException:  # Ctrl-C while joining, or out of the caller's stage's clean-up
+            _wait_until_ended(threads)
+        except BaseException:  # Ctrl-C while waiting, or out of the caller's stage's clean-up
             self._abort.set()
-            for thread in threads:
-                if thread.ident is not None:
-                    thread.join()
+            _wait_until_ended([(thread, ended) for thread, ended in threads if thread.ident])
             raise
         stops = [e for e in self._errors if not isinstance(e, Exception)]
         if stops or self._errors:
             raise (stops or self._errors)[0]
 
-    def _run_thread(self, *step) -> None:
-        if self._background:
-            _idle_priority()
-        self._run_step(*step)
+    def _run_thread(self, ended: threading.Event, *step) -> None:
+        try:
+            if self._background:
+                _idle_priority()
+            self._run_step(*step)
+        finally:
+            ended.set()
 
     def _run_step(self, work, inbox: _Channel | None, outbox: _Channel | None) -> None:
         items = None
@@ -189,6 +191,18 @@ class Pipeline:
                 inbox.close()
             if outbox is not None:
                 outbox.put(_END)
+
+
+def _wait_until_ended(threads: list[tuple[threading.Thread, threading.Event]]) -> None:
+    """Join ``threads``, each given with the event its last line sets.
+
+    Python 3.11's ``Thread.join``, when a Ctrl-C interrupts it, can mark a thread that is still
+    running as ended (CPython issue 90882), and every later ``join`` then returns at once; so
+    the waiting is on the events, and ``join`` only follows each one's last line.
+    """
+    for thread, ended in threads:
+        ended.wait()
+        thread.join()
 
 
 def _idle_priority() -> None:

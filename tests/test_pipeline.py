@@ -190,6 +190,14 @@ def test_a_stage_error_stops_the_stages_before_it():
 def test_ctrl_c_stops_the_pipeline(caller):
     main = threading.main_thread().ident
     sunk: list = []
+    cleaned: list = []
+
+    def counting():  # the source; its clean-up (a video file being closed, say) takes a while
+        try:
+            yield from itertools.count()
+        finally:
+            time.sleep(0.3)
+            cleaned.append(True)
 
     def interrupting(items):
         for i in items:
@@ -204,8 +212,11 @@ def test_ctrl_c_stops_the_pipeline(caller):
         return ()
 
     with pytest.raises(KeyboardInterrupt):
-        Pipeline(itertools.count(), [interrupting, slow_sink], sizes=2, caller=caller).run()
+        Pipeline(counting(), [interrupting, slow_sink], sizes=2, caller=caller).run()
     assert len(sunk) < 100
+    # Python 3.11's Thread.join, interrupted by Ctrl-C, marks a running thread as ended: run()
+    # must still wait until every stage has cleaned up
+    assert cleaned == [True]
     assert not pipeline_threads()
 
 
