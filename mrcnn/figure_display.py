@@ -16,7 +16,8 @@ them, which a notebook shows only when the figure is the cell's last value, and 
 - ``show=True``: shown as above, wherever it can be; ``show=False``: never.
 
 The figure is still returned. In a notebook it is shown once: the returned figure does not show
-itself a second time when it is also the cell's last value.
+itself a second time when it is also the cell's last value, neither when this module showed it
+nor when pyplot's inline backend shows it at the cell's end (a caller's ``plt.subplots`` axes).
 """
 
 from __future__ import annotations
@@ -81,12 +82,59 @@ def show_in_notebook(figure: Figure) -> Figure:
     return figure
 
 
+def pyplot_shows_at_cell_end(figure: Figure) -> bool:
+    """Whether the notebook's pyplot backend puts ``figure`` in the cell's output by itself.
+
+    matplotlib's inline backend shows the open pyplot figures when the cell ends, so a figure
+    the caller made with ``plt.subplots`` and passed as ``ax`` is shown there. A figure made
+    with ``Figure()`` is not pyplot's and shows only as a cell's value; after ``plt.ioff()``
+    the backend waits for ``plt.show()``.
+    """
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    managed = figure.canvas.manager is not None and plt.fignum_exists(figure.number)
+    inline = "inline" in matplotlib.get_backend().lower() and matplotlib.is_interactive()
+    return in_notebook_kernel() and managed and inline
+
+
+class PyplotFigure(Figure):
+    """A caller's pyplot figure that the inline backend shows when the cell ends."""
+
+
+def leave_to_pyplot(figure: Figure) -> Figure:
+    """Keep ``figure`` out of the cell's result until the cell ends, where pyplot shows it.
+
+    The result is displayed while the cell runs and pyplot's figures after it (a
+    ``post_execute`` callback), both through the same formatters; so the figure's class is put
+    back by a callback that runs before pyplot's.
+    """
+    _leave_shown_figures_out_of_results()
+    callbacks = sys.modules["IPython"].get_ipython().events.callbacks["post_execute"]
+    if _give_figures_back_to_pyplot not in callbacks:
+        callbacks.insert(0, _give_figures_back_to_pyplot)
+    if not isinstance(figure, PyplotFigure):  # a second call into the same figure's axes
+        _waiting_for_pyplot.append((figure, type(figure)))
+        figure.__class__ = PyplotFigure
+    return figure
+
+
+_waiting_for_pyplot: list[tuple[Figure, type]] = []
+
+
+def _give_figures_back_to_pyplot() -> None:
+    for figure, figure_class in _waiting_for_pyplot:
+        figure.__class__ = figure_class
+    _waiting_for_pyplot.clear()
+
+
 @functools.cache
 def _leave_shown_figures_out_of_results() -> None:
     formatters = sys.modules["IPython"].get_ipython().display_formatter.formatters
     for mime in _IMAGE_FORMATS:
         if mime in formatters:
             formatters[mime].for_type(ShownFigure, lambda figure: None)
+            formatters[mime].for_type(PyplotFigure, lambda figure: None)
 
 
 def matterport_display(draw: Callable[..., Figure]) -> Callable[..., Figure]:
@@ -100,7 +148,10 @@ def matterport_display(draw: Callable[..., Figure]) -> Callable[..., Figure]:
         options = {**arguments.get("figure_options", {}), **arguments}
         mode = display_mode(kwargs.pop("show", None), options.get("ax"), options.get("path"))
         figure = draw(*args, show=mode == WINDOW, **kwargs)
-        return show_in_notebook(figure) if mode == NOTEBOOK else figure
+        if mode == NOTEBOOK:
+            return show_in_notebook(figure)
+        # Matterport's functions returned None: a caller's pyplot figure showed once, at the end
+        return leave_to_pyplot(figure) if pyplot_shows_at_cell_end(figure) else figure
 
     shown.__doc__ = (draw.__doc__ or "") + (
         "\n\n    In ``mrcnn.visualize``, ``show=None`` shows the figure as Matterport did"

@@ -85,6 +85,18 @@ NOTEBOOK_CELLS = [
     "type(fig).__mro__[1].__name__",
     # the library's function: only as the cell's value, as before
     "figures.display_instances(image, None, masks, [1], ['BG', 'thing'])\nNone",
+    # Matterport's inspect notebooks: the caller's pyplot axes, the call as the cell's value;
+    # pyplot shows the figure at the cell's end, so the returned figure must not show again
+    "import matplotlib.pyplot as plt\n_, ax = plt.subplots(1)\n"
+    "visualize.display_instances(image, None, masks, [1], ['BG', 'thing'], ax=ax)",
+    # two calls into one pyplot figure, neither the cell's value: pyplot shows it once
+    "fig, axes = plt.subplots(1, 2)\nfor ax in axes:\n"
+    "    visualize.display_instances(image, None, masks, [1], ['BG', 'thing'], ax=ax)",
+    # and gives it back as it was
+    "type(fig).__name__",
+    # a caller's Figure() that pyplot does not manage: shown once, as the cell's value
+    "from matplotlib.figure import Figure\nax = Figure().subplots()\n"
+    "visualize.display_instances(image, None, masks, [1], ['BG', 'thing'], ax=ax)",
 ]
 
 
@@ -102,6 +114,7 @@ def test_a_notebook_shows_each_figure_once(tmp_path):
         sum("image/png" in output.get("data", {}) for output in cell.outputs)
         for cell in notebook.cells
     ]
-    assert images == [0, 2, 1, 1, 0]
+    assert images == [0, 2, 1, 1, 0, 1, 1, 0, 1]
     assert (tmp_path / "saved.png").stat().st_size > 0
     assert "'Figure'" in notebook.cells[3].outputs[-1]["data"]["text/plain"]
+    assert "'Figure'" in notebook.cells[7].outputs[-1]["data"]["text/plain"]
