@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mib  # noqa: E402
+from _common import measure_bf16_as_asked, peak_rss_mib  # noqa: E402
 
 from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn  # noqa: E402
 
@@ -91,6 +91,8 @@ def worker(which: str, weights: Path, threads: int, out: Path, precision: str) -
     """
     torch.set_num_threads(threads)
     image = photo_like_image(HEIGHT, WIDTH)
+    if precision == "bf16":
+        measure_bf16_as_asked()
     if which == "ours":
         infer = run_ours(weights, image, precision)
     else:
@@ -294,6 +296,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.weights, args.threads, args.out, args.precision)
         return
+    bf16_note = measure_bf16_as_asked() if args.precision == "bf16" else None
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "weights.pth"
@@ -342,6 +345,8 @@ def main() -> None:
         f"input {WIDTH}x{HEIGHT}, ours in {args.precision}, torchvision in fp32, "
         f"{args.threads} threads, median of {args.repeats}"
     )
+    if bf16_note:
+        print(bf16_note)
     print(
         f"torchvision maskrcnn_resnet50_fpn: {tv_ms:8.0f} ms/image  "
         f"peak RSS {stats['torchvision']['peak_rss_mib']:.0f} MiB"

@@ -41,6 +41,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from _common import measure_bf16_as_asked  # noqa: E402
 from _fixtures_data import BALLOON  # noqa: E402
 from _matterport_h5 import manifest_from_json, write_matterport_h5  # noqa: E402
 from infer_cpu import conv_throughput  # noqa: E402
@@ -223,6 +224,8 @@ def main() -> None:
         f"fastest of {args.repeats} detects per turn"
     )
     precisions = args.precision or ["fp32"]
+    if "bf16" in precisions:
+        print(measure_bf16_as_asked())
     keras_on = bool(args.keras_python and args.port)
     if not keras_on:
         print(

@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "samples"))
-from _common import peak_rss_mib  # noqa: E402
+from _common import measure_bf16_as_asked, peak_rss_mib  # noqa: E402
 
 from mrcnn.testing import photo_like_image  # noqa: E402
 
@@ -212,6 +212,7 @@ def main() -> None:
 
     from mrcnn.video import open_video
 
+    bf16_note = measure_bf16_as_asked() if args.precision == "bf16" else None
     try:
         model = build_model(args)
     except ValueError as error:
@@ -248,6 +249,8 @@ def main() -> None:
         f"{cfg.IMAGE_MIN_DIM}/{cfg.IMAGE_MAX_DIM}, IMAGES_PER_GPU {step}, torch threads "
         f"{torch.get_num_threads()}"
     )
+    if bf16_note:
+        print(bf16_note)
     print(
         f"clip {args.video or 'synthetic'} {info.width}x{info.height} at {info.fps:g} fps, "
         f"{frames} frames, "

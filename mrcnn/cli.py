@@ -83,7 +83,8 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("fp32", "bf16", "fp16"),
         default=None,
-        help="inference precision: bf16 on CPUs with native bf16 (AVX512_BF16/AMX) and GPUs, "
+        help="inference precision: bf16 on GPUs and on CPUs where it is faster (AMX, or "
+        "AVX512_BF16 measured once; else fp32), "
         "fp16 on GPUs; box decoding, NMS and mask pasting stay fp32 (default: the config's "
         "INFERENCE_PRECISION, fp32)",
     )

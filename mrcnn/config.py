@@ -209,9 +209,10 @@ class Config:
     # --- Runtime -------------------------------------------------------------------------------
     #: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
     DEVICE = "auto"
-    #: Precision of detect/splash/evaluate: "fp32", "bf16" (CPUs with native bf16 such as
-    #: AVX512_BF16/AMX, and GPUs) or "fp16" (GPUs). Convolutions and matrix products run in
-    #: it; box decoding, NMS, coordinates and mask pasting stay in float32.
+    #: Precision of detect/splash/evaluate: "fp32", "bf16" (GPUs, and CPUs where bf16 is faster:
+    #: AMX, or AVX512_BF16 measured once; elsewhere fp32, said once) or "fp16" (GPUs).
+    #: Convolutions and matrix products run in it; box decoding, NMS, coordinates and mask
+    #: pasting stay in float32.
     INFERENCE_PRECISION = "fp32"
     #: CPU threads for torch; 0 leaves torch's default (all physical cores).
     CPU_THREADS = 0

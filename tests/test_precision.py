@@ -15,9 +15,23 @@ from mrcnn.testing import photo_like_image
 from tests._tiny_model import tiny_model
 from tests._trained_shapes import trained_model, triangles
 
-native_bf16 = pytest.mark.skipif(
-    not precision.cpu_has_native_bf16(), reason="this CPU has no native bf16 (avx512_bf16/amx)"
-)
+
+@pytest.fixture
+def bf16_runs(monkeypatch):
+    """bf16 runs even where it would be slower than float32 (AVX512_BF16 without AMX): these
+    tests are about bf16's results, not its speed."""
+    monkeypatch.setattr(precision, "cpu_bf16_shortfall", lambda: None)
+    precision.autocast_dtype.cache_clear()
+    yield
+    precision.autocast_dtype.cache_clear()
+
+
+def native_bf16(test):
+    """Run ``test`` with bf16 on, where the CPU has bf16 instructions."""
+    skip = pytest.mark.skipif(
+        not precision.cpu_has_native_bf16(), reason="this CPU has no native bf16 (avx512_bf16/amx)"
+    )
+    return skip(pytest.mark.usefixtures("bf16_runs")(test))
 
 
 def _dtypes_seen(model, image) -> dict[str, torch.dtype]:
@@ -126,8 +140,7 @@ def test_bf16_keeps_box_coordinates_in_float32():
     assert len(far) > 0 and bool((far % 2 != 0).any()), "coordinates on bf16's 2-px grid"
 
 
-def test_without_native_bf16_it_says_so_once_and_runs_fp32(monkeypatch, caplog):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+def _says_once_and_runs_fp32(caplog, message: str) -> None:
     precision.autocast_dtype.cache_clear()
     try:
         image = photo_like_image(64, 96, seed=1)
@@ -136,12 +149,50 @@ def test_without_native_bf16_it_says_so_once_and_runs_fp32(monkeypatch, caplog):
         with caplog.at_level(logging.WARNING, logger="mrcnn.model.precision"):
             first = model.detect([image])[0]
             model.detect([image])
-        warnings = [r for r in caplog.records if "no native bf16" in r.getMessage()]
-        assert len(warnings) == 1
+        warnings = [r for r in caplog.records if message in r.getMessage()]
+        assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
         np.testing.assert_array_equal(first["boxes"], expected["boxes"])
         np.testing.assert_array_equal(first["masks"], expected["masks"])
     finally:
         precision.autocast_dtype.cache_clear()
+
+
+def test_without_native_bf16_it_says_so_once_and_runs_fp32(monkeypatch, caplog):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    _says_once_and_runs_fp32(caplog, "no native bf16")
+
+
+def test_avx512_bf16_without_amx_that_is_slower_says_so_once_and_runs_fp32(monkeypatch, caplog):
+    """A Xeon here showed avx512_bf16 but no AMX, and its bf16 convolutions took 1.75 times
+    float32's time: the flag alone would have made detect 1.57 times slower."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    monkeypatch.setattr(precision, "bf16_conv_time_ratio", lambda: 1.75)
+    _says_once_and_runs_fp32(caplog, "avx512_bf16 but no AMX, and a bf16 convolution took 1.75")
+
+
+@pytest.mark.parametrize(
+    ("flags", "ratio"),
+    [({"avx512_bf16"}, 0.5), ({"avx512_bf16", "amx_bf16", "amx_tile"}, None)],
+    ids=["avx512_bf16_measured_faster", "amx_not_measured"],
+)
+def test_bf16_runs_where_it_is_faster(monkeypatch, flags, ratio):
+    def measured() -> float:
+        assert ratio is not None, "AMX is trusted without a measurement"
+        return ratio
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(precision, "bf16_conv_time_ratio", measured)
+    precision.autocast_dtype.cache_clear()
+    try:
+        seen = _dtypes_seen(tiny_model(INFERENCE_PRECISION="bf16"), photo_like_image(64, 96))
+        assert seen["layer1"] == torch.bfloat16
+    finally:
+        precision.autocast_dtype.cache_clear()
+
+
+def test_the_bf16_probe_measures_a_time_ratio():
+    ratio = precision.bf16_conv_time_ratio.__wrapped__(repeats=1)
+    assert 0.0 < ratio < float("inf")
 
 
 def test_float64_network_ignores_half_precision():

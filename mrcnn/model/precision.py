@@ -5,14 +5,19 @@ folded convolution weights cast once and cached (see :mod:`mrcnn.model.backbone`
 NMS, coordinates and mask pasting stay in float32: :func:`decoding_dtype` casts the stage
 outputs back before any coordinate arithmetic.
 
-bf16 is only fast where the CPU has native bf16 instructions (AVX512_BF16 or AMX); elsewhere
-:func:`autocast_dtype` says so once and keeps float32.
+bf16 is only fast where the CPU computes it natively, and the AVX512_BF16 flag alone does not
+promise that: on a Xeon that shows AVX512_BF16 but no AMX (a virtual machine hiding the tile
+unit, say), oneDNN's bf16 convolutions took 1.75 times float32's time, and ``detect`` 1.57
+times. So AMX-BF16 is trusted; AVX512_BF16 without AMX is measured once, on one convolution in
+both precisions (:func:`bf16_conv_time_ratio`, about 0.1 s); and :func:`autocast_dtype` keeps
+float32, saying why once, where bf16 would not be faster.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,35 +31,83 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: CPU flags (/proc/cpuinfo) meaning native bf16 arithmetic.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
+#: The flag of AMX's bf16 tile unit: bf16 convolutions run several times faster than float32.
+AMX_BF16_FLAG = "amx_bf16"
+
+#: bf16 without AMX is used where its probe convolution takes at most this share of float32's
+#: time: the network's casts and float32 stages eat a smaller gain.
+BF16_KEEP_RATIO = 0.8
+
 
 @lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512_BF16 or AMX-BF16), from its flags."""
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags, from /proc/cpuinfo (empty where it cannot be read)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = set()
+        return frozenset()
     for line in text.splitlines():
         if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512_BF16 or AMX-BF16), from its flags."""
+    return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
+
+
+@lru_cache(maxsize=1)
+def bf16_conv_time_ratio(repeats: int = 5) -> float:
+    """bf16 time / float32 time of one 3x3, 128-channel convolution on a 64x64 map.
+
+    Channels-last, as the network runs them, on the threads torch uses now; the fastest of
+    ``repeats`` runs of each, interleaved so that a change in load hits both.
+    """
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 128, 64, 64, generator=generator).to(memory_format=torch.channels_last)
+    w = torch.randn(128, 128, 3, 3, generator=generator).to(memory_format=torch.channels_last)
+    inputs = {dtype: (x.to(dtype), w.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
+    best = dict.fromkeys(inputs, float("inf"))
+    with torch.inference_mode():
+        for turn in range(repeats + 2):  # the first two build oneDNN's kernels
+            for dtype, (xi, wi) in inputs.items():
+                start = time.perf_counter()
+                torch.nn.functional.conv2d(xi, wi, padding=1)
+                if turn >= 2:
+                    best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.bfloat16] / best[torch.float32]
+
+
+def cpu_bf16_shortfall() -> str | None:
+    """Why bf16 would not be faster than float32 on this CPU, or None where it is."""
+    if not cpu_has_native_bf16():
+        return (
+            "this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag), where bf16 is "
+            "slower than fp32"
+        )
+    if AMX_BF16_FLAG in cpu_flags():
+        return None
+    ratio = bf16_conv_time_ratio()
+    if ratio <= BF16_KEEP_RATIO:
+        return None
+    return (
+        f"this CPU has avx512_bf16 but no AMX, and a bf16 convolution took {ratio:.2f} times "
+        f"fp32's time here, where bf16 needs at most {BF16_KEEP_RATIO}"
+    )
 
 
 @lru_cache(maxsize=8)
 def autocast_dtype(precision: str, device_type: str) -> torch.dtype | None:
     """The autocast dtype for INFERENCE_PRECISION on a device type, or None for float32.
 
-    Falls back to float32, with one warning per process, for bf16 on a CPU without native bf16
-    (emulated bf16 is slower than float32) and for fp16 on a CPU (no fast fp16 kernels).
+    Falls back to float32, with one warning per process, for bf16 on a CPU where it would not
+    be faster (:func:`cpu_bf16_shortfall`) and for fp16 on a CPU (no fast fp16 kernels).
     """
     dtype = PRECISIONS[precision]
-    if dtype is torch.bfloat16 and device_type == "cpu" and not cpu_has_native_bf16():
-        log.warning(
-            "INFERENCE_PRECISION=bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 "
-            "flag), where bf16 is slower than fp32; running in fp32"
-        )
+    shortfall = cpu_bf16_shortfall() if dtype is torch.bfloat16 and device_type == "cpu" else None
+    if shortfall is not None:
+        log.warning(f"INFERENCE_PRECISION=bf16: {shortfall}; running in fp32")
         return None
     if dtype is torch.float16 and device_type == "cpu":
         log.warning("INFERENCE_PRECISION=fp16 is for CUDA GPUs; running in fp32 on the CPU")
