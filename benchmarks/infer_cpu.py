@@ -132,7 +132,10 @@ def network_gflop() -> float:
     Plain ``mm`` is left out: where it appears it is ROIAlign's sparse sampling product (the
     linear layers are ``addmm``; inference samples with ``embedding_bag``, which the counter
     does not count), priced as a dense matrix product of its full shape; its real cost, 16
-    multiply-adds per output value, is negligible here.
+    multiply-adds per output value, is negligible here. The count runs with autograd on (and
+    nothing requiring gradients): the counter does not know the fused convolution-and-ReLU op
+    inference takes otherwise (:mod:`mrcnn.model.conv_fusion`), and would miss most of the
+    network.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -144,10 +147,11 @@ def network_gflop() -> float:
         {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}
     )
     model = MaskRCNN("inference", config)
+    model.net.requires_grad_(False)
     batch, metas = mold_batch([photo_like_image(HEIGHT, WIDTH)], config)
     windows = torch.tensor([m.window for m in metas], dtype=torch.float32)
     counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
+    with torch.enable_grad(), counter:
         model.net(batch, windows)
     counts = counter.get_flop_counts()["Global"]
     return sum(n for op, n in counts.items() if op is not torch.ops.aten.mm) / 1e9
