@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from _training_fixtures import config, conv_output_dtypes, shapes
 
 from mrcnn.model import MaskRCNN
+from mrcnn.training import trainer as trainer_module
 from mrcnn.training.trainer import (
     LAYER_PRESETS,
     DatasetMismatch,
@@ -184,6 +186,21 @@ def test_cli_train_refuses_class_mismatch(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "4 classes" in err and "NUM_CLASSES = 2" in err and "--set NUM_CLASSES=4" in err
+
+
+def test_bf16_training_where_bf16_is_slower_says_so_and_trains_in_bf16(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(trainer_module, "cpu_bf16_shortfall", lambda: "it took 1.86 times")
+    model = MaskRCNN(
+        "training", config(AMP="bf16", STEPS_PER_EPOCH=1, VALIDATION_STEPS=0), tmp_path
+    )
+    with caplog.at_level(logging.WARNING, logger=trainer_module.__name__):
+        with conv_output_dtypes(model.net) as dtypes:
+            model.train(shapes(2), None, 0.01, epochs=1, layers="heads")
+    assert dtypes == {torch.bfloat16}, dtypes
+    said = [r.getMessage() for r in caplog.records if "AMP='bf16'" in r.getMessage()]
+    assert said == ["AMP='bf16' trains as asked, but slower than AMP=None here: it took 1.86 times"]
 
 
 def test_bf16_autocast_step_on_cpu(tmp_path):

@@ -31,6 +31,7 @@ from mrcnn.checkpoint import (
 from mrcnn.config_checks import amp_device_error, training_errors
 from mrcnn.datasets.base import describe_classes
 from mrcnn.model.losses import training_losses, weighted_total
+from mrcnn.model.precision import cpu_bf16_shortfall
 from mrcnn.training import distributed
 from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
 from mrcnn.training.imgaug_adapter import adapt_augmentation
@@ -446,6 +447,10 @@ def _check_training_config(config, device: torch.device) -> None:
     amp_error = amp_device_error(getattr(config, "AMP", None), device.type)
     if errors or amp_error:
         raise ValueError("; ".join([*errors, *([amp_error] if amp_error else [])]))
+    amp = AMP_DTYPES.get(str(getattr(config, "AMP", None)).lower())
+    shortfall = cpu_bf16_shortfall() if amp is torch.bfloat16 and device.type == "cpu" else None
+    if shortfall is not None:  # the user's choice stands; they may want bf16 for its memory
+        log.warning(f"AMP='bf16' trains as asked, but slower than AMP=None here: {shortfall}")
 
 
 def train(
