@@ -190,9 +190,19 @@ def test_bf16_runs_where_it_is_faster(monkeypatch, flags, ratio):
         precision.autocast_dtype.cache_clear()
 
 
-def test_the_bf16_probe_measures_a_time_ratio():
-    ratio = precision.bf16_conv_time_ratio.__wrapped__(repeats=1)
+def test_the_bf16_probe_measures_a_time_ratio(monkeypatch):
+    convolved, conv2d = [], torch.nn.functional.conv2d
+
+    def recording(x, w, **kwargs):
+        out = conv2d(x, w, **kwargs)
+        convolved.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", recording)
+    with torch.autocast("cpu", torch.bfloat16):  # a caller's autocast must not change the runs
+        ratio = precision.bf16_conv_time_ratio.__wrapped__(repeats=1)
     assert 0.0 < ratio < float("inf")
+    assert convolved == [torch.float32, torch.bfloat16] * 3
 
 
 def test_float64_network_ignores_half_precision():

@@ -69,7 +69,8 @@ def bf16_conv_time_ratio(repeats: int = 5) -> float:
     w = torch.randn(128, 128, 3, 3, generator=generator).to(memory_format=torch.channels_last)
     inputs = {dtype: (x.to(dtype), w.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
     best = dict.fromkeys(inputs, float("inf"))
-    with torch.inference_mode():
+    # (autocast off: a caller's autocast would turn the float32 runs into bf16 ones)
+    with torch.inference_mode(), torch.autocast("cpu", enabled=False):
         for turn in range(repeats + 2):  # the first two build oneDNN's kernels
             for dtype, (xi, wi) in inputs.items():
                 start = time.perf_counter()
