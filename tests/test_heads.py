@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
@@ -16,9 +17,16 @@ def test_box_head_shapes():
     assert deltas.shape == (3, 5, 4)
 
 
-def test_box_head_no_rois():
+@pytest.mark.parametrize("inference_layout", [False, True], ids=["training", "channels_last"])
+def test_box_head_no_rois(inference_layout):
+    """No ROIs is a valid batch; inference reads channels-last ROIs by another path."""
     head = BoxHead(channels=8, pool_size=7, hidden=16, num_classes=5)
-    empty_logits, empty_deltas = head(torch.zeros(0, 8, 7, 7))
+    pooled = torch.zeros(0, 8, 7, 7)
+    with torch.set_grad_enabled(not inference_layout):
+        if inference_layout:
+            pooled = pooled.contiguous(memory_format=torch.channels_last)
+            assert head._reads_channels_last(pooled)
+        empty_logits, empty_deltas = head(pooled)
     assert empty_logits.shape == (0, 5) and empty_deltas.shape == (0, 5, 4)
 
 

@@ -136,6 +136,21 @@ def test_result_types_and_shapes(batched):
         assert (r["boxes"][:, 2:] >= r["boxes"][:, :2]).all()
 
 
+def test_no_proposal_gives_no_instances(model, monkeypatch):
+    """A network that keeps no proposal (random weights can propose only degenerate boxes,
+    which `mrcnn detect --weights none` met on a balloon photo) finds nothing, without error."""
+    propose = model.net.proposals
+
+    def none_kept(*args, **kwargs):
+        return tuple(t[:0] for t in propose(*args, **kwargs))
+
+    monkeypatch.setattr(model.net, "proposals", none_kept)
+    results = model.detect(IMAGES[:2])
+    for image, r in zip(IMAGES[:2], results, strict=True):
+        assert r["rois"].shape == (0, 4) and r["class_ids"].shape == (0,)
+        assert r["scores"].shape == (0,) and r["masks"].shape == (*image.shape[:2], 0)
+
+
 def test_masks_lie_around_their_boxes(batched):
     results, _ = batched
     for r in results:

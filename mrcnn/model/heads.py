@@ -31,7 +31,7 @@ class BoxHead(nn.Module):
         if self._reads_channels_last(pooled):
             # A (y, x, channel)-ordered view of channels-last ROIs, read without reordering
             # them; fc6's columns are reordered to match instead, once (cached_weights).
-            rows = pooled.permute(0, 2, 3, 1).reshape(len(pooled), -1)
+            rows = pooled.permute(0, 2, 3, 1).flatten(1)  # (not reshape: 0 ROIs is a valid batch)
             x = F.relu(F.linear(rows, *self._fc6_channels_last(pooled)), inplace=True)
         else:
             x = F.relu(self.fc6(pooled.flatten(1)), inplace=True)
