@@ -44,6 +44,14 @@ __all__ = ["MaskRCNN", "MaskRCNNNet", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
+#: Said when training starts from random weights with frozen BatchNorm: the random ResNet's
+#: activations then grow to about 1e7 and every loss to about 1e6 (measured on balloon photos).
+RANDOM_FROZEN_BN_NOTE = (
+    "TRAIN_BN = False freezes the random backbone's BatchNorm, so its activations explode and "
+    "the losses start near 1e6: from random weights train with TRAIN_BN = True "
+    "(--set TRAIN_BN=True), or start from 'imagenet' or 'coco' weights"
+)
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """ "auto"/None -> CUDA when available, else CPU; anything else as torch.device."""
@@ -124,6 +132,8 @@ class MaskRCNN(MatterportMethods):
         model = cls(mode, config, model_dir)
         if path.lower() == "none":
             notes = ["none: random initialisation, no weights loaded"]
+            if mode == "training" and not config.TRAIN_BN:
+                notes.append(RANDOM_FROZEN_BN_NOTE)
         else:
             notes = model.load_weights(path, exclude=exclude)
         for note in notes:

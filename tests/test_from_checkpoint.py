@@ -84,7 +84,24 @@ def test_none_gives_random_weights_and_says_so(tmp_path):
         "none", config=TinyConfig, mode="training", model_dir=tmp_path, on_note=notes.append
     )
     assert model.mode == "training" and model.epoch == 0 and model.checkpoint_path is None
-    assert notes == ["none: random initialisation, no weights loaded"]
+    assert notes[0] == "none: random initialisation, no weights loaded"
+
+
+@pytest.mark.parametrize("train_bn", [False, True])
+def test_training_from_random_weights_with_frozen_batchnorm_says_what_to_set(tmp_path, train_bn):
+    """From random weights, frozen BatchNorm gave losses near 1e6 on balloon photos."""
+    notes = []
+    MaskRCNN.from_checkpoint(
+        "none", [f"TRAIN_BN={train_bn}"], config=TinyConfig, mode="training",
+        model_dir=tmp_path, on_note=notes.append,
+    )  # fmt: skip
+    advice = [note for note in notes if "TRAIN_BN = True" in note]
+    assert len(advice) == (0 if train_bn else 1)
+    inference = []
+    MaskRCNN.from_checkpoint(
+        "none", ["TRAIN_BN=False"], config=TinyConfig, on_note=inference.append
+    )
+    assert inference == ["none: random initialisation, no weights loaded"]
 
 
 def test_config_for_weights_choices(tmp_path):
