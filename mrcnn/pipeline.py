@@ -141,12 +141,10 @@ class Pipeline:
     def run(self) -> None:
         """Run to the end (once). Raises the first error of a stage, once every thread has ended."""
         threads = [
-            (threading.Thread(target=self._run_thread, args=(ended, *step), name=name, daemon=True),
-             ended)
+            self._thread(step, name)
             for i, (step, name) in enumerate(zip(self._steps, self._names, strict=True))
             if i != self._caller
-            for ended in [threading.Event()]
-        ]  # fmt: skip
+        ]
         try:
             for thread, _ in threads:
                 thread.start()
@@ -160,6 +158,12 @@ class Pipeline:
         stops = [e for e in self._errors if not isinstance(e, Exception)]
         if stops or self._errors:
             raise (stops or self._errors)[0]
+
+    def _thread(self, step: tuple, name: str) -> tuple[threading.Thread, threading.Event]:
+        """A daemon thread, not started, that runs ``step``; and the event it sets last."""
+        ended = threading.Event()
+        target, args = self._run_thread, (ended, *step)
+        return threading.Thread(target=target, args=args, name=name, daemon=True), ended
 
     def _run_thread(self, ended: threading.Event, *step) -> None:
         try:
