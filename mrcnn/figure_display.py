@@ -90,12 +90,13 @@ def pyplot_shows_at_cell_end(figure: Figure) -> bool:
     with ``Figure()`` is not pyplot's and shows only as a cell's value; after ``plt.ioff()``
     the backend waits for ``plt.show()``.
     """
+    if not in_notebook_kernel() or figure.canvas.manager is None:  # (before importing pyplot)
+        return False
     import matplotlib
     import matplotlib.pyplot as plt
 
-    managed = figure.canvas.manager is not None and plt.fignum_exists(figure.number)
     inline = "inline" in matplotlib.get_backend().lower() and matplotlib.is_interactive()
-    return in_notebook_kernel() and managed and inline
+    return inline and plt.fignum_exists(figure.number)
 
 
 class PyplotFigure(Figure):
