@@ -57,9 +57,14 @@ def backbone_block_stages(block_counts: Sequence[int]) -> dict[str, tuple[int, i
     }
 
 
-def _block_counts(net) -> list[int]:
+def _residual_stages(net) -> tuple:
+    """The backbone's four stages of residual blocks (res2 ... res5)."""
     body = net.backbone.body
-    return [len(layer) for layer in (body.layer1, body.layer2, body.layer3, body.layer4)]
+    return body.layer1, body.layer2, body.layer3, body.layer4
+
+
+def _block_counts(net) -> list[int]:
+    return [len(stage) for stage in _residual_stages(net)]
 
 
 def known_stages(net) -> list[str]:
@@ -121,8 +126,7 @@ class _StageValues:
 
     def _run_backbone(self) -> list[torch.Tensor]:
         """The backbone's [C2, C3, C4, C5], keeping the outputs of the blocks asked for."""
-        body = self.net.backbone.body
-        stages = (body.layer1, body.layer2, body.layer3, body.layer4)
+        stages = _residual_stages(self.net)
         hooks = [
             stages[stage][block].register_forward_hook(self._keeper(name))
             for (stage, block), name in self.blocks.items()

@@ -219,7 +219,7 @@ class Trainer:
         self.loss_module = LossModule(model.net)
         self.step_module = distributed.wrap(self.loss_module, self.device)
         self.first_step = self.state.step
-        self.amp = AMP_DTYPES.get(str(getattr(self.config, "AMP", None)).lower())
+        self.amp = amp_dtype(self.config)
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda"
         )
@@ -436,6 +436,11 @@ class Trainer:
         self.last_checkpoint = self.state.checkpoint_path = str(path)
 
 
+def amp_dtype(config) -> torch.dtype | None:
+    """The autocast dtype of the config's AMP, or None (float32)."""
+    return AMP_DTYPES.get(str(getattr(config, "AMP", None)).lower())
+
+
 def _check_training_config(config, device: torch.device) -> None:
     """Re-check what training reads (OPTIMIZER, AMP: the config may have changed since it
     was built) and AMP against the device training runs on.
@@ -447,8 +452,8 @@ def _check_training_config(config, device: torch.device) -> None:
     amp_error = amp_device_error(getattr(config, "AMP", None), device.type)
     if errors or amp_error:
         raise ValueError("; ".join([*errors, *([amp_error] if amp_error else [])]))
-    amp = AMP_DTYPES.get(str(getattr(config, "AMP", None)).lower())
-    shortfall = cpu_bf16_shortfall() if amp is torch.bfloat16 and device.type == "cpu" else None
+    bf16_on_cpu = amp_dtype(config) is torch.bfloat16 and device.type == "cpu"
+    shortfall = cpu_bf16_shortfall() if bf16_on_cpu else None
     if shortfall is not None:  # the user's choice stands; they may want bf16 for its memory
         log.warning(f"AMP='bf16' trains as asked, but slower than AMP=None here: {shortfall}")
 
