@@ -87,6 +87,10 @@ class MaskRCNN(MatterportMethods):
             self.net.to(memory_format=torch.channels_last)
         #: The run this model is in (epoch, step, run folder, checkpoint); training writes it.
         self.training_state = TrainingState()
+        # Whether any weights were loaded, and whether RANDOM_FROZEN_BN_NOTE was already said:
+        # train() says it for a model that still has its random initialisation.
+        self._weights_loaded = False
+        self._said_random_frozen_bn = False
 
     @classmethod
     def from_checkpoint(
@@ -134,6 +138,7 @@ class MaskRCNN(MatterportMethods):
             notes = ["none: random initialisation, no weights loaded"]
             if mode == "training" and not config.TRAIN_BN:
                 notes.append(RANDOM_FROZEN_BN_NOTE)
+                model._said_random_frozen_bn = True
         else:
             notes = model.load_weights(path, exclude=exclude)
         for note in notes:
@@ -272,6 +277,7 @@ class MaskRCNN(MatterportMethods):
         notes += skipped + weights_lib.load_selected(self.net, selected, source)
         if extras.get("format") == "mrcnn":
             self.training_state = TrainingState.resumed(extras, source)
+        self._weights_loaded = True
         for note in notes:
             log.info(note)
         return notes
@@ -315,6 +321,9 @@ class MaskRCNN(MatterportMethods):
                 "custom_callbacks and no_augmentation_sources are Keras-specific and not "
                 "supported; filter sources in the dataset and read metrics.jsonl instead"
             )
+        if not (self._weights_loaded or self.config.TRAIN_BN or self._said_random_frozen_bn):
+            log.warning(RANDOM_FROZEN_BN_NOTE)
+            self._said_random_frozen_bn = True
         run_training(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation)
 
     def start_new_run(self) -> None:

@@ -213,3 +213,38 @@ def test_bf16_autocast_step_on_cpu(tmp_path):
     assert dtypes == {torch.bfloat16}, dtypes
     record = json.loads((model.log_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert all(record[name] == record[name] for name in ("loss", "mrcnn_mask_loss"))  # not NaN
+
+
+def _random_frozen_bn_warnings(caplog) -> list[str]:
+    from mrcnn import maskrcnn
+
+    return [
+        r.getMessage() for r in caplog.records if r.getMessage() == maskrcnn.RANDOM_FROZEN_BN_NOTE
+    ]
+
+
+def test_training_random_weights_with_frozen_batchnorm_warns_once(tmp_path, caplog):
+    """A Python user who never loads weights gets the advice from_checkpoint("none") gives."""
+    settings = {"TRAIN_BN": False, "STEPS_PER_EPOCH": 1, "VALIDATION_STEPS": 0}
+    model = MaskRCNN("training", config(**settings), tmp_path / "random")
+    with caplog.at_level(logging.WARNING):
+        model.train(shapes(2), None, 0.01, epochs=1, layers="heads")
+        model.train(shapes(2), None, 0.01, epochs=2, layers="heads")
+    assert len(_random_frozen_bn_warnings(caplog)) == 1
+
+    caplog.clear()
+    loaded = MaskRCNN("training", config(**settings), tmp_path / "loaded")
+    loaded.load_weights(model.find_last())
+    loaded.start_new_run()
+    unfrozen = MaskRCNN("training", config(**{**settings, "TRAIN_BN": True}), tmp_path / "bn")
+    notes = []
+    noted = MaskRCNN.from_checkpoint(
+        "none", ["TRAIN_BN=False"], config=type(model.config), mode="training",
+        model_dir=tmp_path / "noted", on_note=notes.append,
+    )  # fmt: skip
+    noted.config.STEPS_PER_EPOCH, noted.config.VALIDATION_STEPS = 1, 0
+    with caplog.at_level(logging.WARNING):
+        for quiet in (loaded, unfrozen, noted):
+            quiet.train(shapes(2), None, 0.01, epochs=1, layers="heads")
+    assert _random_frozen_bn_warnings(caplog) == []
+    assert sum("TRAIN_BN = True" in note for note in notes) == 1
