@@ -34,6 +34,7 @@ from mrcnn.image import (
 from mrcnn.masks import BoxMasks
 from mrcnn.matterport_image import unmold_selected as matterport_unmold
 from mrcnn.matterport_methods import MatterportMethods
+from mrcnn.model.backbone import frozen_batchnorm_is_untrained
 from mrcnn.model.network import MaskRCNNNet
 from mrcnn.model.precision import inference_autocast
 from mrcnn.training.state import TrainingState
@@ -87,9 +88,7 @@ class MaskRCNN(MatterportMethods):
             self.net.to(memory_format=torch.channels_last)
         #: The run this model is in (epoch, step, run folder, checkpoint); training writes it.
         self.training_state = TrainingState()
-        # Whether any weights were loaded, and whether RANDOM_FROZEN_BN_NOTE was already said:
-        # train() says it for a model that still has its random initialisation.
-        self._weights_loaded = False
+        # Whether RANDOM_FROZEN_BN_NOTE was said (train() says it once, where it applies).
         self._said_random_frozen_bn = False
 
     @classmethod
@@ -277,7 +276,6 @@ class MaskRCNN(MatterportMethods):
         notes += skipped + weights_lib.load_selected(self.net, selected, source)
         if extras.get("format") == "mrcnn":
             self.training_state = TrainingState.resumed(extras, source)
-        self._weights_loaded = True
         for note in notes:
             log.info(note)
         return notes
@@ -321,7 +319,7 @@ class MaskRCNN(MatterportMethods):
                 "custom_callbacks and no_augmentation_sources are Keras-specific and not "
                 "supported; filter sources in the dataset and read metrics.jsonl instead"
             )
-        if not (self._weights_loaded or self.config.TRAIN_BN or self._said_random_frozen_bn):
+        if not self._said_random_frozen_bn and frozen_batchnorm_is_untrained(self.net.backbone):
             log.warning(RANDOM_FROZEN_BN_NOTE)
             self._said_random_frozen_bn = True
         run_training(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation)

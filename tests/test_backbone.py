@@ -15,6 +15,7 @@ from mrcnn.model.backbone import (
     ResNetBackbone,
     backbone_channels,
     clear_folded_weights,
+    frozen_batchnorm_is_untrained,
     resnet_body,
 )
 from mrcnn.model.fpn import FeaturePyramid
@@ -84,6 +85,18 @@ def test_train_bn_uses_trainable_batchnorm():
     assert type(body.conv1) is nn.Conv2d
     assert "bn1.num_batches_tracked" in body.state_dict()
     assert not hasattr(body, "fc") and not hasattr(body, "avgpool")
+
+
+@pytest.mark.parametrize("buffer", ["running_mean", "running_var", "weight", "bias"])
+def test_frozen_batchnorm_is_untrained_until_any_statistic_is_loaded(buffer):
+    """The identity BatchNorm of a fresh frozen backbone is what makes random-weight training
+    explode; one layer's loaded statistic is enough to count as trained."""
+    frozen = ResNetBackbone("resnet18")
+    assert frozen_batchnorm_is_untrained(frozen)
+    with torch.no_grad():
+        getattr(frozen.body.layer3[1].bn2, buffer)[5] += 0.25
+    assert not frozen_batchnorm_is_untrained(frozen)
+    assert not frozen_batchnorm_is_untrained(ResNetBackbone("resnet18", train_bn=True))
 
 
 def test_unknown_backbone():

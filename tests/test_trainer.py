@@ -218,24 +218,31 @@ def test_bf16_autocast_step_on_cpu(tmp_path):
 def _random_frozen_bn_warnings(caplog) -> list[str]:
     from mrcnn import maskrcnn
 
-    return [
-        r.getMessage() for r in caplog.records if r.getMessage() == maskrcnn.RANDOM_FROZEN_BN_NOTE
-    ]
+    note = maskrcnn.RANDOM_FROZEN_BN_NOTE
+    return [r.getMessage() for r in caplog.records if r.getMessage() == note]
 
 
 def test_training_random_weights_with_frozen_batchnorm_warns_once(tmp_path, caplog):
-    """A Python user who never loads weights gets the advice from_checkpoint("none") gives."""
+    """A Python user whose frozen BatchNorm never got weights gets the advice
+    from_checkpoint("none") gives, once; a model whose BatchNorm was loaded does not."""
+    from mrcnn.testing import randomise_batchnorm
+
     settings = {"TRAIN_BN": False, "STEPS_PER_EPOCH": 1, "VALIDATION_STEPS": 0}
     model = MaskRCNN("training", config(**settings), tmp_path / "random")
     with caplog.at_level(logging.WARNING):
         model.train(shapes(2), None, 0.01, epochs=1, layers="heads")
         model.train(shapes(2), None, 0.01, epochs=2, layers="heads")
     assert len(_random_frozen_bn_warnings(caplog)) == 1
-
+    resumed = MaskRCNN("training", config(**settings), tmp_path / "random")
+    resumed.load_weights(model.find_last())  # loaded, but its BatchNorm is still the identity
     caplog.clear()
-    loaded = MaskRCNN("training", config(**settings), tmp_path / "loaded")
-    loaded.load_weights(model.find_last())
-    loaded.start_new_run()
+    with caplog.at_level(logging.WARNING):
+        resumed.train(shapes(2), None, 0.01, epochs=3, layers="heads")
+    assert len(_random_frozen_bn_warnings(caplog)) == 1
+
+    randomise_batchnorm(model.net.backbone, seed=3)  # as trained statistics would be
+    by_state_dict = MaskRCNN("training", config(**settings), tmp_path / "state_dict")
+    by_state_dict.net.load_state_dict(model.net.state_dict())
     unfrozen = MaskRCNN("training", config(**{**settings, "TRAIN_BN": True}), tmp_path / "bn")
     notes = []
     noted = MaskRCNN.from_checkpoint(
@@ -243,8 +250,9 @@ def test_training_random_weights_with_frozen_batchnorm_warns_once(tmp_path, capl
         model_dir=tmp_path / "noted", on_note=notes.append,
     )  # fmt: skip
     noted.config.STEPS_PER_EPOCH, noted.config.VALIDATION_STEPS = 1, 0
+    caplog.clear()
     with caplog.at_level(logging.WARNING):
-        for quiet in (loaded, unfrozen, noted):
+        for quiet in (by_state_dict, unfrozen, noted):
             quiet.train(shapes(2), None, 0.01, epochs=1, layers="heads")
     assert _random_frozen_bn_warnings(caplog) == []
     assert sum("TRAIN_BN = True" in note for note in notes) == 1

@@ -123,6 +123,18 @@ class FusedBasicBlock(BasicBlock):
 _FUSED_BLOCKS = {Bottleneck: FusedBottleneck, BasicBlock: FusedBasicBlock}
 
 
+def frozen_batchnorm_is_untrained(backbone: nn.Module) -> bool:
+    """True when ``backbone``'s BatchNorm is frozen (TRAIN_BN off) and every layer of it is still
+    at its initial identity (mean 0, variance 1, scale 1, shift 0): no weights reached it, however
+    they were loaded. Training then explodes (activations near 1e7 on photos)."""
+    frozen = [m for m in backbone.modules() if isinstance(m, FrozenBatchNorm2d)]
+    return bool(frozen) and all(
+        bool((bn.running_mean == 0).all() and (bn.running_var == 1).all())
+        and bool((bn.weight == 1).all() and (bn.bias == 0).all())
+        for bn in frozen
+    )
+
+
 def fold_frozen_batchnorm(body: nn.Module) -> None:
     """Make every conv of a ResNet body apply its following frozen BatchNorm (in place), and
     every block whose convolutions all do so fuse its ReLUs and shortcut add."""
