@@ -30,8 +30,10 @@ class TinyConfig(Config):
 
 
 def _same_weights(a: MaskRCNN, b: MaskRCNN) -> bool:
+    # (on the CPU: a checkpoint loads on the config's DEVICE, "auto" when loaded, a GPU where
+    # there is one, while tiny_model() is on the CPU)
     return all(
-        torch.equal(x, y)
+        torch.equal(x.cpu(), y.cpu())
         for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values(), strict=True)
     )
 

@@ -388,7 +388,10 @@ def test_runtime_errors_name_the_file(tmp_path, monkeypatch):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [x])
     graph.output[0].name = "y"
-    onnx.save(helper.make_model(graph), plain)
+    # IR version 8 (opset 17): old enough for every onnxruntime the requirements admit (onnx
+    # writes its newest IR by default, which an onnxruntime older than that onnx refuses).
+    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, plain)
     with pytest.raises(ValueError, match="mrcnn export"):
         runtime.OnnxMaskRCNN(plain)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
