@@ -315,6 +315,28 @@ def test_export_says_how_to_install_missing_packages(monkeypatch, tmp_path, caps
     assert not (tmp_path / "a.onnx").exists()
 
 
+def test_an_exporter_failure_is_one_line_naming_torch_and_the_way_out(
+    matterport_export, monkeypatch, tmp_path, capsys
+):
+    """torch 2.11's exporter failed on this graph with pages of text; the user gets one line."""
+    checkpoint, _ = matterport_export
+
+    def failing_export(*args, **kwargs):
+        try:
+            raise OverflowError("Python int too large to convert to C long")
+        except OverflowError as cause:
+            raise torch.onnx.OnnxExporterError("Failed to convert.\n\nNext steps: ...") from cause
+
+    monkeypatch.setattr(torch.onnx, "export", failing_export)
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--weights", str(checkpoint), str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"torch {torch.__version__}'s ONNX exporter" in err
+    assert "OverflowError: Python int too large to convert to C long" in err
+    assert "upgrade torch" in err and str(tmp_path / "model.pt2") in err
+    assert not out.exists()
+
+
 def test_export_help(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])

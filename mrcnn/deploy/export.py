@@ -41,6 +41,10 @@ RUNTIME_SETTINGS = (
 
 INSTALL_HINT = "pip install onnx onnxscript onnxruntime (or pip install 'mrcnn[onnx]')"
 
+#: The torch release whose ONNX exporter the tests pass with. torch 2.11's could not convert
+#: the graph (an OverflowError on a size bound near 2**65); .pt2 export worked there.
+EXPORT_TESTED_TORCH = "2.14.1"
+
 #: The export formats by the file extension they are written with.
 FORMAT_SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2"}
 
@@ -210,19 +214,36 @@ def export_onnx(
         "class_names": list(class_names) if class_names else None,
     }
     with _fresh_folded_weights(model.net), torch.no_grad(), _quiet_exporter():
-        program = torch.onnx.export(
-            graph,
-            example,
-            dynamo=True,
-            input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
-            opset_version=opset,
-            verbose=False,
-        )
+        try:
+            program = torch.onnx.export(
+                graph,
+                example,
+                dynamo=True,
+                input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES),
+                opset_version=opset,
+                verbose=False,
+            )
+        except torch.onnx.OnnxExporterError as error:
+            raise RuntimeError(exporter_failure(error, path)) from error
     program.model.metadata_props[METADATA_KEY] = json.dumps(metadata)
     with _atomic_target(path) as temporary:
         program.save(temporary)
     return path
+
+
+def exporter_failure(error: BaseException, path: Path) -> str:
+    """One line for an ONNX exporter failure: torch's version, the root cause (the exporter's
+    own message runs to pages) and what to do."""
+    cause = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    reason = " ".join(f"{type(cause).__name__}: {cause}".split())[:300]
+    return (
+        f"torch {torch.__version__}'s ONNX exporter could not convert the network ({reason}); "
+        f"mrcnn export is tested with torch {EXPORT_TESTED_TORCH}: upgrade torch "
+        f"(pip install -U torch), or write a torch.export program ({path.with_suffix('.pt2')})"
+    )
 
 
 def export_program(
