@@ -212,7 +212,8 @@ class Config:
     #: Precision of detect/splash/evaluate: "fp32", "bf16" (GPUs, and CPUs where bf16 is faster:
     #: AMX, or AVX512_BF16 measured once; elsewhere fp32, said once) or "fp16" (GPUs).
     #: Convolutions and matrix products run in it; box decoding, NMS, coordinates and mask
-    #: pasting stay in float32.
+    #: pasting stay in float32. On an Ampere or newer GPU, "fp32" follows PyTorch's settings,
+    #: whose default runs cuDNN's float32 convolutions in TF32 (torch.backends.cudnn.allow_tf32).
     INFERENCE_PRECISION = "fp32"
     #: CPU threads for torch; 0 leaves torch's default (all physical cores).
     CPU_THREADS = 0
