@@ -135,7 +135,7 @@ class MaskRCNN(MatterportMethods):
         model = cls(mode, config, model_dir)
         if path.lower() == "none":
             notes = ["none: random initialisation, no weights loaded"]
-            if mode == "training" and not config.TRAIN_BN:
+            if mode == "training" and frozen_batchnorm_is_untrained(model.net.backbone):
                 notes.append(RANDOM_FROZEN_BN_NOTE)
                 model._said_random_frozen_bn = True
         else:
