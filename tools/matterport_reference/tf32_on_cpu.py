@@ -17,6 +17,7 @@ It needs the balloon photos the fixtures name (../shared/data/balloon/val).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -71,10 +72,7 @@ def paired(stem: str, tf32: bool) -> tuple[int, int, int, set[str]]:
         config.DEVICE = "cpu"
         model = MaskRCNN("inference", config, folder)
         model.load_weights(str(equivalence.write_case_h5(case, Path(folder))), by_name=True)
-        if tf32:
-            with rounding:
-                ours = model.detect([image])[0]
-        else:
+        with rounding if tf32 else contextlib.nullcontext():
             ours = model.detect([image])[0]
     pairs = equivalence.pair_detections(case, ours)
     return int(np.sum(pairs >= 0)), len(pairs), len(ours["scores"]), rounding.operators
