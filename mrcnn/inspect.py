@@ -293,7 +293,7 @@ def run_stages(model, image: np.ndarray) -> StageOutputs:
     :class:`StageOutputs`); the final ``result`` is ``model.detect([image])[0]``."""
     net, config = model.net, model.config
     net.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), model.inference_context():
         batch, metas = mold_batch([image], config, model.dtype, model.device)
         windows = torch.tensor([metas[0].window], dtype=model.dtype, device=model.device)
         shape = (batch.shape[-2], batch.shape[-1])

@@ -381,13 +381,20 @@ class MaskRCNN(MatterportMethods):
                 )
         return results
 
+    def inference_context(self):
+        """The context ``detect`` runs the network in: autocast to INFERENCE_PRECISION on this
+        model's device (nothing for fp32). Whatever runs the network's stages for inference
+        (detect_molded, run_graph, :func:`mrcnn.inspect.run_stages`) enters it, so that it
+        computes what ``detect`` computes."""
+        precision = str(getattr(self.config, "INFERENCE_PRECISION", "fp32"))
+        return inference_autocast(precision, self.device, self.dtype)
+
     def _detect_batch(self, images: list[np.ndarray], mask_format: str) -> list[dict]:
         batch, metas = mold_batch(images, self.config, self.dtype, self.device)
         # Matterport's detect left model.anchors at this input's anchors (build_rpn_targets).
         self._anchor_shape = (int(batch.shape[-2]), int(batch.shape[-1]))
         windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
-        precision = str(getattr(self.config, "INFERENCE_PRECISION", "fp32"))
-        with inference_autocast(precision, self.device, self.dtype):
+        with self.inference_context():
             found = self.net(batch, windows)
         return [
             self._unmold_one(found, i, meta, batch.shape[-2:], mask_format)

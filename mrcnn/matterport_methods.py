@@ -169,7 +169,7 @@ class MatterportMethods:
         batch = batch.to(self.device, self.dtype)
         metas = [_image_meta_of(row) for row in np.asarray(image_metas).reshape(len(batch), -1)]
         windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
-        with _eval(self.net), torch.inference_mode():
+        with _eval(self.net), torch.inference_mode(), self.inference_context():
             found = self.net(batch, windows)
         results = [
             self._unmold_one(found, i, meta, batch.shape[-2:]) for i, meta in enumerate(metas)
@@ -229,7 +229,7 @@ class MatterportMethods:
         wanted = [(name, stage_name(stage, known)) for name, stage in outputs]
         molded, metas, windows = self.mold_inputs(images)
         values = _StageValues(self, molded, windows, [stage for _, stage in wanted])
-        with _eval(self.net), torch.inference_mode():
+        with _eval(self.net), torch.inference_mode(), self.inference_context():
             result = OrderedDict((name, values.get(stage)) for name, stage in wanted)
         for name, value in result.items():
             print(f"{name:25} shape: {str(value.shape):20} dtype: {value.dtype}")

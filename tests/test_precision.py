@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mrcnn.evaluation import evaluate_dataset
+from mrcnn.inspect import run_stages
 from mrcnn.model import precision
 from mrcnn.testing import photo_like_image
 from tests._tiny_model import tiny_model
@@ -126,18 +127,38 @@ def test_bf16_folded_weights_are_folded_once_and_cached():
 @native_bf16
 def test_bf16_keeps_box_coordinates_in_float32():
     """bf16 has 8 significant bits: between 256 and 512 px it steps by 2 px. Decoding in
-    float32 keeps proposals and detections off that grid."""
+    float32 keeps anchors, proposals and detections off that grid."""
     model = tiny_model(INFERENCE_PRECISION="bf16", IMAGE_MIN_DIM=512, IMAGE_MAX_DIM=512)
+    image = photo_like_image(512, 512, seed=4)
     found = {}
     hook = model.net.register_forward_hook(lambda _m, _i, output: found.update(output))
     try:
-        model.detect([photo_like_image(512, 512, seed=4)])
+        model.detect([image])
     finally:
         hook.remove()
-    boxes = found["boxes"]
-    assert boxes.dtype == torch.float32
-    far = boxes[boxes > 256]
-    assert len(far) > 0 and bool((far % 2 != 0).any()), "coordinates on bf16's 2-px grid"
+    assert found["boxes"].dtype == torch.float32
+    # The proposal layer's anchors, as run_stages shows them (the tiny model's random deltas
+    # clip most proposals to the image's edges).
+    anchors = torch.from_numpy(run_stages(model, image).pre_nms_anchors)
+    for boxes in (found["boxes"], anchors):
+        far = boxes[boxes > 256]
+        assert len(far) > 0 and bool((far % 2 != 0).any()), "coordinates on bf16's 2-px grid"
+
+
+@native_bf16
+def test_inspection_shows_what_bf16_detect_computes():
+    """run_stages (mrcnn.inspect), run_graph and detect_molded run the network in the precision
+    detect runs it in, so that what they show is what detect found."""
+    model = tiny_model(INFERENCE_PRECISION="bf16")
+    image = photo_like_image(96, 128, seed=2)
+    scores = model.detect([image])[0]["scores"]
+    assert not np.array_equal(tiny_model().detect([image])[0]["scores"], scores)  # bf16 shows
+
+    np.testing.assert_array_equal(run_stages(model, image).detections["scores"], scores)
+    graph = model.run_graph([image], [("detections", "mrcnn_detection")])["detections"]
+    np.testing.assert_array_equal(graph[0, : len(scores), 5], scores)
+    molded, metas, _ = model.mold_inputs([image])
+    np.testing.assert_array_equal(model.detect_molded(molded, metas)[0]["scores"], scores)
 
 
 def _says_once_and_runs_fp32(caplog, message: str) -> None:

@@ -89,8 +89,10 @@ class MaskRCNNNet(nn.Module):
         return self.fpn(self.backbone(images))
 
     def rpn_outputs(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """RPN logits [B, A] and deltas [B, A, 4] for the anchors of :meth:`anchors`."""
-        return self.rpn(features)
+        """RPN logits [B, A] and deltas [B, A, 4] for the anchors of :meth:`anchors`; float32
+        under bf16/fp16 autocast (anchors, decoding and NMS are computed in float32)."""
+        objectness, deltas = self.rpn(features)
+        return decoding_dtype(objectness), decoding_dtype(deltas)
 
     def anchors(self, image_shape: tuple[int, int], like: torch.Tensor):
         """(anchors [A, 4] (x1, y1, x2, y2) on ``like``'s device and dtype, per-level counts)
@@ -204,9 +206,11 @@ class MaskRCNNNet(nn.Module):
         image_index: torch.Tensor,
         table: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Box head on ROIs: class logits [K, C] and deltas [K, C, 4]."""
+        """Box head on ROIs: class logits [K, C] and deltas [K, C, 4], float32 under bf16/fp16
+        autocast (box refinement and per-class NMS are computed in float32)."""
         pooled = self.roi_features(features, rois, image_index, self.settings.pool_size, table)
-        return self.box_head(pooled)
+        class_logits, deltas = self.box_head(pooled)
+        return decoding_dtype(class_logits), decoding_dtype(deltas)
 
     def detections(
         self,
@@ -314,14 +318,10 @@ class MaskRCNNNet(nn.Module):
         """
         image_shape = (images.shape[-2], images.shape[-1])
         features = self.features(images)
-        # Under bf16/fp16 autocast the layers' outputs are half precision; anchors, box
-        # decoding, NMS and coordinates are computed in float32 (decoding_dtype).
-        objectness, rpn_deltas = map(decoding_dtype, self.rpn_outputs(features))
+        objectness, rpn_deltas = self.rpn_outputs(features)
         rois, _, roi_image = self.proposals(objectness, rpn_deltas, image_shape, windows)
         table = feature_table(features[:4])  # once for both heads
-        class_logits, deltas = map(
-            decoding_dtype, self.box_predictions(features, rois, roi_image, table)
-        )
+        class_logits, deltas = self.box_predictions(features, rois, roi_image, table)
         found = self.detections(class_logits, deltas, rois, roi_image, windows, image_shape)
         found["masks"] = decoding_dtype(
             self.mask_probabilities(
