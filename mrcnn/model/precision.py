@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 #: INFERENCE_PRECISION value -> autocast dtype (None: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-#: CPU flags (/proc/cpuinfo) meaning native bf16 arithmetic.
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
 #: The flag of AMX's bf16 tile unit: bf16 convolutions run several times faster than float32.
 AMX_BF16_FLAG = "amx_bf16"
+
+#: CPU flags (/proc/cpuinfo) meaning native bf16 arithmetic.
+BF16_CPU_FLAGS = ("avx512_bf16", AMX_BF16_FLAG)
 
 #: bf16 without AMX is used where its probe convolution takes at most this share of float32's
 #: time: the network's casts and float32 stages eat a smaller gain.
