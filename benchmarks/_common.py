@@ -18,7 +18,7 @@ def measure_bf16_as_asked() -> str:
 
     Returns the line for the report saying what mrcnn itself does on this CPU.
     """
-    from mrcnn.model import precision
+    from mrcnn.modeling import precision
 
     shortfall = precision.cpu_bf16_shortfall()
     precision.cpu_bf16_shortfall = lambda: None

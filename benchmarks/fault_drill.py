@@ -98,7 +98,7 @@ def _leftovers(logs: Path) -> dict[str, int]:
 
 def check_run_folder(run: Path) -> dict:
     """Epochs contiguous, steps continuing, metrics without repeats, no temporaries."""
-    from mrcnn.training.checkpoint import is_locked
+    from mrcnn.weights.checkpoint import is_locked
 
     found = sorted(run.glob("mrcnn_*.pt"))
     epochs = [int(p.stem.rsplit("_", 1)[1]) for p in found]

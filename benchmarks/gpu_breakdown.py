@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from mrcnn.transfer import to_host
+from mrcnn.structures.transfer import to_host
 
 
 def _sync(device: torch.device) -> None:
@@ -34,8 +34,13 @@ def _timed(run, device: torch.device, repeats: int):
 
 
 def _our_stages(model, images: list[np.ndarray], repeats: int) -> dict[str, float]:
-    from mrcnn.image import mold_batch, paste_masks_looped, paste_masks_vectorised, unmold_boxes
-    from mrcnn.model.precision import inference_autocast
+    from mrcnn.modeling.precision import inference_autocast
+    from mrcnn.structures.image import (
+        mold_batch,
+        paste_masks_looped,
+        paste_masks_vectorised,
+        unmold_boxes,
+    )
 
     config, device, dtype = model.config, model.device, model.dtype
     times: dict[str, float] = {}

@@ -4,7 +4,7 @@ Writes a 12000 x 9000 JPEG (108 megapixels, 324 MB as RGB), a checkpoint of a sm
 ResNet-18 model that returns 100 detections per image (DETECTION_MIN_CONFIDENCE 0; random boxes,
 many of them large), then runs each command in its own process and prints that process's peak
 resident memory. The baseline, measured in the same run, is a process that only decodes the
-photo (``mrcnn.image.read_image``). Target: every command under 3 GB.
+photo (``mrcnn.structures.image.read_image``). Target: every command under 3 GB.
 
     python benchmarks/huge_image_memory.py [--width 12000 --height 9000]
 """
@@ -47,7 +47,7 @@ _CHILD = """
 import resource, sys
 from mrcnn.cli import main
 if sys.argv[1] == "decode":
-    from mrcnn.image import read_image
+    from mrcnn.structures.image import read_image
     read_image(sys.argv[2]); code = 0
 else:
     code = main(sys.argv[1:])
@@ -76,7 +76,7 @@ def write_checkpoint(path: Path) -> None:
 
     from mrcnn.config import Config
     from mrcnn.model import MaskRCNN
-    from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
+    from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
 
     torch.manual_seed(0)
     model = MaskRCNN("inference", Config.from_overrides(SMALL))

@@ -134,14 +134,14 @@ def network_gflop() -> float:
     does not count), priced as a dense matrix product of its full shape; its real cost, 16
     multiply-adds per output value, is negligible here. The count runs with autograd on (and
     nothing requiring gradients): the counter does not know the fused convolution-and-ReLU op
-    inference takes otherwise (:mod:`mrcnn.model.conv_fusion`), and would miss most of the
+    inference takes otherwise (:mod:`mrcnn.modeling.conv_fusion`), and would miss most of the
     network.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     from mrcnn.config import TorchvisionCocoConfig
-    from mrcnn.image import mold_batch
     from mrcnn.model import MaskRCNN
+    from mrcnn.structures.image import mold_batch
 
     config = TorchvisionCocoConfig.from_overrides(
         {"DETECTION_MIN_CONFIDENCE": 0.0, "DEVICE": "cpu"}
@@ -209,7 +209,7 @@ def trained_agreement(checkpoint: Path | None, train_seconds: float) -> str:
     from mrcnn.demo import ShapesDemoConfig, _shapes, run_demo
     from mrcnn.evaluation import evaluate_dataset
     from mrcnn.model import MaskRCNN
-    from mrcnn.training.checkpoint import find_last
+    from mrcnn.weights.checkpoint import find_last
 
     with tempfile.TemporaryDirectory() as tmp:
         if checkpoint is None:

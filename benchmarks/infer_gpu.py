@@ -11,7 +11,7 @@ rounding reorders random weights' near-tied scores) and exactly in a float64 run
 deliver what a user gets: full-resolution masks copied back to host memory.
 
 A third detector, "torchvision, pinned copy", is torchvision's model with its masks copied
-to the host the way ours are (through pinned memory, ``mrcnn.transfer.to_host``) instead of by
+to the host the way ours are (through pinned memory, ``mrcnn.structures.transfer.to_host``) instead of by
 ``.cpu()``: it separates what our network does from what that copy does.
 
 With ``--breakdown`` it also times the stages of one batch: for ours molding, the network,
@@ -64,7 +64,7 @@ def torchvision_detector(
 
     ``pinned``: its masks come to the host through pinned memory, as ours do (``to_host``),
     rather than by ``.cpu()``, the copy its users write."""
-    from mrcnn.transfer import to_host
+    from mrcnn.structures.transfer import to_host
 
     model = torchvision_model(state, device)
     dtype = AUTOCAST[precision]

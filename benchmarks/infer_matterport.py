@@ -49,7 +49,7 @@ from PIL import Image  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402
-from mrcnn.model.precision import cpu_has_native_bf16  # noqa: E402
+from mrcnn.modeling.precision import cpu_has_native_bf16  # noqa: E402
 from mrcnn.testing import photo_like_image  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "matterport"

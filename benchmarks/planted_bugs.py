@@ -69,7 +69,7 @@ CASES = [
     Case(
         "tests/test_weights.py::test_exclude_given_as_a_single_string",
         "a string exclude is ignored",
-        "mrcnn/weights.py",
+        "mrcnn/weights/loading.py",
         "exclude = [exclude]\n    patterns = [",
         "exclude = []\n    patterns = [",
     ),
@@ -104,7 +104,7 @@ CASES = [
     Case(
         "tests/test_image.py::test_read_image",
         "EXIF orientation 6 turned counter-clockwise",
-        "mrcnn/image.py",
+        "mrcnn/structures/image.py",
         "pil = ImageOps.exif_transpose(pil)",
         "pil = pil.transpose(Image.Transpose.ROTATE_90) if pil.getexif().get(0x0112) == 6 "
         "else ImageOps.exif_transpose(pil)",
@@ -112,7 +112,7 @@ CASES = [
     Case(
         "tests/test_dataset.py::test_exif_orientation_applied_to_image_and_size",
         "EXIF orientation 6 turned counter-clockwise",
-        "mrcnn/image.py",
+        "mrcnn/structures/image.py",
         "pil = ImageOps.exif_transpose(pil)",
         "pil = pil.transpose(Image.Transpose.ROTATE_90) if pil.getexif().get(0x0112) == 6 "
         "else ImageOps.exif_transpose(pil)",
@@ -120,7 +120,7 @@ CASES = [
     Case(
         "tests/test_image.py::test_apply_plan_nearest_for_label_maps",
         "label maps interpolated (bilinear, rounded) instead of nearest",
-        "mrcnn/image.py",
+        "mrcnn/structures/image.py",
         "image = F.interpolate(image[None], size=plan.resized_shape, mode=mode, **kwargs)[0]",
         "image = F.interpolate(image[None], size=plan.resized_shape, mode='bilinear', "
         "align_corners=True)[0].round()",
@@ -163,7 +163,7 @@ CASES = [
     Case(
         "tests/test_overfit.py::test_training_overfits_a_few_triangles",
         "mask targets transposed",
-        "mrcnn/model/targets.py",
+        "mrcnn/modeling/targets.py",
         "aligned=True)\n    return (crops[:, 0] >= 0.5).to(masks.dtype)",
         "aligned=True)\n    return (crops[:, 0] >= 0.5).to(masks.dtype).transpose(1, 2)",
     ),

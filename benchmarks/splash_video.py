@@ -8,7 +8,7 @@ IMAGES_PER_GPU 1 unless ``--set``), it times, in one process:
 1. detection alone: ``model.detect`` on every frame, IMAGES_PER_GPU frames per call, as the
    video path batches them, on the main thread as in the video path (decoding is done before
    each call and not timed);
-2. the whole video path: ``mrcnn.video.splash_video`` (decode, detect, splash, encode
+2. the whole video path: ``mrcnn.splash.filter.splash_video`` (decode, detect, splash, encode
    overlapping on threads), wall clock;
 3. the video path without the model (the first batch's detections replayed): what decoding,
    splashing and encoding cost by themselves.
@@ -124,7 +124,7 @@ def time_detect(model, clip: Path) -> tuple[float, int, float]:
 
 def time_video(model, clip: Path, out: Path, effect: str) -> tuple[float, int]:
     """(seconds, frames written) of splash_video on the clip, wall clock."""
-    from mrcnn.video import splash_video
+    from mrcnn.splash.filter import splash_video
 
     sync(model)
     started = time.perf_counter()
@@ -210,7 +210,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from mrcnn.video import open_video
+    from mrcnn.splash.video import open_video
 
     bf16_note = measure_bf16_as_asked() if args.precision == "bf16" else None
     try:

@@ -119,7 +119,7 @@ def time_steps(steps_by_name: dict, steps: int, device: str) -> dict[str, float]
 
 def ours_step(config: Config, samples: PreloadedSamples, with_preprocessing: bool):
     from mrcnn.model import MaskRCNN
-    from mrcnn.model.losses import training_losses, weighted_total
+    from mrcnn.modeling.losses import training_losses, weighted_total
     from mrcnn.training.trainer import build_optimizer, set_train_mode, set_trainable
 
     model = MaskRCNN("training", config, "unused")

@@ -57,7 +57,7 @@ CONVENTIONS: dict[str, tuple[str, ...]] = {
 #: The conventions of torchvision's detection models and ImageNet classifiers (its
 #: ``maskrcnn_resnet50_fpn``: GeneralizedRCNNTransform, AnchorGenerator, RPN, MultiScaleRoIAlign
 #: and BoxCoder defaults). RPN_ANCHOR_RATIOS is absent on purpose: loading permutes the RPN's
-#: outputs into the config's ratio order (see :mod:`mrcnn.weights`).
+#: outputs into the config's ratio order (see :mod:`mrcnn.weights.loading`).
 TORCHVISION: dict[str, Any] = {
     "NETWORK_FLAVOUR": "torchvision",
     "MEAN_PIXEL": [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],

@@ -17,11 +17,11 @@ import numpy as np
 
 from mrcnn.config import Config
 from mrcnn.datasets.shapes import ShapesDataset
+from mrcnn.drawing.render import draw_instances
 from mrcnn.evaluation import evaluate_dataset
 from mrcnn.maskrcnn import MaskRCNN
 from mrcnn.outputs import prepare_demo_folder
-from mrcnn.render import draw_instances
-from mrcnn.splash import color_splash, splash_video
+from mrcnn.splash.filter import color_splash, splash_video
 from mrcnn.training.trainer import train as train_model
 
 #: Side of the generated images, pixels.

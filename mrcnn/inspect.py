@@ -3,7 +3,7 @@ of the network on one image.
 
 The notebooks stay thin: they pick a dataset and a model here, then show what these functions
 return with :mod:`mrcnn.visualize`. Every network stage is run through the stage methods of
-:class:`mrcnn.model.network.MaskRCNNNet`, exactly as inference runs them.
+:class:`mrcnn.modeling.network.MaskRCNNNet`, exactly as inference runs them.
 
 Coordinates: network-side boxes are (x1, y1, x2, y2) in molded-input pixels (the resized and
 padded image the network sees); ``mrcnn.visualize.draw_boxes`` wants (y1, x1, y2, x2), so
@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrcnn.boxes import xyxy_to_yxyx
 from mrcnn.config import Config
 from mrcnn.datasets import from_spec
-from mrcnn.datasets.figures import display_anchor_coverage
 from mrcnn.datasets.stats import (
     anchor_coverage,
     collect_instances,
@@ -30,11 +28,13 @@ from mrcnn.datasets.stats import (
     reference_anchors,
 )
 from mrcnn.demo import DEMO_IMAGE_SIZE, ShapesDemoConfig
-from mrcnn.image import mold_batch, paste_masks
+from mrcnn.drawing.dataset_figures import display_anchor_coverage
+from mrcnn.drawing.render import draw_instances
 from mrcnn.maskrcnn import MaskRCNN
-from mrcnn.model.anchors import anchors_for_config
-from mrcnn.model.targets import mini_masks
-from mrcnn.render import draw_instances
+from mrcnn.modeling.anchors import anchors_for_config
+from mrcnn.modeling.targets import mini_masks
+from mrcnn.structures.boxes import xyxy_to_yxyx
+from mrcnn.structures.image import mold_batch, paste_masks
 from mrcnn.training.augment import apply_augmentation, boxes_from_masks, to_sample
 from mrcnn.training.trainer import train
 
@@ -203,7 +203,7 @@ class MiniMaskExample:
 
 def mini_mask_example(dataset, image_id: int, config) -> MiniMaskExample:
     """Shrink an image's masks to MINI_MASK_SHAPE as training stores them, then paste them
-    back at full size (:func:`mrcnn.image.paste_masks`) to show what the shrinking loses."""
+    back at full size (:func:`mrcnn.structures.image.paste_masks`) to show what the shrinking loses."""
     masks, _ = dataset.load_mask(image_id)
     full = torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).float()
     boxes = boxes_from_masks(full)

@@ -1,6 +1,6 @@
 """The :class:`MaskRCNN` facade: Matterport's workflow around the PyTorch network.
 
-It sits above the network (:mod:`mrcnn.model`), the checkpoints (:mod:`mrcnn.checkpoint`) and
+It sits above the network (:mod:`mrcnn.model`), the checkpoints (:mod:`mrcnn.weights.checkpoint`) and
 training (:mod:`mrcnn.training`); ``mrcnn.model.MaskRCNN`` names it too.
 
 ``MaskRCNN`` is not an ``nn.Module``; its network is ``model.net``. It loads weights in every
@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mrcnn import checkpoint as checkpoints
-from mrcnn import weights as weights_lib
-from mrcnn.boxes import xyxy_to_yxyx
+from mrcnn.compat.methods import MatterportMethods
 from mrcnn.config import Config
 from mrcnn.conventions import reconcile as reconcile_conventions
-from mrcnn.image import (
+from mrcnn.modeling.backbone import frozen_batchnorm_is_untrained
+from mrcnn.modeling.network import MaskRCNNNet
+from mrcnn.modeling.precision import inference_autocast
+from mrcnn.structures.boxes import xyxy_to_yxyx
+from mrcnn.structures.image import (
     ImageMeta,
     mold_batch,
     paste_masks,
@@ -31,15 +33,13 @@ from mrcnn.image import (
     to_rgb_uint8,
     unmold_boxes,
 )
-from mrcnn.masks import BoxMasks
-from mrcnn.matterport_image import unmold_selected as matterport_unmold
-from mrcnn.matterport_methods import MatterportMethods
-from mrcnn.model.backbone import frozen_batchnorm_is_untrained
-from mrcnn.model.network import MaskRCNNNet
-from mrcnn.model.precision import inference_autocast
+from mrcnn.structures.masks import BoxMasks
+from mrcnn.structures.matterport_image import unmold_selected as matterport_unmold
+from mrcnn.structures.transfer import to_host
 from mrcnn.training.state import TrainingState
 from mrcnn.training.trainer import train as run_training
-from mrcnn.transfer import to_host
+from mrcnn.weights import checkpoint as checkpoints
+from mrcnn.weights import loading as weights_lib
 
 __all__ = ["MaskRCNN", "MaskRCNNNet", "resolve_device"]
 
@@ -342,7 +342,7 @@ class MaskRCNN(MatterportMethods):
                 depend on the other images in the list.
             verbose: 1 prints one line per image.
             mask_format: "dense" (Matterport's bool [H, W, N]) or "boxes": a
-                :class:`mrcnn.masks.BoxMasks` holding each mask only inside its box, whose memory
+                :class:`mrcnn.structures.masks.BoxMasks` holding each mask only inside its box, whose memory
                 does not grow with the image (use it for large photos).
         Returns:
             one dict per image:
@@ -433,7 +433,7 @@ def _unmold_detections(
 
 
 def _box_masks(masks: torch.Tensor, boxes: torch.Tensor, shape: tuple[int, int]) -> BoxMasks:
-    """The instances as :class:`mrcnn.masks.BoxMasks`: small masks and boxes, pasted lazily."""
+    """The instances as :class:`mrcnn.structures.masks.BoxMasks`: small masks and boxes, pasted lazily."""
     return BoxMasks((int(shape[0]), int(shape[1])), masks.cpu(), boxes.cpu())
 
 

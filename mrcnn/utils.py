@@ -2,8 +2,8 @@
 
 Each function keeps Matterport's signature and return conventions (boxes (y1, x1, y2, x2) with
 exclusive y2/x2, masks [H, W, N], numpy in and out) and is a thin adapter over this package's
-own implementation (:mod:`mrcnn.boxes`, :mod:`mrcnn.evaluation`, :mod:`mrcnn.resize_plan`,
-:mod:`mrcnn.model.anchors`, :mod:`mrcnn.model.targets`). Where the result can differ from
+own implementation (:mod:`mrcnn.structures.boxes`, :mod:`mrcnn.evaluation`, :mod:`mrcnn.structures.resize_plan`,
+:mod:`mrcnn.modeling.anchors`, :mod:`mrcnn.modeling.targets`). Where the result can differ from
 Matterport's (interpolation at mask and image borders, the clip on huge size deltas),
 docs/migrating.md says so.
 """
@@ -20,13 +20,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
-from mrcnn.boxes import (
-    decode_deltas,
-    encode_deltas,
-    extract_boxes_from_masks,
-    intersection_areas,
-    xyxy_to_yxyx,
-)
 from mrcnn.dataset import Dataset
 from mrcnn.evaluation import (
     compute_ap,
@@ -36,11 +29,18 @@ from mrcnn.evaluation import (
     compute_overlaps_masks,
     compute_recall,
 )
-from mrcnn.image import apply_plan
-from mrcnn.model.anchors import level_anchors
-from mrcnn.model.targets import mini_masks
-from mrcnn.resize_plan import ResizePlan, matterport_scale, plan_resize
-from mrcnn.weights import WeightsError
+from mrcnn.modeling.anchors import level_anchors
+from mrcnn.modeling.targets import mini_masks
+from mrcnn.structures.boxes import (
+    decode_deltas,
+    encode_deltas,
+    extract_boxes_from_masks,
+    intersection_areas,
+    xyxy_to_yxyx,
+)
+from mrcnn.structures.image import apply_plan
+from mrcnn.structures.resize_plan import ResizePlan, matterport_scale, plan_resize
+from mrcnn.weights.loading import WeightsError
 
 __all__ = [
     "COCO_MODEL_URL",

@@ -1,27 +1,23 @@
 """Matterport's ``visualize`` module: every drawing function under its old name.
 
-The code lives by dependency: :mod:`mrcnn.render` draws into RGB arrays with OpenCV and numpy
+The code lives by dependency: :mod:`mrcnn.drawing.render` draws into RGB arrays with OpenCV and numpy
 (colours, mask overlay, contours, :func:`draw_instances`; used by splash, video and the demo),
-:mod:`mrcnn.figures` builds the matplotlib figures (one box convention, (y1, x1, y2, x2)), and
-:mod:`mrcnn.datasets.figures` the dataset and anchor figures next to the statistics they show.
+:mod:`mrcnn.drawing.figures` builds the matplotlib figures (one box convention, (y1, x1, y2, x2)), and
+:mod:`mrcnn.drawing.dataset_figures` the dataset and anchor figures next to the statistics they show.
 Matching for :func:`display_differences` is :func:`mrcnn.evaluation.matching.match_instances`.
 
 Boxes are Matterport's (y1, x1, y2, x2) in image pixels unless a function says otherwise; masks
 are bool [H, W, N].
 
 The figure functions here show their figure as Matterport's did (in the notebook cell, or in a
-window from a script with a GUI backend; :mod:`mrcnn.figure_display`) and return it. The same
+window from a script with a GUI backend; :mod:`mrcnn.drawing.display`) and return it. The same
 functions in the modules above only build and return it; this package's own code calls those.
 """
 
-from mrcnn import figures, network_figures
-from mrcnn.boxes import extract_boxes_from_masks
-from mrcnn.datasets import figures as dataset_figures
-from mrcnn.evaluation.matching import match_instances
-from mrcnn.evaluation.overlaps import compute_overlaps_masks as mask_overlaps
-from mrcnn.figure_display import matterport_display
-from mrcnn.network_figures import display_table, display_weight_stats, draw_box
-from mrcnn.render import (
+from mrcnn.drawing import dataset_figures, figures, network_figures
+from mrcnn.drawing.display import matterport_display
+from mrcnn.drawing.network_figures import display_table, display_weight_stats, draw_box
+from mrcnn.drawing.render import (
     COLOR_SEED,
     apply_mask,
     draw_instances,
@@ -29,6 +25,9 @@ from mrcnn.render import (
     overlay_masks,
     random_colors,
 )
+from mrcnn.evaluation.matching import match_instances
+from mrcnn.evaluation.overlaps import compute_overlaps_masks as mask_overlaps
+from mrcnn.structures.boxes import extract_boxes_from_masks
 
 display_anchor_coverage = matterport_display(dataset_figures.display_anchor_coverage)
 display_dataset_samples = matterport_display(dataset_figures.display_dataset_samples)

@@ -14,7 +14,7 @@ import torch
 from _tiny_model import tiny_model
 from PIL import Image
 
-from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
+from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
 
 CLASS_NAMES = ["balloon", "kite"]
 #: Random weights give saturated class scores (all 1.0); scaling the class logits down spreads

@@ -8,7 +8,7 @@ import torch
 
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
-from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
+from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
 
 #: Small and fast; DETECTION_MIN_CONFIDENCE 0 so that random weights still give detections.
 TINY = {

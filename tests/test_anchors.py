@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from mrcnn.config import Config
-from mrcnn.model.anchors import (
+from mrcnn.modeling.anchors import (
     anchors_for_config,
     backbone_shapes,
     cell_anchors,
     level_anchors,
     pyramid_anchors,
 )
-from mrcnn.model.network import MaskRCNNNet
+from mrcnn.modeling.network import MaskRCNNNet
 
 SCALES = (8, 16, 32, 64, 128)
 STRIDES = (4, 8, 16, 32, 64)

@@ -12,7 +12,7 @@ import pytest
 from _tiny_model import tiny_model
 
 from mrcnn.model import MaskRCNN
-from mrcnn.video import splash_video
+from mrcnn.splash.filter import splash_video
 
 FPS, FRAMES, RATE, TONE = 12, 12, 16000, 440.0
 FRAME = 1 / FPS
@@ -149,7 +149,7 @@ def test_truncated_input_keeps_the_sound_of_the_frames_written(tmp_path):
 
 
 def test_failed_run_keeps_the_sound_of_the_frames_written(tmp_path):
-    from mrcnn.video import process_video
+    from mrcnn.splash.video import process_video
 
     clip = make_clip(tmp_path / "tone.mp4")
     rendered = []
@@ -169,12 +169,12 @@ def test_failed_run_keeps_the_sound_of_the_frames_written(tmp_path):
 
 
 def test_pictures_kept_when_the_sound_cannot_be_written(tmp_path, monkeypatch):
-    import mrcnn.audio
+    import mrcnn.splash.audio
 
     def broken(*args, **kwargs):
         raise RuntimeError("no muxer today")
 
-    monkeypatch.setattr(mrcnn.audio, "add_audio", broken)
+    monkeypatch.setattr(mrcnn.splash.audio, "add_audio", broken)
     clip = make_clip(tmp_path / "tone.mp4")
     with pytest.warns(UserWarning, match="audio not copied \\(RuntimeError: no muxer today\\)"):
         report = splash_video(NothingFound(), clip, tmp_path / "out.mp4", progress=False)

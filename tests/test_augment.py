@@ -60,7 +60,7 @@ def test_flip_keeps_boxes_on_masks():
 def test_training_sample_is_molded_like_inference():
     from _training_fixtures import config, shapes
 
-    from mrcnn.image import mold_image, plan_for_config
+    from mrcnn.structures.image import mold_image, plan_for_config
     from mrcnn.training.data import TrainingSamples, collate
 
     cfg = config(USE_MINI_MASK=False, MAX_GT_INSTANCES=1)

@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from mrcnn.model.backbone import (
+from mrcnn.modeling.backbone import (
     RESNET_CHANNELS,
     ConvWithFrozenBatchNorm,
     ResNetBackbone,
@@ -18,7 +18,7 @@ from mrcnn.model.backbone import (
     frozen_batchnorm_is_untrained,
     resnet_body,
 )
-from mrcnn.model.fpn import FeaturePyramid
+from mrcnn.modeling.fpn import FeaturePyramid
 from mrcnn.testing import randomise_batchnorm
 
 

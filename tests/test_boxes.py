@@ -1,4 +1,4 @@
-"""Box coding, clipping, IoU and conversions of mrcnn.boxes."""
+"""Box coding, clipping, IoU and conversions of mrcnn.structures.boxes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torchvision
 
-from mrcnn.boxes import (
+from mrcnn.structures.boxes import (
     BBOX_XFORM_CLIP,
     box_area,
     broadcast_iou,

@@ -7,7 +7,7 @@ import datetime
 import pytest
 import torch
 
-from mrcnn.training import checkpoint as ckpt
+from mrcnn.weights import checkpoint as ckpt
 
 
 def test_crash_mid_write_keeps_the_old_file(tmp_path, monkeypatch):

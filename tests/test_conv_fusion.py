@@ -7,10 +7,10 @@ import pytest
 import torch
 import torchvision
 
-from mrcnn.model import conv_fusion
-from mrcnn.model.backbone import FusedBasicBlock, FusedBottleneck, ResNetBackbone
-from mrcnn.model.fpn import FeaturePyramid
-from mrcnn.model.precision import cpu_has_native_bf16
+from mrcnn.modeling import conv_fusion
+from mrcnn.modeling.backbone import FusedBasicBlock, FusedBottleneck, ResNetBackbone
+from mrcnn.modeling.fpn import FeaturePyramid
+from mrcnn.modeling.precision import cpu_has_native_bf16
 from mrcnn.testing import randomise_batchnorm
 
 requires_fusion = pytest.mark.skipif(

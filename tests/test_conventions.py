@@ -17,10 +17,10 @@ import torchvision
 
 from mrcnn.config import Config
 from mrcnn.conventions import TORCHVISION, ConventionsError
-from mrcnn.image import mold_batch, read_image
 from mrcnn.model import MaskRCNN
+from mrcnn.structures.image import mold_batch, read_image
 from mrcnn.testing import randomise_batchnorm, randomised_torchvision_maskrcnn
-from mrcnn.weights import PRETRAINED
+from mrcnn.weights.loading import PRETRAINED
 from tests._fixtures_data import BALLOON
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples"))
@@ -172,7 +172,7 @@ def test_loaded_rpn_gives_torchvision_proposals(torchvision_files, balloon_crop)
 # ------------------------------------------------------------------------------------------------
 def _mean_loss(model: MaskRCNN, dataset, count: int) -> float:
     """Mean training loss over the first ``count`` images (target sampling seeded)."""
-    from mrcnn.model.losses import training_losses, weighted_total
+    from mrcnn.modeling.losses import training_losses, weighted_total
     from mrcnn.training.data import TrainingSamples, collate
 
     samples = TrainingSamples(dataset, model.config)

@@ -14,7 +14,7 @@ from _tiny_model import tiny_model
 from _training_fixtures import config, conv_output_dtypes, shapes
 
 from mrcnn.model import MaskRCNN
-from mrcnn.model.roi_align import pyramid_roi_align
+from mrcnn.modeling.roi_align import pyramid_roi_align
 from mrcnn.testing import photo_like_image
 
 pytestmark = pytest.mark.skipif(
@@ -83,7 +83,7 @@ def test_training_steps_on_cuda_then_loading_on_the_cpu(tmp_path, amp):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_mask_pasting_on_cuda_equals_the_cpu(dtype):
     """Masks are pasted on the device (only the bool masks come back): same pixels as the CPU."""
-    from mrcnn.image import paste_masks
+    from mrcnn.structures.image import paste_masks
 
     generator = torch.Generator().manual_seed(0)
     masks = torch.rand(40, 28, 28, generator=generator, dtype=dtype)
@@ -99,7 +99,7 @@ def test_mask_pasting_on_cuda_equals_the_cpu(dtype):
 
 
 def test_large_masks_come_to_the_host_through_pinned_memory():
-    from mrcnn.transfer import PINNED_COPY_BYTES, to_host
+    from mrcnn.structures.transfer import PINNED_COPY_BYTES, to_host
 
     masks = torch.rand(800, 1066, 7, device="cuda") > 0.5
     array = to_host(masks)
@@ -110,7 +110,7 @@ def test_large_masks_come_to_the_host_through_pinned_memory():
 
 
 def test_masks_still_arrive_when_no_memory_can_be_pinned(monkeypatch):
-    from mrcnn import transfer
+    from mrcnn.structures import transfer
 
     real_empty = torch.empty
 

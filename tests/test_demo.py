@@ -12,7 +12,7 @@ import torch
 from mrcnn.cli import main
 from mrcnn.demo import _LOSS_COLUMNS, DEMO_IMAGE_SIZE, ShapesDemoConfig, run_demo
 from mrcnn.evaluation import evaluate_dataset
-from mrcnn.splash import color_splash
+from mrcnn.splash.filter import color_splash
 
 
 def test_demo_writes_report_pictures_and_video(tmp_path):

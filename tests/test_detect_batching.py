@@ -13,7 +13,7 @@ import pytest
 import torch
 from _tiny_model import tiny_model
 
-from mrcnn.image import mold_batch
+from mrcnn.structures.image import mold_batch
 from mrcnn.testing import photo_like_image
 
 #: Config overrides of each resize mode ("crop" molds whole images at inference, like pad64).

@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 
 from mrcnn.cli import main
 from mrcnn.commands import detect
-from mrcnn.image import read_image
+from mrcnn.structures.image import read_image
 
 H, W = 64, 96
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torchvision.ops import batched_nms
 
-from mrcnn.model.detection import best_survivors, refine_detections
-from mrcnn.model.proposals import top_k_per_group
+from mrcnn.modeling.detection import best_survivors, refine_detections
+from mrcnn.modeling.proposals import top_k_per_group
 
 STD = torch.tensor([0.1, 0.1, 0.2, 0.2])
 FULL = [0.0, 0.0, 100.0, 100.0]
@@ -261,7 +261,7 @@ def test_best_survivors_equal_nms_over_every_candidate(spread):
 
 def _nms_sizes(monkeypatch) -> list[int]:
     """Record how many candidates each NMS call of the detection layer is given."""
-    import mrcnn.model.detection as detection
+    import mrcnn.modeling.detection as detection
 
     sizes: list[int] = []
 

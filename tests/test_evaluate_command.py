@@ -43,7 +43,7 @@ def _set_flags(values: dict) -> list[str]:
 @pytest.fixture(scope="module")
 def weights(module_tmp):
     from mrcnn.model import MaskRCNN
-    from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
+    from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
 
     config = Config.from_overrides({**TINY, "NUM_CLASSES": 4, "DEVICE": "cpu"})
     model = MaskRCNN("inference", config, model_dir=module_tmp.mktemp("logs"))
@@ -149,7 +149,7 @@ def test_num_classes_mismatch_is_a_clear_error(weights, tmp_path, capsys):
 
 def test_a_checkpoint_of_other_classes_is_named_as_the_cause(tmp_path, capsys):
     from mrcnn.model import MaskRCNN
-    from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
+    from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
 
     config = Config.from_overrides({**TINY, "NUM_CLASSES": 3, "DEVICE": "cpu"})
     model = MaskRCNN("inference", config, model_dir=tmp_path)

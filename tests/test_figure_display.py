@@ -1,6 +1,6 @@
-"""mrcnn.visualize shows its figures as Matterport's did (mrcnn.figure_display): at once in a
+"""mrcnn.visualize shows its figures as Matterport's did (mrcnn.drawing.display): at once in a
 notebook cell, also from a loop, without a second copy when the figure is the cell's last value;
-in a window from a script with a GUI backend; nowhere headless. mrcnn.figures only returns them."""
+in a window from a script with a GUI backend; nowhere headless. mrcnn.drawing.figures only returns them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from mrcnn import figure_display, figures, visualize
-from mrcnn.figure_display import NOTEBOOK, NOWHERE, WINDOW, display_mode
+from mrcnn import visualize
+from mrcnn.drawing import display as figure_display
+from mrcnn.drawing import figures
+from mrcnn.drawing.display import NOTEBOOK, NOWHERE, WINDOW, display_mode
 
 IMAGE = np.full((24, 32, 3), 90, np.uint8)
 MASKS = np.zeros((24, 32, 1), bool)

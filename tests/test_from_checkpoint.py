@@ -1,4 +1,4 @@
-"""MaskRCNN.from_checkpoint and the config read back from a checkpoint (mrcnn.checkpoint)."""
+"""MaskRCNN.from_checkpoint and the config read back from a checkpoint (mrcnn.weights.checkpoint)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import pytest
 import torch
 from _tiny_model import save_tiny_checkpoint, tiny_model
 
-from mrcnn.checkpoint import (
+from mrcnn.config import Config, TorchvisionCocoConfig
+from mrcnn.model import MaskRCNN
+from mrcnn.weights.checkpoint import (
     RUNTIME_KEYS,
     checkpoint_path,
     config_for_weights,
     read_config,
     resolve_weights,
 )
-from mrcnn.config import Config, TorchvisionCocoConfig
-from mrcnn.model import MaskRCNN
 
 
 class TinyConfig(Config):

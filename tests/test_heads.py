@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mrcnn.model.heads import BoxHead, MaskHead, select_class_masks
-from mrcnn.model.rpn import RPNHead
+from mrcnn.modeling.heads import BoxHead, MaskHead, select_class_masks
+from mrcnn.modeling.rpn import RPNHead
 
 
 def test_box_head_shapes():

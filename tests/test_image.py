@@ -1,4 +1,4 @@
-"""Image conversion, resize plans, molding, unmolding and mask pasting (mrcnn.image)."""
+"""Image conversion, resize plans, molding, unmolding and mask pasting (mrcnn.structures.image)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mrcnn import image as image_module
 from mrcnn.config import Config
-from mrcnn.image import (
+from mrcnn.structures import image as image_module
+from mrcnn.structures.image import (
     ImageMeta,
     apply_plan,
     decode_image,

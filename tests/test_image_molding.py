@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mrcnn.image as image_lib
+import mrcnn.structures.image as image_lib
 from mrcnn.config import Config
-from mrcnn.resize_plan import ResizePlan, plan_for_config
+from mrcnn.structures.resize_plan import ResizePlan, plan_for_config
 
 
 def _config(**overrides) -> Config:

@@ -13,7 +13,7 @@ from mrcnn.commands import inspect_data
 from mrcnn.config import Config
 from mrcnn.datasets import ShapesDataset, anchor_coverage, collect_instances
 from mrcnn.datasets.stats import InstanceRecords, boxes_to_input, image_plan
-from mrcnn.model.anchors import anchors_for_config
+from mrcnn.modeling.anchors import anchors_for_config
 
 SMALL = ["IMAGE_MIN_DIM=64", "IMAGE_MAX_DIM=128"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mrcnn.config import Config
-from mrcnn.model.losses import (
+from mrcnn.modeling.losses import (
     LOSS_NAMES,
     mrcnn_bbox_loss,
     mrcnn_class_loss,
@@ -18,8 +18,8 @@ from mrcnn.model.losses import (
     training_losses,
     weighted_total,
 )
-from mrcnn.model.network import MaskRCNNNet
-from mrcnn.model.targets import GroundTruth, detection_targets, rpn_targets
+from mrcnn.modeling.network import MaskRCNNNet
+from mrcnn.modeling.targets import GroundTruth, detection_targets, rpn_targets
 
 
 def test_rpn_class_loss_ignores_unsampled_anchors():

@@ -11,10 +11,10 @@ import torch
 from _tiny_model import tiny_model
 from pycocotools import mask as mask_utils
 
-from mrcnn import image as image_lib
 from mrcnn.evaluation import encode_masks
-from mrcnn.masks import BoxMasks
-from mrcnn.splash import color_splash
+from mrcnn.splash.filter import color_splash
+from mrcnn.structures import image as image_lib
+from mrcnn.structures.masks import BoxMasks
 
 
 def _random_box_masks(seed: int, height: int, width: int, count: int) -> BoxMasks:
@@ -67,7 +67,7 @@ def test_splash_of_box_masks_equals_the_dense_splash():
 def test_nothing_image_sized_per_instance_is_allocated(monkeypatch):
     """RLEs, the splash and the preview of 100 instances on a 3-megapixel image never build the
     [H, W, N] stack (300 MB): the dense paths are poisoned, numpy's allocations traced."""
-    from mrcnn import masks as masks_module
+    from mrcnn.structures import masks as masks_module
 
     def dense(*args, **kwargs):
         raise AssertionError("a full [H, W, N] stack was built")

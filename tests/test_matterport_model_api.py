@@ -159,7 +159,7 @@ def test_detect_molded_equals_detect(model):
 
 def test_get_anchors_are_normalised_y1_x1_y2_x2(model):
     anchors = model.get_anchors((128, 128, 3))
-    from mrcnn.model.anchors import anchors_for_config
+    from mrcnn.modeling.anchors import anchors_for_config
 
     pixels, _ = anchors_for_config(model.config, (128, 128))
     assert anchors.shape == pixels.shape and anchors.dtype == np.float32
@@ -276,7 +276,7 @@ def test_run_graph_unknown_stage_lists_the_known_ones(model):
 
 
 def test_get_imagenet_weights_names_the_backbone(model, monkeypatch):
-    from mrcnn import weights
+    from mrcnn.weights import loading as weights
 
     asked = []
     monkeypatch.setattr(

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from mrcnn.boxes import denormalise_boxes, normalise_boxes
 from mrcnn.config import Config
-from mrcnn.matterport_image import constant_resize, mold_image, unmold_boxes, unmold_mask
-from mrcnn.model import matterport
-from mrcnn.model.crop_and_resize import pyramid_crop_and_resize
-from mrcnn.model.network import MaskRCNNNet
-from mrcnn.resize_plan import plan_resize
+from mrcnn.modeling import matterport
+from mrcnn.modeling.crop_and_resize import pyramid_crop_and_resize
+from mrcnn.modeling.network import MaskRCNNNet
+from mrcnn.structures.boxes import denormalise_boxes, normalise_boxes
+from mrcnn.structures.matterport_image import constant_resize, mold_image, unmold_boxes, unmold_mask
+from mrcnn.structures.resize_plan import plan_resize
 
 D = torch.float64
 

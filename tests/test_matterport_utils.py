@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mrcnn import utils
-from mrcnn.weights import WeightsError
+from mrcnn.weights.loading import WeightsError
 
 EXPECTED = np.load(Path(__file__).parent / "matterport_utils" / "expected.npz")
 

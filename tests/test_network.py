@@ -8,7 +8,7 @@ import torch
 
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
-from mrcnn.model.network import MaskRCNNNet
+from mrcnn.modeling.network import MaskRCNNNet
 
 
 class TinyConfig(Config):

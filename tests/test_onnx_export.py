@@ -26,10 +26,10 @@ from mrcnn.deploy.export import (
     export_format,
     export_onnx,
 )
-from mrcnn.image import mold_batch, paste_masks, plan_resize, unmold_boxes
 from mrcnn.model import MaskRCNN
+from mrcnn.structures.image import mold_batch, paste_masks, plan_resize, unmold_boxes
 from mrcnn.testing import photo_like_image
-from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_payload
+from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is a test extra: pip install -e .[test]")
 pytest.importorskip("onnxscript", reason="onnxscript is a test extra: pip install -e .[test]")

@@ -1,4 +1,4 @@
-"""mrcnn.pipeline.Pipeline: stages overlap, order kept, memory bounded, errors and Ctrl-C stop
+"""mrcnn.splash.pipeline.Pipeline: stages overlap, order kept, memory bounded, errors and Ctrl-C stop
 every thread without a hang."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mrcnn.pipeline import Pipeline
+from mrcnn.splash.pipeline import Pipeline
 
 WAIT = 10.0  # seconds; any wait this long means the pipeline is stuck
 

@@ -11,7 +11,7 @@ import torch
 
 from mrcnn.evaluation import evaluate_dataset
 from mrcnn.inspect import run_stages
-from mrcnn.model import precision
+from mrcnn.modeling import precision
 from mrcnn.testing import photo_like_image
 from tests._tiny_model import tiny_model
 from tests._trained_shapes import trained_model, triangles
@@ -167,7 +167,7 @@ def _says_once_and_runs_fp32(caplog, message: str) -> None:
         image = photo_like_image(64, 96, seed=1)
         expected = tiny_model().detect([image])[0]
         model = tiny_model(INFERENCE_PRECISION="bf16")
-        with caplog.at_level(logging.WARNING, logger="mrcnn.model.precision"):
+        with caplog.at_level(logging.WARNING, logger="mrcnn.modeling.precision"):
             first = model.detect([image])[0]
             model.detect([image])
         warnings = [r for r in caplog.records if message in r.getMessage()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mrcnn.model.proposals import (
+from mrcnn.modeling.proposals import (
     proposal_steps,
     select_top_anchors,
     stable_top_k,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from mrcnn.model.roi_align import assign_levels, feature_table, pyramid_roi_align
+from mrcnn.modeling.roi_align import assign_levels, feature_table, pyramid_roi_align
 
 STRIDES = [4, 8, 16, 32]
 

@@ -16,7 +16,7 @@ from _training_fixtures import config, shapes
 
 from mrcnn.cli import main
 from mrcnn.model import MaskRCNN
-from mrcnn.training import checkpoint as ckpt
+from mrcnn.weights import checkpoint as ckpt
 
 NOW = datetime.datetime(2026, 11, 26, 10, 30, 5)
 

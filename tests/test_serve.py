@@ -1,4 +1,4 @@
-"""The splash web app's API (mrcnn/serve.py, mrcnn/splash_service.py) on a tiny model.
+"""The splash web app's API (mrcnn/splash/web.py, mrcnn/splash/service.py) on a tiny model.
 
 The browser tests of the page are in test_serve_browser.py.
 """
@@ -25,10 +25,10 @@ httpx = pytest.importorskip("httpx2", reason="the tests' HTTP client: pip instal
 from starlette.testclient import TestClient  # noqa: E402
 
 from mrcnn.evaluation import detections_to_coco  # noqa: E402
-from mrcnn.image import read_image  # noqa: E402
-from mrcnn.serve import create_app  # noqa: E402
-from mrcnn.splash import color_splash  # noqa: E402
-from mrcnn.splash_service import SplashService  # noqa: E402
+from mrcnn.splash.filter import color_splash  # noqa: E402
+from mrcnn.splash.service import SplashService  # noqa: E402
+from mrcnn.splash.web import create_app  # noqa: E402
+from mrcnn.structures.image import read_image  # noqa: E402
 
 NAMES = ["BG", *CLASS_NAMES]
 

@@ -34,8 +34,8 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip ins
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from mrcnn.serve import create_app  # noqa: E402
-from mrcnn.splash_service import SplashService  # noqa: E402
+from mrcnn.splash.service import SplashService  # noqa: E402
+from mrcnn.splash.web import create_app  # noqa: E402
 
 
 def balloon_photo() -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mrcnn.outputs import OutputError
-from mrcnn.splash import color_splash, encode_image, free_output_path, splash_output_path
+from mrcnn.splash.filter import color_splash, encode_image, free_output_path, splash_output_path
 
 H, W = 60, 80
 NAMES = ["BG", "balloon", "person"]

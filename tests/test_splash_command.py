@@ -100,7 +100,7 @@ def test_image_then_no_overwrite_then_overwrite(weights, tmp_path, capsys):
 
 
 def test_class_selection_by_name_from_the_checkpoint(weights, tmp_path, monkeypatch):
-    from mrcnn.splash import color_splash
+    from mrcnn.splash.filter import color_splash
 
     monkeypatch.chdir(tmp_path)
     photo = _image(tmp_path / "p.png", seed=3)

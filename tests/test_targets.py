@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrcnn.boxes import decode_deltas
-from mrcnn.model.targets import (
+from mrcnn.modeling.targets import (
     GroundTruth,
     detection_targets,
     mask_targets,
@@ -15,6 +14,7 @@ from mrcnn.model.targets import (
     rpn_targets,
     sample_per_group,
 )
+from mrcnn.structures.boxes import decode_deltas
 
 STD = torch.tensor([0.1, 0.1, 0.2, 0.2])
 

@@ -12,8 +12,8 @@ import pytest
 from _training_fixtures import TinyConfig
 from PIL import Image
 
-from mrcnn.checkpoint import read_config
 from mrcnn.cli import main
+from mrcnn.weights.checkpoint import read_config
 
 #: TinyConfig as --set flags, without NUM_CLASSES: one short step per epoch.
 _SETTINGS = {

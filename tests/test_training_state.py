@@ -8,10 +8,10 @@ import json
 import pytest
 from _training_fixtures import config, shapes
 
-from mrcnn.checkpoint import atomic_torch_save, checkpoint_payload
 from mrcnn.model import MaskRCNN
 from mrcnn.training.run_log import RunLogger
 from mrcnn.training.state import TrainingState
+from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
 
 
 def test_matterport_attributes_read_and_write_the_training_state(tmp_path):

@@ -1,11 +1,11 @@
-"""mrcnn.transfer.to_host on the CPU (its pinned-memory path is in test_cuda.py)."""
+"""mrcnn.structures.transfer.to_host on the CPU (its pinned-memory path is in test_cuda.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from mrcnn.transfer import to_host
+from mrcnn.structures.transfer import to_host
 
 
 def test_a_cpu_tensor_comes_back_without_a_copy():

@@ -11,7 +11,8 @@ import pytest
 from _tiny_model import tiny_model
 
 from mrcnn.model import MaskRCNN
-from mrcnn.video import open_video, process_video, splash_video
+from mrcnn.splash.filter import splash_video
+from mrcnn.splash.video import open_video, process_video
 
 SIZE = (96, 64)  # width, height
 FPS = 12.0
@@ -146,7 +147,7 @@ def test_bad_splash_options_fail_before_output(model, tmp_path):
 def test_detect_and_color_splash_python_api(model, tmp_path, monkeypatch):
     from PIL import Image
 
-    from mrcnn.splash import detect_and_color_splash
+    from mrcnn.splash.filter import detect_and_color_splash
 
     monkeypatch.chdir(tmp_path)
     photo = tmp_path / "photo.jpg"
@@ -182,7 +183,7 @@ def video_threads() -> list:
 
 @pytest.mark.parametrize(("images_per_gpu", "frames"), [(1, 4), (2, 5)])
 def test_pipelined_video_gives_the_frames_of_the_sequential_path(images_per_gpu, frames, tmp_path):
-    from mrcnn.splash import splash_detections
+    from mrcnn.splash.filter import splash_detections
 
     model = tiny_model(IMAGES_PER_GPU=images_per_gpu)
     clip = write_clip(tmp_path / "clip.mp4", frames=frames)  # 5: not a multiple of 2
@@ -242,9 +243,9 @@ def test_detect_error_stops_the_pipeline_after_writing_the_frames_before(model, 
 
 
 def test_decode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch):
-    import mrcnn.video
+    import mrcnn.splash.video
 
-    real_open = mrcnn.video.open_video
+    real_open = mrcnn.splash.video.open_video
 
     class BreakingCapture:
         def __init__(self, capture) -> None:
@@ -263,7 +264,7 @@ def test_decode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch)
         capture, info = real_open(path)
         return BreakingCapture(capture), info
 
-    monkeypatch.setattr(mrcnn.video, "open_video", open_breaking)
+    monkeypatch.setattr(mrcnn.splash.video, "open_video", open_breaking)
     clip = write_clip(tmp_path / "clip.avi", frames=10, fourcc="MJPG")
     with pytest.raises(OSError, match="read error in frame 7"):
         process_video(model, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
@@ -272,9 +273,9 @@ def test_decode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch)
 
 
 def test_encode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch):
-    import mrcnn.video
+    import mrcnn.splash.video
 
-    real_open_writer = mrcnn.video._open_writer
+    real_open_writer = mrcnn.splash.video._open_writer
 
     class BreakingWriter:
         def __init__(self, writer) -> None:
@@ -290,7 +291,7 @@ def test_encode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch)
             self.writer.release()
 
     monkeypatch.setattr(
-        mrcnn.video, "_open_writer", lambda *a: BreakingWriter(real_open_writer(*a))
+        mrcnn.splash.video, "_open_writer", lambda *a: BreakingWriter(real_open_writer(*a))
     )
     counting = CountingModel(model)
     clip = write_clip(tmp_path / "clip.avi", frames=40, fourcc="MJPG")
@@ -340,7 +341,7 @@ def test_rendering_on_several_threads_keeps_the_frames_in_order():
     error raised at its own frame, after every frame before it."""
     import threading
 
-    from mrcnn.video import _render_stage
+    from mrcnn.splash.video import _render_stage
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (8, 12, 3), dtype=np.uint8) for _ in range(11)]

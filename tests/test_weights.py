@@ -12,13 +12,13 @@ import torch
 import torchvision
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 
-from mrcnn import weights as weights_lib
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
-from mrcnn.model.anchors import pyramid_anchors
+from mrcnn.modeling.anchors import pyramid_anchors
 from mrcnn.testing import randomise_batchnorm
-from mrcnn.training.checkpoint import atomic_torch_save, checkpoint_name, checkpoint_payload
-from mrcnn.weights import (
+from mrcnn.weights import loading as weights_lib
+from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_name, checkpoint_payload
+from mrcnn.weights.loading import (
     WeightsError,
     detect_format,
     load_into_network,
@@ -441,7 +441,7 @@ def test_find_last_picks_the_newest_run_and_epoch(tmp_path, model_c):
     (logs / "coco_like20240601T0000.txt").write_text("")  # not a folder
     model_c.model_dir = logs
     assert Path(model_c.find_last()) == newest
-    from mrcnn.training.checkpoint import find_last
+    from mrcnn.weights.checkpoint import find_last
 
     assert find_last(logs) == logs / "other20250101T0000" / "mrcnn_other_0050.pt"
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 from _keras_h5 import matterport_manifest, random_layers, write_keras_h5
 
-from mrcnn import keras_mapping
 from mrcnn.config import Config
 from mrcnn.conventions import ConventionsError
 from mrcnn.model import MaskRCNN
-from mrcnn.model.heads import BoxHead, MaskHead
-from mrcnn.model.rpn import RPNHead
-from mrcnn.weights import WeightsError
-from mrcnn.weights_h5 import read_keras_layers
+from mrcnn.modeling.heads import BoxHead, MaskHead
+from mrcnn.modeling.rpn import RPNHead
+from mrcnn.weights import keras_mapping
+from mrcnn.weights.keras_h5 import read_keras_layers
+from mrcnn.weights.loading import WeightsError
 
 FC = 64  # a small FPN_CLASSIF_FC_LAYERS_SIZE keeps the test file small
 
@@ -304,7 +304,7 @@ def test_convert_writes_a_checkpoint_that_loads_without_h5py(coco_like_h5, tmp_p
 
 
 def test_convert_infers_backbone_and_class_count(coco_like_h5, tmp_path):
-    from mrcnn.convert import convert_h5
+    from mrcnn.weights.convert import convert_h5
 
     config, notes = convert_h5(coco_like_h5, tmp_path / "m.safetensors")
     assert (config.BACKBONE, config.NUM_CLASSES) == ("resnet50", 2)

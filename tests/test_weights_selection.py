@@ -12,7 +12,7 @@ from torch import nn
 
 from mrcnn import conventions
 from mrcnn.config import Config
-from mrcnn.weights import (
+from mrcnn.weights.loading import (
     WeightsError,
     adopt_flavour,
     detect_format,
@@ -223,7 +223,7 @@ def test_a_pickled_object_is_named_by_its_global(tmp_path):
 
 
 def test_pretrained_weights_are_cached_under_the_urls_file_name(tmp_path, monkeypatch):
-    from mrcnn import weights
+    from mrcnn.weights import loading as weights
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "new" / "hub"))
     fetched = []

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # why here: start-up time of `mrcnn --help` (these import torch)
     from mrcnn.config import load_config
-    from mrcnn.convert import convert_h5
+    from mrcnn.weights.convert import convert_h5
 
     if Path(args.output).suffix != ".safetensors":
         raise ValueError(f"{args.output}: the output must end in .safetensors")

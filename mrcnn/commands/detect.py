@@ -29,17 +29,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from mrcnn.checkpoint import (
-    RUNTIME_KEYS,  # noqa: F401 - re-exported from its former home
-    config_for_weights,
-    resolve_weights,
-)
-from mrcnn.checkpoint import read_config as checkpoint_config  # noqa: F401 - its former name
 from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_argument
 from mrcnn.config import Config
 from mrcnn.deploy.runtime import OnnxMaskRCNN
 from mrcnn.evaluation import detections_to_coco
-from mrcnn.image import read_image
 from mrcnn.outputs import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -47,6 +40,8 @@ from mrcnn.outputs import (
     check_writable_dir,
     list_inputs,
 )
+from mrcnn.structures.image import read_image
+from mrcnn.weights.checkpoint import config_for_weights, resolve_weights
 
 if TYPE_CHECKING:
     from mrcnn.maskrcnn import MaskRCNN
@@ -156,7 +151,7 @@ def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> l
 
     Args:
         result: "boxes" float [N, 4] (x1, y1, x2, y2), "class_ids" [N], "scores" [N],
-            "masks" bool [H, W, N] or :class:`mrcnn.masks.BoxMasks`.
+            "masks" bool [H, W, N] or :class:`mrcnn.structures.masks.BoxMasks`.
         image_id: the entries' image_id.
         class_names: names by class id (for "category_name").
     Returns:
@@ -191,8 +186,8 @@ def _write_json(path: Path, entries: list[dict]) -> None:
 def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list[str]) -> None:
     """display_instances of one result, drawn at most FIGURE_MAX_SIDE pixels wide or high (a
     108-megapixel photo would otherwise need a canvas and masks of its full size)."""
-    # why here: mrcnn.figures imports matplotlib, start-up time of every `mrcnn --help`.
-    from mrcnn import figures
+    # why here: mrcnn.drawing.figures imports matplotlib, start-up time of every `mrcnn --help`.
+    from mrcnn.drawing import figures
 
     height, width = image.shape[:2]
     scale = min(1.0, FIGURE_MAX_SIDE / max(height, width))
@@ -243,7 +238,7 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def inference_config(args: argparse.Namespace) -> Config:
-    """The config for running ``args.weights`` (:func:`mrcnn.checkpoint.config_for_weights`
+    """The config for running ``args.weights`` (:func:`mrcnn.weights.checkpoint.config_for_weights`
     with --config, --set, --device and --precision). ``--weights last`` is first resolved (in
     ``args``) to the newest checkpoint under --logs (of the NAME given with --set, if any).
     """

@@ -18,7 +18,6 @@ import json
 import time
 from pathlib import Path
 
-from mrcnn.checkpoint import carried_num_classes, config_for_weights, resolve_weights
 from mrcnn.cli import (
     add_config_arguments,
     add_dataset_argument,
@@ -30,6 +29,7 @@ from mrcnn.config import parse_overrides
 from mrcnn.datasets.base import describe_classes
 from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
 from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
+from mrcnn.weights.checkpoint import carried_num_classes, config_for_weights, resolve_weights
 
 HELP = "evaluate a model on a dataset: Matterport mAP and (with --coco) COCO AP"
 

@@ -57,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # why here: matplotlib and the datasets (torchvision) are start-up time of `mrcnn --help`.
-    from mrcnn.datasets import figures as dataset_figures
     from mrcnn.datasets import from_spec
     from mrcnn.datasets import stats as dstats
+    from mrcnn.drawing import dataset_figures
 
     config = load_config(args.config, args.set)
     check_writable_dir(args.out, "--out")
@@ -116,8 +116,8 @@ def _statistics_lines(stats: dict, total_images: int) -> list[str]:
 def _anchor_figure(dataset, records, coverage, config, path: Path) -> None:
     """anchors.png for the analysed image with the most instances."""
     # why here: as in run().
-    from mrcnn.datasets import figures as dataset_figures
     from mrcnn.datasets import stats as dstats
+    from mrcnn.drawing import dataset_figures
 
     per_image = np.bincount(coverage.image_index, minlength=len(records.analysed_ids))
     k = int(per_image.argmax()) if len(per_image) else 0

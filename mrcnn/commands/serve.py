@@ -1,4 +1,4 @@
-"""``mrcnn serve``: a local web page for the color splash, with a JSON API (mrcnn/serve.py).
+"""``mrcnn serve``: a local web page for the color splash, with a JSON API (mrcnn/splash/web.py).
 
 Open the printed address in a browser, drop a photo, and see its detections and color splash
 side by side; change the score threshold, the classes and the effect, and download the splash.
@@ -16,8 +16,8 @@ import sys
 from mrcnn.cli import add_config_arguments, add_model_arguments
 from mrcnn.commands import detect
 from mrcnn.commands.detect import add_class_names_argument
-from mrcnn.serve import check_address, create_app, require_web_stack, run_server
-from mrcnn.splash_service import SplashService
+from mrcnn.splash.service import SplashService
+from mrcnn.splash.web import check_address, create_app, require_web_stack, run_server
 
 HELP = "a local web page for the color splash (and a COCO JSON API) on one model"
 

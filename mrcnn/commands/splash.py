@@ -20,8 +20,8 @@ from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_a
 from mrcnn.commands import detect
 from mrcnn.commands.detect import add_class_names_argument
 from mrcnn.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_writable_dir, list_inputs
-from mrcnn.splash import EFFECTS, check_splash_output_name, splash_image_file, splash_video
-from mrcnn.video import open_video
+from mrcnn.splash.filter import EFFECTS, check_splash_output_name, splash_image_file, splash_video
+from mrcnn.splash.video import open_video
 
 HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the rest"
 
@@ -81,7 +81,7 @@ def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def splash_options(args: argparse.Namespace, class_names: list[str]) -> dict:
-    """The keyword arguments of mrcnn.splash.color_splash that the flags give."""
+    """The keyword arguments of mrcnn.splash.filter.color_splash that the flags give."""
     classes = None
     if args.classes:
         items = [c.strip() for item in args.classes for c in item.split(",") if c.strip()]

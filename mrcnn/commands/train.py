@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from mrcnn.checkpoint import (
+from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_arguments
+from mrcnn.config import load_config, parse_overrides
+from mrcnn.datasets.base import describe_classes
+from mrcnn.outputs import check_writable_dir
+from mrcnn.training.distributed import info
+from mrcnn.weights.checkpoint import (
     RunLock,
     carried_num_classes,
     check_same_architecture,
@@ -17,12 +22,7 @@ from mrcnn.checkpoint import (
     read_config,
     run_dir_of,
 )
-from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_arguments
-from mrcnn.config import load_config, parse_overrides
-from mrcnn.datasets.base import describe_classes
-from mrcnn.outputs import check_writable_dir
-from mrcnn.training.distributed import info
-from mrcnn.weights import COCO_BACKBONE
+from mrcnn.weights.loading import COCO_BACKBONE
 
 HELP = "train Mask R-CNN on a dataset (Matterport's model.train), resumable with --weights last"
 

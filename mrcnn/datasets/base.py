@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mrcnn.boxes import extract_boxes_from_masks
 from mrcnn.datasets.loading import LoadReport, read_image_size, require_images
-from mrcnn.image import read_image
+from mrcnn.structures.boxes import extract_boxes_from_masks
+from mrcnn.structures.image import read_image
 
 
 # ------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from mrcnn.datasets.regions import (
     polygon,
     union,
 )
-from mrcnn.image import decode_image
+from mrcnn.structures.image import decode_image
 
 #: Shapes LabelMe draws that have no area.
 _LINE_SHAPES = ("point", "points", "line", "linestrip")

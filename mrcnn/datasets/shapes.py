@@ -17,9 +17,9 @@ import zlib
 import cv2
 import numpy as np
 
-from mrcnn.boxes import broadcast_iou
 from mrcnn.datasets.base import Dataset, image_loader, mask_loader
 from mrcnn.datasets.loading import LoadReport
+from mrcnn.structures.boxes import broadcast_iou
 
 SHAPES = ("square", "circle", "triangle")
 

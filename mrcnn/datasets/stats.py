@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from mrcnn.boxes import xyxy_to_yxyx
-from mrcnn.image import ResizePlan, apply_plan, plan_for_config, plan_resize
-from mrcnn.model.anchors import anchors_for_config, cell_anchors
+from mrcnn.modeling.anchors import anchors_for_config, cell_anchors
+from mrcnn.structures.boxes import xyxy_to_yxyx
+from mrcnn.structures.image import ResizePlan, apply_plan, plan_for_config, plan_resize
 
 #: Upper bound on the elements of one IoU block (ground truths x anchors), to bound memory.
 IOU_BLOCK_ELEMENTS = 1 << 22
@@ -184,7 +184,7 @@ def boxes_to_input(boxes_yxyx: np.ndarray, plan: ResizePlan) -> np.ndarray:
 
     Args:
         boxes_yxyx: [N, 4] (y1, x1, y2, x2) in original-image pixels.
-        plan: the image's :class:`~mrcnn.image.ResizePlan` (no crop).
+        plan: the image's :class:`~mrcnn.structures.image.ResizePlan` (no crop).
     Returns:
         float32 [N, 4] (x1, y1, x2, y2) in network-input pixels.
     """

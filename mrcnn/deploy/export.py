@@ -21,8 +21,8 @@ import torch
 
 from mrcnn.deploy.graph import INPUT_NAMES, OUTPUT_NAMES, InferenceGraph
 from mrcnn.deploy.runtime import METADATA_FORMAT, METADATA_KEY
-from mrcnn.model.backbone import clear_folded_weights
-from mrcnn.resize_plan import plan_resize
+from mrcnn.modeling.backbone import clear_folded_weights
+from mrcnn.structures.resize_plan import plan_resize
 
 #: Config values the runtime reads (molding, unmolding, labelling).
 RUNTIME_SETTINGS = (

@@ -1,10 +1,10 @@
 """The inference network for one image of a fixed size, written with operators ONNX has.
 
-:class:`InferenceGraph` wraps a :class:`~mrcnn.model.network.MaskRCNNNet` and runs the same
+:class:`InferenceGraph` wraps a :class:`~mrcnn.modeling.network.MaskRCNNNet` and runs the same
 stages with the same weights, changing only what cannot be exported:
 
 - ROIAlign is torchvision's ``roi_align`` on each pyramid level (ONNX ``RoiAlign``) instead of
-  the sparse-matrix product of :mod:`mrcnn.model.roi_align`; both sample the same points with
+  the sparse-matrix product of :mod:`mrcnn.modeling.roi_align`; both sample the same points with
   the same weights.
 - NMS within groups (pyramid levels, classes) offsets each group's boxes by a constant larger
   than the image, then calls ``torchvision.ops.nms`` (ONNX ``NonMaxSuppression``);
@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from torchvision.ops import nms, roi_align
 
-from mrcnn.boxes import clip_boxes, decode_deltas, large_enough
-from mrcnn.model.detection import MIN_DETECTION_SIZE
-from mrcnn.model.network import MaskRCNNNet
-from mrcnn.model.proposals import MIN_PROPOSAL_SIZE, select_top_anchors
-from mrcnn.model.roi_align import MIN_LEVEL, assign_levels
+from mrcnn.modeling.detection import MIN_DETECTION_SIZE
+from mrcnn.modeling.network import MaskRCNNNet
+from mrcnn.modeling.proposals import MIN_PROPOSAL_SIZE, select_top_anchors
+from mrcnn.modeling.roi_align import MIN_LEVEL, assign_levels
+from mrcnn.structures.boxes import clip_boxes, decode_deltas, large_enough
 
 #: Names of the graph's inputs and outputs, in order.
 INPUT_NAMES = ("image", "window")
@@ -64,8 +64,8 @@ def level_roi_align(
 ) -> torch.Tensor:
     """Pyramid ROIAlign of one image with ``torchvision.ops.roi_align`` per level.
 
-    The same sampling as :func:`mrcnn.model.roi_align.pyramid_roi_align`: each box reads the
-    level :func:`~mrcnn.model.roi_align.assign_levels` gives it.
+    The same sampling as :func:`mrcnn.modeling.roi_align.pyramid_roi_align`: each box reads the
+    level :func:`~mrcnn.modeling.roi_align.assign_levels` gives it.
 
     Args:
         features: [P2, P3, P4, P5], each [1, C, H_l, W_l].
@@ -143,7 +143,7 @@ class InferenceGraph(nn.Module):
     def proposals(
         self, objectness: torch.Tensor, deltas: torch.Tensor, window: torch.Tensor
     ) -> torch.Tensor:
-        """The proposal layer for one image (see :func:`mrcnn.model.proposals.proposal_steps`).
+        """The proposal layer for one image (see :func:`mrcnn.modeling.proposals.proposal_steps`).
 
         Args:
             objectness: [1, A] logits; deltas: [1, A, 4]; window: [4] (x1, y1, x2, y2).
@@ -175,7 +175,7 @@ class InferenceGraph(nn.Module):
         window: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The detection layer for one image (see
-        :func:`mrcnn.model.detection.refine_detections`).
+        :func:`mrcnn.modeling.detection.refine_detections`).
 
         Args:
             class_logits: [K, C]; deltas: [K, C, 4]; rois: [K, 4]; window: [4].

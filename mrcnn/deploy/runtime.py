@@ -2,9 +2,9 @@
 
 The ONNX graph (see :mod:`mrcnn.deploy.graph`) takes one molded image of the size it was
 exported for and returns detections in that input's pixels. This module does the rest, with the
-same arithmetic as :mod:`mrcnn.image` but in numpy, so it runs where torch is not installed:
+same arithmetic as :mod:`mrcnn.structures.image` but in numpy, so it runs where torch is not installed:
 
-1. **Molding**: plan the resize with the model's IMAGE_* settings (:mod:`mrcnn.resize_plan`),
+1. **Molding**: plan the resize with the model's IMAGE_* settings (:mod:`mrcnn.structures.resize_plan`),
    subtract MEAN_PIXEL (and divide by STD_PIXEL), resize bilinearly (PyTorch's
    ``align_corners=False`` rule), zero-pad to the graph's input size. The window (the image's
    place in the padded input) is the graph's second input.
@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mrcnn.resize_plan import ImageMeta, ResizePlan, plan_resize
+from mrcnn.structures.resize_plan import ImageMeta, ResizePlan, plan_resize
 
 #: Metadata key of the ONNX file holding the settings (JSON).
 METADATA_KEY = "mrcnn"
@@ -118,7 +118,7 @@ def mold_image(
 
 def unmold_boxes(boxes: np.ndarray, meta: ImageMeta) -> np.ndarray:
     """[N, 4] (x1, y1, x2, y2) input pixels -> original-image pixels, clipped to the image
-    (:func:`mrcnn.image.unmold_boxes` in numpy)."""
+    (:func:`mrcnn.structures.image.unmold_boxes` in numpy)."""
     x1, y1, _, _ = meta.window
     fy = np.float32(meta.original_shape[0]) / np.float32(meta.resized_shape[0])
     fx = np.float32(meta.original_shape[1]) / np.float32(meta.resized_shape[1])
@@ -131,7 +131,7 @@ def unmold_boxes(boxes: np.ndarray, meta: ImageMeta) -> np.ndarray:
 
 def expanded_paste_boxes(boxes: np.ndarray, mask_size: int) -> np.ndarray:
     """int64 [N, 4] (x1, y1, x2, y2), inclusive, that padded masks are pasted into
-    (:func:`mrcnn.image.expanded_paste_boxes` in numpy)."""
+    (:func:`mrcnn.structures.image.expanded_paste_boxes` in numpy)."""
     boxes = boxes.astype(np.float32)
     expand = np.float32((mask_size + 2) / mask_size)
     half_w = (boxes[:, 2] - boxes[:, 0]) * np.float32(0.5) * expand
@@ -149,7 +149,7 @@ def paste_masks(
     threshold: float = MASK_THRESHOLD,
 ) -> np.ndarray:
     """Soft masks [N, M, M] into their boxes [N, 4] (x1, y1, x2, y2, image pixels): bool
-    [H, W, N] (:func:`mrcnn.image.paste_masks` in numpy; one box-sized resize per instance)."""
+    [H, W, N] (:func:`mrcnn.structures.image.paste_masks` in numpy; one box-sized resize per instance)."""
     height, width = int(image_shape[0]), int(image_shape[1])
     out = np.zeros((height, width, len(masks)), dtype=bool)
     if len(masks) == 0:

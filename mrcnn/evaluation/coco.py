@@ -68,7 +68,7 @@ def coco_ids(dataset, image_ids: Sequence[int] | np.ndarray) -> tuple[list[Any],
 
 def encode_masks(masks) -> list[dict]:
     """COCO RLEs (counts as str) of bool [H, W, N] masks or of a
-    :class:`mrcnn.masks.BoxMasks` (encoded box by box, without a full-size stack)."""
+    :class:`mrcnn.structures.masks.BoxMasks` (encoded box by box, without a full-size stack)."""
     from pycocotools import mask as mask_utils
 
     if len(masks) == 0 if hasattr(masks, "rle") else masks.shape[-1] == 0:
@@ -153,7 +153,7 @@ def detections_to_coco(
     Args:
         results: one dict per image as ``detect`` returns ("rois" (y1, x1, y2, x2) [N, 4] or
             "boxes" (x1, y1, x2, y2) [N, 4], "class_ids" [N], "scores" [N], "masks" bool
-            [H, W, N] or a :class:`mrcnn.masks.BoxMasks`; "masks" may be absent for box-only
+            [H, W, N] or a :class:`mrcnn.structures.masks.BoxMasks`; "masks" may be absent for box-only
             results).
         image_ids: the COCO image id of each result.
         class_map: {internal class id: category id to write} (default: identity).

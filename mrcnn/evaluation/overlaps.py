@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrcnn.boxes import corner_areas, intersection_areas
+from mrcnn.structures.boxes import corner_areas, intersection_areas
 
 #: Pixels per block of the mask-overlap matrix product.
 _PIXEL_BLOCK = 1 << 16

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from mrcnn.image import apply_plan, mold_image, plan_for_config
-from mrcnn.model.targets import GroundTruth, mini_masks
+from mrcnn.modeling.targets import GroundTruth, mini_masks
+from mrcnn.structures.image import apply_plan, mold_image, plan_for_config
 from mrcnn.training.augment import apply_augmentation, boxes_from_masks, to_sample
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mrcnn.checkpoint import METRICS_FILE
-from mrcnn.model.losses import LOSS_NAMES
+from mrcnn.modeling.losses import LOSS_NAMES
+from mrcnn.weights.checkpoint import METRICS_FILE
 
 
 class RunLogger:

@@ -19,7 +19,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mrcnn.checkpoint import (
+from mrcnn.config_checks import amp_device_error, training_errors
+from mrcnn.datasets.base import describe_classes
+from mrcnn.modeling.losses import training_losses, weighted_total
+from mrcnn.modeling.precision import cpu_bf16_shortfall
+from mrcnn.training import distributed
+from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
+from mrcnn.training.imgaug_adapter import adapt_augmentation
+from mrcnn.training.run_log import RunLogger, short_names
+from mrcnn.weights.checkpoint import (
     RunLock,
     atomic_torch_save,
     check_same_architecture,
@@ -28,14 +36,6 @@ from mrcnn.checkpoint import (
     claim_run_dir,
     run_dir_of,
 )
-from mrcnn.config_checks import amp_device_error, training_errors
-from mrcnn.datasets.base import describe_classes
-from mrcnn.model.losses import training_losses, weighted_total
-from mrcnn.model.precision import cpu_bf16_shortfall
-from mrcnn.training import distributed
-from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
-from mrcnn.training.imgaug_adapter import adapt_augmentation
-from mrcnn.training.run_log import RunLogger, short_names
 
 log = logging.getLogger(__name__)
 

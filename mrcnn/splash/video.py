@@ -1,0 +1,323 @@
+"""Video through the model: read frames with OpenCV, detect in batches, write them back.
+
+:func:`process_video` reads a video with ``cv2.VideoCapture``, runs ``model.detect`` on
+``config.IMAGES_PER_GPU`` frames at a time, renders each frame with a callback and writes it
+with ``cv2.VideoWriter`` at the input's size and frame rate. It knows nothing of what is drawn:
+:func:`mrcnn.splash.filter.splash_video` is it with the color splash filter.
+
+The four steps overlap, as a :class:`mrcnn.splash.pipeline.Pipeline`: a thread decodes frames into
+batches of ``IMAGES_PER_GPU``, the calling thread runs ``detect`` on each batch (so that the
+caller's torch settings apply), a thread renders the frames (four beside a GPU, in order) and
+one encodes them. Torch, OpenCV and numpy release the GIL in their heavy work, so a video runs
+at the speed of detection alone; a few batches wait between two steps at most, so memory stays
+bounded. An error in any step stops every thread and is raised by :func:`process_video` after
+the frames rendered before it are written; Ctrl-C stops every thread at once. The writer is
+released whatever happens, so the output is always a playable file. An input that ends before
+the frame count its header announces (a truncated or corrupt file) stops the run cleanly: the
+report says how many frames were written.
+
+OpenCV reads and writes pictures only. When the input has a sound track, the frames go to a
+temporary file beside the output, and :func:`mrcnn.splash.audio.add_audio` then writes the output from
+it and the input's audio (copied unchanged, or re-encoded to AAC when the output container cannot
+hold the codec), in sync and cut to the frames written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from mrcnn.outputs import IMAGE_SUFFIXES
+from mrcnn.splash import audio as sound_track
+from mrcnn.splash.pipeline import Pipeline, Stage
+
+__all__ = [
+    "FOURCC_BY_SUFFIX",
+    "VideoInfo",
+    "VideoReport",
+    "open_video",
+    "process_video",
+]
+
+#: Codec used for each output extension; others get "mp4v".
+FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+#: Frame rate written when the input does not report a usable one.
+FALLBACK_FPS = 30.0
+#: Batches waiting between two stages of the pipeline (frames: this times the batch size).
+QUEUED_BATCHES = 2
+#: Batches waiting between detection and rendering: one, as their full-size masks are big
+#: (bool [H, W, N] per frame: 90 MB for 100 instances in a 1280 x 720 frame).
+QUEUED_DETECTIONS = 1
+THREAD_NAMES = ("video-decode", "video-detect", "video-render", "video-encode")
+
+#: (frame RGB [H, W, 3] uint8, detect result) -> rendered frame RGB [H, W, 3] uint8
+RenderFn = Callable[[np.ndarray, dict], np.ndarray]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the input's header says: size in pixels, frames per second, frame count (-1 if
+    unknown)."""
+
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+
+
+@dataclass
+class VideoReport:
+    """The outcome of :func:`process_video`.
+
+    ``complete`` is False when fewer frames could be read than the input announced (truncated
+    or corrupt input); ``frames_written`` frames are in the playable ``output`` either way.
+    """
+
+    output: Path
+    info: VideoInfo
+    frames_written: int
+    seconds: float
+    #: What happened to the input's sound: "" (none), "audio copied (aac)", ...
+    audio: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.info.frame_count <= 0 or self.frames_written >= self.info.frame_count
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_written / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        audio = f"; {self.audio}" if self.audio else ""
+        if self.complete:
+            return (
+                f"wrote {self.output}: {self.frames_written} frames, {self.info.width}x"
+                f"{self.info.height} at {self.info.fps:g} fps ({self.frames_per_second:.1f} "
+                f"frames/s processed){audio}"
+            )
+        return (
+            f"input ended early: only {self.frames_written} of the {self.info.frame_count} "
+            f"frames announced could be decoded (truncated or corrupt file?); wrote those "
+            f"{self.frames_written} frames to {self.output}, a playable partial video{audio}"
+        )
+
+
+def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open a video for reading: (capture, header info).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: an image file (by its extension), or OpenCV cannot open it or read its size.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video file not found: {path}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:  # why: OpenCV opens a photo as a 1-frame video
+        raise ValueError(
+            f"{path} is an image ({path.suffix}), not a video; splash or detect it as an image "
+            "(mrcnn splash --image)"
+        )
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise ValueError(
+            f"cannot open video {path}: OpenCV found no readable stream (not a video, a codec "
+            "OpenCV lacks, or an MP4 truncated before its index, the 'moov' atom, was written). "
+            "Re-encode it, e.g. ffmpeg -i in.mov out.mp4"
+        )
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    fps = float(capture.get(cv2.CAP_PROP_FPS))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    if width <= 0 or height <= 0:
+        capture.release()
+        raise ValueError(f"cannot read the frame size of {path}; is it a video file?")
+    if not np.isfinite(fps) or fps <= 0 or fps > 1000:
+        fps = FALLBACK_FPS
+    return capture, VideoInfo(width, height, fps, count if count > 0 else -1)
+
+
+def _open_writer(path: Path, info: VideoInfo, fourcc: str | None) -> cv2.VideoWriter:
+    code = fourcc or FOURCC_BY_SUFFIX.get(path.suffix.lower(), "mp4v")
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*code), info.fps, (info.width, info.height)
+    )
+    if not writer.isOpened():
+        writer.release()
+        raise RuntimeError(
+            f"cannot write video {path} with codec {code!r}: OpenCV has no encoder for it; "
+            "use an .mp4 (mp4v) or .avi (MJPG) output"
+        )
+    return writer
+
+
+def _decoded_batches(capture: cv2.VideoCapture, size: int) -> Iterator[list[np.ndarray]]:
+    """Lists of up to ``size`` RGB frames [H, W, 3] uint8, in order, until the input ends.
+    A read that raises ends the list there: the frames before it are still processed."""
+    batch: list[np.ndarray] = []
+    while True:
+        try:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        except Exception:
+            if batch:
+                yield batch
+            raise
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _detect_stage(model) -> Stage:
+    """Batches of RGB frames -> (batch, its detect results), one ``detect`` call per batch."""
+
+    def detect(batches: Iterator[list[np.ndarray]]) -> Iterator[tuple[list, list[dict]]]:
+        for batch in batches:
+            yield batch, model.detect(batch)
+
+    return detect
+
+
+#: Frames rendered at once when detection runs on a GPU: one thread renders a 1280 x 720 splash
+#: at about 33 frames/s, slower than detection there (measured on an H100 machine).
+RENDER_THREADS_BESIDE_GPU = 4
+
+
+def _render_stage(render: RenderFn, threads: int = 1) -> Stage:
+    """(batch, results) -> rendered BGR frames [H, W, 3] uint8 for the writer, in order, one at
+    a time (so that the frames rendered before a failing one are still written). With several
+    ``threads``, up to twice that many frames are rendered ahead."""
+
+    def render_bgr(frame: np.ndarray, result: dict) -> np.ndarray:
+        return cv2.cvtColor(render(frame, result), cv2.COLOR_RGB2BGR)
+
+    def render_frames(detected: Iterator[tuple[list, list[dict]]]) -> Iterator[np.ndarray]:
+        pairs = (pair for batch, results in detected for pair in zip(batch, results, strict=True))
+        if threads == 1:
+            for frame, result in pairs:
+                yield render_bgr(frame, result)
+            return
+        with ThreadPoolExecutor(threads, thread_name_prefix="mrcnn-render") as pool:
+            pending: deque[Future] = deque()
+            for frame, result in pairs:
+                pending.append(pool.submit(render_bgr, frame, result))
+                if len(pending) >= 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    return render_frames
+
+
+class _Encoder:
+    """The last stage: writes BGR frames [H, W, 3] uint8 and counts them on the progress bar."""
+
+    def __init__(self, writer: cv2.VideoWriter, bar) -> None:
+        self.writer, self.bar, self.frames_written = writer, bar, 0
+
+    def __call__(self, frames: Iterator[np.ndarray]) -> tuple:
+        for frame in frames:
+            self.writer.write(frame)
+            self.frames_written += 1
+            self.bar.update(1)
+        return ()
+
+
+def process_video(
+    model,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    render: RenderFn,
+    *,
+    fourcc: str | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+    audio: bool = True,
+) -> VideoReport:
+    """Detect in every frame of a video and write the rendered frames (and the input's sound).
+
+    Args:
+        model: has ``detect(list of [H, W, 3] uint8 RGB) -> list of dicts`` and
+            ``config.IMAGES_PER_GPU``.
+        input_path: any video OpenCV reads.
+        output_path: the file to write (replaced if it exists); same size and frame rate as
+            the input.
+        render: (frame [H, W, 3] uint8 RGB, its detect result) -> [H, W, 3] uint8 RGB.
+        fourcc: codec; default by extension (FOURCC_BY_SUFFIX: .mp4 mp4v, .avi MJPG).
+        batch_size: frames per ``detect`` call (default ``config.IMAGES_PER_GPU``).
+        progress: a tqdm bar with frames/s.
+        audio: copy the input's sound track into the output (see :mod:`mrcnn.splash.audio`).
+    Returns:
+        a :class:`VideoReport`; ``report.complete`` is False for an input that ended early.
+    """
+    output_path = Path(output_path)
+    capture, info = open_video(input_path)
+    sound = audio and sound_track.has_audio(input_path)
+    # With sound, OpenCV writes the pictures to a new hidden file that the muxing then removes.
+    frames_path = _temporary_beside(output_path) if sound else output_path
+    size = int(batch_size or model.config.IMAGES_PER_GPU)
+    written, started = 0, time.perf_counter()
+    total = info.frame_count if info.frame_count > 0 else None
+    bar = tqdm(total=total, unit="frame", desc=Path(input_path).name, disable=not progress)
+    audio_note = ""
+    try:
+        encoder = _Encoder(_open_writer(frames_path, info, fourcc), bar)
+        try:
+            on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
+            threads = 1 if on_cpu else RENDER_THREADS_BESIDE_GPU
+            stages = [_detect_stage(model), _render_stage(render, threads), encoder]
+            sizes = [QUEUED_BATCHES, QUEUED_DETECTIONS, QUEUED_BATCHES * size]
+            # Detection on this thread (the caller's torch settings apply); the rest on threads
+            # of their own, all ended when run() returns or raises. On the CPU those threads
+            # take only the time detection leaves idle (competing, they stall torch's threads).
+            Pipeline(
+                _decoded_batches(capture, size), stages, sizes, THREAD_NAMES, 0, background=on_cpu
+            ).run()
+        finally:
+            encoder.writer.release()
+            written = encoder.frames_written
+            if sound:  # also after an error, so that the frames written keep their sound
+                audio_note = _join_audio(frames_path, input_path, output_path, written / info.fps)
+    finally:
+        bar.close()
+        capture.release()
+        if sound:
+            frames_path.unlink(missing_ok=True)  # also when the writer could not be opened
+    return VideoReport(output_path, info, written, time.perf_counter() - started, audio_note)
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A new empty file next to ``path`` (same folder and suffix), never an existing one."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def _join_audio(frames_path: Path, input_path, output_path: Path, duration: float) -> str:
+    """Write ``output_path`` from the frames file and the input's audio; the frames file is
+    removed. If muxing fails, the silent frames file becomes the output, with a warning."""
+    try:
+        return sound_track.add_audio(frames_path, input_path, output_path, duration)
+    except Exception as error:  # the pictures must not be lost over the sound
+        note = f"audio not copied ({type(error).__name__}: {error})"
+        warnings.warn(f"{output_path}: {note}", UserWarning, stacklevel=3)
+        os.replace(frames_path, output_path)
+        return note
+    finally:
+        frames_path.unlink(missing_ok=True)

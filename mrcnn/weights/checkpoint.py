@@ -1,0 +1,414 @@
+"""Checkpoints, beside the model (used by training and inference): atomic writing, run
+folders, their locks, and finding the newest one.
+
+A run folder is ``<model_dir>/<name>YYYYmmddTHHMMSS[_k]/`` (Matterport's ``<name>YYYYmmddTHHMM``
+prefix, then seconds, then ``_2``, ``_3``, ... when that name is taken: every run gets its own
+folder) and holds ``mrcnn_<name>_<epoch:04d>.pt`` files. While a process trains into a run
+folder it holds an exclusive lock on its ``.lock`` file (``fcntl.flock``), so a second process
+cannot resume into it; the kernel drops the lock when the process dies, so a stale lock file of
+a killed run is ignored. A checkpoint is a dict ``{"format": "mrcnn", "version": 1,
+"model": state_dict, "config": {...}, "epoch": int, ...}`` readable with
+``torch.load(weights_only=True)``; :func:`config_for_weights` reads the config back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mrcnn.config import (
+    ARCHITECTURE_KEYS,
+    COMPUTED_ATTRIBUTES,
+    Config,
+    TorchvisionCocoConfig,
+    _plain,
+    load_config,
+    parse_overrides,
+)
+from mrcnn.weights.keras_h5 import is_keras_file, read_keras_shapes
+from mrcnn.weights.keras_mapping import infer_settings
+from mrcnn.weights.loading import safetensors_extras
+
+CHECKPOINT_VERSION = 1
+_RUN_DIR = re.compile(r"^(?P<name>.+)(?P<stamp>\d{8}T\d{4})(?P<seconds>\d{2})?(?:_(?P<k>\d+))?$")
+#: The lock file inside a run folder.
+LOCK_FILE = ".lock"
+#: Temporary files of :func:`atomic_torch_save` (left behind only by a killed process).
+_TEMPORARY = re.compile(r"^\..+\.tmp$")
+_CHECKPOINT = re.compile(r"^mrcnn_(?P<name>.+)_(?P<epoch>\d{4,})\.pt$")
+#: The training metrics of a run folder (see :mod:`mrcnn.training.run_log`).
+METRICS_FILE = "metrics.jsonl"
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` with torch.save to a temporary file beside ``path``, then rename it.
+
+    A crash mid-write leaves the previous file (if any) intact and no partial file at ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        # mkstemp creates the file 0600; give it the mode any other new file gets (umask).
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def checkpoint_payload(state_dict: dict, config, epoch: int, **extra: Any) -> dict[str, Any]:
+    """The dict saved as a checkpoint (see module docstring)."""
+    return {
+        "format": "mrcnn",
+        "version": CHECKPOINT_VERSION,
+        "model": state_dict,
+        "config": config.to_dict() if config is not None else {},
+        "epoch": int(epoch),
+        **extra,
+    }
+
+
+def checkpoint_name(name: str, epoch: int) -> str:
+    return f"mrcnn_{name}_{epoch:04d}.pt"
+
+
+def find_last(model_dir: str | os.PathLike, name: str | None = None) -> Path:
+    """The newest checkpoint of the newest run folder under ``model_dir``.
+
+    Args:
+        name: only run folders of this config NAME (lower-cased as in folder names).
+    Raises:
+        FileNotFoundError: naming the folder searched, when there is no checkpoint.
+    """
+    model_dir = Path(model_dir)
+    runs = []
+    if model_dir.is_dir():
+        for entry in model_dir.iterdir():
+            match = _RUN_DIR.match(entry.name)
+            if entry.is_dir() and match and (name is None or match["name"] == name.lower()):
+                runs.append((_run_order(match), entry.name, entry))
+    for _, _, run in sorted(runs, reverse=True):
+        checkpoints = sorted(
+            (int(m["epoch"]), p) for p in run.iterdir() if (m := _CHECKPOINT.match(p.name))
+        )
+        if checkpoints:
+            return checkpoints[-1][1]
+    which = f" for NAME={name!r}" if name else ""
+    raise FileNotFoundError(
+        f"no checkpoint{which} under {model_dir.resolve()}: train first, or pass a weights file"
+    )
+
+
+def _run_order(match: re.Match) -> tuple[str, str, int]:
+    """Sort key of a run folder name: time stamp, seconds (absent in old names), then k."""
+    return (match["stamp"], match["seconds"] or "", int(match["k"] or 1))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def new_run_dir(model_dir: str | os.PathLike, name: str | None, now=None) -> Path:
+    """``<model_dir>/<name>YYYYmmddTHHMMSS`` for a new training run (not created here; see
+    :func:`create_run_dir`, which also makes the name unique).
+
+    Args:
+        name: the config NAME (lower-cased; "mrcnn" when None).
+        now: a datetime (default: the current local time).
+    """
+    now = now or datetime.datetime.now()
+    return Path(model_dir) / f"{(name or 'mrcnn').lower()}{now:%Y%m%dT%H%M%S}"
+
+
+def create_run_dir(model_dir: str | os.PathLike, name: str | None, now=None) -> Path:
+    """Create and return a run folder that no other run uses.
+
+    ``new_run_dir``'s name, or with ``_2``, ``_3``, ... appended when a run started in the same
+    second already has it. ``mkdir`` either creates the folder or fails, so two processes
+    starting at once never share one.
+
+    Raises:
+        PermissionError: ``model_dir`` cannot be written (one line naming it).
+    """
+    base = new_run_dir(model_dir, name, now)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    k = 1
+    while True:
+        candidate = base if k == 1 else base.with_name(f"{base.name}_{k}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            k += 1
+
+
+class RunFolderLocked(RuntimeError):
+    """Another live process is training into this run folder."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while a process trains into it.
+
+    ``acquire`` raises :class:`RunFolderLocked` (naming the other process) when another live
+    process holds it. The lock is ``flock`` on ``<run>/.lock``: the operating system releases
+    it when the holder exits or is killed, so a lock file left by a dead process is ignored.
+    Where ``fcntl`` does not exist (Windows) the lock is a no-op.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self._stream = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        stream = open(self.run_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until release
+        try:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stream.seek(0)
+            holder = stream.read().strip() or "another process"
+            stream.close()
+            raise RunFolderLocked(
+                f"run folder {self.run_dir} is in use by {holder}, which is still training "
+                "into it; wait for it to finish, or start a separate run (--weights with a "
+                "checkpoint file and --new-run)"
+            ) from None
+        stream.seek(0)
+        stream.truncate()
+        stream.write(f"pid {os.getpid()}")
+        stream.flush()
+        self._stream = stream
+        return self
+
+    def release(self) -> None:
+        if self._stream is not None:
+            self._stream.close()  # closing the file drops the flock
+            self._stream = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def is_locked(run_dir: str | os.PathLike) -> bool:
+    """Whether a live process holds the lock of ``run_dir`` right now."""
+    try:
+        with RunLock(run_dir):
+            return False
+    except RunFolderLocked:
+        return True
+
+
+def claim_run_dir(
+    resumed: Path | None, model_dir: str | os.PathLike, config, step: int
+) -> tuple[Path, RunLock]:
+    """The run folder a training process writes into, locked: ``resumed`` (tidied of what a
+    killed run left: temporary files, metrics after ``step``) or a new one named after
+    ``config.NAME``.
+
+    Raises:
+        RunFolderLocked: another live process trains into ``resumed``.
+    """
+    run_dir = resumed if resumed is not None else create_run_dir(model_dir, config.NAME)
+    lock = RunLock(run_dir).acquire()
+    if resumed is not None:
+        remove_stale_temporaries(run_dir)
+        trim_metrics(run_dir / METRICS_FILE, int(step))
+    return run_dir, lock
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed writer left in a run folder this process has locked
+    (they are never anyone's data: :func:`atomic_torch_save` renames finished files)."""
+    removed = []
+    for path in Path(run_dir).iterdir():
+        if _TEMPORARY.match(path.name) and path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def trim_metrics(metrics_file: str | os.PathLike, last_step: int) -> int:
+    """Drop the records after ``last_step`` (written by a run killed before its next
+    checkpoint, which a resumed run writes again) and any half-written last line.
+
+    Rewrites the file atomically; returns how many lines were dropped.
+    """
+    path = Path(metrics_file)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if isinstance(record, dict) and int(record.get("step", 0)) > last_step:
+            dropped += 1
+            continue
+        kept.append(line)
+    if dropped:
+        temporary = path.with_name(f".{path.name}.trim")
+        temporary.write_text("".join(line + "\n" for line in kept))
+        os.replace(temporary, path)
+    return dropped
+
+
+class ArchitectureMismatch(ValueError):
+    """Resuming a run with a config whose network differs from the checkpoint's."""
+
+
+def check_same_architecture(saved: dict | None, config, checkpoint: str) -> None:
+    """Refuse to resume ``checkpoint`` (whose config is ``saved``) with a different network.
+
+    Raises:
+        ArchitectureMismatch: naming each differing key with both values.
+    """
+    if not saved:
+        return
+    differing = []
+    for key in ARCHITECTURE_KEYS:
+        if key in saved and _plain(getattr(config, key, None)) != saved[key]:
+            differing.append(f"{key}={_plain(getattr(config, key))!r} (checkpoint: {saved[key]!r})")
+    if differing:
+        raise ArchitectureMismatch(
+            f"cannot resume {checkpoint}: the config's network differs from the checkpoint's: "
+            f"{'; '.join(differing)}. Resume with the checkpoint's values, or start a new run "
+            "from these weights (CLI: --new-run; Python: model.start_new_run() after "
+            "load_weights)"
+        )
+
+
+def run_dir_of(checkpoint: str | os.PathLike) -> Path | None:
+    """The run folder holding ``checkpoint`` when it is named like this project's checkpoints
+    inside a run folder, else None."""
+    path = Path(checkpoint)
+    if _CHECKPOINT.match(path.name) and _RUN_DIR.match(path.parent.name):
+        return path.parent
+    return None
+
+
+def checkpoint_path(run_dir: str | os.PathLike, name: str | None, epoch: int) -> Path:
+    """``<run_dir>/mrcnn_<name>_<epoch:04d>.pt``."""
+    return Path(run_dir) / checkpoint_name((name or "mrcnn").lower(), epoch)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading the config back
+# ------------------------------------------------------------------------------------------------
+#: Config keys of a checkpoint that describe the machine it was trained on, not the model.
+RUNTIME_KEYS = ("DEVICE", "CPU_THREADS", "INFERENCE_PRECISION")
+
+Overrides = Mapping[str, Any] | Iterable[str]
+
+
+def read_config(weights: str | os.PathLike) -> dict[str, Any] | None:
+    """The "config" dict stored in this project's checkpoint ``weights``, or None (not such a
+    file: another format, a name such as "coco", or unreadable; ``load_weights`` reports the
+    unreadable ones properly)."""
+    path = Path(str(weights))
+    if path.is_file() and path.suffix == ".safetensors":  # written by mrcnn convert
+        return safetensors_extras(path).get("config")
+    if not path.is_file() or path.suffix == ".h5":
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
+    if isinstance(data, dict) and data.get("format") == "mrcnn":
+        return dict(data.get("config") or {})
+    return None
+
+
+def resolve_weights(
+    weights: str | os.PathLike, model_dir: str | os.PathLike, overrides: Overrides = ()
+) -> str:
+    """``weights`` itself, except "last": the newest checkpoint under ``model_dir`` (of the
+    NAME in ``overrides``, if any), so that the config and the weights come from one file.
+
+    Raises:
+        FileNotFoundError: "last" and no checkpoint found.
+    """
+    if str(weights) != "last":
+        return str(weights)
+    name = parse_overrides(overrides).get("NAME")
+    return str(find_last(model_dir, name and str(name)))
+
+
+def config_for_weights(
+    weights: str | os.PathLike, overrides: Overrides = (), source: str | None = None
+) -> Config:
+    """The config to run ``weights`` with, ``overrides`` applied on top.
+
+    ``source`` (a Config class ``module:Class`` or a YAML/JSON file, as ``--config``) when
+    given; else the config saved in this project's checkpoint (without RUNTIME_KEYS: the
+    machine may be another one); else TorchvisionCocoConfig for "coco"; else, for a Keras
+    ``.h5``, the base Config with what the file's shapes determine (BACKBONE, and NUM_CLASSES
+    and FPN_CLASSIF_FC_LAYERS_SIZE when it has the heads; loading it then adopts Matterport's
+    network and conventions); else the base Config.
+    """
+    if source:
+        return load_config(source, list(_as_strings(overrides)))
+    saved = read_config(weights)
+    if saved is not None:
+        known = {k for k in dir(Config) if k.isupper()}
+        skip = set(COMPUTED_ATTRIBUTES) | set(RUNTIME_KEYS)
+        values = {k: v for k, v in saved.items() if k in known and k not in skip}
+        values.update(parse_overrides(overrides))
+        return Config.from_overrides(values)
+    if str(weights) == "coco":
+        return TorchvisionCocoConfig.from_overrides(overrides)
+    h5 = _h5_settings(weights)
+    if h5 is not None:
+        return Config.from_overrides({**h5, **parse_overrides(overrides)})
+    return Config.from_overrides(overrides)
+
+
+def carried_num_classes(weights: str | os.PathLike) -> int | None:
+    """NUM_CLASSES as the weights file gives it (this project's stored config, or a Matterport
+    .h5's class-logits shape), or None (a name such as "coco", a backbone-only or other file)."""
+    saved = read_config(weights)
+    if saved is not None:
+        return int(saved["NUM_CLASSES"]) if "NUM_CLASSES" in saved else None
+    return (_h5_settings(weights) or {}).get("NUM_CLASSES")
+
+
+def _h5_settings(weights: str | os.PathLike) -> dict | None:
+    """What a Keras .h5's weight shapes determine (:func:`mrcnn.weights.keras_mapping.infer_settings`),
+    or None when ``weights`` is not a Keras file (named as ``load_weights`` reads them)."""
+    path = Path(str(weights))
+    if is_keras_file(path) and path.is_file():
+        return infer_settings(read_keras_shapes(path))
+    return None
+
+
+def _as_strings(overrides: Overrides) -> list[str]:
+    """``KEY=VALUE`` strings, for :func:`mrcnn.config.load_config`."""
+    if isinstance(overrides, Mapping):
+        return [f"{key}={value!r}" for key, value in overrides.items()]
+    return list(overrides)
