@@ -1,6 +1,6 @@
 """Fuzz the dataset loaders and ``--set`` parsing with many more examples than the test suite.
 
-The targets and strategies are those of ``tests/test_fuzz.py`` (``tests/_fuzz_targets.py``):
+The targets and strategies are those of ``tests/tools/test_fuzz.py`` (``tests/helpers/fuzz_targets.py``):
 generated VIA 1.x/2.x and COCO files, mask folders, label images and KEY=VALUE lists must load
 (with every loaded image's masks read) or fail with an error the CLI reports as one line. Prints
 the examples run per target and in total; a failure prints hypothesis's minimal example and
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _fuzz_targets import (  # noqa: E402 - after the path set-up
+from tests.helpers.fuzz_targets import (  # noqa: E402 - after the path set-up
     COUNTS,
     DEPTH,
     Workspace,

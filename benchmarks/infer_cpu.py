@@ -243,7 +243,7 @@ def float64_agreement(weights: Path, device: str = "cpu") -> str:
     """Both models once in float64 on the benchmark image: do the detections agree exactly?
 
     float64 takes rounding out of the comparison (float32 rounding reorders the near-tied
-    scores of random weights); the criteria are those of tests/test_torchvision_equivalence.py.
+    scores of random weights); the criteria are those of tests/modeling/test_torchvision_equivalence.py.
     """
     from mrcnn.config import TorchvisionCocoConfig
     from mrcnn.model import MaskRCNN

@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from _common import measure_bf16_as_asked  # noqa: E402
-from _fixtures_data import BALLOON  # noqa: E402
-from _matterport_h5 import manifest_from_json, write_matterport_h5  # noqa: E402
+from tests.helpers.paths import BALLOON  # noqa: E402
+from tests.helpers.matterport_h5 import manifest_from_json, write_matterport_h5  # noqa: E402
 from infer_cpu import conv_throughput  # noqa: E402
 from PIL import Image  # noqa: E402
 

@@ -54,25 +54,25 @@ class Target:
 # split into mrcnn/evaluation/, with matching in its own module), change its row here: point
 # `path` at the new file and drop `functions` if the file holds only what is measured.
 MODULES: dict[str, Target] = {
-    "boxes": Target("mrcnn/structures/boxes.py", ("tests/test_boxes.py",)),
-    "anchors": Target("mrcnn/modeling/anchors.py", ("tests/test_anchors.py",)),
-    "proposals": Target("mrcnn/modeling/proposals.py", ("tests/test_proposals.py",)),
-    "roi_align": Target("mrcnn/modeling/roi_align.py", ("tests/test_roi_align.py",)),
-    "conv_fusion": Target("mrcnn/modeling/conv_fusion.py", ("tests/test_conv_fusion.py",)),
-    "targets": Target("mrcnn/modeling/targets.py", ("tests/test_targets.py",)),
-    "losses": Target("mrcnn/modeling/losses.py", ("tests/test_losses.py",)),
-    "detection": Target("mrcnn/modeling/detection.py", ("tests/test_detection.py",)),
+    "boxes": Target("mrcnn/structures/boxes.py", ("tests/structures/test_boxes.py",)),
+    "anchors": Target("mrcnn/modeling/anchors.py", ("tests/modeling/test_anchors.py",)),
+    "proposals": Target("mrcnn/modeling/proposals.py", ("tests/modeling/test_proposals.py",)),
+    "roi_align": Target("mrcnn/modeling/roi_align.py", ("tests/modeling/test_roi_align.py",)),
+    "conv_fusion": Target("mrcnn/modeling/conv_fusion.py", ("tests/modeling/test_conv_fusion.py",)),
+    "targets": Target("mrcnn/modeling/targets.py", ("tests/modeling/test_targets.py",)),
+    "losses": Target("mrcnn/modeling/losses.py", ("tests/modeling/test_losses.py",)),
+    "detection": Target("mrcnn/modeling/detection.py", ("tests/modeling/test_detection.py",)),
     "evaluation_matching": Target(
         "mrcnn/evaluation/matching.py",
         (
-            "tests/test_evaluation_matching.py",
-            "tests/test_evaluation_overlaps.py",
-            "tests/test_evaluation.py",
+            "tests/evaluation/test_matching.py",
+            "tests/evaluation/test_overlaps.py",
+            "tests/evaluation/test_ap.py",
         ),
     ),
     "image_molding": Target(
         "mrcnn/structures/image.py",
-        ("tests/test_image_molding.py", "tests/test_image.py"),
+        ("tests/structures/test_image_molding.py", "tests/structures/test_image.py"),
         functions=(
             "normalization",
             "apply_plan",
@@ -93,7 +93,7 @@ MODULES: dict[str, Target] = {
         ),
     ),
     "weights": Target(
-        "mrcnn/weights/loading.py", ("tests/test_weights_selection.py", "tests/test_weights.py")
+        "mrcnn/weights/loading.py", ("tests/weights/test_selection.py", "tests/weights/test_loading.py")
     ),
 }
 

@@ -69,9 +69,8 @@ def test_cli_learning_rate_flag_is_checked_with_the_config(tmp_path, capsys):
 
 
 def test_library_train_refuses_a_non_finite_learning_rate(tmp_path):
-    from _training_fixtures import config, shapes
-
     from mrcnn.model import MaskRCNN
+    from tests.helpers.training import config, shapes
 
     model = MaskRCNN("training", config(), tmp_path)
     with pytest.raises(ValueError, match="learning_rate=nan: must be a finite number > 0"):

@@ -7,9 +7,6 @@ normalisation and box coding. torchvision's model, given the same pixels, is the
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -21,10 +18,8 @@ from mrcnn.model import MaskRCNN
 from mrcnn.structures.image import mold_batch, read_image
 from mrcnn.testing import randomise_batchnorm, randomised_torchvision_maskrcnn
 from mrcnn.weights.loading import PRETRAINED
-from tests._fixtures_data import BALLOON
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples"))
-from balloon import BalloonConfig  # noqa: E402
+from samples.balloon import BalloonConfig
+from tests.helpers.paths import BALLOON, REPO
 
 needs_balloon = pytest.mark.skipif(
     not BALLOON.is_dir(), reason=f"balloon dataset not found at {BALLOON}"
@@ -293,7 +288,7 @@ def test_only_conventions_of_loaded_layers_apply(torchvision_state_file):
 
 
 def test_plain_state_dict_says_it_records_no_conventions(tmp_path):
-    from tests._tiny_model import tiny_model
+    from tests.helpers.tiny_model import tiny_model
 
     model = tiny_model()
     path = tmp_path / "plain.pt"
@@ -308,8 +303,8 @@ def test_plain_state_dict_says_it_records_no_conventions(tmp_path):
 def test_checkpoint_computes_what_it_was_trained_to_compute(tmp_path):
     """Train a tiny model under torchvision's conventions, load its checkpoint into a config
     with Matterport's: the detections are those of the model as trained."""
-    from tests._training_fixtures import config as tiny_config
-    from tests._training_fixtures import shapes
+    from tests.helpers.training import config as tiny_config
+    from tests.helpers.training import shapes
 
     trained_under = {key: TORCHVISION[key] for key in ("MEAN_PIXEL", "STD_PIXEL")}
     trained_under.update(RPN_BBOX_STD_DEV=[1.0, 1.0, 1.0, 1.0], ROI_ALIGN_ALIGNED=False)
@@ -347,7 +342,7 @@ SNIPPET_EDITS = {
 
 
 def _readme_snippet() -> str:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     start = readme.index("```python\nimport mrcnn\n") + len("```python\n")
     snippet = readme[start : readme.index("```", start)]
     for old, new in SNIPPET_EDITS.items():

@@ -10,12 +10,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from _tiny_model import tiny_model
-from _training_fixtures import config, conv_output_dtypes, shapes
 
 from mrcnn.model import MaskRCNN
 from mrcnn.modeling.roi_align import pyramid_roi_align
 from mrcnn.testing import photo_like_image
+from tests.helpers.tiny_model import tiny_model
+from tests.helpers.training import config, conv_output_dtypes, shapes
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)"

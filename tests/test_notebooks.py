@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
+
+from tests.helpers.paths import REPO
 
 nbformat = pytest.importorskip("nbformat", reason="notebook tests need nbformat (test extra)")
 nbclient = pytest.importorskip("nbclient", reason="notebook tests need nbclient (test extra)")
 pytest.importorskip("ipykernel", reason="notebook tests need ipykernel (test extra)")
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "samples" / "notebooks"
+NOTEBOOKS = REPO / "samples" / "notebooks"
 #: Each notebook must finish well within a minute on two CPU cores.
 BUDGET_SECONDS = 60
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _tiny_model import save_tiny_checkpoint
 from PIL import Image
 
 from mrcnn.cli import main
 from mrcnn.outputs import DEMO_MARKER, OutputError, prepare_demo_folder
+from tests.helpers.tiny_model import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO
+
 SAMPLES = REPO / "samples"
 BALLOON = REPO.parent / "shared" / "data" / "balloon"
 

@@ -6,7 +6,7 @@ to walk the graph, loads a reference model written by make_reference.py, and run
 "Run RPN sub-graph" cell as they have it: ``model.ancestor`` finds ``ROI/pre_nms_anchors:0``,
 ``ROI/refined_anchors:0``, ``ROI/refined_anchors_clipped:0`` and the NMS node, and
 ``model.run_graph`` evaluates them. The first ROWS rows of each (normalised (y1, x1, y2, x2)),
-all NMS indices and all proposals go to a small fixture for tests/test_run_graph_proposals.py::
+all NMS indices and all proposals go to a small fixture for tests/modeling/test_run_graph.py::
 
     TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python tools/matterport_reference/make_proposal_steps.py \
         --port /work/refsrc --ref /work/mmref

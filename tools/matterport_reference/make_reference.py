@@ -7,7 +7,7 @@ tools/matterport_reference/README.md for how to create it. Typical use::
     TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python tools/matterport_reference/make_reference.py \
         --port /work/refsrc --out /work/mmref [--models r50_c2_512 ...] [--fixtures]
 
-The weights are drawn by tests/_matterport_h5.py (numpy only) from each model's seed, assigned
+The weights are drawn by tests/helpers/matterport_h5.py (numpy only) from each model's seed, assigned
 to the Keras model and saved with Keras's own `save_weights` (and once with `model.save()`); the
 tool checks that the numpy writer produces the same arrays, so the test suite can rebuild every
 .h5 from the seed without TensorFlow.

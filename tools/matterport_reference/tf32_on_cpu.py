@@ -2,7 +2,7 @@
 
 On a CUDA GPU of the Ampere generation or later, PyTorch lets cuDNN run float32 convolutions in
 TF32 by default: inputs and weights keep 10 of float32's 23 mantissa bits. On an H100 the
-equivalence test (tests/test_matterport_equivalence.py, whose reference is Keras on a CPU in
+equivalence test (tests/modeling/test_matterport_equivalence.py, whose reference is Keras on a CPU in
 float32) then paired too few detections in 5 of its 8 cases. This script asks whether TF32
 rounding alone explains that: it runs the cases on the CPU, once in float32 and once with the
 input and weight of every convolution rounded to TF32 (round to nearest), and prints how many

@@ -1,0 +1,147 @@
+"""``mrcnn detect``: figures and COCO results JSON that pycocotools loads back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from mrcnn.cli import main
+from mrcnn.commands import detect
+from mrcnn.structures.image import read_image
+from tests.helpers.tiny_model import save_tiny_checkpoint
+
+H, W = 64, 96
+
+
+@pytest.fixture(scope="module")
+def weights(module_tmp) -> Path:
+    """A checkpoint of a tiny random model (no class names stored)."""
+    path = module_tmp.mktemp("weights") / "tiny.pt"
+    return save_tiny_checkpoint(path, IMAGES_PER_GPU=2)
+
+
+def _images(folder: Path) -> list[Path]:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = [folder / "000000000042.png", folder / "street.jpg"]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(path)
+    return paths
+
+
+def _ground_truth(image_ids) -> COCO:
+    """A minimal COCO ground truth with these images, both classes, one box each."""
+    coco = COCO()
+    coco.dataset = {
+        "images": [{"id": i, "height": H, "width": W} for i in image_ids],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [
+            {
+                "id": k + 1,
+                "image_id": i,
+                "category_id": 1,
+                "bbox": [10, 10, 20, 20],
+                "area": 400,
+                "iscrowd": 0,
+            }
+            for k, i in enumerate(image_ids)
+        ],
+    }
+    coco.createIndex()
+    return coco
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' decode on numpy 2
+def test_detect_writes_figures_and_coco_results(weights, tmp_path, capsys, monkeypatch):
+    built = []
+    real_build = detect.build_model
+    monkeypatch.setattr(
+        detect, "build_model", lambda args: built.append(real_build(args)) or built[-1]
+    )
+    paths = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["detect", "--weights", str(weights), "--input", str(tmp_path / "in")]
+    assert main([*argv, "--output", str(out), "--class-names", "cat,dog"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "000000000042.json",
+        "000000000042.png",
+        "detections.json",
+        "street.json",
+        "street.png",
+    ]
+    assert "wrote 2 figures" in capsys.readouterr().out
+    everything = json.loads((out / "detections.json").read_text())
+    per_image = json.loads((out / "street.json").read_text())
+    assert everything and per_image and all(e in everything for e in per_image)
+    entry = per_image[0]
+    assert entry["image_id"] == "street" and entry["category_name"] in ("cat", "dog")
+    assert isinstance(entry["segmentation"]["counts"], str)
+    assert {e["image_id"] for e in everything} == {42, "street"}
+
+    results = _ground_truth([42, "street"]).loadRes(str(out / "detections.json"))
+    assert len(results.getAnnIds()) == len(everything)
+    ann = results.loadAnns(results.getAnnIds(imgIds=["street"]))[0]
+    assert ann["area"] > 0 and len(ann["bbox"]) == 4
+
+    # the RLEs are the masks detect gives (same weights, same image)
+    r = built[0].detect([read_image(paths[1])])[0]
+    decoded = mask_utils.decode(entry["segmentation"]).astype(bool)
+    np.testing.assert_array_equal(decoded, r["masks"][:, :, 0])
+    x, y, w, h = entry["bbox"]
+    np.testing.assert_allclose([x, y, x + w, y + h], r["boxes"][0], rtol=1e-5)
+
+
+def test_class_names_fallbacks():
+    model = SimpleNamespace(config=SimpleNamespace(NUM_CLASSES=3), checkpoint_extras={})
+    assert detect.class_names_for(model, "w.pt") == ["BG", "class 1", "class 2"]
+    model.checkpoint_extras = {"class_names": ["BG", "cat", "dog"]}
+    assert detect.class_names_for(model, "w.pt") == ["BG", "cat", "dog"]
+    coco = SimpleNamespace(config=SimpleNamespace(NUM_CLASSES=91), checkpoint_extras={})
+    names = detect.class_names_for(coco, "coco")
+    assert len(names) == 91 and names[1] == "person" and names[0] == "BG"
+
+
+def test_output_keys_and_image_ids():
+    keys = detect.output_keys([Path("a.jpg"), Path("a.png"), Path("007.png")])
+    assert keys == ["a_jpg", "a_png", "007"]
+    assert detect.image_id_for("007") == 7 and detect.image_id_for("a_jpg") == "a_jpg"
+    assert (
+        detect.coco_results(
+            {"class_ids": np.zeros(0), "masks": np.zeros((4, 4, 0), bool)}, 1, ["BG"]
+        )
+        == []
+    )
+
+
+def test_coco_results_are_evaluations_entries_unrounded():
+    from mrcnn.evaluation import detections_to_coco
+
+    masks = np.zeros((8, 9, 2), dtype=bool)
+    masks[1:4, 2:6, 0] = True
+    masks[5:8, 0:3, 1] = True
+    result = {
+        "boxes": np.array([[2.0001234, 1.0004321, 6.1234567, 4.5], [0.5, 5.25, 3.0, 8.0]]),
+        "rois": np.array([[1, 2, 5, 6], [5, 0, 8, 3]]),
+        "class_ids": np.array([2, 7]),
+        "scores": np.array([0.912345678, 0.5]),
+        "masks": masks,
+    }
+    entries = detect.coco_results(result, 3, ["BG", "cat", "dog"])
+    assert entries == detections_to_coco(
+        [result], [3], class_names=["BG", "cat", "dog"], decimals=None
+    )
+    first = entries[0]
+    assert first["bbox"] == [2.0001234, 1.0004321, 6.1234567 - 2.0001234, 4.5 - 1.0004321]
+    assert first["score"] == 0.912345678 and first["category_name"] == "dog"
+    assert entries[1]["category_name"] == "class 7"
+    assert mask_utils.decode(first["segmentation"]).astype(bool).tolist() == masks[..., 0].tolist()
+    rounded = detections_to_coco([result], [3])[0]  # evaluation's files keep 3 and 5 decimals
+    assert rounded["bbox"][0] == 2.0 and rounded["score"] == 0.91235

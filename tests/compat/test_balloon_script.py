@@ -1,0 +1,171 @@
+"""Matterport's own samples/balloon/balloon.py runs on this package.
+
+The script is Matterport's code, so it is not in this repository: point the environment
+variable MRCNN_MATTERPORT_BALLOON at a copy of the published file
+(https://github.com/matterport/Mask_RCNN/blob/master/samples/balloon/balloon.py). The test
+changes only what any script needs on numpy >= 1.24 (``np.bool`` -> ``bool``); the dataset
+path is its ``--dataset`` argument: a linked copy of shared/data/balloon whose few polygon
+vertices on the image's far edge are moved 1 px inside (see :func:`balloon_within_bounds`).
+It then runs the script as a program, as its usage says:
+
+    balloon.py train --dataset=<balloon> --weights=<Matterport-format .h5> --logs=<dir>
+    balloon.py splash --weights=last --image=<photo> --logs=<dir>
+
+The .h5 is written by tests/helpers/matterport_h5.py (random weights in Matterport's Keras layout).
+To keep the run short on a CPU, the test (never the script) caps training at one epoch of two
+steps, one validation step, on 256 x 256 inputs: it wraps ``MaskRCNN.__init__`` and
+``MaskRCNN.train``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mrcnn.model as modellib
+from tests.helpers.matterport_h5 import fixture_manifest, with_num_classes, write_matterport_h5
+from tests.helpers.paths import BALLOON
+
+#: Small output layers, so that the random model's scores spread (see tests/helpers/matterport_h5.py).
+OUTPUT_SCALES = {
+    "rpn_class_raw": 0.1,
+    "rpn_bbox_pred": 0.1,
+    "mrcnn_class_logits": 0.1,
+    "mrcnn_bbox_fc": 0.1,
+    "mrcnn_mask": 0.1,
+}
+
+SCRIPT = os.environ.get("MRCNN_MATTERPORT_BALLOON", "")
+
+#: What the test shrinks, so that one epoch takes seconds on a CPU.
+SHORT_RUN = {
+    "STEPS_PER_EPOCH": 2,
+    "VALIDATION_STEPS": 1,
+    "IMAGE_MIN_DIM": 256,
+    "IMAGE_MAX_DIM": 256,
+    "WORKERS": 0,
+}
+
+needs_script = pytest.mark.skipif(
+    not SCRIPT or not Path(SCRIPT).is_file(),
+    reason="set MRCNN_MATTERPORT_BALLOON to a copy of Matterport's samples/balloon/balloon.py",
+)
+needs_balloon = pytest.mark.skipif(
+    not BALLOON.is_dir(), reason=f"balloon dataset not found at {BALLOON}"
+)
+
+
+def port_to_numpy_2(source: str) -> str:
+    """The one change any Matterport script needs on numpy >= 1.24: ``np.bool`` -> ``bool``."""
+    return re.sub(r"\bnp\.bool\b(?!_)", "bool", source)
+
+
+def test_port_changes_only_np_bool():
+    source = "a = x.astype(np.bool)\nb = np.bool_(1)\nc = np.bool8\n"
+    assert port_to_numpy_2(source) == "a = x.astype(bool)\nb = np.bool_(1)\nc = np.bool8\n"
+
+
+@pytest.fixture
+def short_runs(monkeypatch):
+    """Cap the script's training (epochs=30, STEPS_PER_EPOCH=100, 1024 px) at a short run,
+    recording what the script asked for."""
+    asked = {}
+    original_init, original_train = modellib.MaskRCNN.__init__, modellib.MaskRCNN.train
+
+    def init(self, mode, config, model_dir="logs"):
+        for key, value in SHORT_RUN.items():
+            setattr(config, key, value)
+        original_init(self, mode, config, model_dir)
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, **kwargs):
+        asked.update(epochs=epochs, layers=layers, learning_rate=learning_rate)
+        asked.update(
+            train_images=len(train_dataset.image_ids), val_images=len(val_dataset.image_ids)
+        )
+        original_train(self, train_dataset, val_dataset, learning_rate, 1, layers, **kwargs)
+
+    monkeypatch.setattr(modellib.MaskRCNN, "__init__", init)
+    monkeypatch.setattr(modellib.MaskRCNN, "train", train)
+    return asked
+
+
+def balloon_within_bounds(target: Path) -> Path:
+    """The balloon dataset with polygon vertices that lie on the far edge (x == width or
+    y == height, 13 regions of 7 training images) moved 1 px inside.
+
+    Current scikit-image's ``draw.polygon`` includes such a vertex's pixel, one past the
+    script's mask array, so its ``load_mask`` raises IndexError (Matterport issue #2592); the
+    images are linked, not copied.
+    """
+    for subset in ("train", "val"):
+        source, folder = BALLOON / subset, target / subset
+        folder.mkdir(parents=True)
+        annotations = json.loads((source / "via_region_data.json").read_text())
+        for entry in annotations.values():
+            (folder / entry["filename"]).symlink_to(source / entry["filename"])
+            if not entry["regions"]:
+                continue
+            with Image.open(source / entry["filename"]) as image:
+                width, height = image.size
+            for region in entry["regions"].values():
+                shape = region["shape_attributes"]
+                shape["all_points_x"] = [min(x, width - 1) for x in shape["all_points_x"]]
+                shape["all_points_y"] = [min(y, height - 1) for y in shape["all_points_y"]]
+        (folder / "via_region_data.json").write_text(json.dumps(annotations))
+    return target
+
+
+def _run_script(script: Path, monkeypatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", [str(script), *argv])
+    runpy.run_path(str(script), run_name="__main__")
+
+
+@needs_script
+@needs_balloon
+def test_matterport_balloon_script_trains_from_h5_and_splashes(tmp_path, monkeypatch, short_runs):
+    pytest.importorskip("skimage", reason="the script imports scikit-image (the test extra)")
+    pytest.importorskip("h5py", reason="reading Matterport .h5 files needs h5py")
+    script = tmp_path / "samples" / "balloon" / "balloon.py"
+    script.parent.mkdir(parents=True)
+    script.write_text(port_to_numpy_2(Path(SCRIPT).read_text()))
+    # Matterport's default ResNet-101 layout (the COCO model's layers) with two classes, as in
+    # Matterport's mask_rcnn_balloon.h5; seeded random weights in the Keras 2.0.8-2.2 layout.
+    manifest = with_num_classes(fixture_manifest("r101_c81_1024"), 2)
+    weights = write_matterport_h5(
+        tmp_path / "mask_rcnn_balloon_random.h5", manifest, 3, OUTPUT_SCALES, layout="keras-2.2"
+    )
+    logs = tmp_path / "logs"
+    dataset = balloon_within_bounds(tmp_path / "balloon")
+    monkeypatch.chdir(script.parent)  # the script writes its splash into the working folder
+
+    _run_script(
+        script,
+        monkeypatch,
+        "train",
+        f"--dataset={dataset}",
+        f"--weights={weights}",
+        f"--logs={logs}",
+    )
+    assert short_runs["epochs"] == 30 and short_runs["layers"] == "heads"
+    assert short_runs["train_images"] == 61 and short_runs["val_images"] == 13
+    checkpoints = sorted(logs.glob("balloon*/mrcnn_balloon_0001.pt"))
+    assert len(checkpoints) == 1, sorted(p.name for p in logs.rglob("*"))
+
+    photo = sorted((BALLOON / "val").glob("*.jpg"))[0]
+    _run_script(
+        script, monkeypatch, "splash", "--weights=last", f"--image={photo}", f"--logs={logs}"
+    )
+    splashes = sorted(script.parent.glob("splash_*.png"))
+    assert len(splashes) == 1
+    with Image.open(photo) as original, Image.open(splashes[0]) as splash:
+        assert splash.size == original.size
+        pixels = np.asarray(splash)
+    assert pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.std() > 0

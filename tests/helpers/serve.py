@@ -1,0 +1,84 @@
+"""Helpers of the web page's tests: a tiny model with spread-out scores, photos, a live server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
+from tests.helpers.tiny_model import tiny_model
+
+CLASS_NAMES = ["balloon", "kite"]
+#: Random weights give saturated class scores (all 1.0); scaling the class logits down spreads
+#: them over roughly 0.3-0.9, so that a threshold change changes what is shown.
+CLASS_LOGIT_SCALE = 0.05
+
+
+def serve_model(**overrides):
+    """The tiny model with its class logits scaled by CLASS_LOGIT_SCALE (same weights each call)."""
+    model = tiny_model(**{"DETECTION_MAX_INSTANCES": 10, **overrides})
+    with torch.no_grad():
+        model.net.box_head.class_logits.weight.mul_(CLASS_LOGIT_SCALE)
+        model.net.box_head.class_logits.bias.mul_(CLASS_LOGIT_SCALE)
+    return model
+
+
+def save_serve_checkpoint(path: Path, **overrides) -> Path:
+    """A checkpoint of :func:`serve_model` with CLASS_NAMES, for ``mrcnn serve --weights``."""
+    model = serve_model(**overrides)
+    payload = checkpoint_payload(
+        model.net.state_dict(), model.config, 1, class_names=["BG", *CLASS_NAMES]
+    )
+    atomic_torch_save(payload, path)
+    return path
+
+
+def blob_photo(path: Path, width: int, height: int, seed: int) -> Path:
+    """A JPEG of coloured discs on a textured background (something for a model to find)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = rng.integers(0, 60, (height, width, 3)).astype(np.uint8)
+    for _ in range(4):
+        cy, cx = rng.integers(0, height), rng.integers(0, width)
+        radius = rng.integers(min(height, width) // 8, min(height, width) // 3)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] = rng.integers(80, 256, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, quality=95)
+    return path
+
+
+@contextmanager
+def live_server(app) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread on a free localhost port; yield its base URL.
+
+    The socket is bound before the server starts (no race for the port), and the server is
+    always stopped on exit.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
