@@ -11,7 +11,6 @@ from mrcnn.dataset import DatasetWarning
 from mrcnn.datasets import ShapesDataset, ViaDataset, from_spec
 from mrcnn.datasets.via import rasterize, region_geometry
 from tests.helpers.data import (
-    BALLOON,
     circle,
     ellipse,
     point,
@@ -22,6 +21,7 @@ from tests.helpers.data import (
     write_via1,
     write_via2,
 )
+from tests.helpers.paths import BALLOON
 
 W, H = 80, 60
 

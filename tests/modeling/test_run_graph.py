@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_matterport_equivalence import load_case, load_photo, matterport_config, write_case_h5
 
 from mrcnn import inspect
 from mrcnn.model import MaskRCNN
+from tests.helpers.matterport_cases import load_case, load_photo, matterport_config, write_case_h5
 from tests.helpers.paths import FIXTURES
 from tests.helpers.tiny_model import tiny_model
 
