@@ -18,14 +18,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check mrcnn tests benchmarks samples
+	$(PY) -m ruff check mrcnn tests benchmarks tools samples
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(PY) -m mrcnn demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check mrcnn tests benchmarks samples
+	$(PY) -m ruff check mrcnn tests benchmarks tools samples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Where one batch's time goes on a GPU: stage timings and the busiest kernels.
 
-Used by ``infer_gpu.py --breakdown`` and ``--profile``; each stage calls the functions
-``MaskRCNN.detect`` calls, one at a time, with a device synchronisation around each.
+Used by ``python -m benchmarks.infer_gpu --breakdown`` and ``--profile``; each stage calls the
+functions ``MaskRCNN.detect`` calls, one at a time, with a device synchronisation around each.
 """
 
 from __future__ import annotations

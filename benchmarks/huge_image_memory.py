@@ -6,7 +6,7 @@ many of them large), then runs each command in its own process and prints that p
 resident memory. The baseline, measured in the same run, is a process that only decodes the
 photo (``mrcnn.structures.image.read_image``). Target: every command under 3 GB.
 
-    python benchmarks/huge_image_memory.py [--width 12000 --height 9000]
+    python -m benchmarks.huge_image_memory [--width 12000 --height 9000]
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ def measure(argv: list[str]) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.huge_image_memory", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--width", type=int, default=12000)
     parser.add_argument("--height", type=int, default=9000)
     args = parser.parse_args()

@@ -7,7 +7,7 @@ lower bound the machine's convolution throughput puts on the time. Both models k
 detection (score threshold 0), so the mask head and the mask pasting run on 100 instances as
 they would on a busy photo.
 
-    .venv/bin/python benchmarks/infer_cpu.py [--repeats 3] [--threads 2] [--precision bf16]
+    .venv/bin/python -m benchmarks.infer_cpu [--repeats 3] [--threads 2] [--precision bf16]
 
 With ``--precision bf16`` our model runs with INFERENCE_PRECISION="bf16" (torchvision stays in
 float32, its default), and two agreement checks are added: the share of torchvision's
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import measure_bf16_as_asked, peak_rss_mib  # noqa: E402
+from benchmarks._common import measure_bf16_as_asked, peak_rss_mib
+from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
 
-from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 HEIGHT, WIDTH = 800, 1066
 
@@ -243,7 +243,8 @@ def float64_agreement(weights: Path, device: str = "cpu") -> str:
     """Both models once in float64 on the benchmark image: do the detections agree exactly?
 
     float64 takes rounding out of the comparison (float32 rounding reorders the near-tied
-    scores of random weights); the criteria are those of tests/modeling/test_torchvision_equivalence.py.
+    scores of random weights); the criteria are those of
+    tests/modeling/test_torchvision_equivalence.py.
     """
     from mrcnn.config import TorchvisionCocoConfig
     from mrcnn.model import MaskRCNN
@@ -280,7 +281,9 @@ def float64_agreement(weights: Path, device: str = "cpu") -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.infer_cpu", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
@@ -310,7 +313,8 @@ def main() -> None:
             outs[which] = Path(tmp) / f"{which}.npz"
             command = [
                 sys.executable,
-                __file__,
+                "-m",
+                "benchmarks.infer_cpu",
                 "--worker",
                 which,
                 "--weights",
@@ -323,7 +327,7 @@ def main() -> None:
                 args.precision,
             ]
             workers[which] = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
             )
             assert workers[which].stdout.readline().strip() == "ready"
         stats = {which: {"ms": []} for which in workers}

@@ -11,8 +11,8 @@ rounding reorders random weights' near-tied scores) and exactly in a float64 run
 deliver what a user gets: full-resolution masks copied back to host memory.
 
 A third detector, "torchvision, pinned copy", is torchvision's model with its masks copied
-to the host the way ours are (through pinned memory, ``mrcnn.structures.transfer.to_host``) instead of by
-``.cpu()``: it separates what our network does from what that copy does.
+to the host the way ours are (through pinned memory, ``mrcnn.structures.transfer.to_host``)
+instead of by ``.cpu()``: it separates what our network does from what that copy does.
 
 With ``--breakdown`` it also times the stages of one batch: for ours molding, the network,
 pasting the masks on the device (the vectorised pasting GPUs get, and the per-instance loop the
@@ -20,7 +20,7 @@ CPU uses) and copying them to the host; for torchvision its model call (which pa
 masks) and thresholding and copying them. ``--profile`` prints the CUDA kernels that took the
 most time in one batch of each model.
 
-    python benchmarks/infer_gpu.py [--repeats 10] [--batch 8] [--device cuda]
+    python -m benchmarks.infer_gpu [--repeats 10] [--batch 8] [--device cuda]
         [--precision fp32|fp16|bf16] [--skip-float64] [--breakdown] [--profile]
 """
 
@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from infer_cpu import (  # noqa: E402
+from benchmarks.infer_cpu import (
     HEIGHT,
     WIDTH,
     compare,
@@ -45,8 +44,7 @@ from infer_cpu import (  # noqa: E402
     our_result,
     torchvision_result,
 )
-
-from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn  # noqa: E402
+from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
 
 AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -130,7 +128,9 @@ def peak_memory_mib(detect, images: list[np.ndarray]) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.infer_gpu", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="cuda")
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true", help="top CUDA kernels of a batch")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        print("infer_gpu: no CUDA device here; see infer_cpu.py for the CPU benchmark")
+        print("infer_gpu: no CUDA device here; see benchmarks.infer_cpu for the CPU benchmark")
         return 2
     device = torch.device(args.device)
     state = randomised_torchvision_maskrcnn().state_dict()
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         skipped = "not run (--skip-float64)"
         agreement64 = skipped if args.skip_float64 else float64_agreement(weights, str(device))
         if args.breakdown or args.profile:
-            from gpu_breakdown import breakdown, profile
+            from benchmarks.gpu_breakdown import breakdown, profile
 
             model = our_model(weights, device, args.batch, args.precision)
             reference = torchvision_model(state, device)

@@ -6,7 +6,7 @@ The model is the seeded random-weight R-101 / 81-class / 1024 reference of the e
 crop of a balloon photo (needs no resize), or a synthetic photo-like image without the dataset.
 Our side: ``MaskRCNN(...).load_weights(h5)`` then ``detect``. Keras side: when a python with
 TensorFlow is given (--keras-python or $MRCNN_KERAS_PYTHON, e.g. /work/tfenv/bin/python, plus
-the port's checkout, --port or $MRCNN_MATTERPORT_PORT), tools/matterport_reference/keras_timing.py
+the port's checkout, --port or $MRCNN_MATTERPORT_PORT), ``tools.matterport_reference.keras_timing``
 runs in that python as a subprocess kept alive, so this script never imports TensorFlow.
 
 Timing: after a warm-up on each side, the two sides take turns, --pairs times (which side goes
@@ -17,7 +17,7 @@ each side's median and fastest turn, and after each pair the host's current bf16
 3x3-convolution GFLOP/s, which shows which speed the host was at). The target is ours <= 0.4 x
 Keras, each in the same precision; bf16 is TensorFlow's oneDNN auto mixed precision.
 
-    .venv/bin/python benchmarks/infer_matterport.py [--pairs 8] [--repeats 2] [--threads 2] \
+    .venv/bin/python -m benchmarks.infer_matterport [--pairs 8] [--repeats 2] [--threads 2] \
         [--precision fp32 --precision bf16] \
         [--keras-python /work/tfenv/bin/python --port /work/refsrc]
 """
@@ -30,29 +30,26 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
+from benchmarks._common import measure_bf16_as_asked
+from benchmarks.infer_cpu import conv_throughput
+from mrcnn.config import Config
+from mrcnn.model import MaskRCNN
+from mrcnn.modeling.precision import cpu_has_native_bf16
+from mrcnn.testing import photo_like_image
+from tools.matterport_reference.h5_models import manifest_from_json, write_matterport_h5
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from _common import measure_bf16_as_asked  # noqa: E402
-from tests.helpers.paths import BALLOON  # noqa: E402
-from tests.helpers.matterport_h5 import manifest_from_json, write_matterport_h5  # noqa: E402
-from infer_cpu import conv_throughput  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from mrcnn.config import Config  # noqa: E402
-from mrcnn.model import MaskRCNN  # noqa: E402
-from mrcnn.modeling.precision import cpu_has_native_bf16  # noqa: E402
-from mrcnn.testing import photo_like_image  # noqa: E402
-
 FIXTURES = REPO / "tests" / "fixtures" / "matterport"
+#: The balloon dataset beside the checkout (never committed).
+BALLOON = REPO.parent / "shared" / "data" / "balloon"
 MODEL = FIXTURES / "r101_c81_1024.npz"
 PHOTO = FIXTURES / "r101_c81_1024__balloon_14898532020_crop1024.npz"
 TARGET_RATIO = 0.4
@@ -118,8 +115,8 @@ def time_ours(model: MaskRCNN, image: np.ndarray) -> tuple[float, int]:
 
 
 class KerasWorker:
-    """keras_timing.py --serve in the side environment: loads the model once, warms up, then
-    times one detect per :meth:`run`."""
+    """``tools.matterport_reference.keras_timing --serve`` in the side environment, run from
+    the repository root: loads the model once, warms up, then times one detect per :meth:`run`."""
 
     def __init__(
         self,
@@ -132,9 +129,9 @@ class KerasWorker:
         precision: str,
     ) -> None:
         command = [
-            python,
-            str(REPO / "tools" / "matterport_reference" / "keras_timing.py"),
-            "--port", port, "--h5", str(h5), "--config-json", json.dumps(overrides),
+            python, "-m", "tools.matterport_reference.keras_timing",
+            "--port", str(Path(port).resolve()), "--h5", str(h5),
+            "--config-json", json.dumps(overrides),
             "--image", str(image_path), "--threads", str(threads), "--precision", precision,
             "--serve",
         ]  # fmt: skip
@@ -150,6 +147,7 @@ class KerasWorker:
             stderr=self.stderr,
             text=True,
             env=env,
+            cwd=REPO,
         )
         self._read_line(lambda line: line.strip() == "ready")  # the port prints its config first
 
@@ -181,7 +179,10 @@ class KerasWorker:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.infer_matterport",
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+    )
     parser.add_argument(
         "--pairs", type=int, default=8, help="turns per side, alternating (default 8)"
     )

@@ -7,14 +7,13 @@ times ``MaskRCNN.detect`` and ``OnnxMaskRCNN.detect`` alternately (median of --r
 warm-up, same thread count), splits ONNX Runtime's time into the graph and the numpy pre- and
 post-processing, and checks that the two agree by the test's criteria.
 
-    .venv/bin/python benchmarks/infer_onnx.py [--repeats 3] [--threads 2]
+    .venv/bin/python -m benchmarks.infer_onnx [--repeats 3] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,10 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mib  # noqa: E402
-
-from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn  # noqa: E402
+from benchmarks._common import peak_rss_mib
+from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
 
 HEIGHT, WIDTH = 800, 1066
 
@@ -95,7 +92,9 @@ class TimedSession:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.infer_onnx", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()

@@ -22,7 +22,7 @@ by segment (lossless copies of the clip's frames), so that a machine whose speed
 long run slows both alike. The default, 900 frames at 1024 x 1024 (BalloonConfig's square
 resize), takes two full passes of detection: about twice 900 times one detect's time.
 
-    .venv/bin/python benchmarks/splash_video.py [--video V | --seconds 30 --fps 30]
+    .venv/bin/python -m benchmarks.splash_video [--video V | --seconds 30 --fps 30]
         [--width 640 --height 360] [--weights W] [--precision fp32|bf16|fp16]
         [--set KEY=VALUE ...] [--device cpu|cuda]
         [--effect gray] [--repeats 1] [--segments 1]
@@ -40,12 +40,8 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT / "samples"))
-from _common import measure_bf16_as_asked, peak_rss_mib  # noqa: E402
-
-from mrcnn.testing import photo_like_image  # noqa: E402
+from benchmarks._common import measure_bf16_as_asked, peak_rss_mib
+from mrcnn.testing import photo_like_image
 
 WIDTH, HEIGHT = 640, 360
 #: detect calls before timing (the first calls of a process are slower: allocations, kernels)
@@ -71,19 +67,19 @@ def write_clip(
 
 def build_model(args: argparse.Namespace):
     """The balloon sample's inference model: random weights unless --weights."""
-    import balloon
-
     from mrcnn.model import MaskRCNN
+    from samples import balloon
 
     overrides = list(args.set)
     if args.precision:  # a config value of the bf16 work: set only when asked for
         overrides.append(f"INFERENCE_PRECISION={args.precision}")
     config = balloon.make_config(overrides, args.device, inference=True)
-    torch.manual_seed(0)
-    model = MaskRCNN("inference", config)
     if args.weights:
-        balloon.load_weights(model, args.weights)
-    return model
+        return MaskRCNN.from_checkpoint(
+            args.weights, config=config, mode="inference", on_note=balloon.print_note
+        )
+    torch.manual_seed(0)
+    return MaskRCNN("inference", config)
 
 
 def sync(model) -> None:
@@ -188,7 +184,9 @@ def measure(model, replay, clips: list[Path], out: Path, effect: str) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.splash_video", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--video", type=Path, help="a clip to use (default: a synthetic one)")
     parser.add_argument("--seconds", type=float, default=30.0, help="synthetic clip length")
     parser.add_argument("--fps", type=float, default=30.0, help="synthetic clip frame rate")

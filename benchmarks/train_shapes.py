@@ -14,7 +14,7 @@ from what our smaller default heads buy. AP ranks detections, so every model is 
 low score threshold (``--low-threshold``, torchvision's default 0.05) and at its own default
 (ours: DETECTION_MIN_CONFIDENCE 0.7; torchvision: box_score_thresh 0.05)::
 
-    python benchmarks/train_shapes.py --minutes 10 [--device cuda]
+    python -m benchmarks.train_shapes --minutes 10 [--device cuda]
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-
-from mrcnn.config import Config  # noqa: E402
-from mrcnn.datasets import ShapesDataset  # noqa: E402
-from mrcnn.demo import ShapesDemoConfig  # noqa: E402
+from mrcnn.config import Config
+from mrcnn.datasets import ShapesDataset
+from mrcnn.demo import ShapesDemoConfig
 
 
 class ShapesTrainConfig(ShapesDemoConfig):
@@ -92,14 +90,11 @@ def scores_at(predicted: list[tuple], dataset, thresholds: dict[str, float]) -> 
 def run_ours(train, val, minutes: float, config: Config, low: float) -> tuple[dict, int]:
     """Train ours; return ({"low": mAP, "default": mAP}, steps)."""
     from mrcnn.model import MaskRCNN
-    from mrcnn.training.trainer import train as train_loop
 
     with tempfile.TemporaryDirectory() as logs:
         model = MaskRCNN("training", config, logs)
         start = time.monotonic()
-        train_loop(
-            model, train, None, config.LEARNING_RATE, 10_000, "all", max_seconds=minutes * 60
-        )
+        model.train(train, None, config.LEARNING_RATE, 10_000, "all", max_seconds=minutes * 60)
         print(f"ours: {model.global_step} steps in {time.monotonic() - start:.0f} s")
         # Detect at the lower of the two thresholds; each score keeps what passes its own.
         floor = min(low, float(config.DETECTION_MIN_CONFIDENCE))
@@ -262,7 +257,9 @@ def run_torchvision(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.train_shapes", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
     parser.add_argument("--val", type=int, default=50, help="validation images")
     parser.add_argument("--train-images", type=int, default=2000)

@@ -11,7 +11,7 @@ timing; ``--with-preprocessing`` adds each one's preprocessing of the loaded ima
 to every step instead. Steps alternate between the two models; prints the median step time of
 each and the ratio ours / torchvision::
 
-    python benchmarks/train_step.py --size 256 --batch 2 --steps 5
+    python -m benchmarks.train_step --size 256 --batch 2 --steps 5
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mrcnn.config import Config  # noqa: E402
+from mrcnn.config import Config
 
 
 def matched_config(size: int, batch: int, device: str) -> Config:
@@ -120,7 +117,7 @@ def time_steps(steps_by_name: dict, steps: int, device: str) -> dict[str, float]
 def ours_step(config: Config, samples: PreloadedSamples, with_preprocessing: bool):
     from mrcnn.model import MaskRCNN
     from mrcnn.modeling.losses import training_losses, weighted_total
-    from mrcnn.training.trainer import build_optimizer, set_train_mode, set_trainable
+    from mrcnn.training.layers import build_optimizer, set_train_mode, set_trainable
 
     model = MaskRCNN("training", config, "unused")
     set_trainable(model.net, "all")
@@ -185,7 +182,9 @@ def torchvision_step(config: Config, dataset, device: str, with_preprocessing: b
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.train_step", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)

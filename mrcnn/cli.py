@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 import warnings
 from collections.abc import Sequence
-
-from mrcnn import __version__
 
 #: subcommand name -> module under mrcnn.commands
 COMMANDS = {
@@ -30,65 +29,13 @@ COMMANDS = {
 }
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config and --set, shared by every command that builds a model or reads data."""
-    parser.add_argument(
-        "--config",
-        metavar="SPEC",
-        help="a Config subclass as module:Class (or file.py:Class), or a YAML/JSON file of "
-        "KEY: value pairs",
-    )
-    parser.add_argument(
-        "--set",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="override one config value, e.g. --set DETECTION_MIN_CONFIDENCE=0.8 (repeatable)",
-    )
-
-
-def add_dataset_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
-    """--dataset SPEC, for the commands that read a dataset (``note`` ends its help)."""
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        metavar="SPEC",
-        help="via:PATH, via3:FILE, labelme:PATH, cvat:XML[:IMAGES], coco:ANNOTATIONS[:IMAGES], "
-        f"masks:PATH, labels:IMAGES:MASKS or shapes[:COUNT[:SIZE]] (see docs/datasets.md){note}",
-    )
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool = True) -> None:
-    """--weights, --device and --logs, shared by the commands that run a model."""
-    parser.add_argument(
-        "--weights",
-        required=weights_required,
-        metavar="W",
-        help="a checkpoint (.pt, .safetensors), state-dict or Matterport .h5 file (the "
-        "settings it carries are the config's defaults), 'coco' (torchvision's COCO Mask "
-        "R-CNN), 'imagenet' (backbone only), 'last' (newest checkpoint under --logs) or, for "
-        "train, 'none' (random initialisation)",
-    )
-    parser.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)"
-    )
-    parser.add_argument(
-        "--logs", default="logs", metavar="DIR", help="folder of run folders (default: logs)"
-    )
-
-
-def add_precision_argument(parser: argparse.ArgumentParser) -> None:
-    """--precision, for the commands that run inference (sets INFERENCE_PRECISION)."""
-    parser.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default=None,
-        help="inference precision: bf16 on GPUs and on CPUs where it is faster (AMX, or "
-        "AVX512_BF16 measured once; else fp32), "
-        "fp16 on GPUs; box decoding, NMS and mask pasting stay fp32 (default: the config's "
-        "INFERENCE_PRECISION, fp32)",
-    )
-
+def _version() -> str:
+    """The installed distribution's version (the commands sit below the package's face, so they
+    do not import ``mrcnn.__version__``)."""
+    try:
+        return importlib.metadata.version("mrcnn")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -96,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mask R-CNN instance segmentation: train on your own photos, detect, "
         "evaluate, and apply the color splash filter to images and video.",
     )
-    parser.add_argument("--version", action="version", version=f"mrcnn {__version__}")
+    parser.add_argument("--version", action="version", version=f"mrcnn {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         try:

@@ -22,7 +22,6 @@ from mrcnn.evaluation import evaluate_dataset
 from mrcnn.maskrcnn import MaskRCNN
 from mrcnn.outputs import prepare_demo_folder
 from mrcnn.splash.filter import color_splash, splash_video
-from mrcnn.training.trainer import train as train_model
 
 #: Side of the generated images, pixels.
 DEMO_IMAGE_SIZE = 128
@@ -193,8 +192,7 @@ def _shapes(dataset_class, count: int, subset: str, seed: int):
 def _train_for(model, train, val, budget: float, report: DemoReport, progress: bool) -> float:
     """Train all layers for whole epochs within ``budget`` seconds; record each epoch's losses."""
     start = time.perf_counter()
-    train_model(
-        model,
+    model.train(
         train,
         val,
         model.config.LEARNING_RATE,

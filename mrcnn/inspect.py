@@ -36,7 +36,6 @@ from mrcnn.modeling.targets import mini_masks
 from mrcnn.structures.boxes import xyxy_to_yxyx
 from mrcnn.structures.image import mold_batch, paste_masks
 from mrcnn.training.augment import apply_augmentation, boxes_from_masks, to_sample
-from mrcnn.training.trainer import train
 
 
 # ------------------------------------------------------------------------------------------------
@@ -114,8 +113,7 @@ def notebook_model(
             exclude=["class-specific"] if weights == "coco" else (),
         )
     if train_seconds > 0 and train_dataset is not None:
-        train(
-            model,
+        model.train(
             train_dataset,
             None,
             float(config.LEARNING_RATE),
@@ -203,7 +201,8 @@ class MiniMaskExample:
 
 def mini_mask_example(dataset, image_id: int, config) -> MiniMaskExample:
     """Shrink an image's masks to MINI_MASK_SHAPE as training stores them, then paste them
-    back at full size (:func:`mrcnn.structures.image.paste_masks`) to show what the shrinking loses."""
+    back at full size (:func:`mrcnn.structures.image.paste_masks`) to show what the shrinking
+    loses."""
     masks, _ = dataset.load_mask(image_id)
     full = torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).float()
     boxes = boxes_from_masks(full)

@@ -1,7 +1,8 @@
 """The :class:`MaskRCNN` facade: Matterport's workflow around the PyTorch network.
 
-It sits above the network (:mod:`mrcnn.model`), the checkpoints (:mod:`mrcnn.weights.checkpoint`) and
-training (:mod:`mrcnn.training`); ``mrcnn.model.MaskRCNN`` names it too.
+It sits above the network (:mod:`mrcnn.model`), the checkpoints
+(:mod:`mrcnn.weights.checkpoint`) and training (:mod:`mrcnn.training`);
+``mrcnn.model.MaskRCNN`` names it too.
 
 ``MaskRCNN`` is not an ``nn.Module``; its network is ``model.net``. It loads weights in every
 supported format, runs detection on plain numpy images and returns Matterport-style results.
@@ -34,12 +35,13 @@ from mrcnn.structures.image import (
     unmold_boxes,
 )
 from mrcnn.structures.masks import BoxMasks
-from mrcnn.structures.matterport_image import unmold_selected as matterport_unmold
 from mrcnn.structures.transfer import to_host
 from mrcnn.training.state import TrainingState
+from mrcnn.training.trainer import TrainingSubject
 from mrcnn.training.trainer import train as run_training
 from mrcnn.weights import checkpoint as checkpoints
 from mrcnn.weights import loading as weights_lib
+from mrcnn.weights import resolve
 
 __all__ = ["MaskRCNN", "MaskRCNNNet", "resolve_device"]
 
@@ -90,6 +92,9 @@ class MaskRCNN(MatterportMethods):
         self.training_state = TrainingState()
         # Whether RANDOM_FROZEN_BN_NOTE was said (train() says it once, where it applies).
         self._said_random_frozen_bn = False
+        #: (H, W) of the last molded input that ``detect`` or ``get_anchors`` used (Matterport's
+        #: ``model.anchors`` are of that shape); None before either ran.
+        self.anchor_shape: tuple[int, int] | None = None
 
     @classmethod
     def from_checkpoint(
@@ -128,10 +133,10 @@ class MaskRCNN(MatterportMethods):
         elif isinstance(config, type):
             config = config.from_overrides(overrides)
         if isinstance(config, Config):  # "last" of this config's NAME, as find_last
-            path = checkpoints.resolve_weights(path, model_dir, {"NAME": config.NAME})
+            path = resolve.resolve_weights(path, model_dir, {"NAME": config.NAME})
         else:
-            path = checkpoints.resolve_weights(path, model_dir, overrides)
-            config = checkpoints.config_for_weights(path, overrides, config)
+            path = resolve.resolve_weights(path, model_dir, overrides)
+            config = resolve.config_for_weights(path, overrides, config)
         model = cls(mode, config, model_dir)
         if path.lower() == "none":
             notes = ["none: random initialisation, no weights loaded"]
@@ -238,20 +243,7 @@ class MaskRCNN(MatterportMethods):
         :class:`~mrcnn.conventions.ConventionsError` unless listed in KEEP_CONVENTIONS.
         """
         del by_name
-        source, label = str(path_or_name), str(path_or_name)
-        if source == "last":
-            source = label = self.find_last()
-        elif source == "coco":
-            if self.config.BACKBONE != weights_lib.COCO_BACKBONE:
-                raise weights_lib.WeightsError(
-                    f"torchvision's COCO weights are for BACKBONE={weights_lib.COCO_BACKBONE!r}, "
-                    f"this config has {self.config.BACKBONE!r}; set BACKBONE = "
-                    f"{weights_lib.COCO_BACKBONE!r}"
-                )
-            source, label = str(weights_lib.pretrained_file("coco")), "the coco weights"
-        elif source == "imagenet":
-            source = str(weights_lib.pretrained_file(f"imagenet-{self.config.BACKBONE}"))
-            label = "the imagenet weights"
+        source, label = self._weights_source(path_or_name)
         state, extras = weights_lib.load_state_dict_file(source)
         trained_with = weights_lib.trained_conventions(state, extras, self.config)
         flavour_notes = weights_lib.adopt_flavour(self.config, trained_with, label)
@@ -265,19 +257,47 @@ class MaskRCNN(MatterportMethods):
             weights_lib.require_complete(
                 self.net, selected, source, self.config, weights_lib.made_for(extras)
             )
-        if trained_with is None:
-            notes.append(
-                f"{label} records no conventions (normalisation, box coding, anchors, ROIAlign); "
-                "the config's values are used"
-            )
-        else:
-            notes += reconcile_conventions(self.config, trained_with, selected, label)
-            self.net.configure()  # the stages read the adopted values
+        notes += self._adopt_conventions(trained_with, selected, label)
         notes += skipped + weights_lib.load_selected(self.net, selected, source)
         if extras.get("format") == "mrcnn":
             self.training_state = TrainingState.resumed(extras, source)
         for note in notes:
             log.info(note)
+        return notes
+
+    def _weights_source(self, path_or_name: str | os.PathLike) -> tuple[str, str]:
+        """(file to read, label for notes) of :meth:`load_weights`'s ``path_or_name``:
+        "last", "coco" and "imagenet" resolved to their files, anything else as given."""
+        source = str(path_or_name)
+        if source == "last":
+            source = self.find_last()
+            return source, source
+        if source == "coco":
+            if self.config.BACKBONE != weights_lib.COCO_BACKBONE:
+                raise weights_lib.WeightsError(
+                    f"torchvision's COCO weights are for BACKBONE={weights_lib.COCO_BACKBONE!r}, "
+                    f"this config has {self.config.BACKBONE!r}; set BACKBONE = "
+                    f"{weights_lib.COCO_BACKBONE!r}"
+                )
+            return str(weights_lib.pretrained_file("coco")), "the coco weights"
+        if source == "imagenet":
+            imagenet = weights_lib.pretrained_file(f"imagenet-{self.config.BACKBONE}")
+            return str(imagenet), "the imagenet weights"
+        return source, source
+
+    def _adopt_conventions(
+        self, trained_with: dict | None, selected: Mapping, label: str
+    ) -> list[str]:
+        """Adopt into ``self.config`` the conventions the weights were trained with, for the
+        ``selected`` layers, and have the network's stages read them; notes on what changed
+        (or that the weights record none)."""
+        if trained_with is None:
+            return [
+                f"{label} records no conventions (normalisation, box coding, anchors, ROIAlign); "
+                "the config's values are used"
+            ]
+        notes = reconcile_conventions(self.config, trained_with, selected, label)
+        self.net.configure()  # the stages read the adopted values
         return notes
 
     def _rebuild_network(self) -> None:
@@ -298,6 +318,8 @@ class MaskRCNN(MatterportMethods):
         augmentation=None,
         custom_callbacks=None,
         no_augmentation_sources=None,
+        *,
+        max_seconds: float | None = None,
     ) -> None:
         """Train (Matterport's meaning): see :mod:`mrcnn.training.trainer` and docs/training.md.
 
@@ -311,6 +333,8 @@ class MaskRCNN(MatterportMethods):
             augmentation: a torchvision.transforms.v2 transform (see
                 :func:`mrcnn.training.augment.default_augmentation`) or None.
             custom_callbacks, no_augmentation_sources: Matterport arguments, not supported.
+            max_seconds: a time box: stop before an epoch that would end more than this many
+                seconds from now, judging by the last epoch (at least one epoch runs).
         """
         if self.mode != "training":
             raise ValueError("train() needs a model created with mode='training'")
@@ -322,7 +346,19 @@ class MaskRCNN(MatterportMethods):
         if not self._said_random_frozen_bn and frozen_batchnorm_is_untrained(self.net.backbone):
             log.warning(RANDOM_FROZEN_BN_NOTE)
             self._said_random_frozen_bn = True
-        run_training(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation)
+        subject = TrainingSubject(
+            self.net, self.config, self.training_state, self.device, self.model_dir
+        )
+        run_training(
+            subject,
+            train_dataset,
+            val_dataset,
+            learning_rate,
+            epochs,
+            layers,
+            augmentation,
+            max_seconds=max_seconds,
+        )
 
     def start_new_run(self) -> None:
         """Make the next ``train`` start a new run folder at epoch 1 from the loaded weights,
@@ -342,8 +378,8 @@ class MaskRCNN(MatterportMethods):
                 depend on the other images in the list.
             verbose: 1 prints one line per image.
             mask_format: "dense" (Matterport's bool [H, W, N]) or "boxes": a
-                :class:`mrcnn.structures.masks.BoxMasks` holding each mask only inside its box, whose memory
-                does not grow with the image (use it for large photos).
+                :class:`mrcnn.structures.masks.BoxMasks` holding each mask only inside its box,
+                whose memory does not grow with the image (use it for large photos).
         Returns:
             one dict per image:
             "rois" int32 [N, 4] (y1, x1, y2, x2) original-image pixels, rounded;
@@ -392,22 +428,23 @@ class MaskRCNN(MatterportMethods):
     def _detect_batch(self, images: list[np.ndarray], mask_format: str) -> list[dict]:
         batch, metas = mold_batch(images, self.config, self.dtype, self.device)
         # Matterport's detect left model.anchors at this input's anchors (build_rpn_targets).
-        self._anchor_shape = (int(batch.shape[-2]), int(batch.shape[-1]))
+        self.anchor_shape = (int(batch.shape[-2]), int(batch.shape[-1]))
         windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
         with self.inference_context():
             found = self.net(batch, windows)
         return [
-            self._unmold_one(found, i, meta, batch.shape[-2:], mask_format)
+            self.unmold_one(found, i, meta, batch.shape[-2:], mask_format)
             for i, meta in enumerate(metas)
         ]
 
-    def _unmold_one(
+    def unmold_one(
         self, found: dict, index: int, meta, input_shape, mask_format: str = "dense"
     ) -> dict:
         """Image ``index``'s detections of a batch as ``detect`` returns them, unmolded the
         way of the network's flavour (``input_shape``: the batch's padded (H, W))."""
-        if self.net.matterport and mask_format == "dense":
-            return matterport_unmold(found, index, meta, input_shape)
+        flavours_own = self.net.flavour.dense_unmold  # Matterport's unmolding, or None
+        if flavours_own is not None and mask_format == "dense":
+            return flavours_own(found, index, meta, input_shape)
         return _unmold_detections(found, found["image_index"] == index, meta, mask_format)
 
 
@@ -433,7 +470,8 @@ def _unmold_detections(
 
 
 def _box_masks(masks: torch.Tensor, boxes: torch.Tensor, shape: tuple[int, int]) -> BoxMasks:
-    """The instances as :class:`mrcnn.structures.masks.BoxMasks`: small masks and boxes, pasted lazily."""
+    """The instances as :class:`mrcnn.structures.masks.BoxMasks`: small masks and boxes,
+    pasted lazily."""
     return BoxMasks((int(shape[0]), int(shape[1])), masks.cpu(), boxes.cpu())
 
 

@@ -72,7 +72,6 @@ def datasets(images: int, config: ShapesConfig):
 def train(args: argparse.Namespace) -> int:
     """Train all layers from random weights (or ``--weights``) within ``--seconds``."""
     from mrcnn.model import MaskRCNN
-    from mrcnn.training.trainer import train as train_model
 
     config = make_config(args)
     dataset_train, dataset_val = datasets(args.images, config)
@@ -82,8 +81,7 @@ def train(args: argparse.Namespace) -> int:
         )
     else:
         model = MaskRCNN("training", config, model_dir=args.logs)
-    train_model(
-        model,
+    model.train(
         dataset_train,
         dataset_val,
         float(config.LEARNING_RATE),

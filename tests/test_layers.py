@@ -1,6 +1,8 @@
-"""The import graph of the mrcnn package (module-level imports, read with ast, nothing run):
-no cycles; the network package (mrcnn/model) never imports training, the commands or the
-figures; every import of an mrcnn module inside a function says why it is there."""
+"""The house plan of the mrcnn package, read with ast (nothing run): every import counts
+(module level, inside functions, lazy ``__getattr__`` ones, ``TYPE_CHECKING`` ones); no import
+cycle; each module sits in a layer and imports nothing from a layer above its own; every import
+of an mrcnn module inside a function says why it is there; the size rules (modules at the top,
+lines per module and per function); nothing edits the import path."""
 
 from __future__ import annotations
 
@@ -10,8 +12,39 @@ from pathlib import Path
 import mrcnn
 
 PACKAGE_DIR = Path(mrcnn.__file__).parent
-#: What nothing under mrcnn/model may import (it sits below them).
-ABOVE_THE_NETWORK = ("mrcnn.training", "mrcnn.commands", "mrcnn.visualize")
+REPO = PACKAGE_DIR.parent
+#: The layers, lowest first: a module may import its own layer and those below, never one above.
+#: Each entry names modules and packages (a package stands for everything under it).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("base", ("mrcnn.config", "mrcnn.config_checks", "mrcnn.conventions", "mrcnn.outputs")),
+    ("structures", ("mrcnn.structures",)),
+    ("modeling", ("mrcnn.modeling",)),
+    ("weights", ("mrcnn.weights",)),
+    ("data", ("mrcnn.datasets", "mrcnn.evaluation")),
+    ("training", ("mrcnn.training",)),
+    ("compat", ("mrcnn.compat",)),
+    ("facade", ("mrcnn.maskrcnn",)),
+    (
+        "applications",
+        ("mrcnn.splash", "mrcnn.drawing", "mrcnn.deploy", "mrcnn.demo", "mrcnn.inspect"),
+    ),
+    ("commands", ("mrcnn.commands", "mrcnn.cli", "mrcnn.__main__")),
+    # Matterport's names and the package's own face: re-exports only, on the top floor.
+    (
+        "faces",
+        (
+            "mrcnn",
+            "mrcnn.model",
+            "mrcnn.utils",
+            "mrcnn.visualize",
+            "mrcnn.dataset",
+            "mrcnn.testing",
+        ),
+    ),
+]
+MAX_TOP_LEVEL_MODULES = 16
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
 #: Function-level imports not yet given their one-line reason: this file's code moves with the
 #: split of visualize.py (issue 14, item 4), which places them.
 WHY_PENDING: set[str] = set()
@@ -38,41 +71,18 @@ def _imported(node: ast.Import | ast.ImportFrom, here: str, modules: set[str]) -
     return found or ([base] if base in modules else [])
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _module_level(body: list[ast.stmt]):
-    """Import statements run when the module is imported (not in functions, nor under
-    ``if TYPE_CHECKING:``)."""
-    for node in body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            yield node
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        elif isinstance(node, ast.If) and _is_type_checking(node):
-            yield from _module_level(node.orelse)
-        else:
-            for field in ("body", "orelse", "finalbody", "handlers"):
-                yield from _module_level(getattr(node, field, []) or [])
-
-
 def import_graph(root: Path, package: str) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports at module level."""
+    """Module -> the package's modules it imports anywhere: at module level, inside functions
+    (lazy imports, ``__getattr__`` included) and under ``if TYPE_CHECKING:``."""
     files = module_names(root, package)
-    graph = {}
-    for name, path in files.items():
-        tree = ast.parse(path.read_text(), str(path))
-        graph[name] = {
+    return {
+        name: {
             target
-            for node in _module_level(tree.body)
-            for target in _imported(node, name, set(files))
+            for _, target in _all_imports(ast.parse(path.read_text(), str(path)), name, set(files))
             if target != name
         }
-    return graph
+        for name, path in files.items()
+    }
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -138,16 +148,92 @@ def test_no_import_cycles_among_mrcnn_modules():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-def test_the_network_package_imports_nothing_above_it():
-    files = module_names(PACKAGE_DIR, "mrcnn")
+def layer_of(module: str, layers=LAYERS) -> int:
+    """The index of ``module``'s layer (the longest matching entry wins: ``mrcnn`` itself is a
+    face, ``mrcnn.splash.video`` belongs to ``mrcnn.splash``)."""
+    best, index = "", -1
+    for number, (_, members) in enumerate(layers):
+        for member in members:
+            if (module == member or module.startswith(member + ".")) and len(member) > len(best):
+                if member == "mrcnn" and module != "mrcnn":
+                    continue  # the package face stands for itself, not for what is under it
+                best, index = member, number
+    return index
+
+
+def upward_imports(root: Path, package: str, layers=LAYERS) -> list[str]:
+    """Every import of a module from a layer above the importer's, as ``file:line a -> b``."""
+    files = module_names(root, package)
     wrong = []
     for name, path in files.items():
-        if not name.startswith("mrcnn.model"):
-            continue
+        here = layer_of(name, layers)
         for node, target in _all_imports(ast.parse(path.read_text()), name, set(files)):
-            if target.startswith(ABOVE_THE_NETWORK):
-                wrong.append(f"{path.relative_to(PACKAGE_DIR.parent)}:{node.lineno} {target}")
-    assert not wrong, "mrcnn/model imports what sits above it: " + ", ".join(wrong)
+            if layer_of(target, layers) > here:
+                wrong.append(
+                    f"{path.relative_to(root.parent)}:{node.lineno} {name} ({layers[here][0]}) "
+                    f"-> {target} ({layers[layer_of(target, layers)][0]})"
+                )
+    return wrong
+
+
+def test_every_module_sits_in_a_layer():
+    unplaced = [name for name in module_names(PACKAGE_DIR, "mrcnn") if layer_of(name) < 0]
+    assert not unplaced, f"modules in no layer of LAYERS: {unplaced}"
+
+
+def test_nothing_imports_a_layer_above_its_own():
+    wrong = upward_imports(PACKAGE_DIR, "mrcnn")
+    assert not wrong, "imports from a layer above: " + "; ".join(wrong)
+
+
+def test_a_planted_upward_import_is_found(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "low").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "low" / "__init__.py").write_text("")
+    (package / "low" / "a.py").write_text("X = 1\n")
+    (package / "high.py").write_text("from pkg.low.a import X\n")
+    layers = [("faces", ("pkg",)), ("low", ("pkg.low",)), ("high", ("pkg.high",))]
+    layers = [layers[1], layers[2], layers[0]]
+    assert upward_imports(package, "pkg", layers) == []
+    (package / "low" / "a.py").write_text("def f():\n    from pkg import high\n")
+    assert upward_imports(package, "pkg", layers) == [
+        "pkg/low/a.py:2 pkg.low.a (low) -> pkg.high (high)"
+    ]
+
+
+def test_at_most_16_modules_at_the_top_of_the_package():
+    top = sorted(path.name for path in PACKAGE_DIR.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, f"{len(top)} modules at the top of mrcnn/: {top}"
+
+
+def test_no_module_over_500_lines_and_no_function_over_60():
+    long_modules, long_functions = [], []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(REPO)
+        if text.count("\n") > MAX_MODULE_LINES:
+            long_modules.append(f"{where} ({text.count(chr(10))} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{where}:{node.lineno} {node.name} ({length} lines)")
+    assert not long_modules, f"modules over {MAX_MODULE_LINES} lines: {long_modules}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
+
+
+def test_nothing_edits_the_import_path():
+    """Tests are a package, benchmarks and tools import the installed mrcnn (run with
+    ``python -m`` from the repository's root): none of them edits the import path."""
+    found = [
+        f"{path.relative_to(REPO)}:{number}"
+        for folder in ("mrcnn", "tests", "benchmarks", "tools", "samples")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "sys" + ".path" in line
+    ]
+    assert not found, f"import-path manipulation: {found}"
 
 
 def test_every_function_level_mrcnn_import_says_why():
@@ -177,13 +263,16 @@ def test_a_planted_cycle_is_found(tmp_path):
     (package / "sub").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "sub" / "__init__.py").write_text("from pkg.sub.b import B\n")
-    (package / "a.py").write_text("from pkg.sub import b\n\ndef f():\n    import pkg.c\n")
+    (package / "a.py").write_text("from pkg.sub import b\n")
     (package / "sub" / "b.py").write_text("from pkg import c\nB = 1\n")
-    (package / "c.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n"
-    )
+    (package / "c.py").write_text("C = 1\n")
     graph = import_graph(package, "pkg")
     assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.c"] == set()
     assert find_cycles(graph) == []
-    (package / "c.py").write_text("try:\n    from pkg.a import f\nexcept ImportError:\n    pass\n")
-    assert find_cycles(import_graph(package, "pkg")) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]
+    cycle = [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]
+    lazy = "def __getattr__(name):\n    from pkg.a import f\n    return f\n"
+    type_only = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n"
+    guarded = "try:\n    from pkg.a import f\nexcept ImportError:\n    pass\n"
+    for closing in (lazy, type_only, guarded):
+        (package / "c.py").write_text(closing)
+        assert find_cycles(import_graph(package, "pkg")) == cycle, closing

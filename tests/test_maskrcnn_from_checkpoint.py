@@ -1,4 +1,5 @@
-"""MaskRCNN.from_checkpoint and the config read back from a checkpoint (mrcnn.weights.checkpoint)."""
+"""MaskRCNN.from_checkpoint and the config read back from a checkpoint
+(mrcnn.weights.checkpoint)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,8 @@ import torch
 
 from mrcnn.config import Config, TorchvisionCocoConfig
 from mrcnn.model import MaskRCNN
-from mrcnn.weights.checkpoint import (
-    RUNTIME_KEYS,
-    checkpoint_path,
-    config_for_weights,
-    read_config,
-    resolve_weights,
-)
+from mrcnn.weights.checkpoint import checkpoint_path
+from mrcnn.weights.resolve import RUNTIME_KEYS, config_for_weights, read_config, resolve_weights
 from tests.helpers.tiny_model import save_tiny_checkpoint, tiny_model
 
 

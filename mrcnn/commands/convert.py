@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mrcnn.cli import add_config_arguments
+from mrcnn.commands.common import add_config_arguments
 
 HELP = "convert a Matterport Keras .h5 model to a .safetensors checkpoint (no h5py needed)"
 

@@ -11,11 +11,7 @@ For every image of ``--input`` (a file or a folder, not recursive) it writes int
 ``000000397133.jpg`` gives 397133), else the stem string. Nothing is written over an input
 file; existing outputs are replaced only with ``--overwrite`` (``--output`` may be the input
 folder when no name collides). ``detections.json`` is written when at least one image was read.
-
-This module also holds the model set-up shared with ``mrcnn splash``: :func:`build_model`
-(:meth:`mrcnn.maskrcnn.MaskRCNN.from_checkpoint`: config from --config, else from the
-checkpoint, else TorchvisionCocoConfig for ``coco`` weights), :func:`class_names_for` and
-:func:`add_class_names_argument`.
+The model is set up as for every command, by :func:`mrcnn.commands.common.build_model`.
 """
 
 from __future__ import annotations
@@ -29,8 +25,14 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_argument
-from mrcnn.config import Config
+from mrcnn.commands import common
+from mrcnn.commands.common import (
+    add_class_names_argument,
+    add_config_arguments,
+    add_model_arguments,
+    add_precision_argument,
+    class_names_for,
+)
 from mrcnn.deploy.runtime import OnnxMaskRCNN
 from mrcnn.evaluation import detections_to_coco
 from mrcnn.outputs import (
@@ -41,10 +43,9 @@ from mrcnn.outputs import (
     list_inputs,
 )
 from mrcnn.structures.image import read_image
-from mrcnn.weights.checkpoint import config_for_weights, resolve_weights
 
 if TYPE_CHECKING:
-    from mrcnn.maskrcnn import MaskRCNN
+    pass
 
 HELP = "detect instances in images: figures and COCO results JSON"
 
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     keys = output_keys(paths)
     targets = [out / f"{k}{ext}" for k in keys for ext in (".json", ".png")]
     check_new_outputs([*targets, out / SUMMARY_NAME], paths, args.overwrite)
-    model = _onnx_model(args) if args.onnx else build_model(_with_weights(args))
+    model = _onnx_model(args) if args.onnx else common.build_model(_with_weights(args))
     class_names = class_names_for(model, args.weights, args.class_names)
     out.mkdir(parents=True, exist_ok=True)
     everything: list[dict] = []
@@ -218,79 +219,3 @@ def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list
 # ------------------------------------------------------------------------------------------------
 # Shared with `mrcnn splash`: inputs, model, class names
 # ------------------------------------------------------------------------------------------------
-def add_class_names_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--class-names",
-        metavar="A,B,...",
-        help="names of classes 1, 2, ... comma-separated (default: those stored in the "
-        "checkpoint, COCO's for --weights coco, else 'class 1', 'class 2', ...)",
-    )
-
-
-def config_overrides(args: argparse.Namespace) -> list[str]:
-    """``KEY=VALUE`` strings of --set, --device and --precision."""
-    overrides = list(getattr(args, "set", None) or [])
-    if getattr(args, "device", None):
-        overrides.append(f"DEVICE={args.device}")
-    if getattr(args, "precision", None):
-        overrides.append(f"INFERENCE_PRECISION={args.precision}")
-    return overrides
-
-
-def inference_config(args: argparse.Namespace) -> Config:
-    """The config for running ``args.weights`` (:func:`mrcnn.weights.checkpoint.config_for_weights`
-    with --config, --set, --device and --precision). ``--weights last`` is first resolved (in
-    ``args``) to the newest checkpoint under --logs (of the NAME given with --set, if any).
-    """
-    overrides = config_overrides(args)
-    args.weights = resolve_weights(args.weights, getattr(args, "logs", "logs"), overrides)
-    return config_for_weights(args.weights, overrides, args.config)
-
-
-def build_model(args: argparse.Namespace) -> MaskRCNN:
-    """A MaskRCNN in inference mode with ``args.weights`` loaded (``last`` resolved in
-    ``args``; see :meth:`MaskRCNN.from_checkpoint`). Notes from loading go to stderr."""
-    # why here: the model's import (torchvision) is start-up time for every `mrcnn --help`.
-    from mrcnn.maskrcnn import MaskRCNN
-
-    overrides = config_overrides(args)
-    logs = getattr(args, "logs", "logs")
-    args.weights = resolve_weights(args.weights, logs, overrides)
-    return MaskRCNN.from_checkpoint(
-        args.weights,
-        overrides,
-        config=args.config,
-        model_dir=logs,
-        on_note=lambda note: print(f"note: {note}", file=sys.stderr),
-    )
-
-
-def class_names_for(model, weights: str | None, given: str | None = None) -> list[str]:
-    """Names indexed by class id, "BG" first, NUM_CLASSES long.
-
-    From ``given`` ("a,b,c": classes 1, 2, 3), else the checkpoint's extras["class_names"],
-    else COCO's (torchvision's 91 ids) for ``coco`` weights, else "class 1", "class 2", ...
-    """
-    count = int(model.config.NUM_CLASSES)
-    if given:
-        names = [n.strip() for n in given.split(",") if n.strip()]
-        return _with_background(names, count, "--class-names")
-    stored = (getattr(model, "checkpoint_extras", None) or {}).get("class_names")
-    if stored:
-        return _with_background([str(n) for n in stored], count, "the checkpoint's class_names")
-    if str(weights) == "coco" and count == 91:
-        from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
-
-        return ["BG", *MaskRCNN_ResNet50_FPN_Weights.DEFAULT.meta["categories"][1:]]
-    return ["BG", *(f"class {i}" for i in range(1, count))]
-
-
-def _with_background(names: list[str], count: int, where: str) -> list[str]:
-    if len(names) == count and names[0].upper() in ("BG", "__BACKGROUND__", "BACKGROUND"):
-        names = names[1:]
-    if len(names) != count - 1:
-        raise ValueError(
-            f"{where} has {len(names)} names but the model has {count - 1} classes "
-            f"(NUM_CLASSES={count} counts the background): give one name per class"
-        )
-    return ["BG", *names]

@@ -18,18 +18,18 @@ import json
 import time
 from pathlib import Path
 
-from mrcnn.cli import (
+from mrcnn.commands.common import (
     add_config_arguments,
     add_dataset_argument,
     add_model_arguments,
     add_precision_argument,
+    config_overrides,
 )
-from mrcnn.commands.detect import config_overrides
 from mrcnn.config import parse_overrides
 from mrcnn.datasets.base import describe_classes
 from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
 from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
-from mrcnn.weights.checkpoint import carried_num_classes, config_for_weights, resolve_weights
+from mrcnn.weights.resolve import carried_num_classes, config_for_weights, resolve_weights
 
 HELP = "evaluate a model on a dataset: Matterport mAP and (with --coco) COCO AP"
 

@@ -12,8 +12,8 @@ import re
 import sys
 from pathlib import Path
 
-from mrcnn.cli import add_config_arguments
-from mrcnn.commands.detect import add_class_names_argument, build_model, class_names_for
+from mrcnn.commands import common
+from mrcnn.commands.common import add_class_names_argument, add_config_arguments, class_names_for
 
 HELP = "export the inference network to ONNX (for ONNX Runtime) or a torch.export program"
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         exporting.check_opset(args.opset)
         exporting.check_onnx_dependencies()
     args.device = "cpu"  # the graph is traced on the CPU in float32
-    model = build_model(args)
+    model = common.build_model(args)
     names = class_names_for(model, args.weights, args.class_names)
     try:
         if args.format == "onnx":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrcnn.cli import add_config_arguments, add_dataset_argument
+from mrcnn.commands.common import add_config_arguments, add_dataset_argument
 from mrcnn.config import load_config
 from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
 

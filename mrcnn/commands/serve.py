@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mrcnn.cli import add_config_arguments, add_model_arguments
-from mrcnn.commands import detect
-from mrcnn.commands.detect import add_class_names_argument
+from mrcnn.commands import common
+from mrcnn.commands.common import (
+    add_class_names_argument,
+    add_config_arguments,
+    add_model_arguments,
+)
 from mrcnn.splash.service import SplashService
 from mrcnn.splash.web import check_address, create_app, require_web_stack, run_server
 
@@ -73,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
     if min(args.max_upload_mb, args.max_megapixels, args.cache) <= 0:
         raise ValueError("--max-upload-mb, --max-megapixels and --cache must be positive")
     check_address(args.host, args.port)  # a busy port fails before the model loads
-    model = detect.build_model(args)
+    model = common.build_model(args)
     service = SplashService(
         model,
-        detect.class_names_for(model, args.weights, args.class_names),
+        common.class_names_for(model, args.weights, args.class_names),
         score_floor=args.score_floor,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=int(args.max_megapixels * 1e6),

@@ -16,9 +16,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mrcnn.cli import add_config_arguments, add_model_arguments, add_precision_argument
-from mrcnn.commands import detect
-from mrcnn.commands.detect import add_class_names_argument
+from mrcnn.commands import common
+from mrcnn.commands.common import (
+    add_class_names_argument,
+    add_config_arguments,
+    add_model_arguments,
+    add_precision_argument,
+)
 from mrcnn.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_writable_dir, list_inputs
 from mrcnn.splash.filter import EFFECTS, check_splash_output_name, splash_image_file, splash_video
 from mrcnn.splash.video import open_video
@@ -119,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         check_splash_output_name(inputs[0], args.output, _is_video(args, inputs[0]))
         if args.video:
             open_video(inputs[0])[0].release()  # an unreadable video fails before the model loads
-    model = detect.build_model(args)  # looked up at call time: tests replace it
-    options = splash_options(args, detect.class_names_for(model, args.weights, args.class_names))
+    model = common.build_model(args)  # looked up at call time: tests replace it
+    options = splash_options(args, common.class_names_for(model, args.weights, args.class_names))
     failures = 0
     bar = tqdm(total=len(inputs), unit="file", disable=len(inputs) < 2, dynamic_ncols=True)
     for path in inputs:

@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from mrcnn.cli import add_config_arguments, add_dataset_argument, add_model_arguments
+from mrcnn.commands.common import add_config_arguments, add_dataset_argument, add_model_arguments
 from mrcnn.config import load_config, parse_overrides
 from mrcnn.datasets.base import describe_classes
 from mrcnn.outputs import check_writable_dir
 from mrcnn.training.distributed import info
-from mrcnn.weights.checkpoint import (
-    RunLock,
-    carried_num_classes,
-    check_same_architecture,
-    config_for_weights,
-    find_last,
-    read_config,
-    run_dir_of,
-)
+from mrcnn.weights.checkpoint import RunLock, check_same_architecture, find_last, run_dir_of
 from mrcnn.weights.loading import COCO_BACKBONE
+from mrcnn.weights.resolve import carried_num_classes, config_for_weights, read_config
 
 HELP = "train Mask R-CNN on a dataset (Matterport's model.train), resumable with --weights last"
 

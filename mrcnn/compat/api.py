@@ -198,7 +198,7 @@ def unmold_image(normalized_images: np.ndarray, config) -> np.ndarray:
     return np.clip(np.round(out + mean.numpy().reshape(-1)), 0, 255).astype(np.uint8)
 
 
-def _norm_yxyx(boxes_xyxy: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+def norm_yxyx(boxes_xyxy: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """(x1, y1, x2, y2) pixels -> Matterport's normalised (y1, x1, y2, x2)."""
     height, width = shape[:2]
     scale = np.array([height - 1, width - 1, height - 1, width - 1], dtype=np.float64)
@@ -207,7 +207,7 @@ def _norm_yxyx(boxes_xyxy: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     )
 
 
-def _image_meta_of(meta_row: np.ndarray) -> ImageMeta:
+def image_meta_of(meta_row: np.ndarray) -> ImageMeta:
     """This package's :class:`ImageMeta` from one Matterport image meta row."""
     parsed = parse_image_meta(np.asarray(meta_row)[None])
     original = tuple(int(v) for v in parsed["original_image_shape"][0][:2])

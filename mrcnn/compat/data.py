@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from mrcnn import utils
+from mrcnn.compat import utils
 from mrcnn.compat.api import (
     build_rpn_targets,
     compose_image_meta,
@@ -130,14 +130,9 @@ def data_generator(
         if shuffle:
             np.random.shuffle(image_ids)
         found = False
-        for image_id in image_ids:
-            source = dataset.image_info[image_id]["source"]
-            augmenting = augmentation if source not in skip_sources else None
-            sample = load_image_gt(
-                dataset, config, image_id, augment, augmenting, config.USE_MINI_MASK
-            )
-            if not np.any(sample[2] > 0):
-                continue
+        for sample in _samples_with_instances(
+            dataset, config, image_ids, augment, augmentation, skip_sources
+        ):
             found = True
             batch.append(_sample_targets(sample, config, random_rois, detection_targets))
             if len(batch) == batch_size:
@@ -148,6 +143,20 @@ def data_generator(
                 f"no image of the dataset has an instance ({len(image_ids)} images): the data "
                 "generator skips images without instances"
             )
+
+
+def _samples_with_instances(
+    dataset, config, image_ids: np.ndarray, augment: bool, augmentation, skip_sources: set
+) -> Iterator[tuple]:
+    """The :func:`load_image_gt` sample of each image in ``image_ids`` order, loaded when asked
+    for. Images without a positive class id (none annotated, only crowd regions, or all lost
+    to augmentation or resizing) are passed over: they give no training targets."""
+    for image_id in image_ids:
+        source = dataset.image_info[image_id]["source"]
+        augmenting = augmentation if source not in skip_sources else None
+        sample = load_image_gt(dataset, config, image_id, augment, augmenting, config.USE_MINI_MASK)
+        if np.any(sample[2] > 0):
+            yield sample
 
 
 def _sample_targets(sample, config, random_rois: int, with_targets: bool) -> dict:

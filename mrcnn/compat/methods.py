@@ -10,17 +10,22 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from mrcnn.compat.api import _image_meta_of, _norm_yxyx, compose_image_meta
+from mrcnn.compat.api import compose_image_meta, image_meta_of, norm_yxyx
+from mrcnn.config import Config
 from mrcnn.modeling.anchors import anchors_for_config
-from mrcnn.modeling.run_graph import _StageValues, known_stages, stage_name
+from mrcnn.modeling.run_graph import StageValues, known_stages, stage_name
 from mrcnn.structures.boxes import xyxy_to_yxyx
 from mrcnn.structures.image import mold_batch, paste_masks
-from mrcnn.training.trainer import LAYER_PRESETS, set_trainable
+from mrcnn.structures.resize_plan import ImageMeta
+from mrcnn.training.layers import LAYER_PRESETS, set_trainable
 from mrcnn.weights import loading as weights
 from mrcnn.weights.checkpoint import run_dir_of
 
@@ -38,8 +43,34 @@ KERAS_LAYER_GROUPS = {
 }
 
 
+class MatterportHost(Protocol):
+    """What :class:`MatterportMethods` uses of the class it is mixed into (the facade,
+    :class:`mrcnn.maskrcnn.MaskRCNN`): its public attributes and methods, nothing private.
+    ``tests/compat/test_methods.py`` checks that the mixin uses no other name of its host."""
+
+    config: Config
+    net: nn.Module
+    epoch: int
+    log_dir: Path | None
+    checkpoint_path: str | None
+    anchor_shape: tuple[int, int] | None
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    def inference_context(self) -> AbstractContextManager: ...
+
+    def unmold_one(
+        self, found: dict, index: int, meta: ImageMeta, input_shape, mask_format: str = "dense"
+    ) -> dict: ...
+
+
 class MatterportMethods:
-    """Matterport's MaskRCNN methods, on this package's network (mixed into MaskRCNN)."""
+    """Matterport's MaskRCNN methods, on this package's network (mixed into MaskRCNN, which
+    provides what :class:`MatterportHost` lists)."""
 
     net: nn.Module
 
@@ -167,12 +198,12 @@ class MatterportMethods:
         are in the original images' pixels that the metas record."""
         batch = torch.as_tensor(np.asarray(molded_images, dtype=np.float32)).permute(0, 3, 1, 2)
         batch = batch.to(self.device, self.dtype)
-        metas = [_image_meta_of(row) for row in np.asarray(image_metas).reshape(len(batch), -1)]
+        metas = [image_meta_of(row) for row in np.asarray(image_metas).reshape(len(batch), -1)]
         windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
         with _eval(self.net), torch.inference_mode(), self.inference_context():
             found = self.net(batch, windows)
         results = [
-            self._unmold_one(found, i, meta, batch.shape[-2:]) for i, meta in enumerate(metas)
+            self.unmold_one(found, i, meta, batch.shape[-2:]) for i, meta in enumerate(metas)
         ]
         if verbose:
             for i, r in enumerate(results):
@@ -183,22 +214,22 @@ class MatterportMethods:
     def normalised_yxyx(boxes: torch.Tensor, image_shape: Sequence[int]) -> np.ndarray:
         """[N, 4] (x1, y1, x2, y2) molded pixels -> float32 Matterport-normalised (y1, x1,
         y2, x2)."""
-        return _norm_yxyx(boxes.float().cpu().numpy(), image_shape)
+        return norm_yxyx(boxes.float().cpu().numpy(), image_shape)
 
     def get_anchors(self, image_shape: Sequence[int]) -> np.ndarray:
         """float32 [A, 4] anchors (y1, x1, y2, x2) of a molded ``image_shape``, normalised.
 
         As in Matterport, ``self.anchors`` keeps them in pixels (float32 [A, 4], y1, x1, y2,
         x2), which :func:`mrcnn.model.build_rpn_targets` takes."""
-        self._anchor_shape = tuple(int(v) for v in image_shape[:2])
+        self.anchor_shape = tuple(int(v) for v in image_shape[:2])
         # The swap of (y1, x1, y2, x2) back to (x1, y1, x2, y2) is the same swap.
-        return _norm_yxyx(xyxy_to_yxyx(self.anchors), image_shape)
+        return norm_yxyx(xyxy_to_yxyx(self.anchors), image_shape)
 
     @property
     def anchors(self) -> np.ndarray:
         """float32 [A, 4] anchors (y1, x1, y2, x2) in pixels of the last molded input shape
         that :meth:`get_anchors` or ``detect`` used, as Matterport kept them."""
-        shape = getattr(self, "_anchor_shape", None)
+        shape = self.anchor_shape
         if shape is None:
             raise AttributeError(
                 "model.anchors is set by model.get_anchors(image_shape) or model.detect(...); "
@@ -228,7 +259,7 @@ class MatterportMethods:
         known = known_stages(self.net)
         wanted = [(name, stage_name(stage, known)) for name, stage in outputs]
         molded, metas, windows = self.mold_inputs(images)
-        values = _StageValues(self, molded, windows, [stage for _, stage in wanted])
+        values = StageValues(self, molded, windows, [stage for _, stage in wanted])
         with _eval(self.net), torch.inference_mode(), self.inference_context():
             result = OrderedDict((name, values.get(stage)) for name, stage in wanted)
         for name, value in result.items():

@@ -155,8 +155,8 @@ _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 
 
 def read_image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file as :func:`mrcnn.structures.image.read_image` returns it (EXIF
-    orientation applied), from the header only. Raises FileNotFoundError or ValueError."""
+    """(height, width) of an image file as :func:`mrcnn.structures.image.read_image` returns it
+    (EXIF orientation applied), from the header only. Raises FileNotFoundError or ValueError."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)

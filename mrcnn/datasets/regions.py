@@ -281,29 +281,11 @@ class RegionDataset(Dataset):
         Returns:
             whether the image was added.
         """
+        size = _usable_image_size(path, size, declared_size, report, where)
         if size is None:
-            try:
-                size = read_image_size(path)
-            except FileNotFoundError:
-                report.skip_image(where, "missing image file", str(path))
-                return False
-            except ValueError as error:
-                report.skip_image(where, "unreadable image", str(error))
-                return False
-        height, width = size
-        if declared_size is not None and tuple(declared_size) != (height, width):
-            report.skip_image(
-                where,
-                "image size differs from the annotation's",
-                f"file {width}x{height}, annotation {declared_size[1]}x{declared_size[0]}",
-            )
             return False
-        kept = []
-        for region in regions:
-            try:
-                kept.append(_checked(region, ids, height, width))
-            except RegionError as error:
-                report.skip_region(f"{where} {region.name}", error.reason, error.detail)
+        height, width = size
+        kept = _usable_regions(regions, ids, height, width, report, where)
         return self.add_loaded_image(
             report,
             source,
@@ -343,6 +325,55 @@ class RegionDataset(Dataset):
             )
             masks, class_ids = masks[:, :, keep], class_ids[keep]
         return masks, class_ids
+
+
+def _usable_image_size(
+    path: Path,
+    size: tuple[int, int] | None,
+    declared_size: tuple[int, int] | None,
+    report: LoadReport,
+    where: str,
+) -> tuple[int, int] | None:
+    """The image's (height, width): ``size`` if given, else read from ``path``'s header; None
+    (counted in ``report``) when the file is missing or unreadable, or its size is not the one
+    the annotation declares (the coordinates would then not fit)."""
+    if size is None:
+        try:
+            size = read_image_size(path)
+        except FileNotFoundError:
+            report.skip_image(where, "missing image file", str(path))
+            return None
+        except ValueError as error:
+            report.skip_image(where, "unreadable image", str(error))
+            return None
+    height, width = size
+    if declared_size is not None and tuple(declared_size) != (height, width):
+        report.skip_image(
+            where,
+            "image size differs from the annotation's",
+            f"file {width}x{height}, annotation {declared_size[1]}x{declared_size[0]}",
+        )
+        return None
+    return size
+
+
+def _usable_regions(
+    regions: list[Region],
+    ids: dict[str, int],
+    height: int,
+    width: int,
+    report: LoadReport,
+    where: str,
+) -> list[dict]:
+    """The geometry dicts of the regions that fit a height x width image; the others are
+    counted in ``report`` so that one bad region does not cost the whole image."""
+    kept = []
+    for region in regions:
+        try:
+            kept.append(_checked(region, ids, height, width))
+        except RegionError as error:
+            report.skip_region(f"{where} {region.name}", error.reason, error.detail)
+    return kept
 
 
 def _checked(region: Region, ids: dict[str, int], height: int, width: int) -> dict:

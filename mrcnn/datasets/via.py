@@ -108,6 +108,22 @@ class ViaDataset(Via3Dataset):
             self.add_class(source, class_id, name)
         ids = {name: i for i, name in enumerate(names, start=1)}
         report = LoadReport(f"{where} ({subset or 'all'})")
+        self._add_via_files(files, images_dir, class_attribute, ids, keep_empty, source, report)
+        return self.keep_report(report, where, subset)
+
+    def _add_via_files(
+        self,
+        files: list[tuple[Path, str | None]],
+        images_dir: str | Path | None,
+        class_attribute: str | None,
+        ids: dict[str, int],
+        keep_empty: bool,
+        source: str,
+        report: LoadReport,
+    ) -> None:
+        """Add the entries of each (json_path, split) file that fall in its split."""
+        # Names already loaded from this source (an earlier subset or call) count as seen, so
+        # that one image is never added twice.
         seen = {info["id"] for info in self.image_info if info["source"] == source}
         for json_path, split in files:
             folder = Path(images_dir) if images_dir else json_path.parent
@@ -122,7 +138,6 @@ class ViaDataset(Via3Dataset):
                 )
                 if added:
                     seen.add(entry.filename)
-        return self.keep_report(report, where, subset)
 
     def _add_via_entry(
         self,

@@ -115,11 +115,7 @@ class Via3Dataset(RegionDataset):
         attribute = _find_class_attribute(data, class_attribute, path)
         single_class = class_name or default_class_name(path)
         per_file, dangling = _regions_by_file(data, attribute, single_class, path)
-        found = {r.class_name for regions in per_file.values() for r in regions if r.class_name}
-        if attribute is None:
-            found = {single_class}
-        elif attribute.get("type") in _OPTION_TYPES:
-            found |= {str(v) for v in (attribute.get("options") or {}).values()}
+        found = _found_class_names(per_file, attribute, single_class)
         names = class_list(found, class_names, str(path))
         for class_id, name in enumerate(names, start=1):
             self.add_class(source, class_id, name)
@@ -127,6 +123,25 @@ class Via3Dataset(RegionDataset):
         report = LoadReport(f"{source} {path} ({subset or 'all'})")
         for region in dangling:
             report.skip_region(f"{path} {region.name}", region.error.reason, region.error.detail)
+        self._add_project_files(
+            data, files, per_file, path, subset, images_dir, ids, keep_empty, source, report
+        )
+        return self.keep_report(report, f"{source} {path}", subset)
+
+    def _add_project_files(
+        self,
+        data: dict,
+        files: list[tuple[str, dict]],
+        per_file: dict[str, list[Region]],
+        path: Path,
+        subset: str | None,
+        images_dir: str | Path | None,
+        ids: dict[str, int],
+        keep_empty: bool,
+        source: str,
+        report: LoadReport,
+    ) -> None:
+        """Add each file of ``subset`` with its regions; a repeated file name is skipped."""
         seen: set[str] = set()
         for fid, entry in files:
             fname = str(entry.get("fname", ""))
@@ -148,7 +163,20 @@ class Via3Dataset(RegionDataset):
                 keep_empty=keep_empty,
             ):
                 seen.add(fname)
-        return self.keep_report(report, f"{source} {path}", subset)
+
+
+def _found_class_names(
+    per_file: dict[str, list[Region]], attribute: dict | None, single_class: str
+) -> set[str]:
+    """The class names the project uses or declares: the parsed regions' classes plus, for an
+    option attribute, every option (so that ids do not depend on which options are used);
+    ``{single_class}`` when no attribute gives classes."""
+    found = {r.class_name for regions in per_file.values() for r in regions if r.class_name}
+    if attribute is None:
+        found = {single_class}
+    elif attribute.get("type") in _OPTION_TYPES:
+        found |= {str(v) for v in (attribute.get("options") or {}).values()}
+    return found
 
 
 # ------------------------------------------------------------------------------------------------

@@ -98,10 +98,11 @@ class InferenceGraph(nn.Module):
 
     def __init__(self, net: MaskRCNNNet, image_shape: tuple[int, int]) -> None:
         super().__init__()
-        if getattr(net, "matterport", False):
+        if not net.flavour.exportable:
             raise ValueError(
-                "exporting NETWORK_FLAVOUR='matterport' is not supported yet (its proposal, "
-                "ROIAlign and detection stages are not in the export graph); run it in PyTorch"
+                f"exporting NETWORK_FLAVOUR={net.flavour.name!r} is not supported yet (its "
+                "proposal, ROIAlign and detection stages are not in the export graph); run it "
+                "in PyTorch"
             )
         self.net = net
         self.config = net.config

@@ -2,9 +2,11 @@
 
 The ONNX graph (see :mod:`mrcnn.deploy.graph`) takes one molded image of the size it was
 exported for and returns detections in that input's pixels. This module does the rest, with the
-same arithmetic as :mod:`mrcnn.structures.image` but in numpy, so it runs where torch is not installed:
+same arithmetic as :mod:`mrcnn.structures.image` but in numpy, so it runs where torch is not
+installed:
 
-1. **Molding**: plan the resize with the model's IMAGE_* settings (:mod:`mrcnn.structures.resize_plan`),
+1. **Molding**: plan the resize with the model's IMAGE_* settings
+(:mod:`mrcnn.structures.resize_plan`),
    subtract MEAN_PIXEL (and divide by STD_PIXEL), resize bilinearly (PyTorch's
    ``align_corners=False`` rule), zero-pad to the graph's input size. The window (the image's
    place in the padded input) is the graph's second input.
@@ -149,7 +151,8 @@ def paste_masks(
     threshold: float = MASK_THRESHOLD,
 ) -> np.ndarray:
     """Soft masks [N, M, M] into their boxes [N, 4] (x1, y1, x2, y2, image pixels): bool
-    [H, W, N] (:func:`mrcnn.structures.image.paste_masks` in numpy; one box-sized resize per instance)."""
+    [H, W, N] (:func:`mrcnn.structures.image.paste_masks` in numpy; one box-sized resize per
+    instance)."""
     height, width = int(image_shape[0]), int(image_shape[1])
     out = np.zeros((height, width, len(masks)), dtype=bool)
     if len(masks) == 0:

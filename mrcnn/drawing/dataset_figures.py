@@ -2,7 +2,8 @@
 inspect_data notebook): sample sheets, instance statistics and anchor coverage, drawn from the
 numbers of :mod:`mrcnn.datasets.stats`.
 
-Boxes are drawn with :func:`mrcnn.drawing.figures.box_patch`, i.e. (y1, x1, y2, x2); the anchor figure
+Boxes are drawn with :func:`mrcnn.drawing.figures.box_patch`, i.e. (y1, x1, y2, x2); the anchor
+figure
 takes the network's (x1, y1, x2, y2) boxes and converts them on entry.
 """
 

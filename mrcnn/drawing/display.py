@@ -4,7 +4,8 @@ Matterport's ``visualize`` functions drew on pyplot and called ``plt.show()`` wh
 their own figure (no ``ax`` given). From a script with a GUI backend that opened a window; in a
 notebook the figure appeared in the cell's output, also from inside a loop or the middle of a
 cell. The modules that draw the figures here (:mod:`mrcnn.drawing.figures`,
-:mod:`mrcnn.drawing.dataset_figures`, :mod:`mrcnn.drawing.network_figures`) build them headless and return
+:mod:`mrcnn.drawing.dataset_figures`, :mod:`mrcnn.drawing.network_figures`) build them headless and
+return
 them, which a notebook shows only when the figure is the cell's last value, and a script never.
 :func:`matterport_display` gives the names of ``mrcnn.visualize`` Matterport's behaviour back:
 

@@ -134,26 +134,37 @@ def display_instances(
     texts = captions_for(count, class_ids, class_names, scores, captions)
     for i in range(count):
         if masks is not None and show_mask:
-            for outline in mask_contours(masks[:, :, i]):
-                ax.add_patch(patches.Polygon(outline, closed=True, fill=False, ec=colors[i]))
-        if not np.any(boxes[i]):
-            continue
-        y1, x1, y2, x2 = (float(v) for v in boxes[i])
-        if show_bbox:
-            box = box_patch(
-                boxes[i],
-                linewidth=2,
-                alpha=0.7,
-                linestyle="dashed",
-                edgecolor=colors[i],
-                facecolor="none",
-            )
-            ax.add_patch(box)
-        if texts[i]:
-            ax.text(x1, y1 + 8, texts[i], color="w", size=11, backgroundcolor="none")
+            _draw_outlines(ax, masks[:, :, i], colors[i])
+        # An all-zero box is a placeholder (e.g. an instance cropped away): nothing to draw.
+        if np.any(boxes[i]):
+            _draw_instance_box(ax, boxes[i], colors[i], texts[i], show_bbox)
     if count == 0:
         ax.text(width / 2, height / 2, "no instances", color="w", ha="center")
     return finish_figure(figure, path, show)
+
+
+def _draw_outlines(ax: Axes, mask: np.ndarray, color) -> None:
+    """Outline one instance's bool [H, W] mask in its colour."""
+    for outline in mask_contours(mask):
+        ax.add_patch(patches.Polygon(outline, closed=True, fill=False, ec=color))
+
+
+def _draw_instance_box(ax: Axes, box: np.ndarray, color, text: str, show_bbox: bool) -> None:
+    """One instance's dashed (y1, x1, y2, x2) box (when ``show_bbox``) and its caption, written
+    just inside the box's top left corner."""
+    y1, x1, y2, x2 = (float(v) for v in box)
+    if show_bbox:
+        patch = box_patch(
+            box,
+            linewidth=2,
+            alpha=0.7,
+            linestyle="dashed",
+            edgecolor=color,
+            facecolor="none",
+        )
+        ax.add_patch(patch)
+    if text:
+        ax.text(x1, y1 + 8, text, color="w", size=11, backgroundcolor="none")
 
 
 def display_images(
@@ -251,7 +262,6 @@ def draw_boxes(
     frame_image(ax, image.shape[0], image.shape[1], margin, title)
     ax.imshow(shown.astype(np.uint8), interpolation="nearest")
     visibilities = np.ones(count, int) if visibilities is None else np.asarray(visibilities)
-    styles = {0: ("dotted", 1.0, 0.5), 1: ("solid", 1.0, 1.0), 2: ("solid", 2.0, 1.0)}
     rects = {}
     for i in range(count):
         style = "grey_dotted" if refined is not None else int(visibilities[i])
@@ -263,20 +273,37 @@ def draw_boxes(
                 ax.plot([boxes[i, 1], refined[i, 1]], [boxes[i, 0], refined[i, 0]], c=colors[i])
         if captions is not None and captions[i]:
             y1, x1 = (refined if refined is not None else boxes)[i, :2]
-            ax.text(
-                x1,
-                y1,
-                captions[i],
-                size=11,
-                va="top",
-                color="w",
-                bbox={"facecolor": colors[i], "alpha": 0.5, "pad": 1, "edgecolor": "none"},
-            )
+            _draw_box_caption(ax, x1, y1, captions[i], colors[i])
+    _add_box_collections(ax, rects)
+    return finish_figure(figure, path, show)
+
+
+#: (linestyle, linewidth, alpha) of the boxes of each visibility (0 faint, 1 normal, 2 bold).
+_VISIBILITY_STYLES = {0: ("dotted", 1.0, 0.5), 1: ("solid", 1.0, 1.0), 2: ("solid", 2.0, 1.0)}
+
+
+def _draw_box_caption(ax: Axes, x1: float, y1: float, text: str, color) -> None:
+    """A caption on a half-transparent patch of the box's colour, hanging from (x1, y1)."""
+    ax.text(
+        x1,
+        y1,
+        text,
+        size=11,
+        va="top",
+        color="w",
+        bbox={"facecolor": color, "alpha": 0.5, "pad": 1, "edgecolor": "none"},
+    )
+
+
+def _add_box_collections(ax: Axes, rects: dict) -> None:
+    """Draw {style: [(rectangle patch, colour), ...]} as one collection per style (far faster
+    than a patch per box when there are thousands of anchors). A style is a visibility, or
+    "grey_dotted" for boxes that have a refinement; an unknown visibility draws as normal."""
     for style, items in rects.items():
         if style == "grey_dotted":
             kwargs = {"linestyle": "dotted", "linewidth": 1.0, "edgecolor": "grey"}
         else:
-            line, width, opacity = styles.get(style, styles[1])
+            line, width, opacity = _VISIBILITY_STYLES.get(style, _VISIBILITY_STYLES[1])
             kwargs = {
                 "linestyle": line,
                 "linewidth": width,
@@ -284,7 +311,6 @@ def draw_boxes(
                 "edgecolor": [c for _, c in items],
             }
         ax.add_collection(PatchCollection([r for r, _ in items], facecolor="none", **kwargs))
-    return finish_figure(figure, path, show)
 
 
 # ------------------------------------------------------------------------------------------------

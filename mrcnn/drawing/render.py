@@ -1,6 +1,7 @@
 """Drawing instances into RGB arrays with OpenCV and numpy only (no matplotlib): colours,
 mask overlays, contours and the instance renderer used by splash, video, the demo and the
-``detect`` figures' matplotlib twin (:func:`mrcnn.drawing.figures.display_instances` blends masks the
+``detect`` figures' matplotlib twin (:func:`mrcnn.drawing.figures.display_instances` blends masks
+the
 same way, in the same colours).
 
 Boxes are Matterport's (y1, x1, y2, x2) in image pixels with exclusive y2/x2; masks are bool

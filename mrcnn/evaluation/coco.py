@@ -153,8 +153,8 @@ def detections_to_coco(
     Args:
         results: one dict per image as ``detect`` returns ("rois" (y1, x1, y2, x2) [N, 4] or
             "boxes" (x1, y1, x2, y2) [N, 4], "class_ids" [N], "scores" [N], "masks" bool
-            [H, W, N] or a :class:`mrcnn.structures.masks.BoxMasks`; "masks" may be absent for box-only
-            results).
+            [H, W, N] or a :class:`mrcnn.structures.masks.BoxMasks`; "masks" may be absent for
+            box-only results).
         image_ids: the COCO image id of each result.
         class_map: {internal class id: category id to write} (default: identity).
         class_names: names indexed by internal class id; when given, each entry also gets a
@@ -255,6 +255,29 @@ def coco_evaluate(
         gt = dataset.coco
     else:
         gt = coco_index(dataset_to_coco(dataset, ids))
+    detections = _detections_for_iou_type(results_list, iou_type, coco_image_ids, class_map)
+    with contextlib.redirect_stdout(io.StringIO()) as printed, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dt = _loaded_detections(gt, detections)
+        evaluator = COCOeval(gt, dt, iou_type)
+        evaluator.params.imgIds = coco_image_ids
+        evaluator.params.catIds = sorted(set(class_map.values()))
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    if verbose:
+        print(printed.getvalue(), end="")
+    return {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)}
+
+
+def _detections_for_iou_type(
+    results_list: Sequence[dict],
+    iou_type: str,
+    coco_image_ids: list[Any],
+    class_map: dict[int, int],
+) -> list[dict]:
+    """COCO results entries (``detect`` results converted first) keeping only what
+    ``iou_type`` measures: "segm" entries lose their box, "bbox" entries their mask."""
     results_list = list(results_list)
     if results_list and "image_id" not in results_list[0]:
         results_list = detections_to_coco(results_list, coco_image_ids, class_map)
@@ -268,20 +291,12 @@ def coco_evaluate(
         else:
             d = {k: v for k, v in d.items() if k != "segmentation"}
         detections.append(d)
-    with contextlib.redirect_stdout(io.StringIO()) as printed, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        if detections:
-            dt = gt.loadRes(detections)
-        else:
-            dt = coco_index(
-                {"images": list(gt.dataset["images"]), "annotations": [], "categories": []}
-            )
-        evaluator = COCOeval(gt, dt, iou_type)
-        evaluator.params.imgIds = coco_image_ids
-        evaluator.params.catIds = sorted(set(class_map.values()))
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    if verbose:
-        print(printed.getvalue(), end="")
-    return {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)}
+    return detections
+
+
+def _loaded_detections(gt, detections: list[dict]):
+    """The detections as a COCO object beside ``gt``. ``loadRes`` fails on an empty list, so no
+    detections give an index of the same images without any annotation."""
+    if detections:
+        return gt.loadRes(detections)
+    return coco_index({"images": list(gt.dataset["images"]), "annotations": [], "categories": []})

@@ -94,16 +94,59 @@ def evaluate_dataset(
         ids = ids[: int(limit)]
     if len(ids) == 0:
         raise ValueError("no images to evaluate: the dataset (or image_ids) is empty")
+    requested = _checked_thresholds(iou_thresholds)
+    thresholds = tuple(sorted(set(requested) | set(COCO_IOU_THRESHOLDS)))
+    accumulator = APAccumulator(thresholds, use_masks=use_masks)
+    results_json, detections = _detect_and_accumulate(
+        model, dataset, ids, accumulator, progress=progress, coco_results=coco_results
+    )
+    image_aps = {t: accumulator.image_aps(t) for t in thresholds}
+    return DatasetEvaluation(
+        image_ids=ids,
+        iou_thresholds=requested,
+        image_aps=image_aps,
+        mean_ap={t: float(np.mean(v)) for t, v in image_aps.items()},
+        dataset_ap={t: accumulator.dataset_ap(t) for t in thresholds},
+        use_masks=use_masks,
+        coco_results=results_json,
+        detections=detections,
+    )
+
+
+def _checked_thresholds(iou_thresholds: Iterable[float]) -> tuple[float, ...]:
+    """The thresholds as floats, each checked to be in (0, 1]."""
     requested = tuple(float(t) for t in iou_thresholds)
     for t in requested:
         if not 0.0 < t <= 1.0:
             raise ValueError(f"IoU threshold {t} must be in (0, 1]")
-    thresholds = tuple(sorted(set(requested) | set(COCO_IOU_THRESHOLDS)))
-    accumulator = APAccumulator(thresholds, use_masks=use_masks)
+    return requested
+
+
+def _images_per_batch(model) -> int:
+    """How many images one ``model.detect`` call takes (``config.IMAGES_PER_GPU``, at least 1;
+    1 for a model without a config)."""
+    return max(1, int(getattr(getattr(model, "config", None), "IMAGES_PER_GPU", 1) or 1))
+
+
+def _detect_and_accumulate(
+    model,
+    dataset,
+    ids: np.ndarray,
+    accumulator: APAccumulator,
+    *,
+    progress: bool,
+    coco_results: bool,
+) -> tuple[list[dict], int]:
+    """Detect on ``ids`` batch by batch, adding each image to ``accumulator``.
+
+    Returns:
+        (the detections in COCO's results format, or [] without ``coco_results``; how many
+        detections there were).
+    """
     coco_image_ids, class_map = coco_ids(dataset, ids)
     results_json: list[dict] = []
     detections = 0
-    step = max(1, int(getattr(getattr(model, "config", None), "IMAGES_PER_GPU", 1) or 1))
+    step = _images_per_batch(model)
     bar = tqdm(total=len(ids), desc="evaluating", unit="image", disable=not progress)
     try:
         for start in range(0, len(ids), step):
@@ -122,14 +165,4 @@ def evaluate_dataset(
             bar.update(len(chunk))
     finally:
         bar.close()
-    image_aps = {t: accumulator.image_aps(t) for t in thresholds}
-    return DatasetEvaluation(
-        image_ids=ids,
-        iou_thresholds=requested,
-        image_aps=image_aps,
-        mean_ap={t: float(np.mean(v)) for t, v in image_aps.items()},
-        dataset_ap={t: accumulator.dataset_ap(t) for t in thresholds},
-        use_masks=use_masks,
-        coco_results=results_json,
-        detections=detections,
-    )
+    return results_json, detections

@@ -11,16 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mrcnn.modeling import matterport
 from mrcnn.modeling.anchors import pyramid_anchors
-from mrcnn.modeling.backbone import ResNetBackbone, backbone_channels, clear_folded_weights
-from mrcnn.modeling.crop_and_resize import pyramid_crop_and_resize
-from mrcnn.modeling.detection import refine_boxes, refine_detections
+from mrcnn.modeling.backbone import backbone_channels, clear_folded_weights
+from mrcnn.modeling.flavours import Flavour, flavour_for
 from mrcnn.modeling.fpn import FeaturePyramid
 from mrcnn.modeling.heads import BoxHead, MaskHead, select_class_masks
 from mrcnn.modeling.precision import decoding_dtype
-from mrcnn.modeling.proposals import ProposalSteps, proposal_steps
-from mrcnn.modeling.roi_align import feature_table, pyramid_roi_align
+from mrcnn.modeling.proposals import ProposalSteps
+from mrcnn.modeling.roi_align import feature_table
 from mrcnn.modeling.rpn import RPNHead
 from mrcnn.modeling.settings import StageSettings
 
@@ -35,17 +33,17 @@ class MaskRCNNNet(nn.Module):
         super().__init__()
         self.config = config
         channels = int(config.TOP_DOWN_PYRAMID_SIZE)
-        #: NETWORK_FLAVOUR == "matterport": Matterport's backbone, RPN width and the stages of
-        #: :mod:`mrcnn.modeling.matterport`; the interface of every stage stays the same.
-        self.matterport = matterport.uses_matterport(config)
-        backbone = matterport.MatterportResNetBackbone if self.matterport else ResNetBackbone
-        self.backbone = backbone(config.BACKBONE, train_bn=bool(config.TRAIN_BN))
+        #: The NETWORK_FLAVOUR's :class:`~mrcnn.modeling.flavours.Flavour`, chosen once here:
+        #: its backbone, RPN width and the stages that differ (torchvision's or Matterport's);
+        #: the interface of every stage stays the same.
+        self.flavour: Flavour = flavour_for(config)
+        self.backbone = self.flavour.build_backbone(config.BACKBONE, bool(config.TRAIN_BN))
         self.fpn = FeaturePyramid(backbone_channels(config.BACKBONE), channels)
         self.rpn = RPNHead(
             channels,
             len(config.RPN_ANCHOR_RATIOS),
             int(config.RPN_ANCHOR_STRIDE),
-            hidden=512 if self.matterport else channels,
+            hidden=self.flavour.rpn_hidden_channels(channels),
         )
         self.box_head = BoxHead(
             channels,
@@ -67,11 +65,18 @@ class MaskRCNNNet(nn.Module):
         """Read the stages' settings from ``self.config`` (again, after it changed)."""
         #: The stages' values, read once from the config (:class:`StageSettings`).
         self.settings = StageSettings.from_config(self.config)
+        self.flavour = self.flavour.with_settings(self.settings)  # same flavour, new values
         device = self.rpn_bbox_std.device
         self.rpn_bbox_std = torch.tensor(
             self.settings.rpn_bbox_std, dtype=torch.float64, device=device
         )
         self.bbox_std = torch.tensor(self.settings.bbox_std, dtype=torch.float64, device=device)
+
+    @property
+    def matterport(self) -> bool:
+        """Whether the network is Matterport's (read-only; ``self.flavour`` does what
+        differs, ``self.flavour.name`` is the NETWORK_FLAVOUR)."""
+        return self.flavour.name == "matterport"
 
     def clear_caches(self) -> None:
         """Forget cached folded BatchNorm weights (after writing weights through ``.data``)."""
@@ -138,31 +143,10 @@ class MaskRCNNNet(nn.Module):
                 s.post_nms_rois_training if self.training else s.post_nms_rois_inference
             )
         anchors, counts = self.anchors(image_shape, deltas)
-        if self.matterport:
-            with torch.no_grad():
-                steps = matterport.proposal_steps(
-                    objectness.detach(),
-                    deltas.detach(),
-                    matterport.normalise_boxes(anchors, image_shape),
-                    s.pre_nms_limit,
-                    int(post_nms_limit),
-                    s.rpn_nms_threshold,
-                    self.rpn_bbox_std.to(deltas),
-                )
-            return steps.map_boxes(lambda b: matterport.denormalise_boxes(b, image_shape))
-        with torch.no_grad():
-            return proposal_steps(
-                objectness.detach(),
-                deltas.detach(),
-                anchors,
-                counts,
-                windows,
-                s.pre_nms_limit,
-                int(post_nms_limit),
-                s.rpn_nms_threshold,
-                self.rpn_bbox_std.to(deltas),
-                s.proposals_per_level,
-            )
+        std = self.rpn_bbox_std.to(deltas)
+        return self.flavour.proposal_steps(
+            objectness, deltas, anchors, counts, windows, image_shape, int(post_nms_limit), std
+        )
 
     def roi_features(
         self,
@@ -178,26 +162,7 @@ class MaskRCNNNet(nn.Module):
         ``table``: :func:`feature_table` of ``features[:4]`` when the caller already built it
         (the box and the mask head read the same pyramid); built here otherwise.
         """
-        s = self.settings
-        if self.matterport:
-            stride = s.strides[0]
-            shape = (features[0].shape[-2] * stride, features[0].shape[-1] * stride)
-            normalised = matterport.normalise_boxes(boxes, shape)
-            levels = matterport.roi_levels(normalised, shape)
-            return pyramid_crop_and_resize(
-                features[:4], normalised, image_index, levels, size, table
-            )
-        return pyramid_roi_align(
-            features[:4],
-            boxes,
-            image_index,
-            size,
-            s.strides[:4],
-            s.sampling_ratio,
-            s.aligned,
-            s.level_rounding,
-            table,
-        )
+        return self.flavour.roi_features(features, boxes, image_index, size, table)
 
     def box_predictions(
         self,
@@ -224,34 +189,9 @@ class MaskRCNNNet(nn.Module):
         """Detection layer; see :func:`mrcnn.modeling.detection.refine_detections` (and
         :func:`mrcnn.modeling.matterport.detections` for the matterport flavour, which needs the
         padded input's ``image_shape`` (H, W))."""
-        s = self.settings
-        if self.matterport:
-            if image_shape is None:
-                raise ValueError("the matterport flavour's detections need image_shape=(H, W)")
-            found = matterport.detections(
-                class_logits,
-                deltas,
-                matterport.normalise_boxes(rois, image_shape),
-                image_index,
-                matterport.normalise_boxes(windows.to(rois), image_shape),
-                self.bbox_std.to(deltas),
-                s.min_confidence,
-                s.detection_nms_threshold,
-                s.max_instances,
-            )
-            found["boxes"] = matterport.denormalise_boxes(found["boxes"], image_shape)
-            return found
-        return refine_detections(
-            class_logits,
-            deltas,
-            rois,
-            image_index,
-            windows,
-            self.bbox_std.to(deltas),
-            s.min_confidence,
-            s.detection_nms_threshold,
-            s.max_instances,
-            s.class_mode,
+        std = self.bbox_std.to(deltas)
+        return self.flavour.detections(
+            class_logits, deltas, rois, image_index, windows, std, image_shape
         )
 
     def refine_rois(
@@ -267,15 +207,7 @@ class MaskRCNNNet(nn.Module):
         [K, 4] (x1, y1, x2, y2) network-input pixels, computed as the flavour computes it."""
         std = self.bbox_std.to(class_deltas)
         per_roi = windows.to(rois)[image_index]
-        if self.matterport:
-            refined = matterport.refine_boxes(
-                matterport.normalise_boxes(rois, image_shape),
-                class_deltas,
-                std,
-                matterport.normalise_boxes(per_roi, image_shape),
-            )
-            return matterport.denormalise_boxes(refined, image_shape)
-        return refine_boxes(rois, class_deltas, std, per_roi)
+        return self.flavour.refine_boxes(rois, class_deltas, std, per_roi, image_shape)
 
     def mask_logits(
         self,

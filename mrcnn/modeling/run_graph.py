@@ -97,7 +97,7 @@ def _dydx(deltas: torch.Tensor) -> np.ndarray:
     return xyxy_to_yxyx(deltas.float().cpu().numpy())
 
 
-class _StageValues:
+class StageValues:
     """Computes the stages of one molded batch on demand, each once."""
 
     def __init__(

@@ -17,9 +17,9 @@ the frame count its header announces (a truncated or corrupt file) stops the run
 report says how many frames were written.
 
 OpenCV reads and writes pictures only. When the input has a sound track, the frames go to a
-temporary file beside the output, and :func:`mrcnn.splash.audio.add_audio` then writes the output from
-it and the input's audio (copied unchanged, or re-encoded to AAC when the output container cannot
-hold the codec), in sync and cut to the frames written.
+temporary file beside the output, and :func:`mrcnn.splash.audio.add_audio` then writes the
+output from it and the input's audio (copied unchanged, or re-encoded to AAC when the output
+container cannot hold the codec), in sync and cut to the frames written.
 """
 
 from __future__ import annotations
@@ -279,16 +279,7 @@ def process_video(
     try:
         encoder = _Encoder(_open_writer(frames_path, info, fourcc), bar)
         try:
-            on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
-            threads = 1 if on_cpu else RENDER_THREADS_BESIDE_GPU
-            stages = [_detect_stage(model), _render_stage(render, threads), encoder]
-            sizes = [QUEUED_BATCHES, QUEUED_DETECTIONS, QUEUED_BATCHES * size]
-            # Detection on this thread (the caller's torch settings apply); the rest on threads
-            # of their own, all ended when run() returns or raises. On the CPU those threads
-            # take only the time detection leaves idle (competing, they stall torch's threads).
-            Pipeline(
-                _decoded_batches(capture, size), stages, sizes, THREAD_NAMES, 0, background=on_cpu
-            ).run()
+            _run_pipeline(model, capture, render, encoder, size)
         finally:
             encoder.writer.release()
             written = encoder.frames_written
@@ -300,6 +291,20 @@ def process_video(
         if sound:
             frames_path.unlink(missing_ok=True)  # also when the writer could not be opened
     return VideoReport(output_path, info, written, time.perf_counter() - started, audio_note)
+
+
+def _run_pipeline(model, capture, render: RenderFn, encoder: _Encoder, batch_size: int) -> None:
+    """Decode, detect, render and encode every frame of ``capture`` (see the module doc)."""
+    on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
+    threads = 1 if on_cpu else RENDER_THREADS_BESIDE_GPU
+    stages = [_detect_stage(model), _render_stage(render, threads), encoder]
+    sizes = [QUEUED_BATCHES, QUEUED_DETECTIONS, QUEUED_BATCHES * batch_size]
+    # Detection on this thread (the caller's torch settings apply); the rest on threads of
+    # their own, all ended when run() returns or raises. On the CPU those threads take only
+    # the time detection leaves idle (competing, they stall torch's threads).
+    Pipeline(
+        _decoded_batches(capture, batch_size), stages, sizes, THREAD_NAMES, 0, background=on_cpu
+    ).run()
 
 
 def _temporary_beside(path: Path) -> Path:

@@ -60,11 +60,26 @@ def create_app(service: SplashService):
     """A Starlette app serving the page at ``/`` and the API under ``/api`` (module doc)."""
     require_web_stack()
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Mount, Route
+    from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
+
+    routes = [
+        *_photo_routes(service),
+        *_upload_file_routes(service),
+        # Last, so that it does not shadow the API.
+        Mount("/", StaticFiles(directory=STATIC_DIR, html=True)),
+    ]
+    handlers = {UploadError: _upload_error, HTTPException: _http_error}
+    return Starlette(routes=routes, exception_handlers=handlers)
+
+
+def _photo_routes(service: SplashService) -> list:
+    """The routes that take a photo or describe the service: /api/info, /api/uploads and
+    /api/detect. The model work runs in the thread pool, off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
 
     async def info(request):
         return JSONResponse(service.info())
@@ -88,6 +103,19 @@ def create_app(service: SplashService):
         upload = await run_in_threadpool(service.detect, data, name)
         return JSONResponse(service.results(upload, service.select(upload, min_score, classes)))
 
+    return [
+        Route("/api/info", info),
+        Route("/api/uploads", new_upload, methods=["POST"]),
+        Route("/api/detect", detect, methods=["POST"]),
+    ]
+
+
+def _upload_file_routes(service: SplashService) -> list:
+    """The GET routes of a kept upload: its detections as JSON, drawn as a JPEG, and its
+    splash as a PNG, each for the request's ``min_score`` and ``classes``."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
     # Plain functions: Starlette runs them in its thread pool, off the event loop.
     def detections_json(request):
         upload, keep = _selected(request)
@@ -106,30 +134,36 @@ def create_app(service: SplashService):
         upload = service.get(request.path_params["upload_id"])
         return upload, service.select(upload, *_filters(request))
 
-    def _picture(data: bytes, file_name: str, suffix: str):
-        name = f"{_safe_stem(file_name)}_{suffix}"
-        headers = {"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"}
-        media_type = "image/png" if suffix.endswith(".png") else "image/jpeg"
-        return Response(data, media_type=media_type, headers=headers)
-
-    async def upload_error(request, error: UploadError):
-        return JSONResponse({"error": str(error)}, status_code=error.status)
-
-    async def http_error(request, error: HTTPException):
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
-
     upload_path = "/api/uploads/{upload_id:str}"
-    routes = [
-        Route("/api/info", info),
-        Route("/api/uploads", new_upload, methods=["POST"]),
-        Route("/api/detect", detect, methods=["POST"]),
+    return [
         Route(f"{upload_path}/detections.json", detections_json),
         Route(f"{upload_path}/detections.jpg", detections_jpg),
         Route(f"{upload_path}/splash.png", splash_png),
-        Mount("/", StaticFiles(directory=STATIC_DIR, html=True)),
     ]
-    handlers = {UploadError: upload_error, HTTPException: http_error}
-    return Starlette(routes=routes, exception_handlers=handlers)
+
+
+def _picture(data: bytes, file_name: str, suffix: str):
+    """A PNG or JPEG response (by ``suffix``) named after the photo, shown inline and not
+    cached."""
+    from starlette.responses import Response
+
+    name = f"{_safe_stem(file_name)}_{suffix}"
+    headers = {"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"}
+    media_type = "image/png" if suffix.endswith(".png") else "image/jpeg"
+    return Response(data, media_type=media_type, headers=headers)
+
+
+async def _upload_error(request, error: UploadError):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": str(error)}, status_code=error.status)
+
+
+async def _http_error(request, error):
+    """Starlette's own errors (unknown route, wrong method) as JSON, like the API's."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
 
 
 async def _read_photo(request, limit: int) -> tuple[bytes, str]:

@@ -1,7 +1,8 @@
 """How an image is resized, cropped and padded into the network input, and how to map back.
 
 Pure arithmetic on sizes (no pixels, no torch), so that the ONNX runtime
-(:mod:`mrcnn.deploy.runtime`) plans exactly as :mod:`mrcnn.structures.image` does without importing torch.
+(:mod:`mrcnn.deploy.runtime`) plans exactly as :mod:`mrcnn.structures.image` does without importing
+torch.
 """
 
 from __future__ import annotations

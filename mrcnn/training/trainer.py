@@ -1,7 +1,8 @@
 """The training loop behind ``MaskRCNN.train`` (Matterport's meaning of its arguments).
 
-``train(model, train_dataset, val_dataset, learning_rate, epochs, layers)`` trains the layers
-selected by ``layers`` from epoch ``model.epoch + 1`` up to ``epochs`` (the final epoch number,
+``train(subject, train_dataset, val_dataset, learning_rate, epochs, layers)`` trains the layers
+of ``subject.net`` selected by ``layers`` from epoch ``subject.state.epoch + 1`` up to ``epochs``
+(the final epoch number,
 so "heads to 10, then all to 30" is two calls). Every epoch ends with VALIDATION_STEPS of
 validation losses and a checkpoint in the run folder; see docs/training.md.
 """
@@ -11,14 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from mrcnn.config import Config
 from mrcnn.config_checks import amp_device_error, training_errors
 from mrcnn.datasets.base import describe_classes
 from mrcnn.modeling.losses import training_losses, weighted_total
@@ -26,7 +28,9 @@ from mrcnn.modeling.precision import cpu_bf16_shortfall
 from mrcnn.training import distributed
 from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
 from mrcnn.training.imgaug_adapter import adapt_augmentation
+from mrcnn.training.layers import build_optimizer, set_train_mode, set_trainable, warmup_factor
 from mrcnn.training.run_log import RunLogger, short_names
+from mrcnn.training.state import TrainingState
 from mrcnn.weights.checkpoint import (
     RunLock,
     atomic_torch_save,
@@ -39,17 +43,6 @@ from mrcnn.weights.checkpoint import (
 
 log = logging.getLogger(__name__)
 
-_HEADS = r"fpn|rpn|box_head|mask_head"
-#: ``layers`` presets: regular expressions over MaskRCNNNet parameter names.
-LAYER_PRESETS = {
-    "heads": rf"^({_HEADS})\.",
-    "5+": rf"^(backbone\.body\.layer4|{_HEADS})\.",
-    "4+": rf"^(backbone\.body\.layer[34]|{_HEADS})\.",
-    "3+": rf"^(backbone\.body\.layer[234]|{_HEADS})\.",
-    "2+": rf"^(backbone\.body\.layer[1234]|{_HEADS})\.",
-    "all": r".*",
-}
-
 AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -59,85 +52,6 @@ class TrainingDiverged(RuntimeError):
 
 class DatasetMismatch(ValueError):
     """The dataset's classes do not match the config's NUM_CLASSES."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Layer selection and optimiser
-# ------------------------------------------------------------------------------------------------
-def layer_regex(layers: str) -> str:
-    """The regular expression of a ``layers`` preset, or ``layers`` itself."""
-    return LAYER_PRESETS.get(layers, layers)
-
-
-def set_trainable(net: nn.Module, layers: str) -> list[str]:
-    """Freeze every parameter except those whose name matches ``layers``; return the trainable
-    names. BatchNorm layers of frozen parts are put in eval mode by :func:`set_train_mode`.
-
-    Raises:
-        ValueError: ``layers`` is not a valid regular expression or matches nothing.
-    """
-    try:
-        pattern = re.compile(layer_regex(layers))
-    except re.error as error:
-        raise ValueError(
-            f"layers={layers!r} is neither a preset ({', '.join(LAYER_PRESETS)}) nor a valid "
-            f"regular expression: {error}"
-        ) from error
-    trainable = []
-    for name, parameter in net.named_parameters():
-        parameter.requires_grad_(bool(pattern.search(name)))
-        if parameter.requires_grad:
-            trainable.append(name)
-    if not trainable:
-        raise ValueError(
-            f"layers={layers!r} matches no parameter; use a preset ({', '.join(LAYER_PRESETS)}) "
-            "or a regular expression over names such as backbone.body.layer4.0.conv1.weight"
-        )
-    return trainable
-
-
-def set_train_mode(net: nn.Module, train_bn: bool) -> None:
-    """Training mode, except BatchNorm layers that TRAIN_BN or freezing keeps fixed."""
-    net.train()
-    for module in net.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            frozen = not any(p.requires_grad for p in module.parameters(recurse=False))
-            if not train_bn or frozen:
-                module.eval()
-
-
-def build_optimizer(
-    net: nn.Module,
-    learning_rate: float,
-    momentum: float,
-    weight_decay: float,
-    kind: str = "sgd",
-) -> torch.optim.Optimizer:
-    """SGD (or AdamW) over the trainable parameters; no weight decay on biases and norm
-    parameters (1-dimensional tensors), which decay would only pull towards zero for no benefit.
-
-    ``kind`` is the config's OPTIMIZER: "sgd" (Matterport's, with ``momentum``) or "adamw"
-    (``momentum`` is its beta1), which converges faster when training from random weights.
-    Config validation (:mod:`mrcnn.config_checks`) has refused any other value.
-    """
-    decay, no_decay = [], []
-    for parameter in net.parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if kind.lower() == "adamw":
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=(momentum, 0.999))
-    return torch.optim.SGD(groups, lr=learning_rate, momentum=momentum)
-
-
-def warmup_factor(step: int, warmup_steps: int) -> float:
-    """Learning-rate factor of step ``step`` (0-based): linear from 1/warmup_steps up to 1."""
-    if warmup_steps <= 0 or step >= warmup_steps:
-        return 1.0
-    return (step + 1) / warmup_steps
 
 
 class LossModule(nn.Module):
@@ -184,14 +98,43 @@ def _finite_or_raise(values: dict[str, float], where: str, checkpoint: str | Non
 # ------------------------------------------------------------------------------------------------
 # The loop
 # ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingSubject:
+    """What training reads and advances (the facade, :class:`mrcnn.maskrcnn.MaskRCNN`, hands
+    over its own objects, so that training sees no more of it than this).
+
+    Attributes:
+        net: the network, trained in place (moved to ``device``).
+        config: the config it was built with (read for the training settings).
+        state: its run state (epoch, step, run folder, checkpoint), advanced by training.
+        device: where it trains (each distributed rank takes its own GPU of that type).
+        model_dir: the folder new run folders are created in.
+    """
+
+    net: nn.Module
+    config: Config
+    state: TrainingState
+    device: torch.device
+    model_dir: Path
+
+
 class Trainer:
     """State of one ``train`` call; :meth:`run` does the work."""
 
-    def __init__(self, model, train_dataset, val_dataset, learning_rate, epochs, layers, aug):
+    def __init__(
+        self,
+        subject: TrainingSubject,
+        train_dataset,
+        val_dataset,
+        learning_rate,
+        epochs,
+        layers,
+        aug,
+    ) -> None:
         self.deadline: float | None = None
-        self.model, self.config = model, model.config
+        self.net, self.config, self.model_dir = subject.net, subject.config, subject.model_dir
         #: The model's run state (epoch, step, run folder, checkpoint): this trainer advances it.
-        self.state = model.training_state
+        self.state = subject.state
         self.learning_rate, self.final_epoch, self.layers = float(learning_rate), epochs, layers
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate={learning_rate!r}: must be a finite number > 0")
@@ -199,24 +142,24 @@ class Trainer:
         self.class_names = list(train_dataset.class_names)
         if val_dataset is not None:
             check_dataset(val_dataset, self.config, "the validation dataset")
-        self.device = distributed.device_for_rank(model.device, distributed.info().local_rank)
+        self.device = distributed.device_for_rank(subject.device, distributed.info().local_rank)
         _check_training_config(self.config, self.device)
         self.dist = distributed.setup(self.device)
-        model.net.to(self.device)
-        self.trainable = set_trainable(model.net, layers)
+        self.net.to(self.device)
+        self.trainable = set_trainable(self.net, layers)
         self.train_loader = self._loader(train_dataset, aug, int(self.config.STEPS_PER_EPOCH))
         self.val_loader = None
         if val_dataset is not None and int(self.config.VALIDATION_STEPS) > 0:
             self.val_loader = self._loader(val_dataset, None, int(self.config.VALIDATION_STEPS))
         self.optimizer = build_optimizer(
-            model.net,
+            self.net,
             self.learning_rate,
             float(self.config.LEARNING_MOMENTUM),
             float(self.config.WEIGHT_DECAY),
             str(getattr(self.config, "OPTIMIZER", "sgd")),
         )
         self.warmup = 0 if self._restore_optimizer() else int(self.config.WARMUP_STEPS)
-        self.loss_module = LossModule(model.net)
+        self.loss_module = LossModule(self.net)
         self.step_module = distributed.wrap(self.loss_module, self.device)
         self.first_step = self.state.step
         self.amp = amp_dtype(self.config)
@@ -319,7 +262,7 @@ class Trainer:
             RunFolderLocked: another live process trains into the resumed run folder.
         """
         self.run_dir, self.lock = claim_run_dir(
-            self.run_dir, self.model.model_dir, self.config, self.state.step
+            self.run_dir, self.model_dir, self.config, self.state.step
         )
         config_file = self.run_dir / "config.json"
         text = json.dumps(self.config.to_dict(), indent=2, default=str) + "\n"
@@ -330,7 +273,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.train_loader.sampler.set_epoch(epoch)
-        set_train_mode(self.model.net, bool(self.config.TRAIN_BN))
+        set_train_mode(self.net, bool(self.config.TRAIN_BN))
         steps = int(self.config.STEPS_PER_EPOCH)
         bar = self.log.progress(steps, self._progress_label(epoch))
         sums: dict[str, float] = {}
@@ -378,7 +321,7 @@ class Trainer:
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(
-            [p for p in self.model.net.parameters() if p.requires_grad],
+            [p for p in self.net.parameters() if p.requires_grad],
             float(self.config.GRADIENT_CLIP_NORM),
         )
         self.scaler.step(self.optimizer)
@@ -397,7 +340,7 @@ class Trainer:
             return {}
         # The same images every epoch, so the figures are comparable.
         self.val_loader.sampler.set_epoch(0)
-        self.model.net.eval()
+        self.net.eval()
         sums: dict[str, float] = {}
         count = 0
         for batch in self.val_loader:
@@ -423,7 +366,7 @@ class Trainer:
     def _save(self, epoch: int) -> None:
         path = checkpoint_path(self.run_dir, self.config.NAME, epoch)
         payload = checkpoint_payload(
-            self.model.net.state_dict(),
+            self.net.state_dict(),
             self.config,
             epoch,
             optimizer=self.optimizer.state_dict(),
@@ -459,7 +402,7 @@ def _check_training_config(config, device: torch.device) -> None:
 
 
 def train(
-    model,
+    subject: TrainingSubject,
     train_dataset,
     val_dataset,
     learning_rate: float,
@@ -469,14 +412,14 @@ def train(
     *,
     max_seconds: float | None = None,
 ) -> None:
-    """Train ``model`` (a :class:`~mrcnn.model.MaskRCNN`); see the module docstring.
+    """Train ``subject.net`` (what ``MaskRCNN.train`` hands over); see the module docstring.
 
     ``max_seconds`` (for time-boxed runs) stops before an epoch that would end more than that
     many seconds from now, judging by the last epoch's duration (at least one epoch runs).
     """
     augmentation = adapt_augmentation(augmentation)  # Matterport's imgaug augmenters too
     trainer = Trainer(
-        model, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation
+        subject, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation
     )
     if max_seconds is not None:
         trainer.deadline = time.monotonic() + float(max_seconds)

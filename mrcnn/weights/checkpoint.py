@@ -8,7 +8,8 @@ folder it holds an exclusive lock on its ``.lock`` file (``fcntl.flock``), so a 
 cannot resume into it; the kernel drops the lock when the process dies, so a stale lock file of
 a killed run is ignored. A checkpoint is a dict ``{"format": "mrcnn", "version": 1,
 "model": state_dict, "config": {...}, "epoch": int, ...}`` readable with
-``torch.load(weights_only=True)``; :func:`config_for_weights` reads the config back.
+``torch.load(weights_only=True)``; :func:`mrcnn.weights.resolve.config_for_weights` reads the
+config back.
 """
 
 from __future__ import annotations
@@ -19,24 +20,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mrcnn.config import (
-    ARCHITECTURE_KEYS,
-    COMPUTED_ATTRIBUTES,
-    Config,
-    TorchvisionCocoConfig,
-    _plain,
-    load_config,
-    parse_overrides,
-)
-from mrcnn.weights.keras_h5 import is_keras_file, read_keras_shapes
-from mrcnn.weights.keras_mapping import infer_settings
-from mrcnn.weights.loading import safetensors_extras
+from mrcnn.config import ARCHITECTURE_KEYS, _plain
 
 CHECKPOINT_VERSION = 1
 _RUN_DIR = re.compile(r"^(?P<name>.+)(?P<stamp>\d{8}T\d{4})(?P<seconds>\d{2})?(?:_(?P<k>\d+))?$")
@@ -317,98 +306,3 @@ def checkpoint_path(run_dir: str | os.PathLike, name: str | None, epoch: int) ->
     """``<run_dir>/mrcnn_<name>_<epoch:04d>.pt``."""
     return Path(run_dir) / checkpoint_name((name or "mrcnn").lower(), epoch)
 
-
-# ------------------------------------------------------------------------------------------------
-# Reading the config back
-# ------------------------------------------------------------------------------------------------
-#: Config keys of a checkpoint that describe the machine it was trained on, not the model.
-RUNTIME_KEYS = ("DEVICE", "CPU_THREADS", "INFERENCE_PRECISION")
-
-Overrides = Mapping[str, Any] | Iterable[str]
-
-
-def read_config(weights: str | os.PathLike) -> dict[str, Any] | None:
-    """The "config" dict stored in this project's checkpoint ``weights``, or None (not such a
-    file: another format, a name such as "coco", or unreadable; ``load_weights`` reports the
-    unreadable ones properly)."""
-    path = Path(str(weights))
-    if path.is_file() and path.suffix == ".safetensors":  # written by mrcnn convert
-        return safetensors_extras(path).get("config")
-    if not path.is_file() or path.suffix == ".h5":
-        return None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - see the docstring
-        return None
-    if isinstance(data, dict) and data.get("format") == "mrcnn":
-        return dict(data.get("config") or {})
-    return None
-
-
-def resolve_weights(
-    weights: str | os.PathLike, model_dir: str | os.PathLike, overrides: Overrides = ()
-) -> str:
-    """``weights`` itself, except "last": the newest checkpoint under ``model_dir`` (of the
-    NAME in ``overrides``, if any), so that the config and the weights come from one file.
-
-    Raises:
-        FileNotFoundError: "last" and no checkpoint found.
-    """
-    if str(weights) != "last":
-        return str(weights)
-    name = parse_overrides(overrides).get("NAME")
-    return str(find_last(model_dir, name and str(name)))
-
-
-def config_for_weights(
-    weights: str | os.PathLike, overrides: Overrides = (), source: str | None = None
-) -> Config:
-    """The config to run ``weights`` with, ``overrides`` applied on top.
-
-    ``source`` (a Config class ``module:Class`` or a YAML/JSON file, as ``--config``) when
-    given; else the config saved in this project's checkpoint (without RUNTIME_KEYS: the
-    machine may be another one); else TorchvisionCocoConfig for "coco"; else, for a Keras
-    ``.h5``, the base Config with what the file's shapes determine (BACKBONE, and NUM_CLASSES
-    and FPN_CLASSIF_FC_LAYERS_SIZE when it has the heads; loading it then adopts Matterport's
-    network and conventions); else the base Config.
-    """
-    if source:
-        return load_config(source, list(_as_strings(overrides)))
-    saved = read_config(weights)
-    if saved is not None:
-        known = {k for k in dir(Config) if k.isupper()}
-        skip = set(COMPUTED_ATTRIBUTES) | set(RUNTIME_KEYS)
-        values = {k: v for k, v in saved.items() if k in known and k not in skip}
-        values.update(parse_overrides(overrides))
-        return Config.from_overrides(values)
-    if str(weights) == "coco":
-        return TorchvisionCocoConfig.from_overrides(overrides)
-    h5 = _h5_settings(weights)
-    if h5 is not None:
-        return Config.from_overrides({**h5, **parse_overrides(overrides)})
-    return Config.from_overrides(overrides)
-
-
-def carried_num_classes(weights: str | os.PathLike) -> int | None:
-    """NUM_CLASSES as the weights file gives it (this project's stored config, or a Matterport
-    .h5's class-logits shape), or None (a name such as "coco", a backbone-only or other file)."""
-    saved = read_config(weights)
-    if saved is not None:
-        return int(saved["NUM_CLASSES"]) if "NUM_CLASSES" in saved else None
-    return (_h5_settings(weights) or {}).get("NUM_CLASSES")
-
-
-def _h5_settings(weights: str | os.PathLike) -> dict | None:
-    """What a Keras .h5's weight shapes determine (:func:`mrcnn.weights.keras_mapping.infer_settings`),
-    or None when ``weights`` is not a Keras file (named as ``load_weights`` reads them)."""
-    path = Path(str(weights))
-    if is_keras_file(path) and path.is_file():
-        return infer_settings(read_keras_shapes(path))
-    return None
-
-
-def _as_strings(overrides: Overrides) -> list[str]:
-    """``KEY=VALUE`` strings, for :func:`mrcnn.config.load_config`."""
-    if isinstance(overrides, Mapping):
-        return [f"{key}={value!r}" for key, value in overrides.items()]
-    return list(overrides)

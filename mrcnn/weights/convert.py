@@ -27,7 +27,8 @@ def convert_h5(
         source: the Keras .h5 file.
         target: the .safetensors file to write (atomically).
         config: the model's :class:`~mrcnn.config.Config`; None infers BACKBONE and NUM_CLASSES
-            from the file's shapes (:func:`mrcnn.weights.keras_mapping.infer_settings`) over the base
+            from the file's shapes (:func:`mrcnn.weights.keras_mapping.infer_settings`) over the
+            base
             Config. Matterport's conventions are adopted into it (see
             :func:`mrcnn.conventions.matterport`).
         overwrite: replace ``target`` if it exists.

@@ -1,6 +1,7 @@
 """What a weights file is: the format tags that loading records and the error for a bad file.
 
-Below both :mod:`mrcnn.weights.loading` (which re-exports these names) and :mod:`mrcnn.weights.keras_h5`, so
+Below both :mod:`mrcnn.weights.loading` (which re-exports these names) and
+:mod:`mrcnn.weights.keras_h5`, so
 that the .h5 reader and the loader that dispatches to it need not import each other.
 """
 

@@ -8,7 +8,8 @@ gamma, beta, moving mean, moving variance). Keras splits an attribute too large 
 header into ``name0``, ``name1``, ...; both forms are read.
 
 Only the layer groups and the order of their ``weight_names`` are relied on, never the exact
-weight-name strings (which differ between Keras versions). :mod:`mrcnn.weights.keras_mapping` turns the
+weight-name strings (which differ between Keras versions). :mod:`mrcnn.weights.keras_mapping` turns
+the
 layers into this project's parameters.
 """
 
@@ -58,7 +59,8 @@ def read_keras_layers(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
 
 def read_keras_shapes(path: str | os.PathLike) -> dict[str, list[tuple[int, ...]]]:
     """The weight shapes of every layer of a Keras HDF5 file, as :func:`read_keras_layers`
-    orders them, without reading the arrays (for :func:`mrcnn.weights.keras_mapping.infer_settings`)."""
+    orders them, without reading the arrays (for
+    :func:`mrcnn.weights.keras_mapping.infer_settings`)."""
     return _read_layers(path, lambda dataset: tuple(dataset.shape))
 
 

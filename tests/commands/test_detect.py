@@ -13,7 +13,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from mrcnn.cli import main
-from mrcnn.commands import detect
+from mrcnn.commands import common, detect
 from mrcnn.structures.image import read_image
 from tests.helpers.tiny_model import save_tiny_checkpoint
 
@@ -61,9 +61,9 @@ def _ground_truth(image_ids) -> COCO:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' decode on numpy 2
 def test_detect_writes_figures_and_coco_results(weights, tmp_path, capsys, monkeypatch):
     built = []
-    real_build = detect.build_model
+    real_build = common.build_model
     monkeypatch.setattr(
-        detect, "build_model", lambda args: built.append(real_build(args)) or built[-1]
+        common, "build_model", lambda args: built.append(real_build(args)) or built[-1]
     )
     paths = _images(tmp_path / "in")
     out = tmp_path / "out"
@@ -101,11 +101,11 @@ def test_detect_writes_figures_and_coco_results(weights, tmp_path, capsys, monke
 
 def test_class_names_fallbacks():
     model = SimpleNamespace(config=SimpleNamespace(NUM_CLASSES=3), checkpoint_extras={})
-    assert detect.class_names_for(model, "w.pt") == ["BG", "class 1", "class 2"]
+    assert common.class_names_for(model, "w.pt") == ["BG", "class 1", "class 2"]
     model.checkpoint_extras = {"class_names": ["BG", "cat", "dog"]}
-    assert detect.class_names_for(model, "w.pt") == ["BG", "cat", "dog"]
+    assert common.class_names_for(model, "w.pt") == ["BG", "cat", "dog"]
     coco = SimpleNamespace(config=SimpleNamespace(NUM_CLASSES=91), checkpoint_extras={})
-    names = detect.class_names_for(coco, "coco")
+    names = common.class_names_for(coco, "coco")
     assert len(names) == 91 and names[1] == "person" and names[0] == "BG"
 
 

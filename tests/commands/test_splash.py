@@ -28,9 +28,9 @@ _MODELS: dict = {}
 @pytest.fixture(autouse=True)
 def built_once(monkeypatch, weights):
     """Every command of this module gets the same model: building it is the slow part."""
-    from mrcnn.commands import detect
+    from mrcnn.commands import common
 
-    real = detect.build_model
+    real = common.build_model
 
     def build(args):
         if str(args.weights) != str(weights):  # a module that imported it now keeps this one
@@ -39,13 +39,13 @@ def built_once(monkeypatch, weights):
             _MODELS["model"] = real(args)
         return _MODELS["model"]
 
-    monkeypatch.setattr(detect, "build_model", build)
+    monkeypatch.setattr(common, "build_model", build)
 
 
 def test_model_config_and_class_names_come_from_the_checkpoint(weights):
     import argparse
 
-    from mrcnn.commands.detect import build_model, class_names_for, inference_config
+    from mrcnn.commands.common import build_model, class_names_for, inference_config
 
     args = argparse.Namespace(weights=str(weights), config=None, set=["CPU_THREADS=1"])
     config = inference_config(args)

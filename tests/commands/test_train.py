@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from mrcnn.cli import main
-from mrcnn.weights.checkpoint import read_config
+from mrcnn.weights.resolve import read_config
 from tests.helpers.training import TinyConfig
 
 #: TinyConfig as --set flags, without NUM_CLASSES: one short step per epoch.

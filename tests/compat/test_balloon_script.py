@@ -11,9 +11,9 @@ It then runs the script as a program, as its usage says:
     balloon.py train --dataset=<balloon> --weights=<Matterport-format .h5> --logs=<dir>
     balloon.py splash --weights=last --image=<photo> --logs=<dir>
 
-The .h5 is written by tests/helpers/matterport_h5.py (random weights in Matterport's Keras layout).
-To keep the run short on a CPU, the test (never the script) caps training at one epoch of two
-steps, one validation step, on 256 x 256 inputs: it wraps ``MaskRCNN.__init__`` and
+The .h5 is written by tools/matterport_reference/h5_models.py (random weights in Matterport's
+Keras layout). To keep the run short on a CPU, the test (never the script) caps training at one
+epoch of two steps, one validation step, on 256 x 256 inputs: it wraps ``MaskRCNN.__init__`` and
 ``MaskRCNN.train``.
 """
 
@@ -31,10 +31,15 @@ import pytest
 from PIL import Image
 
 import mrcnn.model as modellib
-from tests.helpers.matterport_h5 import fixture_manifest, with_num_classes, write_matterport_h5
 from tests.helpers.paths import BALLOON
+from tools.matterport_reference.h5_models import (
+    fixture_manifest,
+    with_num_classes,
+    write_matterport_h5,
+)
 
-#: Small output layers, so that the random model's scores spread (see tests/helpers/matterport_h5.py).
+#: Small output layers, so that the random model's scores spread (see
+#: tools/matterport_reference/h5_models.py).
 OUTPUT_SCALES = {
     "rpn_class_raw": 0.1,
     "rpn_bbox_pred": 0.1,

@@ -284,3 +284,43 @@ def test_get_imagenet_weights_names_the_backbone(model, monkeypatch):
     )
     assert model.get_imagenet_weights() == "/cache/imagenet-resnet50.pth"
     assert asked == ["imagenet-resnet50"]
+
+
+def _host_names() -> set[str]:
+    from mrcnn.compat.methods import MatterportHost
+
+    return set(MatterportHost.__annotations__) | {
+        name for name in vars(MatterportHost) if not name.startswith("_")
+    }
+
+
+def test_the_facade_provides_everything_the_matterport_mixin_uses():
+    """The written contract (MatterportHost) holds for the facade: each name is there."""
+    model = tiny_model()
+    missing = [name for name in sorted(_host_names()) if not hasattr(model, name)]
+    assert not missing, f"MaskRCNN lacks what MatterportMethods needs: {missing}"
+
+
+def test_the_matterport_mixin_uses_only_its_host_contract():
+    """MatterportMethods reads nothing of the facade but what MatterportHost lists: no private
+    name, nothing unlisted (a new use must be added to the contract first)."""
+    import ast
+    import inspect
+
+    from mrcnn.compat import methods
+
+    tree = ast.parse(inspect.getsource(methods.MatterportMethods))
+    own = {
+        node.name
+        for node in tree.body[0].body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    } | set(methods.MatterportMethods.__annotations__)
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    }
+    outside = sorted(used - own - _host_names())
+    assert not outside, f"MatterportMethods uses names outside MatterportHost: {outside}"

@@ -99,7 +99,7 @@ def load_checkpoint(path: Path) -> MaskRCNN:
     """The model ``mrcnn detect --weights path`` runs."""
     from argparse import Namespace
 
-    from mrcnn.commands.detect import build_model
+    from mrcnn.commands.common import build_model
 
     return build_model(Namespace(weights=str(path), config=None, set=[], device="cpu"))
 

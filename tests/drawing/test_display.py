@@ -1,6 +1,7 @@
 """mrcnn.visualize shows its figures as Matterport's did (mrcnn.drawing.display): at once in a
 notebook cell, also from a loop, without a second copy when the figure is the cell's last value;
-in a window from a script with a GUI backend; nowhere headless. mrcnn.drawing.figures only returns them."""
+in a window from a script with a GUI backend; nowhere headless. mrcnn.drawing.figures only returns
+them."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def test_headless_scripts_show_nothing_and_get_the_figure(monkeypatch):
 
 
 NOTEBOOK_CELLS = [
-    "%matplotlib inline\nimport numpy as np\nfrom mrcnn import figures, visualize\n"
+    "%matplotlib inline\nimport numpy as np\nfrom mrcnn import visualize\n"
+    "from mrcnn.drawing import figures\n"
     "image = np.full((24, 32, 3), 90, np.uint8)\nmasks = np.zeros((24, 32, 1), bool)\n"
     "masks[4:12, 5:20, 0] = True",
     # Matterport's train_shapes notebook: one figure per loop pass, none is the cell's value

@@ -1,5 +1,6 @@
 """The Matterport equivalence fixtures (tests/fixtures/matterport): a case's Keras detections,
-its photo, its config and its model rebuilt as a Matterport ``.h5``."""
+its photo, its config and its model rebuilt as a Matterport ``.h5``, and the rule that pairs
+Keras's detections with ours."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ import pytest
 from PIL import Image
 
 from mrcnn.config import Config
-from tests.helpers.matterport_h5 import manifest_from_json, write_matterport_h5
+from mrcnn.evaluation import compute_overlaps_masks
 from tests.helpers.paths import BALLOON, FIXTURES
+from tools.matterport_reference.h5_models import manifest_from_json, write_matterport_h5
 
 MATTERPORT_FIXTURES = FIXTURES / "matterport"
+
+BOX_TOLERANCE_PX = 1
+SCORE_TOLERANCE = 1e-3
+MIN_MASK_IOU = 0.95
 
 
 def load_case(path: Path) -> dict:
@@ -70,3 +76,33 @@ def write_case_h5(case: dict, directory: Path) -> Path:
         case["class_logit_projection"],
     )
     return path
+
+
+def pair_detections(keras: dict, ours: dict) -> np.ndarray:
+    """For each Keras detection, the index of the detection of ours it pairs with (-1: none).
+
+    A pair has the same class, every box side within BOX_TOLERANCE_PX, scores within
+    SCORE_TOLERANCE and mask IoU >= MIN_MASK_IOU (two empty masks agree); each of ours pairs
+    at most once (greedy by mask IoU, Keras detections in score order)."""
+    n_keras, n_ours = len(keras["class_ids"]), len(ours["class_ids"])
+    if n_ours == 0 or n_keras == 0:
+        return np.full(n_keras, -1)
+    same_class = keras["class_ids"][:, None] == ours["class_ids"][None, :]
+    box_close = (
+        np.abs(keras["rois"][:, None, :].astype(np.int64) - ours["rois"][None, :, :]).max(-1)
+        <= BOX_TOLERANCE_PX
+    )
+    score_close = np.abs(keras["scores"][:, None] - ours["scores"][None, :]) <= SCORE_TOLERANCE
+    ious = compute_overlaps_masks(keras["masks"], ours["masks"].astype(bool))
+    # Two empty masks (a box one pixel tall at the image edge) are the same mask: IoU 1, not 0.
+    keras_empty = ~keras["masks"].reshape(-1, n_keras).any(0)
+    ours_empty = ~ours["masks"].astype(bool).reshape(-1, n_ours).any(0)
+    ious = np.where(keras_empty[:, None] & ours_empty[None, :], 1.0, ious)
+    candidates = np.where(same_class & box_close & score_close & (ious >= MIN_MASK_IOU), ious, -1.0)
+    pairs = np.full(n_keras, -1)
+    for k in np.argsort(-keras["scores"], kind="stable"):
+        j = int(np.argmax(candidates[k]))
+        if candidates[k, j] >= 0:
+            pairs[k] = j
+            candidates[:, j] = -1.0
+    return pairs

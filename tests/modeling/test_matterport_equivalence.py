@@ -4,12 +4,13 @@ The reference is Matterport's Keras Mask R-CNN (the TensorFlow 2 port Ben-Sicat/
 tensorflow-cpu 2.21 / tf-keras 2.21), run once by tools/matterport_reference/make_reference.py
 on seeded random-weight models; tools/matterport_reference/make_fixture.py copied its detections
 on balloon photos into tests/fixtures/matterport/. Each fixture case also holds what
-tests/helpers/matterport_h5.py needs to write the model's .h5 again from its seed, so this test needs
-neither TensorFlow nor a download: it writes the .h5 (in the Keras layout the case names), loads
-it into an ordinary Config subclass with Matterport's calls, runs detect on the same photo and
-pairs every Keras detection with one of ours: same class, box within 1 px, score within 1e-3,
-mask IoU >= 0.95. All of them must pair on photos that need no resize (crops of the molded size);
-at least 95% on photos at their native size, which molding resizes.
+tools/matterport_reference/h5_models.py needs to write the model's .h5 again from its seed, so
+this test needs neither TensorFlow nor a download: it writes the .h5 (in the Keras layout the case
+names), loads it into an ordinary Config subclass with Matterport's calls, runs detect on the same
+photo and pairs every Keras detection with one of ours (pair_detections in
+tests/helpers/matterport_cases.py): same class, box within 1 px, score within 1e-3, mask IoU >=
+0.95. All of them must pair on photos that need no resize (crops of the molded size); at least 95%
+on photos at their native size, which molding resizes.
 
 The R-101 / 81-class / 1024 cases take minutes on a CPU: they run with MRCNN_SLOW_EQUIVALENCE=1.
 
@@ -27,22 +28,19 @@ import numpy as np
 import pytest
 import torch
 
-from mrcnn.evaluation import compute_overlaps_masks
 from mrcnn.model import MaskRCNN
 from tests.helpers.matterport_cases import (
     MATTERPORT_FIXTURES,
     load_case,
     load_photo,
     matterport_config,
+    pair_detections,
     write_case_h5,
 )
-from tests.helpers.matterport_h5 import weights_digest
+from tools.matterport_reference.h5_models import weights_digest
 
 CASES = sorted(MATTERPORT_FIXTURES.glob("*__*.npz"))  # <model>__<photo>.npz; <model>.npz: the model
 
-BOX_TOLERANCE_PX = 1
-SCORE_TOLERANCE = 1e-3
-MIN_MASK_IOU = 0.95
 MIN_PAIRED_NATIVE = 0.95
 
 
@@ -70,36 +68,6 @@ def h5_for(module_tmp):
         return written[key]
 
     return get
-
-
-def pair_detections(keras: dict, ours: dict) -> np.ndarray:
-    """For each Keras detection, the index of the detection of ours it pairs with (-1: none).
-
-    A pair has the same class, every box side within BOX_TOLERANCE_PX, scores within
-    SCORE_TOLERANCE and mask IoU >= MIN_MASK_IOU (two empty masks agree); each of ours pairs
-    at most once (greedy by mask IoU, Keras detections in score order)."""
-    n_keras, n_ours = len(keras["class_ids"]), len(ours["class_ids"])
-    if n_ours == 0 or n_keras == 0:
-        return np.full(n_keras, -1)
-    same_class = keras["class_ids"][:, None] == ours["class_ids"][None, :]
-    box_close = (
-        np.abs(keras["rois"][:, None, :].astype(np.int64) - ours["rois"][None, :, :]).max(-1)
-        <= BOX_TOLERANCE_PX
-    )
-    score_close = np.abs(keras["scores"][:, None] - ours["scores"][None, :]) <= SCORE_TOLERANCE
-    ious = compute_overlaps_masks(keras["masks"], ours["masks"].astype(bool))
-    # Two empty masks (a box one pixel tall at the image edge) are the same mask: IoU 1, not 0.
-    keras_empty = ~keras["masks"].reshape(-1, n_keras).any(0)
-    ours_empty = ~ours["masks"].astype(bool).reshape(-1, n_ours).any(0)
-    ious = np.where(keras_empty[:, None] & ours_empty[None, :], 1.0, ious)
-    candidates = np.where(same_class & box_close & score_close & (ious >= MIN_MASK_IOU), ious, -1.0)
-    pairs = np.full(n_keras, -1)
-    for k in np.argsort(-keras["scores"], kind="stable"):
-        j = int(np.argmax(candidates[k]))
-        if candidates[k, j] >= 0:
-            pairs[k] = j
-            candidates[:, j] = -1.0
-    return pairs
 
 
 def describe_unpaired(keras: dict, ours: dict, pairs: np.ndarray) -> str:

@@ -205,7 +205,13 @@ def test_bf16_runs_where_it_is_faster(monkeypatch, flags, ratio):
     monkeypatch.setattr(precision, "bf16_conv_time_ratio", measured)
     precision.autocast_dtype.cache_clear()
     try:
-        seen = _dtypes_seen(tiny_model(INFERENCE_PRECISION="bf16"), photo_like_image(64, 96))
+        try:
+            seen = _dtypes_seen(tiny_model(INFERENCE_PRECISION="bf16"), photo_like_image(64, 96))
+        except RuntimeError as error:
+            if "bf16 path needs the cpu support" not in str(error):
+                raise
+            # The flags above are simulated; running bf16 needs the real instructions.
+            pytest.skip(f"this CPU cannot run bf16 convolutions (AVX2 only): {error}")
         assert seen["layer1"] == torch.bfloat16
     finally:
         precision.autocast_dtype.cache_clear()
@@ -242,7 +248,7 @@ def test_unknown_precision_is_refused():
 
 def test_precision_flag_sets_the_config(tmp_path):
     from mrcnn.cli import build_parser
-    from mrcnn.commands.detect import inference_config
+    from mrcnn.commands.common import inference_config
     from tests.helpers.tiny_model import save_tiny_checkpoint
 
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")

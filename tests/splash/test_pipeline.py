@@ -1,4 +1,5 @@
-"""mrcnn.splash.pipeline.Pipeline: stages overlap, order kept, memory bounded, errors and Ctrl-C stop
+"""mrcnn.splash.pipeline.Pipeline: stages overlap, order kept, memory bounded, errors and Ctrl-C
+stop
 every thread without a hang."""
 
 from __future__ import annotations

@@ -323,10 +323,10 @@ def test_ctrl_c_stops_the_pipeline(model, tmp_path, deadline):
 
 def test_a_stage_error_is_one_line_from_the_cli(model, tmp_path, capsys, monkeypatch, deadline):
     from mrcnn.cli import main
-    from mrcnn.commands import detect
+    from mrcnn.commands import common
 
     failing = FailingModel(model, fail_at=1, error=RuntimeError("detect failed on batch 2"))
-    monkeypatch.setattr(detect, "build_model", lambda args: failing)
+    monkeypatch.setattr(common, "build_model", lambda args: failing)
     clip = write_clip(tmp_path / "clip.mp4", frames=10)
     out = tmp_path / "out.mp4"
     args = ["--video", str(clip), "--output", str(out), "--weights", "built.pt", "--no-progress"]

@@ -1,7 +1,7 @@
 """Fuzzing of the dataset loaders and ``--set`` parsing (issue 12): generated VIA 1.x/2.x and
 COCO files, mask folders, label images and KEY=VALUE lists either load (and every loaded image's
 masks read) or fail with one of the errors the CLI reports as one line. A few hundred examples
-here; ``benchmarks/fuzz.py`` runs tens of thousands."""
+here; ``python -m tools.test_quality.fuzz`` runs tens of thousands."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers.fuzz_targets import (
+from tools.test_quality.fuzz_targets import (
     Workspace,
     class_maps,
     coco_document,

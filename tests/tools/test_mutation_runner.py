@@ -1,8 +1,9 @@
-"""benchmarks/mutation_runner.py: each request runs pytest in a fork that imports the code under
-test afresh, so a mutant written to disk between two requests is what the second one tests."""
+"""tools/test_quality/mutation_runner.py: each request runs pytest in a fork that imports the code
+under test afresh, so a mutant written to disk between two requests is what the second one tests."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "mutation_runner.py"
+from tests.helpers.paths import REPO
+
+#: The runner as tools.test_quality.mutation starts it (there from the repository's copy).
+RUNNER = [sys.executable, "-m", "tools.test_quality.mutation_runner"]
+
+
+def environment(folder: Path) -> dict[str, str]:
+    """The folder under test first on the import path (its code is what the tests import),
+    then the repository (where ``python -m`` finds the runner)."""
+    path = os.pathsep.join([str(folder), str(REPO)])
+    return {"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", "PATH": ""}
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +33,19 @@ def served_folder():
         folder = Path(folder)
         socket = folder / "runner.sock"
         server = subprocess.Popen(
-            [sys.executable, str(RUNNER), "serve", str(socket)],
-            cwd=folder,
-            env={"PYTHONPATH": str(folder), "PYTHONDONTWRITEBYTECODE": "1", "PATH": ""},
+            [*RUNNER, "serve", str(socket)], cwd=folder, env=environment(folder)
         )
         try:
             yield folder, socket
         finally:
-            subprocess.run([sys.executable, str(RUNNER), "stop", str(socket)], timeout=60)
+            stop = [*RUNNER, "stop", str(socket)]
+            subprocess.run(stop, cwd=folder, env=environment(folder), timeout=60)
             server.wait(timeout=60)
 
 
 def run_tests(folder: Path, socket: Path, timeout: int = 60) -> int:
-    command = [sys.executable, str(RUNNER), "run", str(socket), str(timeout), "--", "-q"]
-    return subprocess.run([*command, "test_code.py"], cwd=folder, timeout=120).returncode
+    command = [*RUNNER, "run", str(socket), str(timeout), "--", "-q", "test_code.py"]
+    return subprocess.run(command, cwd=folder, env=environment(folder), timeout=120).returncode
 
 
 def test_each_request_imports_the_code_as_it_is_on_disk_now(served_folder):
@@ -73,8 +83,10 @@ def test_a_runner_that_closes_without_an_answer_is_an_error_not_a_verdict(tmp_pa
 
     thread = threading.Thread(target=close_without_answer)
     thread.start()
-    command = [sys.executable, str(RUNNER), "run", str(path), "5", "--", "-q"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    command = [*RUNNER, "run", str(path), "5", "--", "-q"]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=60
+    )
     thread.join()
     listener.close()
     assert done.returncode != 0

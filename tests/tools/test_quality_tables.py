@@ -1,21 +1,18 @@
-"""The tables of ``benchmarks/planted_bugs.py`` and ``benchmarks/mutation.py`` stay current: every
-planted case names a test that exists and a snippet found exactly once in its file, and every
-mutation row names a module, its top-level functions and its test files as they are. Code moves
-would otherwise make the scripts stop at a stale row, or silently measure less, long after."""
+"""The tables of ``tools/test_quality/planted_bugs.py`` and ``tools/test_quality/mutation.py``
+stay current: every planted case names a test that exists and a snippet found exactly once in its
+file, and every mutation row names a module, its top-level functions and its test files as they
+are. Code moves would otherwise make the tools stop at a stale row, or silently measure less, long
+after."""
 
 from __future__ import annotations
 
 import ast
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from mutation import MODULES  # noqa: E402
-from planted_bugs import CASES  # noqa: E402
+from tests.helpers.paths import REPO as ROOT
+from tools.test_quality.mutation import MODULES
+from tools.test_quality.planted_bugs import CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.test.split('::')[-1]}:{c.bug}")

@@ -12,14 +12,8 @@ import torch
 
 from mrcnn.model import MaskRCNN
 from mrcnn.training import trainer as trainer_module
-from mrcnn.training.trainer import (
-    LAYER_PRESETS,
-    DatasetMismatch,
-    TrainingDiverged,
-    build_optimizer,
-    set_trainable,
-    warmup_factor,
-)
+from mrcnn.training.layers import LAYER_PRESETS, build_optimizer, set_trainable, warmup_factor
+from mrcnn.training.trainer import DatasetMismatch, TrainingDiverged
 from tests.helpers.training import config, conv_output_dtypes, shapes
 
 

@@ -1,7 +1,8 @@
-"""Times Matterport's Keras `detect` on one image; benchmarks/infer_matterport.py runs it in a
-subprocess with the side environment's python, so the benchmark never imports TensorFlow.
+"""Times Matterport's Keras `detect` on one image; ``benchmarks.infer_matterport`` runs it in a
+subprocess with the side environment's python, so the benchmark never imports TensorFlow. From
+the repository root:
 
-    TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python tools/matterport_reference/keras_timing.py \
+    TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python -m tools.matterport_reference.keras_timing \
         --port /work/refsrc --h5 model.h5 --config-json '{"BACKBONE": "resnet101", ...}' \
         --image image.npy [--repeats 3] [--threads 2]
 
@@ -27,12 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from port import prepare_port  # noqa: E402
+from tools.matterport_reference.port import import_port
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.matterport_reference.keras_timing",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("--port", type=Path, required=True, help="checkout of Ben-Sicat/mrcnn_tf2")
     parser.add_argument("--h5", type=Path, required=True)
     parser.add_argument("--config-json", required=True, help="Config overrides as a JSON object")
@@ -55,7 +58,7 @@ def main() -> None:
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise SystemExit("error: run with TF_USE_LEGACY_KERAS=1 (the port needs tf_keras, Keras 2)")
     with tempfile.TemporaryDirectory() as tmp:
-        sys.path.insert(0, str(prepare_port(args.port, Path(tmp))))
+        import_port(args.port, Path(tmp))
         import tensorflow as tf
 
         from mrcnn import model as modellib

@@ -1,9 +1,9 @@
 """Copies a few Keras reference results made by make_reference.py into the committed test
 fixture tests/fixtures/matterport/ (numpy + h5py only; no TensorFlow needed for this step).
 
-    python tools/matterport_reference/make_fixture.py --ref /work/mmref
+    python -m tools.matterport_reference.make_fixture --ref /work/mmref   # from the repository root
 
-`<model>.npz` holds everything tests/_matterport_h5.write_matterport_h5 needs to rebuild the
+`<model>.npz` holds everything h5_models.write_matterport_h5 needs to rebuild the
 model's .h5 from its seed (Config overrides, seed, output scales, background logit, class-logit
 projection, layer manifest) and the sha1 of the weights Keras saved, so the test can tell a
 rebuilt file that differs. `<model>__<photo>.npz` is one case: the Keras detections (masks as
@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+from tools.matterport_reference import h5_models as mh5
 
-import _matterport_h5 as mh5  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 # (model, photo, .h5 layout the test writes, slow). Balloon photos only: Matterport's sample
 # images are not ours to commit and /work/shared data is reached at test time.
@@ -47,7 +45,10 @@ PHOTOS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.matterport_reference.make_fixture",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("--ref", type=Path, default=Path("/work/mmref"))
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures" / "matterport")
     args = parser.parse_args()

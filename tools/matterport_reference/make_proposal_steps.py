@@ -8,8 +8,10 @@ to walk the graph, loads a reference model written by make_reference.py, and run
 ``model.run_graph`` evaluates them. The first ROWS rows of each (normalised (y1, x1, y2, x2)),
 all NMS indices and all proposals go to a small fixture for tests/modeling/test_run_graph.py::
 
-    TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python tools/matterport_reference/make_proposal_steps.py \
+    TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python -m tools.matterport_reference.make_proposal_steps \
         --port /work/refsrc --ref /work/mmref
+
+(from the repository root).
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))
+from tools.matterport_reference.make_reference import (
+    BALLOON_VAL,
+    load_photo,
+    model_settings,
+    pixel_digest,
+)
+from tools.matterport_reference.port import import_port
 
-from make_reference import BALLOON_VAL, load_photo, model_settings, pixel_digest  # noqa: E402
-from port import prepare_port  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 MODEL = "r50_c2_512"
 PHOTO = ("balloon_410488422_crop512", "410488422_5f8991f26e_b.jpg", (128, 256, 512, 512))
@@ -86,7 +90,10 @@ def run_graph(model, images, outputs) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.matterport_reference.make_proposal_steps",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("--port", type=Path, default=Path("/work/refsrc"))
     parser.add_argument("--ref", type=Path, default=Path("/work/mmref"))
     args = parser.parse_args()
@@ -97,7 +104,7 @@ def main() -> None:
     import tensorflow as tf
 
     tf.compat.v1.disable_eager_execution()  # graph mode: model.ancestor walks tensor.op.inputs
-    sys.path.insert(0, str(prepare_port(args.port, args.ref / "src")))
+    import_port(args.port, args.ref / "src")
     from mrcnn import model as modellib
     from mrcnn.config import Config
 

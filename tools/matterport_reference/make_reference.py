@@ -2,15 +2,15 @@
 their detections on real photos, per-stage outputs, and the small committed test fixture.
 
 Runs ONLY in the side environment (TensorFlow is never a dependency of this project); see
-tools/matterport_reference/README.md for how to create it. Typical use::
+tools/matterport_reference/README.md for how to create it. Typical use, from the repository root::
 
-    TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python tools/matterport_reference/make_reference.py \
-        --port /work/refsrc --out /work/mmref [--models r50_c2_512 ...] [--fixtures]
+    TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python -m tools.matterport_reference.make_reference \
+        --port /work/refsrc --out /work/mmref [--models r50_c2_512 ...]
 
-The weights are drawn by tests/helpers/matterport_h5.py (numpy only) from each model's seed, assigned
-to the Keras model and saved with Keras's own `save_weights` (and once with `model.save()`); the
-tool checks that the numpy writer produces the same arrays, so the test suite can rebuild every
-.h5 from the seed without TensorFlow.
+The weights are drawn by tools/matterport_reference/h5_models.py (numpy and h5py only) from each
+model's seed, assigned to the Keras model and saved with Keras's own `save_weights` (and once
+with `model.save()`); the tool checks that the numpy writer produces the same arrays, so the test
+suite can rebuild every .h5 from the seed without TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,23 +19,18 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _matterport_h5 as mh5  # noqa: E402  (tests/: numpy + h5py only)
-from port import PATCHES, prepare_port  # noqa: E402
+from tools.matterport_reference import h5_models as mh5  # numpy + h5py only
+from tools.matterport_reference.port import PATCHES, import_port
 
 BALLOON_VAL = Path("/work/shared/data/balloon/val")
 
-# name -> Config overrides, seed, output-layer scales (tests/_matterport_h5.draw_weights).
+# name -> Config overrides, seed, output-layer scales (h5_models.draw_weights).
 # The 512 models use IMAGE_MIN_DIM 400 so a 512x448 crop needs padding but no resize.
 MODELS = {
     "r50_c2_512": dict(
@@ -402,7 +397,10 @@ def make_model(name: str, out: Path, port_src: Path, max_photos: int | None = No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.matterport_reference.make_reference",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument(
         "--port", type=Path, default=Path("/work/refsrc"), help="checkout of Ben-Sicat/mrcnn_tf2"
     )
@@ -417,7 +415,7 @@ def main() -> None:
     # Plain Eigen kernels: the reference does not depend on oneDNN's summation order.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, str(prepare_port(args.port, args.out / "src")))
+    import_port(args.port, args.out / "src")
     for sub in ("models", "detections", "stages"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
     print("patches applied:", *(f"  {rel}: {why}" for rel, _, _, why in PATCHES), sep="\n")

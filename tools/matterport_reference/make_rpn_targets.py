@@ -1,13 +1,13 @@
-"""Write rpn_targets.npz: Matterport's compute_backbone_shapes and build_rpn_targets on fixed
-inputs, for tests/modeling/test_matterport_rpn_targets.py.
+"""Write tests/fixtures/matterport_rpn_targets.npz: Matterport's compute_backbone_shapes and
+build_rpn_targets on fixed inputs, for tests/modeling/test_matterport_rpn_targets.py.
 
 Both functions are numpy code inside Matterport's ``mrcnn/model.py``, a module that needs
 TensorFlow and Keras to import. This script reads only those two functions out of the file
 (with ``ast``) and runs them with Matterport's ``mrcnn/utils.py`` (loaded as
-make_expected.py loads it), so a throwaway environment with numpy, scipy and scikit-image is
-enough:
+make_utils_expected.py loads it), so a throwaway environment with numpy, scipy and scikit-image
+is enough; from the repository root:
 
-    python tests/matterport_utils/make_rpn_targets.py MRCNN/utils.py MRCNN/model.py
+    python -m tools.matterport_reference.make_rpn_targets MRCNN/utils.py MRCNN/model.py
 
 where MRCNN is the folder of Matterport's package (e.g. from the TF2 port Ben-Sicat/mrcnn_tf2).
 
@@ -16,16 +16,18 @@ Inputs are drawn from a seed and stored beside the outputs.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import math
-import sys
 import types
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from make_expected import load_utils, random_boxes  # noqa: E402
+from tools.matterport_reference.make_utils_expected import load_utils, random_boxes
+
+#: The fixture written (this file is tools/matterport_reference/make_rpn_targets.py).
+TARGET = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "matterport_rpn_targets.npz"
 
 FUNCTIONS = ("compute_backbone_shapes", "build_rpn_targets")
 IMAGE_SHAPE = (128, 192, 3)  # multiples of 64, as Matterport's network needs
@@ -74,10 +76,16 @@ def main(utils_path: str, model_path: str) -> None:
     np.random.seed(0)
     match, _ = m.build_rpn_targets(IMAGE_SHAPE, anchors, class_ids, boxes, config(64))
     out["sampled_64_counts"] = np.array([(match == 1).sum(), (match == -1).sum()])
-    target = Path(__file__).with_name("rpn_targets.npz")
-    np.savez_compressed(target, **out)
-    print(f"wrote {target} ({target.stat().st_size} bytes, {len(out)} arrays)")
+    np.savez_compressed(TARGET, **out)
+    print(f"wrote {TARGET} ({TARGET.stat().st_size} bytes, {len(out)} arrays)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.matterport_reference.make_rpn_targets",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("utils", help="Matterport's mrcnn/utils.py")
+    parser.add_argument("model", help="Matterport's mrcnn/model.py")
+    arguments = parser.parse_args()
+    main(arguments.utils, arguments.model)

@@ -1,9 +1,11 @@
-"""Write expected.npz: Matterport's numpy utils run on fixed inputs, for test_matterport_utils.py.
+"""Write tests/fixtures/matterport_utils_expected.npz: Matterport's numpy utils run on fixed
+inputs, for tests/compat/test_utils_face.py.
 
 Run in a throwaway environment that has numpy, scipy and scikit-image (never this project's),
-with the path of Matterport's ``mrcnn/utils.py`` (e.g. from the TF2 port Ben-Sicat/mrcnn_tf2):
+from the repository root, with the path of Matterport's ``mrcnn/utils.py`` (e.g. from the TF2
+port Ben-Sicat/mrcnn_tf2):
 
-    python tests/matterport_utils/make_expected.py /path/to/mrcnn/utils.py
+    python -m tools.matterport_reference.make_utils_expected /path/to/mrcnn/utils.py
 
 TensorFlow is stubbed: the functions used here are numpy only. Inputs are drawn from a seed
 and stored beside the outputs, so the test never needs Matterport's code.
@@ -11,12 +13,18 @@ and stored beside the outputs, so the test never needs Matterport's code.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 import types
 from pathlib import Path
 
 import numpy as np
+
+#: The fixture written (this file is tools/matterport_reference/make_utils_expected.py).
+TARGET = (
+    Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "matterport_utils_expected.npz"
+)
 
 
 def load_utils(path: str):
@@ -145,10 +153,14 @@ def main(utils_path: str) -> None:
     recall, positive_ids = u.compute_recall(pred_boxes, gt_boxes, 0.5)
     out["compute_recall"], out["compute_recall_ids"] = recall, positive_ids
 
-    target = Path(__file__).with_name("expected.npz")
-    np.savez_compressed(target, **out)
-    print(f"wrote {target} ({target.stat().st_size} bytes, {len(out)} arrays)")
+    np.savez_compressed(TARGET, **out)
+    print(f"wrote {TARGET} ({TARGET.stat().st_size} bytes, {len(out)} arrays)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.matterport_reference.make_utils_expected",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("utils", help="Matterport's mrcnn/utils.py")
+    main(parser.parse_args().utils)

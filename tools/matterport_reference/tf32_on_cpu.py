@@ -2,13 +2,14 @@
 
 On a CUDA GPU of the Ampere generation or later, PyTorch lets cuDNN run float32 convolutions in
 TF32 by default: inputs and weights keep 10 of float32's 23 mantissa bits. On an H100 the
-equivalence test (tests/modeling/test_matterport_equivalence.py, whose reference is Keras on a CPU in
-float32) then paired too few detections in 5 of its 8 cases. This script asks whether TF32
+equivalence test (tests/modeling/test_matterport_equivalence.py, whose reference is Keras on a
+CPU in float32) then paired too few detections in 5 of its 8 cases. This script asks whether TF32
 rounding alone explains that: it runs the cases on the CPU, once in float32 and once with the
 input and weight of every convolution rounded to TF32 (round to nearest), and prints how many
-Keras detections each run pairs under the test's rules.
+Keras detections each run pairs under the test's rules (tests/helpers/matterport_cases.py).
+From the repository root:
 
-    .venv/bin/python tools/matterport_reference/tf32_on_cpu.py [CASE ...]
+    .venv/bin/python -m tools.matterport_reference.tf32_on_cpu [CASE ...]
 
 CASE is a fixture stem under tests/fixtures/matterport (default: the three fast crop cases).
 It needs the balloon photos the fixtures name (../shared/data/balloon/val).
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,10 +26,15 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-import test_matterport_equivalence as equivalence  # noqa: E402
-
-from mrcnn.model import MaskRCNN  # noqa: E402
+from mrcnn.model import MaskRCNN
+from tests.helpers.matterport_cases import (
+    MATTERPORT_FIXTURES,
+    load_case,
+    load_photo,
+    matterport_config,
+    pair_detections,
+    write_case_h5,
+)
 
 FAST_CROP_CASES = (
     "r50_c2_512__balloon_410488422_crop512",
@@ -64,22 +69,24 @@ class TF32Convolutions(TorchDispatchMode):
 
 def paired(stem: str, tf32: bool) -> tuple[int, int, int, set[str]]:
     """(Keras detections paired, Keras detections, ours, convolution operators rounded)."""
-    case = equivalence.load_case(equivalence.FIXTURES / f"{stem}.npz")
-    image = equivalence.load_photo(case)
+    case = load_case(MATTERPORT_FIXTURES / f"{stem}.npz")
+    image = load_photo(case)
     rounding = TF32Convolutions()
     with tempfile.TemporaryDirectory() as folder:
-        config = equivalence.matterport_config(case)
+        config = matterport_config(case)
         config.DEVICE = "cpu"
         model = MaskRCNN("inference", config, folder)
-        model.load_weights(str(equivalence.write_case_h5(case, Path(folder))), by_name=True)
+        model.load_weights(str(write_case_h5(case, Path(folder))), by_name=True)
         with rounding if tf32 else contextlib.nullcontext():
             ours = model.detect([image])[0]
-    pairs = equivalence.pair_detections(case, ours)
+    pairs = pair_detections(case, ours)
     return int(np.sum(pairs >= 0)), len(pairs), len(ours["scores"]), rounding.operators
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.matterport_reference.tf32_on_cpu", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("cases", nargs="*", default=FAST_CROP_CASES)
     args = parser.parse_args()
     for stem in args.cases:

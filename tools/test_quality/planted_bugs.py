@@ -5,9 +5,9 @@ runs the one test there on the real code (it must PASS), replaces one snippet of
 with its buggy version (the working tree is never touched), runs the test again (it must FAIL),
 and prints a table. Exit status 1 when any test misses its bug or fails on the real code.
 
-    python benchmarks/planted_bugs.py            # every case (several minutes on 2 cores)
-    python benchmarks/planted_bugs.py --only resume --only exclusive
-    python benchmarks/planted_bugs.py --list
+    python -m tools.test_quality.planted_bugs          # every case (several minutes on 2 cores)
+    python -m tools.test_quality.planted_bugs --only resume --only exclusive
+    python -m tools.test_quality.planted_bugs --list
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,8 @@ CASES = [
         "tests/test_maskrcnn_batching.py::test_mixed_size_batch_equals_one_image_at_a_time[pad64]",
         "every image of a batch unmolded with the first image's geometry",
         "mrcnn/maskrcnn.py",
-        "self._unmold_one(found, i, meta, batch.shape[-2:], mask_format)",
-        "self._unmold_one(found, i, metas[0], batch.shape[-2:], mask_format)",
+        "self.unmold_one(found, i, meta, batch.shape[-2:], mask_format)",
+        "self.unmold_one(found, i, metas[0], batch.shape[-2:], mask_format)",
     ),
     Case(
         "tests/test_maskrcnn_batching.py::test_mixed_size_batch_equals_one_image_at_a_time[none]",
@@ -246,7 +246,9 @@ def check(case: Case, copy: Path) -> tuple[str, str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.test_quality.planted_bugs", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--only",
         action="append",

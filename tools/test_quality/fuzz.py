@@ -1,12 +1,12 @@
 """Fuzz the dataset loaders and ``--set`` parsing with many more examples than the test suite.
 
-The targets and strategies are those of ``tests/tools/test_fuzz.py`` (``tests/helpers/fuzz_targets.py``):
-generated VIA 1.x/2.x and COCO files, mask folders, label images and KEY=VALUE lists must load
-(with every loaded image's masks read) or fail with an error the CLI reports as one line. Prints
-the examples run per target and in total; a failure prints hypothesis's minimal example and
-exits non-zero.
+The targets and strategies are those of ``tests/tools/test_fuzz.py``
+(``tools/test_quality/fuzz_targets.py``): generated VIA 1.x/2.x and COCO files, mask folders,
+label images and KEY=VALUE lists must load (with every loaded image's masks read) or fail with an
+error the CLI reports as one line. Prints the examples run per target and in total; a failure
+prints hypothesis's minimal example and exits non-zero.
 
-    python benchmarks/fuzz.py [--examples 20000] [--seed 0]
+    python -m tools.test_quality.fuzz [--examples 20000] [--seed 0]
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 
-from tests.helpers.fuzz_targets import (  # noqa: E402 - after the path set-up
+from tools.test_quality.fuzz_targets import (
     COUNTS,
     DEPTH,
     Workspace,
@@ -34,8 +34,6 @@ from tests.helpers.fuzz_targets import (  # noqa: E402 - after the path set-up
     set_items,
     via_document,
 )
-from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 def targets(workspace: Workspace):
@@ -68,7 +66,9 @@ def targets(workspace: Workspace):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.test_quality.fuzz", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--examples", type=int, default=20000, help="total examples (20000)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

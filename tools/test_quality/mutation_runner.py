@@ -1,5 +1,5 @@
-"""A preloaded pytest runner for benchmarks/mutation.py: runs each mutant's tests in a fork of a
-process that has already imported torch and the other third-party libraries.
+"""A preloaded pytest runner for tools.test_quality.mutation: runs each mutant's tests in a fork
+of a process that has already imported torch and the other third-party libraries.
 
 Why: a fresh pytest process spends about 3 s importing torch and torchvision and well under a
 second in the tests of one core module, so most of a mutation run was import time. The server
@@ -7,9 +7,11 @@ imports the third-party libraries once and never imports ``mrcnn`` or the tests;
 forks it, and the child imports the (mutated) ``mrcnn`` files from disk and runs pytest, so every
 mutant is still tested on a fresh import of the code under test.
 
-    python benchmarks/mutation_runner.py serve SOCKET            # started by mutation.py
-    python benchmarks/mutation_runner.py run SOCKET TIMEOUT -- PYTEST_ARGS...   # test command
-    python benchmarks/mutation_runner.py stop SOCKET
+    python -m tools.test_quality.mutation_runner serve SOCKET     # started by mutation.py
+    python -m tools.test_quality.mutation_runner run SOCKET TIMEOUT -- PYTEST_ARGS...  # per test
+    python -m tools.test_quality.mutation_runner stop SOCKET
+
+(run in the repository's copy: its folder is the current one and on PYTHONPATH).
 
 ``run`` exits with pytest's exit status. cosmic-ray's own timeout still applies: it kills the
 client, and the server kills the child a few seconds later.
@@ -124,6 +126,9 @@ def request(path: str, message: dict) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     command, path, *rest = argv
     if command == "serve":
         serve(path)

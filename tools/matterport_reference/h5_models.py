@@ -5,6 +5,9 @@ with :func:`draw_weights`, assigns them to that model, saves it with Keras and c
 :func:`write_h5` writes the same arrays. The equivalence test rebuilds the same file from the
 seed and the layer manifest stored in a fixture, so it needs neither TensorFlow nor a download.
 
+This module imports numpy and h5py only (never torch, never this repository's ``mrcnn``):
+make_reference.py runs it in the side environment, beside Matterport's own ``mrcnn`` package.
+
 A manifest is the model's layer list in Keras order: ``[(layer_name, [weight_name, ...],
 [shape, ...]), ...]``, weight names as Keras stores them (e.g. ``"conv1/kernel:0"``), shapes in
 Keras order (conv kernels ``[kh, kw, in, out]``, dense kernels ``[in, out]``, deconvolution
@@ -19,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.helpers.paths import FIXTURES
+#: The committed Matterport fixtures (this file is tools/matterport_reference/h5_models.py).
+MATTERPORT_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "matterport"
 
 Manifest = list[tuple[str, list[str], list[tuple[int, ...]]]]
 
@@ -254,5 +258,5 @@ def with_num_classes(manifest: Manifest, num_classes: int) -> Manifest:
 
 def fixture_manifest(model: str) -> Manifest:
     """The layer manifest stored in ``tests/fixtures/matterport/<model>.npz``."""
-    with np.load(FIXTURES / "matterport" / f"{model}.npz") as f:
+    with np.load(MATTERPORT_FIXTURES / f"{model}.npz") as f:
         return manifest_from_json(str(f["manifest_json"]))

@@ -8,12 +8,12 @@ cosmic-ray could not test ("incompetent", "no test") are counted apart and left 
 share. Mutants outside the functions a row names (e.g. the matching part of evaluation) are not
 generated into the score at all.
 
-    python benchmarks/mutation.py --list
-    python benchmarks/mutation.py --module boxes              # every mutant of one module
-    python benchmarks/mutation.py --sample 40 --seed 0 --jobs 2   # a seeded sample per module
-    python benchmarks/mutation.py --module losses --survivors     # print each survivor's diff
+    python -m tools.test_quality.mutation --list
+    python -m tools.test_quality.mutation --module boxes           # every mutant of one module
+    python -m tools.test_quality.mutation --sample 40 --seed 0 --jobs 2   # a seeded sample each
+    python -m tools.test_quality.mutation --module losses --survivors  # each survivor's diff
 
-Each mutant's tests run in a fork of benchmarks/mutation_runner.py, a process that has already
+Each mutant's tests run in a fork of tools.test_quality.mutation_runner, a process that has already
 imported torch and the other libraries but never mrcnn, so the mutated code is imported afresh
 while the 3 s torch import is paid once per copy (``--fresh-processes`` runs a new pytest process
 per mutant instead, as cosmic-ray does by default; both give the same verdicts). A full run of
@@ -37,10 +37,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planted_bugs import copy_tracked_files
+from tools.test_quality.planted_bugs import copy_tracked_files
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNNER = ROOT / "benchmarks" / "mutation_runner.py"
+ROOT = Path(__file__).resolve().parents[2]
+#: Run as ``python -m RUNNER`` in the copy (cwd and PYTHONPATH: the copy).
+RUNNER = "tools.test_quality.mutation_runner"
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ MODULES: dict[str, Target] = {
         ),
     ),
     "weights": Target(
-        "mrcnn/weights/loading.py", ("tests/weights/test_selection.py", "tests/weights/test_loading.py")
+        "mrcnn/weights/loading.py",
+        ("tests/weights/test_selection.py", "tests/weights/test_loading.py"),
     ),
 }
 
@@ -192,17 +194,19 @@ def test_command(target: Target, runner: Runner | None = None, timeout: float = 
     pytest_args = [*PYTEST_FAST, *target.tests]
     if runner is None:
         return shlex.join([sys.executable, "-m", "pytest", *pytest_args])
-    request = [sys.executable, str(RUNNER), "run", str(runner.socket), f"{timeout:.0f}", "--"]
+    request = [sys.executable, "-m", RUNNER, "run", str(runner.socket), f"{timeout:.0f}", "--"]
     return shlex.join([*request, *pytest_args])
 
 
 class Runner:
-    """benchmarks/mutation_runner.py serving one copy of the repository (see its docstring)."""
+    """tools.test_quality.mutation_runner serving one copy of the repository (see its
+    docstring)."""
 
     def __init__(self, copy: Path) -> None:
+        self.copy = copy
         self.socket = copy / "runner.sock"
         self.process = subprocess.Popen(
-            ["nice", "-n", "10", sys.executable, str(RUNNER), "serve", str(self.socket)],
+            ["nice", "-n", "10", sys.executable, "-m", RUNNER, "serve", str(self.socket)],
             cwd=copy,
             env=copy_environment(copy),
             stdout=subprocess.DEVNULL,
@@ -210,7 +214,12 @@ class Runner:
 
     def close(self) -> None:
         if self.process.poll() is None:
-            subprocess.run([sys.executable, str(RUNNER), "stop", str(self.socket)], check=False)
+            subprocess.run(
+                [sys.executable, "-m", RUNNER, "stop", str(self.socket)],
+                cwd=self.copy,
+                env=copy_environment(self.copy),
+                check=False,
+            )
             self.process.wait(timeout=30)
 
 
@@ -347,7 +356,9 @@ def test_mutants(copy: Path, target: Target, sample, seed: int, shard, runner) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.test_quality.mutation", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--module",
         action="append",
@@ -374,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         dest="preload",
         action="store_false",
         help="test each mutant in a fresh pytest process (slow: imports torch every time) "
-        "instead of a fork of the preloaded runner, benchmarks/mutation_runner.py",
+        "instead of a fork of the preloaded runner, tools.test_quality.mutation_runner",
     )
     parser.add_argument("--list", action="store_true", help="list modules and their tests")
     args = parser.parse_args(argv)

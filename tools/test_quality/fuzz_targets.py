@@ -1,10 +1,10 @@
 """Hypothesis strategies and targets for fuzzing the dataset loaders and ``--set`` parsing.
 
-Shared by ``tests/tools/test_fuzz.py`` (a few hundred examples) and ``benchmarks/fuzz.py`` (tens of
-thousands). Each target writes one generated input, loads it the way the CLI does (and reads
-every loaded image's masks, as training would), and lets only the errors through that the CLI
-reports as one line: ``ValueError``, ``OSError`` and ``RuntimeError`` with a message. Any other
-exception fails the property.
+Shared by ``tests/tools/test_fuzz.py`` (a few hundred examples) and ``tools.test_quality.fuzz``
+(tens of thousands). Each target writes one generated input, loads it the way the CLI does (and
+reads every loaded image's masks, as training would), and lets only the errors through that the
+CLI reports as one line: ``ValueError``, ``OSError`` and ``RuntimeError`` with a message. Any
+other exception fails the property.
 """
 
 from __future__ import annotations

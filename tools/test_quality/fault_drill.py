@@ -11,7 +11,7 @@
 
 The model is a random ResNet-18 Mask R-CNN on 64 x 64 generated shapes, 3 steps per epoch.
 
-    python benchmarks/fault_drill.py [--kills 20] [--seed 0] [--min-delay S] [--max-delay S]
+    python -m tools.test_quality.fault_drill [--kills 20] [--seed 0] [--min-delay S] [--max-delay S]
 
 By default the kill delays span 0.4 x a resumed run's time to its first checkpoint up to that
 time plus four epochs, measured by calibration runs before the drill.
@@ -235,7 +235,9 @@ def concurrent(work: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.test_quality.fault_drill", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-delay", type=float, help="shortest kill delay, s (calibrated)")

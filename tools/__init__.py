@@ -1,0 +1,1 @@
+"""Developer tools (not part of mrcnn); run from the repository root: python -m tools.X.NAME"""
