@@ -92,8 +92,7 @@ class MaskRCNN(MatterportMethods):
         self.training_state = TrainingState()
         # Whether RANDOM_FROZEN_BN_NOTE was said (train() says it once, where it applies).
         self._said_random_frozen_bn = False
-        #: (H, W) of the last molded input that ``detect`` or ``get_anchors`` used (Matterport's
-        #: ``model.anchors`` are of that shape); None before either ran.
+        #: (H, W) of the last molded input of ``detect``/``get_anchors`` (``model.anchors``'s).
         self.anchor_shape: tuple[int, int] | None = None
 
     @classmethod
@@ -350,13 +349,7 @@ class MaskRCNN(MatterportMethods):
             self.net, self.config, self.training_state, self.device, self.model_dir
         )
         run_training(
-            subject,
-            train_dataset,
-            val_dataset,
-            learning_rate,
-            epochs,
-            layers,
-            augmentation,
+            subject, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation,
             max_seconds=max_seconds,
         )
 
