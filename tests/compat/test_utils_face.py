@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mrcnn import utils
+from mrcnn.compat import utils as compat_utils  # where the functions read their globals
 from mrcnn.weights.loading import WeightsError
 from tests.helpers.paths import FIXTURES
 
@@ -244,7 +245,7 @@ def test_dataset_is_the_package_dataset():
 def test_download_trained_weights_fetches_through_a_temporary_file(tmp_path, monkeypatch, capsys):
     source = tmp_path / "published.h5"
     source.write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(5000))
-    monkeypatch.setattr(utils, "COCO_MODEL_URL", source.as_uri())
+    monkeypatch.setattr(compat_utils, "COCO_MODEL_URL", source.as_uri())
     target = tmp_path / "out" / "mask_rcnn_coco.h5"
     target.parent.mkdir()
     utils.download_trained_weights(str(target))
@@ -256,7 +257,7 @@ def test_download_trained_weights_fetches_through_a_temporary_file(tmp_path, mon
 def test_download_trained_weights_never_replaces_a_file(tmp_path, monkeypatch):
     target = tmp_path / "mask_rcnn_coco.h5"
     target.write_bytes(b"mine")
-    monkeypatch.setattr(utils, "COCO_MODEL_URL", (tmp_path / "missing.h5").as_uri())
+    monkeypatch.setattr(compat_utils, "COCO_MODEL_URL", (tmp_path / "missing.h5").as_uri())
     with pytest.raises(FileExistsError, match="exists"):
         utils.download_trained_weights(str(target))
     assert target.read_bytes() == b"mine"
