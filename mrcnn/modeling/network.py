@@ -162,8 +162,6 @@ class MaskRCNNNet(nn.Module):
         ``table``: :func:`feature_table` of ``features[:4]`` when the caller already built it
         (the box and the mask head read the same pyramid); built here otherwise.
         """
-        if self.matterport:
-            return self.flavour.roi_features(features, boxes, image_index, size, table)
         return self.flavour.roi_features(features, boxes, image_index, size, table)
 
     def box_predictions(

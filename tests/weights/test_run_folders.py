@@ -144,7 +144,7 @@ def test_cli_resume_with_another_backbone_is_one_line(tmp_path, capsys):
     MaskRCNN("training", cfg, tmp_path).train(shapes(2), None, 0.01, epochs=1, layers="heads")
     capsys.readouterr()
     argv = ["train", "--dataset", "shapes:4:64", "--weights", "last", "--logs", str(tmp_path)]
-    argv += ["--config", "_training_fixtures:TinyConfig", "--set", "BACKBONE=resnet34"]
+    argv += ["--config", "tests.helpers.training:TinyConfig", "--set", "BACKBONE=resnet34"]
     assert main([*argv, "--set", "POOL_SIZE=5", "--epochs", "2"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--new-run" in err
