@@ -243,11 +243,6 @@ def keras_bn_fold(
     return scale, beta - mean * scale
 
 
-def uses_matterport(config) -> bool:
-    """Whether a config selects Matterport's network."""
-    return getattr(config, "NETWORK_FLAVOUR", "torchvision") == "matterport"
-
-
 __all__ = [
     "MatterportResNetBackbone",
     "apply_deltas",
@@ -261,5 +256,4 @@ __all__ = [
     "roi_levels",
     "tf_same_max_pool",
     "tf_same_pad",
-    "uses_matterport",
 ]
