@@ -45,6 +45,25 @@ def matterport_model(module_tmp):
     return model, image
 
 
+def assert_rows_match_up_to_ties(ours, keras, scores, atol, name=""):
+    """Row i of ``ours`` is Keras's row i, or a neighbour's where their probabilities tie.
+
+    Candidates whose probabilities lie within float32 rounding of each other (a step or two
+    of 1.2e-7 near 1) can round to the same value on one CPU and to neighbours on another
+    (Keras's softmax against our sigmoid, AVX2 against AVX-512 kernels); the stable sort then
+    puts them in anchor order, so two neighbouring rows trade places. ``scores`` are our
+    probabilities in our row order.
+    """
+    assert ours.shape == keras.shape, name
+    wrong = np.flatnonzero(np.abs(ours - keras).max(axis=1) > atol)
+    assert len(wrong) <= 0.05 * len(keras), f"{name}: {len(wrong)} rows differ"
+    for row in wrong:
+        partners = [r for r in (row - 1, row + 1) if 0 <= r < len(keras)]
+        swapped = [r for r in partners if np.abs(ours[row] - keras[r]).max() <= atol]
+        assert swapped, f"{name}: row {row} is no neighbour's of Keras"
+        assert abs(scores[row] - scores[swapped[0]]) <= 2.5e-7, f"{name}: row {row} not a tie"
+
+
 @pytest.fixture(scope="module")
 def keras_steps():
     with np.load(STEPS / CASE.name) as f:
@@ -57,8 +76,9 @@ def test_proposal_layer_nodes_are_matterports(matterport_model, keras_steps):
     ours = model.run_graph([image], nodes)
     rows = len(keras_steps["pre_nms_anchors"])
     assert ours["pre_nms_anchors"].shape == (1, int(keras_steps["pre_nms_count"]), 4)
+    scores = np.sort(ours["rpn_class"][0, :, 1])[::-1]
     for name in ("pre_nms_anchors", "refined_anchors", "refined_anchors_clipped"):
-        np.testing.assert_allclose(ours[name][0, :rows], keras_steps[name], atol=1e-5, err_msg=name)
+        assert_rows_match_up_to_ties(ours[name][0, :rows], keras_steps[name], scores, 1e-5, name)
 
     # Past the stored rows, candidates whose probabilities Keras rounds to the same float32
     # (a softmax of two logits; here the sigmoid of their difference, one step apart) may
@@ -69,13 +89,12 @@ def test_proposal_layer_nodes_are_matterports(matterport_model, keras_steps):
     differ = np.flatnonzero(kept != keras_kept)
     assert len(differ) <= 0.01 * len(kept), f"{len(differ)} of {len(kept)} NMS picks differ"
     assert np.all(np.abs(kept[differ] - keras_kept[differ]) == 1), "not a choice between ties"
-    scores = np.sort(ours["rpn_class"][0, :, 1])[::-1]
     assert np.all(np.abs(scores[kept[differ]] - scores[keras_kept[differ]]) <= 2.5e-7)
     proposals, keras_proposals = ours["proposals"][0], keras_steps["proposals"]
     distance = np.abs(proposals[:, None] - keras_proposals[None]).max(axis=2)  # [ours, Keras]
     assert distance.min(axis=0).max() < 1e-5 and distance.min(axis=1).max() < 1e-5  # same boxes
-    moved = np.abs(proposals - keras_proposals).max(axis=1) > 1e-5
-    assert moved.mean() <= 0.01, f"{moved.sum()} proposals out of Keras's order"  # ... in order
+    # ... in Keras's order, but for neighbours whose probabilities tie
+    assert_rows_match_up_to_ties(proposals, keras_proposals, scores[kept], 1e-5, "proposals")
 
     # The detection layer of the Matterport flavour, as detect reports it.
     detected = model.detect([image])[0]
@@ -92,7 +111,9 @@ def test_inspect_shows_the_proposal_layer_the_model_runs(matterport_model, keras
     keras = keras_steps["refined_anchors_clipped"]  # normalised (y1, x1, y2, x2)
     scale = np.array([height - 1, width - 1, height - 1, width - 1])
     keras_pixels = (keras * scale + [0, 0, 1, 1])[:, [1, 0, 3, 2]]
-    np.testing.assert_allclose(stages.pre_nms_boxes[: len(keras)], keras_pixels, atol=1e-3)
+    scores = np.sort(model.run_graph([image], [("p", "rpn_class")])["p"][0, :, 1])[::-1]
+    pre_nms = stages.pre_nms_boxes[: len(keras)]
+    assert_rows_match_up_to_ties(pre_nms, keras_pixels, scores, 1e-3)
     # Each detection is the refinement of a ROI by its most likely class.
     for box in stages.detections["boxes"]:
         assert np.abs(stages.refined - box).max(axis=1).min() < 1e-3, box
