@@ -37,6 +37,7 @@ def _version() -> str:
     except importlib.metadata.PackageNotFoundError:  # run from a checkout that is not installed
         return "(not installed)"
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mrcnn",

@@ -349,7 +349,13 @@ class MaskRCNN(MatterportMethods):
             self.net, self.config, self.training_state, self.device, self.model_dir
         )
         run_training(
-            subject, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation,
+            subject,
+            train_dataset,
+            val_dataset,
+            learning_rate,
+            epochs,
+            layers,
+            augmentation,
             max_seconds=max_seconds,
         )
 

@@ -99,9 +99,7 @@ DOCUMENTS = [
     *sorted((REPO / "docs").glob("*.md")),
     *sorted((REPO / "samples").rglob("*.md")),
 ]
-SAMPLE_CODE = sorted((REPO / "samples").rglob("*.py")) + sorted(
-    (REPO / "samples").rglob("*.ipynb")
-)
+SAMPLE_CODE = sorted((REPO / "samples").rglob("*.py")) + sorted((REPO / "samples").rglob("*.ipynb"))
 DOTTED = re.compile(r"(?<![\w./])mrcnn(?:\.[A-Za-z_]\w*)+")
 FROM_IMPORT = re.compile(r"^\s*from (mrcnn(?:\.\w+)*) import \(?([\w ,\n]+?)\)?\s*$", re.M)
 

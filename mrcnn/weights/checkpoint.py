@@ -305,4 +305,3 @@ def run_dir_of(checkpoint: str | os.PathLike) -> Path | None:
 def checkpoint_path(run_dir: str | os.PathLike, name: str | None, epoch: int) -> Path:
     """``<run_dir>/mrcnn_<name>_<epoch:04d>.pt``."""
     return Path(run_dir) / checkpoint_name((name or "mrcnn").lower(), epoch)
-

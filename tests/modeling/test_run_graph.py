@@ -20,9 +20,7 @@ from tests.helpers.paths import FIXTURES
 from tests.helpers.tiny_model import tiny_model
 
 STEPS = FIXTURES / "matterport_steps"
-CASE = (
-    FIXTURES / "matterport" / "r50_c2_512__balloon_410488422_crop512.npz"
-)
+CASE = FIXTURES / "matterport" / "r50_c2_512__balloon_410488422_crop512.npz"
 NOTEBOOK_NODES = [
     ("pre_nms_anchors", "ROI/pre_nms_anchors:0"),
     ("refined_anchors", "ROI/refined_anchors:0"),
