@@ -20,11 +20,17 @@ from mrcnn.commands.common import (
     add_model_arguments,
 )
 from mrcnn.splash.service import SplashService
-from mrcnn.splash.web import check_address, create_app, require_web_stack, run_server
+from mrcnn.splash.web import (
+    LOOPBACK_NAMES,
+    WILDCARD_HOSTS,
+    HostPolicy,
+    check_address,
+    create_app,
+    require_web_stack,
+    run_server,
+)
 
 HELP = "a local web page for the color splash (and a COCO JSON API) on one model"
-
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host",
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens the "
-        "page to the network, without any login)",
+        "page to the network, without any login, by IP address or an --allow-host name)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a further host name the page answers to, e.g. mypc.local (repeatable); requests "
+        "naming any other Host than 127.0.0.1, localhost, [::1] and --host are refused",
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument(
@@ -75,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--port {args.port}: give a TCP port in 1-65535")
     if min(args.max_upload_mb, args.max_megapixels, args.cache) <= 0:
         raise ValueError("--max-upload-mb, --max-megapixels and --cache must be positive")
+    HostPolicy.for_address(args.host, args.allow_host)  # a bad --allow-host fails first
     check_address(args.host, args.port)  # a busy port fails before the model loads
     model = common.build_model(args)
     service = SplashService(
@@ -85,13 +100,14 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=int(args.max_megapixels * 1e6),
         cache_size=args.cache,
     )
-    if args.host not in LOCAL_HOSTS:
+    if args.host not in LOOPBACK_NAMES:
         print(
             f"warning: listening on {args.host}: anyone who can reach this computer can use "
             "the page (there is no login)",
             file=sys.stderr,
         )
-    host = f"[{args.host}]" if ":" in args.host else args.host
+    host = "127.0.0.1" if args.host in WILDCARD_HOSTS else args.host
+    host = f"[{host}]" if ":" in host else host
     print(f"mrcnn serve: open http://{host}:{args.port}/ (Ctrl+C stops it)", flush=True)
-    run_server(create_app(service), args.host, args.port)
+    run_server(create_app(service, args.host, args.allow_host), args.host, args.port)
     return 0

@@ -14,6 +14,7 @@ served in turn, so a burst neither runs out of memory nor mixes results. Bad inp
 
 from __future__ import annotations
 
+import io
 import threading
 import uuid
 import warnings
@@ -35,6 +36,8 @@ __all__ = [
     "SplashService",
     "Upload",
     "UploadError",
+    "header_size",
+    "too_large_message",
 ]
 
 #: Largest photo accepted by default (bytes).
@@ -81,7 +84,7 @@ class SplashService:
         class_names: names indexed by class id, "BG" first.
         score_floor: the lowest threshold the page offers; detection runs down to it.
         max_upload_bytes: larger files are refused (413).
-        max_pixels: larger images are refused (413), after decoding.
+        max_pixels: larger images are refused (413), from the file's header, before decoding.
         cache_size: uploads kept for re-rendering; older ones expire (404).
     """
 
@@ -143,18 +146,12 @@ class SplashService:
             raise UploadError(f"{file_name}: the file is empty; choose a photo", 400)
         if len(data) > self.max_upload_bytes:
             raise UploadError(too_large_message(file_name, len(data), self.max_upload_bytes), 413)
+        self._check_pixels(data, file_name)  # from the header, before decoding anything
         with self._lock:  # decoding too: one full-size image in memory at a time
             try:
                 image = decode_image(data, where=file_name)
             except ValueError as error:
                 raise UploadError(str(error), 415) from error
-            pixels = image.shape[0] * image.shape[1]
-            if pixels > self.max_pixels:
-                raise UploadError(
-                    f"{file_name}: {image.shape[1]} x {image.shape[0]} pixels is over the limit "
-                    f"of {self.max_pixels / 1e6:g} megapixels; send a smaller photo",
-                    413,
-                )
             result = self.model.detect([image])[0]
             detections = detections_to_coco(
                 [result], [_image_id(file_name)], class_names=self.class_names
@@ -167,6 +164,25 @@ class SplashService:
             np.asarray(result["class_ids"], dtype=np.int32),
             np.asarray(result["rois"], dtype=np.int32).reshape(-1, 4),
         )
+
+    def _check_pixels(self, data: bytes, file_name: str) -> None:
+        """Raise UploadError 413 when the image's header gives more than ``max_pixels``.
+
+        Pillow's ``Image.open`` reads the header only, so a small file that claims a huge size
+        is refused without its pixels being decoded. Bytes Pillow cannot identify pass: the
+        decoding that follows says what is wrong with them.
+        """
+        size = header_size(data, file_name)
+        if size is None:
+            return
+        width, height = size
+        if width * height > self.max_pixels:
+            raise UploadError(
+                f"{file_name}: {width} x {height} = {width * height} pixels is over the limit "
+                f"of {self.max_pixels} pixels; send a smaller photo (or start the server with a "
+                "larger --max-megapixels)",
+                413,
+            )
 
     def get(self, upload_id: str) -> Upload:
         """The upload of that id; UploadError 404 when unknown or expired."""
@@ -258,11 +274,37 @@ class SplashService:
 def _image_id(file_name: str) -> int | str:
     """COCO image_id of an uploaded file, as ``mrcnn detect`` gives: its stem, an int if digits."""
     stem = Path(file_name).stem
-    return int(stem) if stem.isdigit() else stem
+    return int(stem) if stem.isascii() and stem.isdigit() else stem  # not int("²")
 
 
-def too_large_message(file_name: str, size: int, limit: int) -> str:
+def header_size(data: bytes, where: str = "upload") -> tuple[int, int] | None:
+    """(width, height) of an image file from its header, without decoding the pixels; None
+    when Pillow cannot identify the bytes as an image.
+
+    Raises UploadError 413 for an image over Pillow's limit against decompression bombs
+    (``2 * PIL.Image.MAX_IMAGE_PIXELS``), which Pillow checks when it opens the file.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as pil:
+                return pil.size
+    except Image.DecompressionBombError as error:
+        raise UploadError(
+            f"{where}: the image has more than {2 * Image.MAX_IMAGE_PIXELS} pixels, Pillow's limit "
+            "against decompression bombs; send a smaller photo",
+            413,
+        ) from error
+    except (OSError, ValueError, SyntaxError):  # not an image: decoding says so
+        return None
+
+
+def too_large_message(what: str, size: int, limit: int) -> str:
+    """The message of a file of ``size`` bytes over the upload ``limit``, in exact bytes."""
     return (
-        f"{file_name}: {size / 2**20:.1f} MiB is over the upload limit of {limit / 2**20:.1f} "
-        "MiB; send a smaller photo (or start the server with a larger --max-upload-mb)"
+        f"{what}: {size} bytes is over the upload limit of {limit} bytes "
+        f"({limit / 2**20:.1f} MiB); send a smaller photo (or start the server with a larger "
+        "--max-upload-mb)"
     )

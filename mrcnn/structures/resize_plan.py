@@ -102,7 +102,8 @@ def plan_resize(
         return ResizePlan((height, width), (height, width), (0, 0, 0, 0))
     if mode == "shortest_side":
         scale = min(min_dim / min(height, width), max_dim / max(height, width))
-        new_h, new_w = math.floor(height * scale), math.floor(width * scale)
+        # At least 1 pixel: an extreme aspect ratio (1 x 4000) would otherwise floor to 0.
+        new_h, new_w = max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
         pad_h = -new_h % SHORTEST_SIDE_PAD
         pad_w = -new_w % SHORTEST_SIDE_PAD
         return ResizePlan((height, width), (new_h, new_w), (0, pad_h, 0, pad_w))
@@ -110,7 +111,7 @@ def plan_resize(
         raise ValueError(f"unknown IMAGE_RESIZE_MODE {mode!r}")
 
     scale = matterport_scale(height, width, mode, min_dim, max_dim, min_scale)
-    new_h, new_w = round(height * scale), round(width * scale)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))  # as above
 
     if mode == "square":
         top = (max_dim - new_h) // 2

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import socket
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +20,8 @@ from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
 from tests.helpers.tiny_model import tiny_model
 
 CLASS_NAMES = ["balloon", "kite"]
+#: The address the in-process test clients name in their Host header, as a browser would.
+LOCAL_URL = "http://127.0.0.1:8000"
 #: Random weights give saturated class scores (all 1.0); scaling the class logits down spreads
 #: them over roughly 0.3-0.9, so that a threshold change changes what is shown.
 CLASS_LOGIT_SCALE = 0.05
@@ -53,6 +58,34 @@ def blob_photo(path: Path, width: int, height: int, seed: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path, quality=95)
     return path
+
+
+def local_client(app):
+    """A Starlette TestClient of ``app`` that names 127.0.0.1:8000 as its Host (the default,
+    ``testserver``, is not a name the app answers to)."""
+    from starlette.testclient import TestClient
+
+    return TestClient(app, base_url=LOCAL_URL)
+
+
+def png_bytes(width: int, height: int, value: int = 120) -> bytes:
+    """A real PNG of one grey level."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((height, width, 3), value, dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of under 100 bytes whose header claims ``width`` x ``height`` RGB pixels (its data
+    is a few bytes, no IEND): Pillow opens it and reports that size without decoding."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    data = zlib.compress(b"\0" * (1 + 3 * min(width, 16)))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
 
 
 @contextmanager

@@ -54,9 +54,9 @@ async function sendPhoto(file) {
   const limit = state.info.max_upload_bytes;
   if (file.size === 0) return showError(`${file.name}: the file is empty; choose a photo`);
   if (file.size > limit) {
-    const mib = (n) => (n / 2 ** 20).toFixed(1);
-    return showError(`${file.name}: ${mib(file.size)} MiB is over the upload limit of ` +
-                     `${mib(limit)} MiB; choose a smaller photo`);
+    const mib = (limit / 2 ** 20).toFixed(1);
+    return showError(`${file.name}: ${file.size} bytes is over the upload limit of ` +
+                     `${limit} bytes (${mib} MiB); choose a smaller photo`);
   }
   $("status").textContent = `Detecting in ${file.name}…`;
   const body = new FormData();
