@@ -6,18 +6,25 @@ Writes ``samples.png`` (images with their masks, boxes and classes), ``statistic
 every scale and ratio), and prints the share of ground-truth boxes that some anchor covers at
 IoU >= 0.5 and >= 0.7. The numbers come from :mod:`mrcnn.datasets.stats`, so notebooks can
 compute them too.
+
+Every analysed image is loaded (``load_image`` and ``load_mask``); those that raise are listed,
+one line each with the error, as training would skip them, and the command then exits with 1.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mrcnn.commands.common import add_config_arguments, add_dataset_argument
 from mrcnn.config import load_config
 from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
+
+if TYPE_CHECKING:
+    from mrcnn.datasets.failures import ImageFailure
 
 HELP = "check a dataset before training: sample sheet, instance statistics, anchor coverage"
 
@@ -76,7 +83,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{dataset.num_images} images, {dataset.num_classes - 1} {plural}: {names}")
 
     ids = dstats.sample_image_ids(dataset, args.limit or None)
-    records = dstats.collect_instances(dataset, ids, progress=True)
+    records = dstats.collect_instances(dataset, ids, progress=True, load_images=True)
+    for line in _failure_lines(records.failures, len(ids), args.dataset, subset):
+        print(line)
+    if not len(records.analysed_ids):
+        raise ValueError(
+            f"none of the {len(ids)} images read could be loaded (listed above); fix the "
+            "dataset's load_image / load_mask first"
+        )
     stats = dstats.instance_statistics(records, dataset.class_names)
     coverage = dstats.anchor_coverage(records, config)
     for line in _statistics_lines(stats, len(dataset.image_ids)):
@@ -85,12 +99,31 @@ def run(args: argparse.Namespace) -> int:
         print(line)
 
     out.mkdir(parents=True, exist_ok=True)
-    sample_ids = dstats.sample_image_ids(dataset, max(1, args.samples))
+    sample_ids = dstats.spread_ids(records.analysed_ids, max(1, args.samples))
     dataset_figures.display_dataset_samples(dataset, sample_ids, path=written[0])
     dataset_figures.plot_dataset_statistics(stats, coverage, path=written[1])
     _anchor_figure(dataset, records, coverage, config, written[2])
     print("wrote " + ", ".join(str(p) for p in written))
-    return 0
+    return 1 if records.failures else 0
+
+
+def _failure_lines(
+    failures: list[ImageFailure], read: int, spec: str, subset: str | None
+) -> list[str]:
+    """The images that failed to load: a heading, one line each, and how to see a traceback."""
+    # why here: the training package imports torch, start-up time of `mrcnn --help`.
+    from mrcnn.training.bad_images import MAX_BAD_SHARE
+
+    if not failures:
+        return []
+    first = failures[0]
+    call = f"from_spec({spec!r}, {subset!r}).{first.method}({first.image_id})"
+    return [
+        f"{len(failures)} of {read} images failed to load; training skips them, and stops when "
+        f"the images it reads show that more than {100 * MAX_BAD_SHARE:g}% fail:",
+        *(f"  {failure.describe()}" for failure in failures),
+        f'to see a traceback: python -c "from mrcnn.datasets import from_spec; {call}"',
+    ]
 
 
 def _statistics_lines(stats: dict, total_images: int) -> list[str]:

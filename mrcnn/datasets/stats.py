@@ -1,6 +1,8 @@
 """Dataset statistics for checking data before training (used by ``mrcnn inspect-data``).
 
-* :func:`collect_instances` loads the masks of some images once and keeps boxes and areas.
+* :func:`collect_instances` loads the masks of some images once and keeps boxes and areas; the
+  images whose ``load_mask`` (or, when asked, ``load_image``) raises are listed apart, as
+  training would skip them.
 * :func:`instance_statistics` summarises instance counts, sizes and classes.
 * :func:`anchor_coverage` tells how well the configured anchors fit the objects: for each
   ground-truth box, the best IoU any anchor reaches once the image is molded as the network
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -18,9 +21,12 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from mrcnn.datasets.failures import ImageFailure, call_loaders, warn_below_bars
 from mrcnn.modeling.anchors import anchors_for_config, cell_anchors
 from mrcnn.structures.boxes import xyxy_to_yxyx
 from mrcnn.structures.image import ResizePlan, apply_plan, plan_for_config, plan_resize
+
+log = logging.getLogger(__name__)
 
 #: Upper bound on the elements of one IoU block (ground truths x anchors), to bound memory.
 IOU_BLOCK_ELEMENTS = 1 << 22
@@ -31,12 +37,13 @@ class InstanceRecords:
     """Boxes and areas of the instances of some images.
 
     Attributes:
-        analysed_ids: int64 [K] dataset image ids that were read.
+        analysed_ids: int64 [K] dataset image ids that were read (and loaded).
         image_shapes: int64 [K, 2] (height, width) of those images.
         image_index: int64 [M] index into ``analysed_ids`` of each instance.
         class_ids: int32 [M] class ids (negative for crowd regions).
         boxes: int32 [M, 4] (y1, x1, y2, x2) in original-image pixels, exclusive y2/x2.
         areas: int64 [M] mask pixel counts.
+        failures: the images whose loaders raised (left out of everything above).
     """
 
     analysed_ids: np.ndarray
@@ -45,6 +52,7 @@ class InstanceRecords:
     class_ids: np.ndarray
     boxes: np.ndarray
     areas: np.ndarray
+    failures: list[ImageFailure] = field(default_factory=list)
 
     @property
     def crowd(self) -> np.ndarray:
@@ -54,36 +62,58 @@ class InstanceRecords:
 
 def sample_image_ids(dataset, limit: int | None) -> np.ndarray:
     """Up to ``limit`` image ids spread evenly over the dataset (all of them for None)."""
-    ids = np.asarray(dataset.image_ids)
+    return spread_ids(dataset.image_ids, limit)
+
+
+def spread_ids(ids, limit: int | None) -> np.ndarray:
+    """Up to ``limit`` of ``ids``, spread evenly over them (all of them for None)."""
+    ids = np.asarray(ids)
     if limit is None or limit >= len(ids):
         return ids
     picks = np.unique(np.linspace(0, len(ids) - 1, max(1, int(limit))).round().astype(int))
     return ids[picks]
 
 
-def collect_instances(dataset, image_ids=None, progress: bool = False) -> InstanceRecords:
-    """Load the masks of ``image_ids`` (default: all) and keep their boxes and areas."""
+def collect_instances(
+    dataset, image_ids=None, progress: bool = False, load_images: bool = False
+) -> InstanceRecords:
+    """Load the masks of ``image_ids`` (default: all) and keep their boxes and areas.
+
+    With ``load_images``, each image is loaded too (slower: it is decoded), so that images
+    whose ``load_image`` raises are found as well. An image whose loader raises is left out,
+    logged (a warning line each) and listed in ``failures``.
+    """
     image_ids = np.asarray(dataset.image_ids if image_ids is None else image_ids, dtype=np.int64)
-    shapes, index, classes, boxes, areas = [], [], [], [], []
+    methods = ("load_image", "load_mask") if load_images else ("load_mask",)
+    shapes, index, classes, boxes, areas, loaded, failures = [], [], [], [], [], [], []
     iterator = image_ids
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(image_ids, desc="reading masks", unit="image", leave=False)
-    for k, image_id in enumerate(iterator):
-        masks, class_ids = dataset.load_mask(int(image_id))
+        what = "images and masks" if load_images else "masks"
+        iterator = tqdm(image_ids, desc=f"reading {what}", unit="image", leave=False)
+    for image_id in iterator:
+        result = call_loaders(dataset, int(image_id), methods)
+        if isinstance(result, ImageFailure):
+            warn_below_bars(log, f"{result.describe()}; left out of the statistics")
+            failures.append(result)
+            continue
+        masks, class_ids = result[-1]
+        k = len(loaded)
+        loaded.append(int(image_id))
         shapes.append(masks.shape[:2])
         index.append(np.full(len(class_ids), k, dtype=np.int64))
         classes.append(np.asarray(class_ids, dtype=np.int32))
         boxes.append(dataset.extract_bboxes(masks))
         areas.append(masks.sum(axis=(0, 1)).astype(np.int64))
     return InstanceRecords(
-        analysed_ids=image_ids,
+        analysed_ids=np.asarray(loaded, dtype=np.int64),
         image_shapes=np.asarray(shapes, dtype=np.int64).reshape(-1, 2),
         image_index=_concat(index, np.int64),
         class_ids=_concat(classes, np.int32),
         boxes=_concat(boxes, np.int32).reshape(-1, 4),
         areas=_concat(areas, np.int64),
+        failures=failures,
     )
 
 

@@ -1,24 +1,33 @@
 """Running a model over a dataset and measuring Matterport-style AP (per image and for the
-whole dataset) at several IoU thresholds, keeping the detections in COCO's results format."""
+whole dataset) at several IoU thresholds, keeping the detections in COCO's results format.
+
+An image whose ``load_image`` or ``load_mask`` raises is left out with one warning line (its id,
+path and error) and counted in :attr:`DatasetEvaluation.skipped`; the others are evaluated."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
+from mrcnn.datasets.failures import ImageFailure, call_loaders, warn_below_bars
 from mrcnn.evaluation.ap import COCO_IOU_THRESHOLDS, APAccumulator
 from mrcnn.evaluation.coco import coco_ids, detections_to_coco
 from mrcnn.evaluation.matching import GroundTruth, Predictions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class DatasetEvaluation:
     """What :func:`evaluate_dataset` measured.
 
-    ``image_ids`` int [N] internal ids evaluated; ``iou_thresholds`` the requested thresholds;
+    ``image_ids`` int [N] internal ids evaluated (those that loaded); ``skipped`` the
+    :class:`~mrcnn.datasets.failures.ImageFailure` of each image that failed to load;
+    ``iou_thresholds`` the requested thresholds;
     ``image_aps[t]`` float [N] per-image AP at threshold t (requested ones and COCO's ten);
     ``mean_ap[t]`` their mean (Matterport's mAP); ``dataset_ap[t]`` the AP of all predictions
     ranked together; ``coco_results`` the detections in COCO's results format.
@@ -32,6 +41,7 @@ class DatasetEvaluation:
     use_masks: bool = True
     coco_results: list[dict] = field(default_factory=list)
     detections: int = 0
+    skipped: list[ImageFailure] = field(default_factory=list)
 
     @property
     def map50(self) -> float:
@@ -51,8 +61,9 @@ class DatasetEvaluation:
     def summary(self) -> list[str]:
         """Printable lines: per-image mAP and dataset AP at each requested threshold."""
         kind = "mask" if self.use_masks else "box"
+        left_out = f"; skipped {len(self.skipped)} that failed to load" if self.skipped else ""
         lines = [
-            f"{len(self.image_ids)} images, {self.detections} detections ({kind} IoU)",
+            f"{len(self.image_ids)} images, {self.detections} detections ({kind} IoU){left_out}",
             f"{'IoU':>11}  {'mAP (mean per image)':>20}  {'AP (dataset)':>12}",
         ]
         for t in self.iou_thresholds:
@@ -87,7 +98,10 @@ def evaluate_dataset(
             and JSON files).
     Returns:
         a :class:`DatasetEvaluation`. Crowd regions (negative class ids) are ignored as
-        described in the module docstring.
+        described in the module docstring; images that fail to load are left out (a warning
+        each) and listed in its ``skipped``.
+    Raises:
+        ValueError: no image to evaluate, or none of them loaded.
     """
     ids = np.asarray(dataset.image_ids if image_ids is None else image_ids, dtype=np.int64)
     if limit:
@@ -97,19 +111,30 @@ def evaluate_dataset(
     requested = _checked_thresholds(iou_thresholds)
     thresholds = tuple(sorted(set(requested) | set(COCO_IOU_THRESHOLDS)))
     accumulator = APAccumulator(thresholds, use_masks=use_masks)
-    results_json, detections = _detect_and_accumulate(
+    done = _detect_and_accumulate(
         model, dataset, ids, accumulator, progress=progress, coco_results=coco_results
     )
+    if not done.image_ids:
+        raise ValueError(_none_loaded(done.skipped))
     image_aps = {t: accumulator.image_aps(t) for t in thresholds}
     return DatasetEvaluation(
-        image_ids=ids,
+        image_ids=np.asarray(done.image_ids, dtype=np.int64),
         iou_thresholds=requested,
         image_aps=image_aps,
         mean_ap={t: float(np.mean(v)) for t, v in image_aps.items()},
         dataset_ap={t: accumulator.dataset_ap(t) for t in thresholds},
         use_masks=use_masks,
-        coco_results=results_json,
-        detections=detections,
+        coco_results=done.coco_results,
+        detections=done.detections,
+        skipped=done.skipped,
+    )
+
+
+def _none_loaded(failures: list[ImageFailure]) -> str:
+    first = failures[0]
+    return (
+        f"none of the {len(failures)} images could be loaded, e.g. {first.describe()}; call "
+        f"dataset.{first.method}({first.image_id}) yourself to see the traceback"
     )
 
 
@@ -128,6 +153,16 @@ def _images_per_batch(model) -> int:
     return max(1, int(getattr(getattr(model, "config", None), "IMAGES_PER_GPU", 1) or 1))
 
 
+@dataclass
+class _Detected:
+    """What :func:`_detect_and_accumulate` went through."""
+
+    image_ids: list[int] = field(default_factory=list)
+    coco_results: list[dict] = field(default_factory=list)
+    detections: int = 0
+    skipped: list[ImageFailure] = field(default_factory=list)
+
+
 def _detect_and_accumulate(
     model,
     dataset,
@@ -136,33 +171,50 @@ def _detect_and_accumulate(
     *,
     progress: bool,
     coco_results: bool,
-) -> tuple[list[dict], int]:
-    """Detect on ``ids`` batch by batch, adding each image to ``accumulator``.
+) -> _Detected:
+    """Detect on ``ids`` batch by batch, adding each image to ``accumulator``; images that fail
+    to load are skipped with a warning.
 
     Returns:
-        (the detections in COCO's results format, or [] without ``coco_results``; how many
-        detections there were).
+        the ids evaluated, the detections in COCO's results format (or [] without
+        ``coco_results``), how many detections there were, and the failed loads.
     """
     coco_image_ids, class_map = coco_ids(dataset, ids)
-    results_json: list[dict] = []
-    detections = 0
+    coco_id_of = dict(zip(ids.tolist(), coco_image_ids, strict=True))
+    done = _Detected()
     step = _images_per_batch(model)
     bar = tqdm(total=len(ids), desc="evaluating", unit="image", disable=not progress)
     try:
         for start in range(0, len(ids), step):
             chunk = ids[start : start + step]
-            results = model.detect([dataset.load_image(int(i)) for i in chunk])
-            for k, (image_id, r) in enumerate(zip(chunk, results, strict=True)):
-                gt_masks, gt_class_ids = dataset.load_mask(int(image_id))
+            loaded = _load_chunk(dataset, chunk, done.skipped)
+            results = model.detect([image for _, image, _ in loaded]) if loaded else []
+            for (image_id, _, (gt_masks, gt_class_ids)), r in zip(loaded, results, strict=True):
                 gt_boxes = dataset.extract_bboxes(gt_masks)
                 accumulator.add_image(
                     GroundTruth(gt_boxes, gt_class_ids, gt_masks),
                     Predictions(r["rois"], r["class_ids"], r["scores"], r["masks"]),
                 )
-                detections += len(r["class_ids"])
+                done.image_ids.append(image_id)
+                done.detections += len(r["class_ids"])
                 if coco_results:
-                    results_json += detections_to_coco([r], [coco_image_ids[start + k]], class_map)
+                    coco_id = [coco_id_of[image_id]]
+                    done.coco_results += detections_to_coco([r], coco_id, class_map)
             bar.update(len(chunk))
     finally:
         bar.close()
-    return results_json, detections
+    return done
+
+
+def _load_chunk(dataset, chunk: np.ndarray, failures: list[ImageFailure]) -> list[tuple]:
+    """(image id, image, (masks, class ids)) of the images of ``chunk`` that load; each one that
+    does not is logged and added to ``failures``."""
+    loaded = []
+    for image_id in chunk.tolist():
+        result = call_loaders(dataset, image_id)
+        if isinstance(result, ImageFailure):
+            warn_below_bars(log, f"{result.describe()}; skipped, not evaluated")
+            failures.append(result)
+        else:
+            loaded.append((image_id, *result))
+    return loaded

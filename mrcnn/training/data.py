@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from mrcnn.datasets.failures import ImageFailure, call_loaders
 from mrcnn.modeling.targets import GroundTruth, mini_masks
 from mrcnn.structures.image import apply_plan, mold_image, plan_for_config
 from mrcnn.training.augment import apply_augmentation, boxes_from_masks, to_sample
+from mrcnn.training.bad_images import REPLACEMENT_TRIES
 
 
 @dataclass
@@ -28,12 +30,16 @@ class Batch:
         images: [B, 3, H, W] molded images; windows: [B, 4] (x1, y1, x2, y2) of each image.
         gt: ground truth in molded-input pixels (see :class:`GroundTruth`).
         image_ids: int64 [B] dataset image ids (for error messages).
+        failures: the loads that failed while drawing this batch (those images were replaced
+            or, past :data:`~mrcnn.training.bad_images.REPLACEMENT_TRIES`, left out: B can be
+            smaller than the batch size, even 0).
     """
 
     images: torch.Tensor
     windows: torch.Tensor
     gt: GroundTruth
     image_ids: torch.Tensor
+    failures: list[ImageFailure] = field(default_factory=list)
 
     def to(self, device) -> Batch:
         return Batch(
@@ -41,14 +47,20 @@ class Batch:
             self.windows.to(device, non_blocking=True),
             self.gt.to(device),
             self.image_ids,
+            self.failures,
         )
 
     def pin_memory(self) -> Batch:
-        return Batch(self.images.pin_memory(), self.windows, self.gt, self.image_ids)
+        return Batch(self.images.pin_memory(), self.windows, self.gt, self.image_ids, self.failures)
 
 
 class TrainingSamples(torch.utils.data.Dataset):
     """One molded image and its ground truth per item.
+
+    An image whose ``load_image`` or ``load_mask`` raises is replaced by another image of the
+    dataset (the same one for the same index, so validation stays comparable across epochs);
+    the item's ``"failures"`` lists the failed loads, and after ``REPLACEMENT_TRIES`` of them
+    the item has no image (``"image"`` None) and :func:`collate` leaves it out.
 
     Args:
         dataset: a prepared :class:`mrcnn.dataset.Dataset`.
@@ -68,13 +80,21 @@ class TrainingSamples(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         """dict of "image" [3, H, W] float32 molded, "window" [4], "boxes" [N, 4], "class_ids"
         int64 [N], "masks" [N, h, w] float 0/1 (mini masks or molded full masks),
-        "crowd_boxes" [C, 4] and "image_id"."""
-        image_id = int(self.dataset.image_ids[index])
-        image = self.dataset.load_image(image_id)
-        masks, class_ids = self.dataset.load_mask(image_id)
+        "crowd_boxes" [C, 4], "image_id" and "failures" (see the class docstring)."""
+        failures: list[ImageFailure] = []
+        for attempt in range(REPLACEMENT_TRIES):
+            image_id = int(self.dataset.image_ids[index])
+            loaded = call_loaders(self.dataset, image_id)
+            if not isinstance(loaded, ImageFailure):
+                break
+            failures.append(loaded)
+            index = _replacement(index, attempt, len(self))
+        else:
+            return {"image": None, "failures": failures}
+        image, (masks, class_ids) = loaded
         masks, class_ids = _limit_instances(masks, class_ids, int(self.config.MAX_GT_INSTANCES))
         sample = apply_augmentation(self.augmentation, to_sample(image, masks, class_ids))
-        return self._mold(sample, image_id)
+        return self._mold(sample, image_id) | {"failures": failures}
 
     def _mold(self, sample: dict, image_id: int) -> dict:
         cfg = self.config
@@ -107,6 +127,14 @@ class TrainingSamples(torch.utils.data.Dataset):
         }
 
 
+def _replacement(index: int, attempt: int, size: int) -> int:
+    """The index tried after ``index`` failed on try ``attempt``: another one, pseudo-random but
+    fixed for the pair (so an epoch's draws, and validation's images, do not depend on timing)."""
+    if size < 2:
+        return index
+    return (index + 1 + int(np.random.default_rng([index, attempt]).integers(size - 1))) % size
+
+
 def _limit_instances(masks: np.ndarray, class_ids: np.ndarray, limit: int):
     """Keep a random ``limit`` of the instances (MAX_GT_INSTANCES), crowd regions included."""
     if masks.shape[2] <= limit:
@@ -117,7 +145,12 @@ def _limit_instances(masks: np.ndarray, class_ids: np.ndarray, limit: int):
 
 def collate(samples: list[dict]) -> Batch:
     """Stack samples, padding instances to the largest count (at least 1) and images to the
-    largest size (bottom and right, zeros = the mean colour)."""
+    largest size (bottom and right, zeros = the mean colour); the samples' failed loads go to
+    ``Batch.failures`` and samples without an image are left out."""
+    failures = [f for s in samples for f in s.get("failures", ())]
+    samples = [s for s in samples if s["image"] is not None]
+    if not samples:
+        return _empty_batch(failures)
     count = max(1, max(len(s["class_ids"]) for s in samples))
     crowds = max(1, max(len(s["crowd_boxes"]) for s in samples))
     height = max(s["image"].shape[1] for s in samples)
@@ -139,7 +172,20 @@ def collate(samples: list[dict]) -> Batch:
     gt = GroundTruth(boxes, class_ids, masks, crowd_boxes, crowd_valid, samples[0]["mini"])
     windows = torch.stack([s["window"] for s in samples])
     ids = torch.tensor([s["image_id"] for s in samples], dtype=torch.int64)
-    return Batch(images, windows, gt, ids)
+    return Batch(images, windows, gt, ids, failures)
+
+
+def _empty_batch(failures: list[ImageFailure]) -> Batch:
+    """A batch of no image: every image tried for it failed to load."""
+    gt = GroundTruth(
+        torch.zeros((0, 1, 4)),
+        torch.zeros((0, 1), dtype=torch.int64),
+        torch.zeros((0, 1, 1, 1), dtype=torch.uint8),
+        torch.zeros((0, 1, 4)),
+        torch.zeros((0, 1), dtype=torch.bool),
+    )
+    empty = torch.zeros(0, dtype=torch.int64)
+    return Batch(torch.zeros((0, 3, 1, 1)), torch.zeros((0, 4)), gt, empty, failures)
 
 
 def _mask_shape(samples: list[dict], height: int, width: int) -> tuple[int, int]:

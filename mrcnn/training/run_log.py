@@ -1,9 +1,12 @@
 """What a training run records: ``metrics.jsonl``, TensorBoard events and the progress bar.
 
 ``metrics.jsonl`` in the run folder gets one JSON object per line: after every optimiser step
-``{"step", "epoch", <loss names>..., "loss", "lr", "seconds"}`` and after each epoch's
-validation ``{"step", "epoch", "val_<loss name>"..., "val_loss"}``. The same figures go to
-TensorBoard (``train/...``, ``val/...``). Only the main process of a distributed run logs.
+``{"step", "epoch", <loss names>..., "loss", "lr", "seconds", "skipped_images"}`` and after each
+epoch's validation ``{"step", "epoch", "val_<loss name>"..., "val_loss",
+"val_skipped_images"}``; ``skipped_images`` counts the images of that step (or validation) whose
+``load_image`` or ``load_mask`` raised and that another image replaced (see
+:mod:`mrcnn.training.bad_images`). The same figures go to TensorBoard (``train/...``,
+``val/...``). Only the main process of a distributed run logs.
 """
 
 from __future__ import annotations
@@ -42,21 +45,25 @@ class RunLogger:
         lr: float,
         seconds: float,
         images: int,
+        skipped: int = 0,
     ) -> None:
-        """Record the losses of global step ``step``, which took ``seconds`` for ``images``."""
+        """Record the losses of global step ``step``, which took ``seconds`` for ``images``
+        after ``skipped`` failed image loads."""
         if not self.enabled:
             return
-        self._append({"step": step, "epoch": epoch, **values, "lr": lr, "seconds": seconds})
+        record = {"step": step, "epoch": epoch, **values, "lr": lr, "seconds": seconds}
+        self._append(record | {"skipped_images": skipped})
         for key, value in values.items():
             self._writer.add_scalar(f"train/{key}", value, step)
         self._writer.add_scalar("train/lr", lr, step)
         self._writer.add_scalar("train/images_per_second", images / max(seconds, 1e-9), step)
 
-    def validation(self, step: int, epoch: int, values: dict[str, float]) -> None:
-        """Record an epoch's validation losses (keys ``val_*``), if any."""
+    def validation(self, step: int, epoch: int, values: dict[str, float], skipped: int = 0) -> None:
+        """Record an epoch's validation losses (keys ``val_*``), if any, and how many image
+        loads failed during it."""
         if not self.enabled or not values:
             return
-        self._append({"step": step, "epoch": epoch, **values})
+        self._append({"step": step, "epoch": epoch, **values, "val_skipped_images": skipped})
         for key, value in values.items():
             self._writer.add_scalar(f"val/{key.removeprefix('val_')}", value, step)
 

@@ -4,7 +4,9 @@
 of ``subject.net`` selected by ``layers`` from epoch ``subject.state.epoch + 1`` up to ``epochs``
 (the final epoch number,
 so "heads to 10, then all to 30" is two calls). Every epoch ends with VALIDATION_STEPS of
-validation losses and a checkpoint in the run folder; see docs/training.md.
+validation losses and a checkpoint in the run folder; see docs/training.md. An image whose
+``load_image`` or ``load_mask`` raises is logged once, replaced and counted; too many of them
+stop the run (:mod:`mrcnn.training.bad_images`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mrcnn.datasets.base import describe_classes
 from mrcnn.modeling.losses import training_losses, weighted_total
 from mrcnn.modeling.precision import cpu_bf16_shortfall
 from mrcnn.training import distributed
+from mrcnn.training.bad_images import REPLACEMENT_TRIES, BadImages
 from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
 from mrcnn.training.imgaug_adapter import adapt_augmentation
 from mrcnn.training.layers import build_optimizer, set_train_mode, set_trainable, warmup_factor
@@ -170,6 +173,10 @@ class Trainer:
         self.lock: RunLock | None = None
         self.last_checkpoint: str | None = self.state.checkpoint_path
         self.log = RunLogger(None, enabled=False)
+        population = len(train_dataset.image_ids) + (
+            len(val_dataset.image_ids) if val_dataset is not None else 0
+        )
+        self.bad_images = BadImages(population)
 
     # --- setup ---------------------------------------------------------------------------------
     def _loader(self, dataset, augmentation, steps: int) -> torch.utils.data.DataLoader:
@@ -278,19 +285,34 @@ class Trainer:
         bar = self.log.progress(steps, self._progress_label(epoch))
         sums: dict[str, float] = {}
         tick = time.perf_counter()
-        for index, batch in enumerate(self.train_loader):
-            values = self._step(batch, epoch, index)
-            seconds, tick = time.perf_counter() - tick, time.perf_counter()
-            for key, value in values.items():
-                sums[key] = sums.get(key, 0.0) + value
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.log.step(self.state.step, epoch, values, lr, seconds, len(batch.image_ids))
-            bar.set_postfix(
-                short_names(values) | {"img/s": f"{len(batch.image_ids) / seconds:.1f}"}
-            )
-            bar.update()
-        bar.close()
+        with bar:  # closed (its line ended) before an error of the loop is printed
+            for index, batch in enumerate(self.train_loader):
+                skipped = self._note_bad_images("training", batch)
+                values = self._step(batch, epoch, index)
+                seconds, tick = time.perf_counter() - tick, time.perf_counter()
+                for key, value in values.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                lr = self.optimizer.param_groups[0]["lr"]
+                images = len(batch.image_ids)
+                self.log.step(self.state.step, epoch, values, lr, seconds, images, skipped)
+                bar.set_postfix(short_names(values) | {"img/s": f"{images / seconds:.1f}"})
+                bar.update()
         return {key: value / max(1, steps) for key, value in sums.items()}
+
+    def _note_bad_images(self, role: str, batch: Batch) -> int:
+        """Log and count the batch's failed loads (its images were replaced); how many.
+
+        Raises:
+            TooManyBadImages: past the limit, or no image of the batch loaded (on every rank).
+        """
+        self.bad_images.record(role, batch.image_ids.tolist(), batch.failures)
+        reason = self.bad_images.excess()
+        if reason is None and not len(batch.image_ids):
+            reason = f"no image of a {role} batch loaded ({REPLACEMENT_TRIES} tried for each)"
+        if distributed.any_flag(reason is not None, self.device):
+            reason = reason or "too many images failed to load in another process"
+            raise self.bad_images.stop_error(reason, self.last_checkpoint)
+        return len(batch.failures)
 
     def _progress_label(self, epoch: int) -> str:
         """ "epoch 3/30", or for a time-boxed run the seconds left of its budget."""
@@ -344,6 +366,7 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         for batch in self.val_loader:
+            self._note_bad_images("validation", batch)
             batch = batch.to(self.device)
             with self._autocast():
                 losses = self.loss_module(batch.images, batch.windows, batch.gt)
@@ -357,10 +380,15 @@ class Trainer:
         self.state.epoch = epoch
         if self.dist.is_main:
             self._save(epoch)
-            self.log.validation(self.state.step, epoch, val)
+            val_skipped = self.bad_images.epoch_counts.get("validation", 0)
+            self.log.validation(self.state.step, epoch, val, val_skipped)
             self.log.flush()
             summary = ", ".join(f"{k} {v:.4f}" for k, v in {**losses, **val}.items())
+            skipped = self.bad_images.take_epoch()
+            summary += f"; {skipped}" if skipped else ""
             print(f"epoch {epoch}: {summary}; saved {self.last_checkpoint}")
+        else:
+            self.bad_images.take_epoch()
         distributed.barrier()
 
     def _save(self, epoch: int) -> None:

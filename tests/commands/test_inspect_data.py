@@ -98,3 +98,55 @@ def test_coverage_ignores_crowd_and_matches_brute_force():
     gt = torch.from_numpy(boxes_to_input(records.boxes[1:], plan))
     expected = box_iou(gt, anchors).max(dim=1).values.numpy()
     np.testing.assert_allclose(result.best_iou, expected, rtol=1e-6)
+
+
+def test_inspect_data_lists_images_that_fail_to_load(tmp_path, capsys, monkeypatch):
+    from mrcnn.datasets import ShapesDataset
+    from tests.helpers.bad_images import shapes_failing_for
+
+    monkeypatch.setattr(ShapesDataset, "load_mask", shapes_failing_for([3, 7]))
+    original_image = ShapesDataset.load_image
+
+    def load_image(self, image_id):
+        if image_id == 5:
+            raise OSError("image file is truncated (12 bytes not processed)")
+        return original_image(self, image_id)
+
+    monkeypatch.setattr(ShapesDataset, "load_image", load_image)
+    out = tmp_path / "inspect"
+    argv = ["--dataset", "shapes:12:64", "--out", str(out), "--samples", "12"]
+    argv += [a for s in SMALL for a in ("--set", s)]
+    assert _run(argv) == 1  # the figures are written, and the exit status says what is wrong
+    printed = capsys.readouterr().out.splitlines()
+    start = printed.index(
+        "3 of 12 images failed to load; training skips them, and stops when the images it "
+        "reads show that more than 20% fail:"
+    )
+    edge = "load_mask raised IndexError: index 64 is out of bounds for axis 1 with size 64"
+    assert printed[start + 1 : start + 5] == [
+        f"  image 3 (shapes image 3: triangle, circle): {edge}",
+        "  image 5 (shapes image 5: triangle): load_image raised OSError: image file is "
+        "truncated (12 bytes not processed)",
+        f"  image 7 (shapes image 7: square, triangle, circle): {edge}",
+        'to see a traceback: python -c "from mrcnn.datasets import from_spec; '
+        "from_spec('shapes:12:64', 'train').load_mask(3)\"",
+    ]
+    assert "instances: " in "\n".join(printed) and "9 images (of 12)" in "\n".join(printed)
+    for name in ("samples.png", "statistics.png", "anchors.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_collect_instances_leaves_out_and_lists_failing_images():
+    from tests.helpers.bad_images import broken_shapes
+
+    dataset = broken_shapes(6, bad_masks=[1], bad_images=[4])
+    records = collect_instances(dataset)  # masks only: load_image is not called
+    assert records.analysed_ids.tolist() == [0, 2, 3, 4, 5]
+    assert [(f.image_id, f.method) for f in records.failures] == [(1, "load_mask")]
+    records = collect_instances(dataset, load_images=True)
+    assert records.analysed_ids.tolist() == [0, 2, 3, 5]
+    assert [(f.image_id, f.method, f.error_type) for f in records.failures] == [
+        (1, "load_mask", "IndexError"),
+        (4, "load_image", "OSError"),
+    ]
+    assert set(records.image_index.tolist()) == {0, 1, 2, 3}  # indexes into analysed_ids
