@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m ruff check mrcnn tests benchmarks tools samples
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 demo: $(STAMP)
 	$(PY) -m mrcnn demo

@@ -213,7 +213,12 @@ def trained_agreement(checkpoint: Path | None, train_seconds: float) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         if checkpoint is None:
-            run_demo(Path(tmp) / "demo", train_seconds=train_seconds, progress=False)
+            run_demo(
+                Path(tmp) / "demo",
+                train_epochs=10_000,  # as many as fit in the time
+                max_train_seconds=train_seconds,
+                progress=False,
+            )
             checkpoint = Path(find_last(Path(tmp) / "demo" / "logs"))
         val = _shapes(ShapesDataset, 50, "val", 0)
         images = [val.load_image(image_id) for image_id in val.image_ids]

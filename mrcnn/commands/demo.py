@@ -22,10 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "which is replaced; any other folder is refused",
     )
     parser.add_argument(
+        "--train-epochs",
+        type=int,
+        default=None,
+        help="epochs of 50 steps to train (default: the number measured to reach mask "
+        "mAP@0.5 >= 0.9, see benchmarks/RESULTS.md)",
+    )
+    parser.add_argument(
         "--train-seconds",
         type=float,
-        default=210.0,
-        help="wall-clock training budget in seconds (default 210)",
+        default=None,
+        help="safety limit on training, seconds (default 3600): training stops before an "
+        "epoch expected to end past it, and the demo then says the model is not trained enough",
     )
     parser.add_argument("--train-images", type=int, default=1000, help="generated training images")
     parser.add_argument("--val-images", type=int, default=50, help="generated validation images")
@@ -37,14 +45,19 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     # why here: the demo imports the model and training: start-up time of `mrcnn --help`.
-    from mrcnn.demo import run_demo
+    from mrcnn.demo import DEMO_EPOCHS, DEMO_TIME_CAP, ShapesDemoConfig, run_demo
 
     prepare_demo_folder(args.out)  # refuse a folder the demo did not write, before any work
     if torch.get_num_threads() > 1:
         torch.set_num_threads(torch.get_num_threads())
+    epochs = DEMO_EPOCHS if args.train_epochs is None else args.train_epochs
+    cap = DEMO_TIME_CAP if args.train_seconds is None else args.train_seconds
+    if epochs < 1 or not cap > 0:
+        raise ValueError(f"--train-epochs {epochs}, --train-seconds {cap}: both must be > 0")
     report = run_demo(
         args.out,
-        args.train_seconds,
+        epochs,
+        cap,
         args.train_images,
         args.val_images,
         args.seed,
@@ -54,4 +67,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"total {report.seconds['total']:.0f} s; report: {(report.out_dir / 'report.md').resolve()}"
     )
+    problem = report.shortfall(int(ShapesDemoConfig.STEPS_PER_EPOCH))
+    if problem:
+        print(f"not trained enough: {problem}")
+        return 1
     return 0

@@ -135,6 +135,8 @@ class Trainer:
         aug,
     ) -> None:
         self.deadline: float | None = None
+        #: Seconds the last epoch took (training and validation), for the time-left estimate.
+        self.epoch_seconds: float | None = None
         self.net, self.config, self.model_dir = subject.net, subject.config, subject.model_dir
         #: The model's run state (epoch, step, run folder, checkpoint): this trainer advances it.
         self.state = subject.state
@@ -248,6 +250,7 @@ class Trainer:
                 losses = self._train_epoch(epoch)
                 val = self._validate(epoch)
                 self._end_epoch(epoch, losses, val)
+                self.epoch_seconds = time.monotonic() - began
                 # Stop before an epoch that would end past the deadline.
                 if self.deadline is not None and 2 * time.monotonic() - began > self.deadline:
                     break
@@ -315,10 +318,19 @@ class Trainer:
         return len(batch.failures)
 
     def _progress_label(self, epoch: int) -> str:
-        """ "epoch 3/30", or for a time-boxed run the seconds left of its budget."""
-        if self.deadline is None:
-            return f"epoch {epoch}/{self.final_epoch}"
-        return f"epoch {epoch}, {max(0.0, self.deadline - time.monotonic()):.0f} s of budget left"
+        """ "epoch 3/30, about 12 min left" (at the last epoch's pace, from the second epoch
+        on); for a time-capped run whose epochs may not all fit (or are not timed yet), the
+        seconds left before the cap instead of the planned epochs."""
+        left = None
+        if self.epoch_seconds is not None:
+            left = self.epoch_seconds * (self.final_epoch - epoch + 1)
+        if self.deadline is not None:
+            to_cap = max(0.0, self.deadline - time.monotonic())
+            if left is None or left > to_cap:
+                return f"epoch {epoch}, {to_cap:.0f} s of budget left"
+            return f"epoch {epoch}/{self.final_epoch}, about {_duration(left)} left"
+        label = f"epoch {epoch}/{self.final_epoch}"
+        return label if left is None else f"{label}, about {_duration(left)} left"
 
     def _step(self, batch: Batch, epoch: int, index: int) -> dict[str, float]:
         batch = batch.to(self.device)
@@ -405,6 +417,15 @@ class Trainer:
         )
         atomic_torch_save(payload, path)
         self.last_checkpoint = self.state.checkpoint_path = str(path)
+
+
+def _duration(seconds: float) -> str:
+    """ "40 s", "12 min", "3.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def amp_dtype(config) -> torch.dtype | None:

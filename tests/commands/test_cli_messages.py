@@ -79,11 +79,30 @@ def test_weights_none_is_listed_in_help(capsys):
 def test_time_boxed_progress_shows_the_budget():
     from mrcnn.training.trainer import Trainer
 
-    trainer = SimpleNamespace(final_epoch=10_000, deadline=None)
+    trainer = SimpleNamespace(final_epoch=10_000, deadline=None, epoch_seconds=None)
     assert Trainer._progress_label(trainer, 3) == "epoch 3/10000"
     trainer.deadline = time.monotonic() + 120
     label = Trainer._progress_label(trainer, 3)
     assert "10000" not in label and label.startswith("epoch 3, 1") and "s of budget left" in label
+    trainer.epoch_seconds = 30.0  # 9998 epochs left do not fit in 120 s: the budget stays
+    assert Trainer._progress_label(trainer, 3).endswith("s of budget left")
+
+
+def test_progress_estimates_the_time_left_from_the_last_epoch():
+    from mrcnn.training.trainer import Trainer
+
+    trainer = SimpleNamespace(final_epoch=10, deadline=None, epoch_seconds=None)
+    assert Trainer._progress_label(trainer, 1) == "epoch 1/10"  # nothing measured yet
+    trainer.epoch_seconds = 30.0
+    assert Trainer._progress_label(trainer, 3) == "epoch 3/10, about 4 min left"  # 8 x 30 s
+    assert Trainer._progress_label(trainer, 10) == "epoch 10/10, about 30 s left"
+    trainer.deadline = time.monotonic() + 3600  # a cap far off: the plan and its estimate
+    assert Trainer._progress_label(trainer, 3) == "epoch 3/10, about 4 min left"
+    trainer.epoch_seconds = 1000.0
+    assert Trainer._progress_label(trainer, 9) == "epoch 9/10, about 33 min left"
+    trainer.deadline = None
+    trainer.epoch_seconds = 3000.0
+    assert Trainer._progress_label(trainer, 9) == "epoch 9/10, about 1.7 h left"
 
 
 @pytest.mark.parametrize(
