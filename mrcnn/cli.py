@@ -15,6 +15,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from mrcnn.outputs import forget_inputs
+
 #: subcommand name -> module under mrcnn.commands
 COMMANDS = {
     "train": "train",
@@ -67,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # The commands print the datasets' summary lines themselves; the library's log of the same
     # line would repeat it.
+    forget_inputs()  # the inputs of an earlier command run in this process are not this one's
     datasets_log = logging.getLogger("mrcnn.datasets")
     if not datasets_log.handlers:
         datasets_log.addHandler(logging.NullHandler())
@@ -74,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        # A command that stops part-way says what it wrote in the interrupt's message.
+        said = " ".join(str(interrupt).split())
+        print(f"interrupted{': ' + said if said else ''}", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError) as error:
         print(f"mrcnn {args.command}: error: {_one_line(error)}", file=sys.stderr)

@@ -22,7 +22,8 @@ from mrcnn.datasets.shapes import ShapesDataset
 from mrcnn.drawing.render import draw_instances
 from mrcnn.evaluation import evaluate_dataset
 from mrcnn.maskrcnn import MaskRCNN
-from mrcnn.outputs import prepare_demo_folder
+from mrcnn.modeling.cpu_threads import CpuThreads
+from mrcnn.outputs import atomic_output, prepare_demo_folder, write_output
 from mrcnn.splash.filter import color_splash, splash_video
 
 #: Side of the generated images, pixels.
@@ -208,6 +209,8 @@ def run_demo(
     model = MaskRCNN("training", config, model_dir=out / "logs")
     report.seconds["train"] = _train_for(model, train, val, report)
 
+    threads = CpuThreads()  # training picks its own; the later stages the same way
+    threads.adapt()
     tick = time.perf_counter()
     evaluation = _evaluate(model, val, progress)
     report.map50, report.map50_95 = evaluation.map50, evaluation.map50_95
@@ -217,14 +220,16 @@ def run_demo(
     report.images = _pictures(model, val, out)
     report.seconds["detect + splash pictures"] = time.perf_counter() - tick
 
+    threads.adapt()
     tick = time.perf_counter()
     report.video, report.video_fps = _video(model, val, out, seed, progress)
+    threads.restore()
     report.seconds["video splash"] = time.perf_counter() - tick
     report.seconds["total"] = time.perf_counter() - start
 
-    (out / "report.md").write_text(report.markdown(config))
+    write_output(out / "report.md", report.markdown(config))
     summary = {k: v for k, v in report.__dict__.items() if k != "out_dir"}
-    (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_output(out / "report.json", json.dumps(summary, indent=2, default=str))
     return report
 
 
@@ -285,12 +290,20 @@ def _pictures(model, val, out: Path, count: int = 4) -> list[str]:
             big, r["rois"] * scale, masks, r["class_ids"], val.class_names, r["scores"]
         )
         name = f"detections_{image_id}.png"
-        cv2.imwrite(str(out / name), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        _write_png(out / name, picture)
         splash = color_splash(big, masks)
         splash_name = f"splash_{image_id}.png"
-        cv2.imwrite(str(out / splash_name), cv2.cvtColor(splash, cv2.COLOR_RGB2BGR))
+        _write_png(out / splash_name, splash)
         names += [name, splash_name]
     return names
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    """Encode an RGB picture as PNG and write it with the package's one output writer."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path.name} as PNG")
+    write_output(path, encoded.tobytes())
 
 
 def _enlarge_masks(masks: np.ndarray, scale: int) -> np.ndarray:
@@ -320,11 +333,13 @@ def write_shapes_clip(
     rng = np.random.default_rng(seed)
     scene = dataset.load_image(dataset.image_ids[int(rng.integers(len(dataset.image_ids)))])
     height, width = scene.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    try:
-        for index in range(frames):
-            frame = np.roll(scene, (index * 2, index * 3), axis=(0, 1))
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+    with atomic_output(path) as temporary:
+        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+        writer = cv2.VideoWriter(str(temporary), fourcc, fps, (width, height))
+        try:
+            for index in range(frames):
+                frame = np.roll(scene, (index * 2, index * 3), axis=(0, 1))
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
     return path

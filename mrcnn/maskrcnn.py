@@ -40,8 +40,8 @@ from mrcnn.training.state import TrainingState
 from mrcnn.training.trainer import TrainingSubject
 from mrcnn.training.trainer import train as run_training
 from mrcnn.weights import checkpoint as checkpoints
+from mrcnn.weights import completeness, resolve
 from mrcnn.weights import loading as weights_lib
-from mrcnn.weights import resolve
 
 __all__ = ["MaskRCNN", "MaskRCNNNet", "resolve_device"]
 
@@ -253,8 +253,8 @@ class MaskRCNN(MatterportMethods):
         exclude = weights_lib.translate_exclude(exclude, extras)  # Matterport's layer names
         selected, skipped = weights_lib.select_for_network(self.net, state, exclude, source)
         if self.mode == "inference":  # training may start from partial weights; detection not
-            weights_lib.require_complete(
-                self.net, selected, source, self.config, weights_lib.made_for(extras)
+            completeness.require_complete(
+                self.net, selected, source, self.config, completeness.made_for(extras), state
             )
         notes += self._adopt_conventions(trained_with, selected, label)
         notes += skipped + weights_lib.load_selected(self.net, selected, source)

@@ -42,14 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     # why here: the demo imports the model and training: start-up time of `mrcnn --help`.
     from mrcnn.demo import DEMO_EPOCHS, DEMO_TIME_CAP, ShapesDemoConfig, run_demo
 
     prepare_demo_folder(args.out)  # refuse a folder the demo did not write, before any work
-    if torch.get_num_threads() > 1:
-        torch.set_num_threads(torch.get_num_threads())
     epochs = DEMO_EPOCHS if args.train_epochs is None else args.train_epochs
     cap = DEMO_TIME_CAP if args.train_seconds is None else args.train_seconds
     if epochs < 1 or not cap > 0:

@@ -41,6 +41,7 @@ from mrcnn.outputs import (
     check_new_outputs,
     check_writable_dir,
     list_inputs,
+    write_output,
 )
 from mrcnn.structures.image import read_image
 
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_writable_dir(args.output, "--output")
     keys = output_keys(paths)
     targets = [out / f"{k}{ext}" for k in keys for ext in (".json", ".png")]
-    check_new_outputs([*targets, out / SUMMARY_NAME], paths, args.overwrite)
+    model_files = [f for f in (args.weights, args.onnx) if f and Path(str(f)).is_file()]
+    check_new_outputs([*targets, out / SUMMARY_NAME], [*paths, *model_files], args.overwrite)
     model = _onnx_model(args) if args.onnx else common.build_model(_with_weights(args))
     class_names = class_names_for(model, args.weights, args.class_names)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,8 +165,9 @@ def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> l
 
 
 def image_id_for(key: str) -> int | str:
-    """COCO image_id for an output key: int for an all-digit stem, else the stem itself."""
-    return int(key) if key.isdigit() else key
+    """COCO image_id for an output key: int for an all-ASCII-digit stem, else the stem itself
+    (``str.isdigit`` also accepts "²" and other digits ``int`` refuses)."""
+    return int(key) if key.isascii() and key.isdigit() else key
 
 
 def output_keys(paths: list[Path]) -> list[str]:
@@ -181,7 +184,7 @@ def output_keys(paths: list[Path]) -> list[str]:
 
 
 def _write_json(path: Path, entries: list[dict]) -> None:
-    path.write_text(json.dumps(entries))
+    write_output(path, json.dumps(entries))
 
 
 def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list[str]) -> None:

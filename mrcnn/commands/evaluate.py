@@ -28,7 +28,7 @@ from mrcnn.commands.common import (
 from mrcnn.config import parse_overrides
 from mrcnn.datasets.base import describe_classes
 from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
-from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files
+from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files, write_output
 from mrcnn.weights.resolve import carried_num_classes, config_for_weights, resolve_weights
 
 HELP = "evaluate a model on a dataset: Matterport mAP and (with --coco) COCO AP"
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{iou_type:>6}  {values}")
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(evaluation.coco_results))
+    write_output(output, json.dumps(evaluation.coco_results))
     print(f"wrote {len(evaluation.coco_results)} detections to {output}")
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mrcnn.commands import common
 from mrcnn.commands.common import add_class_names_argument, add_config_arguments, class_names_for
+from mrcnn.outputs import check_new_outputs
 
 HELP = "export the inference network to ONNX (for ONNX Runtime) or a torch.export program"
 
@@ -71,8 +72,14 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     args.format = exporting.export_format(out, args.format)
+    if out.is_dir():
+        raise ValueError(f"{out} is an existing folder; give a file name, or move it away")
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} exists: choose another name or pass --overwrite")
+    if not out.parent.is_dir():
+        raise ValueError(f"folder {out.parent} does not exist: create it first")
+    weights = [args.weights] if Path(str(args.weights)).is_file() else []
+    check_new_outputs([out], weights, args.overwrite, "OUT")
     size = parse_size(args.input_size)
     if args.format == "onnx":
         exporting.check_opset(args.opset)

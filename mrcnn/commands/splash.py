@@ -23,9 +23,16 @@ from mrcnn.commands.common import (
     add_model_arguments,
     add_precision_argument,
 )
-from mrcnn.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_writable_dir, list_inputs
+from mrcnn.outputs import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    check_writable_dir,
+    list_inputs,
+    protect_inputs,
+    refuse_input,
+)
 from mrcnn.splash.filter import EFFECTS, check_splash_output_name, splash_image_file, splash_video
-from mrcnn.splash.video import open_video
+from mrcnn.splash.video import require_frames
 
 HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the rest"
 
@@ -121,8 +128,12 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"input not found: {flag} {inputs[0]} does not exist")
         _check_output_file(args.output)
         check_splash_output_name(inputs[0], args.output, _is_video(args, inputs[0]))
+        if args.overwrite and args.output and Path(args.output).is_file():
+            refuse_input(args.output, inputs)  # an input is never written over
         if args.video:
-            open_video(inputs[0])[0].release()  # an unreadable video fails before the model loads
+            require_frames(inputs[0])  # an unreadable or empty video fails before the model
+    weights = [args.weights] if Path(str(args.weights)).is_file() else []
+    protect_inputs([*inputs, *weights])
     model = common.build_model(args)  # looked up at call time: tests replace it
     options = splash_options(args, common.class_names_for(model, args.weights, args.class_names))
     failures = 0

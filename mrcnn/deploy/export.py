@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from mrcnn.deploy.graph import INPUT_NAMES, OUTPUT_NAMES, InferenceGraph
 from mrcnn.deploy.runtime import METADATA_FORMAT, METADATA_KEY
 from mrcnn.modeling.backbone import clear_folded_weights
+from mrcnn.outputs import OutputError, atomic_output
 from mrcnn.structures.resize_plan import plan_resize
 
 #: Config values the runtime reads (molding, unmolding, labelling).
@@ -227,8 +227,9 @@ def export_onnx(
         except torch.onnx.OnnxExporterError as error:
             raise RuntimeError(exporter_failure(error, path)) from error
     program.model.metadata_props[METADATA_KEY] = json.dumps(metadata)
-    with _atomic_target(path) as temporary:
-        program.save(temporary)
+    with atomic_output(path) as temporary:
+        program.save(temporary, external_data=False)  # one file: a data file would keep the
+        # temporary's name
     return path
 
 
@@ -256,30 +257,20 @@ def export_program(
     graph, example = inference_graph(model, input_size)
     with _fresh_folded_weights(model.net), torch.no_grad(), _quiet_exporter():
         program = torch.export.export(graph, example, strict=False)
-    with _atomic_target(path) as temporary, _quiet_exporter():
+    with atomic_output(path) as temporary, _quiet_exporter():
         torch.export.save(program, temporary)
     return path
 
 
 def _check_target(path: Path, overwrite: bool, format: str) -> None:
+    """Refuse, before any tracing, an output that could not be written at the end."""
     export_format(path, format)  # a name of the other format is refused
+    if path.is_dir():
+        raise OutputError(f"{path} is an existing folder; give a file name, or move it away")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists: choose another name or pass --overwrite")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist: create it first")
-
-
-@contextlib.contextmanager
-def _atomic_target(path: Path) -> Iterator[str]:
-    """A temporary file next to ``path`` that replaces it once written without error."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 @contextlib.contextmanager

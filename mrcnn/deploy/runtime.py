@@ -224,16 +224,11 @@ class OnnxMaskRCNN:
             raise ValueError(
                 f"{path} has no '{METADATA_KEY}' metadata: export it with `mrcnn export`"
             )
-        info = json.loads(stored)
-        if info.get("format") != METADATA_FORMAT:
-            raise ValueError(
-                f"{path}: metadata format {info.get('format')!r}, this runtime reads "
-                f"{METADATA_FORMAT}; export the model again with this version"
-            )
+        info = _read_metadata(stored, path)
         self.settings = SimpleNamespace(**info["config"])
         self.config = self.settings
         self.input_size = (int(info["input_size"][0]), int(info["input_size"][1]))
-        self.class_names = list(info.get("class_names") or [])
+        self.class_names = [str(name) for name in info.get("class_names") or []]
         #: Kept for ``mrcnn detect``'s class-name lookup (same shape as a checkpoint's extras).
         self.checkpoint_extras = {"class_names": self.class_names[1:]} if self.class_names else {}
 
@@ -273,6 +268,44 @@ class OnnxMaskRCNN:
             "scores": scores.astype(np.float32),
             "masks": paste_masks(masks, boxes, (height, width)),
         }
+
+
+def _read_metadata(stored: str, path: Path) -> dict:
+    """The export's metadata (format, config, input_size, class_names), checked.
+
+    Raises:
+        ValueError: one line naming ``path`` when the metadata is not what ``mrcnn export``
+            writes (not JSON, another format, or missing or malformed entries).
+    """
+    redo = "export the model again with `mrcnn export`"
+    try:
+        info = json.loads(stored)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}: its '{METADATA_KEY}' metadata is not JSON ({error}); {redo}"
+        ) from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: its '{METADATA_KEY}' metadata is not a JSON object; {redo}")
+    if info.get("format") != METADATA_FORMAT:
+        raise ValueError(
+            f"{path}: metadata format {info.get('format')!r}, this runtime reads "
+            f"{METADATA_FORMAT}; export the model again with this version"
+        )
+    size, config, names = info.get("input_size"), info.get("config"), info.get("class_names")
+    well_formed = (
+        isinstance(config, dict)
+        and all(isinstance(key, str) and key.isidentifier() for key in config)
+        and isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(side, int) and side > 0 for side in size)
+        and (names is None or isinstance(names, list))
+    )
+    if not well_formed:
+        raise ValueError(
+            f"{path}: its '{METADATA_KEY}' metadata lacks a valid config, input_size [H, W] or "
+            f"class_names list; {redo}"
+        )
+    return info
 
 
 def _check_image(image, index: int) -> np.ndarray:

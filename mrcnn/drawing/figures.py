@@ -30,6 +30,7 @@ from mrcnn.drawing.render import (
     random_colors,
 )
 from mrcnn.evaluation.matching import match_instances
+from mrcnn.outputs import atomic_output
 
 
 # ------------------------------------------------------------------------------------------------
@@ -50,7 +51,8 @@ def finish_figure(figure: Figure, path: str | Path | None, show: bool) -> Figure
     """Write the figure as a PNG when ``path`` is given, show it when ``show``; return it."""
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(str(path))
+        with atomic_output(path) as temporary:  # the format follows the (kept) extension
+            figure.savefig(str(temporary), format=Path(path).suffix.lstrip(".") or "png")
     if show:
         import matplotlib.pyplot as plt
 

@@ -12,9 +12,8 @@ what happens to the background (everything outside the union of the kept masks):
 ``feather`` pixels sigma instead of cutting hard at the mask boundary. ``classes`` and
 ``min_score`` choose which instances stay in colour.
 
-:func:`detect_and_color_splash` runs a model on an image or a video file and writes the result.
-Output files never replace existing ones unless ``overwrite=True``: a free name is found by
-adding ``_1``, ``_2``, ... before the extension (see :func:`free_output_path`).
+:func:`detect_and_color_splash` runs a model on an image or a video file and writes the result,
+never over an existing file unless ``overwrite=True`` (:func:`free_output_path` adds ``_1``, ...).
 """
 
 from __future__ import annotations
@@ -27,8 +26,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mrcnn.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputError, free_output_path
-from mrcnn.splash.video import VideoReport, open_video, process_video
+from mrcnn.outputs import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    OutputError,
+    free_output_path,
+    reserved_output,
+    write_output,
+)
+from mrcnn.splash.video import VideoReport, process_video, require_frames
 from mrcnn.structures.image import read_image
 from mrcnn.structures.masks import BoxMasks
 
@@ -380,15 +386,18 @@ def splash_image_file(
     image = read_image(image_path)
     result = model.detect([image], mask_format="boxes")[0]  # memory bounded by the boxes
     splashed = splash_detections(image, result, effect, **options)
-    target = splash_output_path(image_path, out, overwrite, video=False)
-    write_image(target, splashed)
+    with reserved_output(splash_output_path(image_path, out, overwrite, video=False)) as target:
+        write_image(target, splashed, inputs=[image_path])
     return target
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write [H, W, 3] uint8 RGB to ``path`` in the format of its extension (OpenCV)."""
+def write_image(
+    path: str | os.PathLike, image: np.ndarray, inputs: Sequence[str | os.PathLike] = ()
+) -> None:
+    """Write [H, W, 3] uint8 RGB to ``path`` in the format of its extension (OpenCV), never
+    over one of ``inputs`` (:func:`mrcnn.outputs.write_output`)."""
     path = Path(path)
-    path.write_bytes(encode_image(image, path.suffix or ".png", where=str(path)))
+    write_output(path, encode_image(image, path.suffix or ".png", where=str(path)), inputs)
 
 
 def encode_image(image: np.ndarray, suffix: str = ".png", where: str = "image") -> bytes:
@@ -472,22 +481,16 @@ def splash_video(
     Returns:
         the :class:`mrcnn.splash.video.VideoReport`.
     """
-    capture, _ = open_video(video_path)  # fail on an unreadable input before naming the output
-    capture.release()
+    require_frames(video_path)  # fail on an unreadable or empty input before naming the output
     _check_splash_options(effect, options)
-    target = splash_output_path(video_path, out, overwrite, video=True)
 
     def render(frame: np.ndarray, result: dict) -> np.ndarray:
         return splash_detections(frame, result, effect, **options)
 
-    try:
+    with reserved_output(splash_output_path(video_path, out, overwrite, video=True)) as target:
         return process_video(
             model, video_path, target, render, fourcc=fourcc, progress=progress, audio=audio
         )
-    except BaseException:
-        if target.exists() and target.stat().st_size == 0:
-            target.unlink()  # the reserved name, never written
-        raise
 
 
 def _check_splash_options(effect: str, options: dict) -> None:

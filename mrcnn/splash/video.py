@@ -10,11 +10,14 @@ batches of ``IMAGES_PER_GPU``, the calling thread runs ``detect`` on each batch 
 caller's torch settings apply), a thread renders the frames (four beside a GPU, in order) and
 one encodes them. Torch, OpenCV and numpy release the GIL in their heavy work, so a video runs
 at the speed of detection alone; a few batches wait between two steps at most, so memory stays
-bounded. An error in any step stops every thread and is raised by :func:`process_video` after
-the frames rendered before it are written; Ctrl-C stops every thread at once. The writer is
-released whatever happens, so the output is always a playable file. An input that ends before
-the frame count its header announces (a truncated or corrupt file) stops the run cleanly: the
-report says how many frames were written.
+bounded. The output is written through :func:`mrcnn.outputs.atomic_output`: it appears only
+when complete. An error in any step stops every thread and is raised by :func:`process_video`,
+and Ctrl-C stops every thread at once; either way the frames written so far are kept, playable,
+as ``<stem>.partial<suffix>`` (named by a warning, or by the interrupt's message). Before the
+output is renamed into place it is reopened and its frame count checked (OpenCV's writer does
+not report failed writes, such as on a full disk). An input that ends before the frame count
+its header announces (a truncated or corrupt file) stops the run cleanly: the frames read are
+written and the report says how many.
 
 OpenCV reads and writes pictures only. When the input has a sound track, the frames go to a
 temporary file beside the output, and :func:`mrcnn.splash.audio.add_audio` then writes the
@@ -25,7 +28,6 @@ container cannot hold the codec), in sync and cut to the frames written.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import warnings
 from collections import deque
@@ -38,7 +40,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mrcnn.outputs import IMAGE_SUFFIXES
+from mrcnn.outputs import (
+    IMAGE_SUFFIXES,
+    atomic_output,
+    keep_partial,
+    temporary_beside,
+    write_failure,
+)
 from mrcnn.splash import audio as sound_track
 from mrcnn.splash.pipeline import Pipeline, Stage
 
@@ -47,7 +55,9 @@ __all__ = [
     "VideoInfo",
     "VideoReport",
     "open_video",
+    "check_frames_written",
     "process_video",
+    "require_frames",
 ]
 
 #: Codec used for each output extension; others get "mp4v".
@@ -256,8 +266,8 @@ def process_video(
         model: has ``detect(list of [H, W, 3] uint8 RGB) -> list of dicts`` and
             ``config.IMAGES_PER_GPU``.
         input_path: any video OpenCV reads.
-        output_path: the file to write (replaced if it exists); same size and frame rate as
-            the input.
+        output_path: the file to write (replaced if it exists, atomically, never the input);
+            same size and frame rate as the input.
         render: (frame [H, W, 3] uint8 RGB, its detect result) -> [H, W, 3] uint8 RGB.
         fourcc: codec; default by extension (FOURCC_BY_SUFFIX: .mp4 mp4v, .avi MJPG).
         batch_size: frames per ``detect`` call (default ``config.IMAGES_PER_GPU``).
@@ -265,32 +275,148 @@ def process_video(
         audio: copy the input's sound track into the output (see :mod:`mrcnn.splash.audio`).
     Returns:
         a :class:`VideoReport`; ``report.complete`` is False for an input that ended early.
+    Raises:
+        ValueError: no frame could be decoded (nothing is written).
+        RuntimeError: the file written does not hold the frames written (the encoder failed);
+            :class:`mrcnn.outputs.OutputWriteError` when that was a full disk.
+        KeyboardInterrupt: its message says how many frames were kept, and under which name.
     """
     output_path = Path(output_path)
     capture, info = open_video(input_path)
-    sound = audio and sound_track.has_audio(input_path)
-    # With sound, OpenCV writes the pictures to a new hidden file that the muxing then removes.
-    frames_path = _temporary_beside(output_path) if sound else output_path
-    size = int(batch_size or model.config.IMAGES_PER_GPU)
-    written, started = 0, time.perf_counter()
+    job = _VideoJob(model, Path(input_path), output_path, info, render, fourcc)
+    job.sound = audio and sound_track.has_audio(input_path)
+    job.batch_size = int(batch_size or model.config.IMAGES_PER_GPU)
+    started = time.perf_counter()
     total = info.frame_count if info.frame_count > 0 else None
     bar = tqdm(total=total, unit="frame", desc=Path(input_path).name, disable=not progress)
-    audio_note = ""
     try:
-        encoder = _Encoder(_open_writer(frames_path, info, fourcc), bar)
-        try:
-            _run_pipeline(model, capture, render, encoder, size)
-        finally:
-            encoder.writer.release()
-            written = encoder.frames_written
-            if sound:  # also after an error, so that the frames written keep their sound
-                audio_note = _join_audio(frames_path, input_path, output_path, written / info.fps)
+        with atomic_output(output_path, [input_path]) as temporary:
+            written, audio_note = job.write(capture, temporary, bar)
     finally:
         bar.close()
         capture.release()
-        if sound:
-            frames_path.unlink(missing_ok=True)  # also when the writer could not be opened
     return VideoReport(output_path, info, written, time.perf_counter() - started, audio_note)
+
+
+@dataclass
+class _VideoJob:
+    """One run of :func:`process_video`: what it reads, renders and writes."""
+
+    model: object
+    input_path: Path
+    output_path: Path
+    info: VideoInfo
+    render: RenderFn
+    fourcc: str | None
+    sound: bool = False
+    batch_size: int = 1
+
+    def write(self, capture, temporary: Path, bar) -> tuple[int, str]:
+        """Write the frames (with sound: to a scratch file, then muxed) into ``temporary``,
+        checked; return (frames written, audio note)."""
+        frames_path = temporary_beside(self.output_path, "frames") if self.sound else temporary
+        try:
+            written = self._encode(capture, frames_path, bar)
+            if written == 0:
+                raise ValueError(
+                    f"video {self.input_path} gave no frames (none could be decoded); nothing "
+                    "was written"
+                )
+            check_frames_written(frames_path, written, self.output_path)
+            if not self.sound:
+                return written, ""
+            duration = written / self.info.fps
+            note = _join_audio(frames_path, self.input_path, temporary, duration, self.output_path)
+            check_frames_written(temporary, written, self.output_path)
+            return written, note
+        finally:
+            if self.sound:
+                frames_path.unlink(missing_ok=True)
+
+    def _encode(self, capture, frames_path: Path, bar) -> int:
+        encoder = _Encoder(_open_writer(frames_path, self.info, self.fourcc), bar)
+        try:
+            _run_pipeline(self.model, capture, self.render, encoder, self.batch_size)
+        except KeyboardInterrupt:
+            encoder.writer.release()  # a playable file of the frames so far
+            raise self._interrupted(frames_path, encoder.frames_written) from None
+        except Exception as error:
+            encoder.writer.release()
+            if encoder.frames_written and not write_failure(error):  # else unplayable
+                partial = self._keep_partial(frames_path, encoder.frames_written)
+                warnings.warn(
+                    f"kept the {encoder.frames_written} frames written before the error as "
+                    f"{partial} (a partial video)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            raise
+        finally:
+            encoder.writer.release()
+        return encoder.frames_written
+
+    def _interrupted(self, frames_path: Path, written: int) -> KeyboardInterrupt:
+        """Keep the frames written under a ``.partial`` name and say so."""
+        if written == 0:
+            return KeyboardInterrupt(f"no frame was written; {self.output_path} was not made")
+        partial = self._keep_partial(frames_path, written)
+        count = self.info.frame_count
+        of = f" of {count}" if count > 0 else ""
+        return KeyboardInterrupt(
+            f"wrote {written}{of} frames to {partial} (a partial video); "
+            f"{self.output_path} was not written"
+        )
+
+    def _keep_partial(self, frames_path: Path, written: int) -> Path:
+        """The frames written (with their stretch of the input's sound) as a ``.partial``
+        video beside the output."""
+        if self.sound:
+            muxed = temporary_beside(self.output_path, "partial")
+            duration = written / self.info.fps
+            _join_audio(frames_path, self.input_path, muxed, duration, self.output_path)
+            frames_path = muxed
+        return keep_partial(frames_path, self.output_path)
+
+
+def require_frames(path: str | os.PathLike) -> VideoInfo:
+    """:func:`open_video`'s header info, once one frame decodes.
+
+    Raises:
+        ValueError: as :func:`open_video`, or "no frames": the video holds none that decode.
+    """
+    capture, info = open_video(path)
+    try:
+        ok = capture.read()[0]
+    finally:
+        capture.release()
+    if not ok:
+        raise ValueError(
+            f"video {path} has no frames (OpenCV decodes none): nothing to process; check or "
+            "re-encode the file"
+        )
+    return info
+
+
+def check_frames_written(path: Path, expected: int, name: Path | None = None) -> None:
+    """Reopen the video ``path`` and check it holds ``expected`` frames.
+
+    Raises:
+        RuntimeError: naming ``name`` (default ``path``) and the frames found.
+    """
+    capture = cv2.VideoCapture(str(path))
+    try:
+        found = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        if capture.isOpened() and found != expected:  # some containers only estimate it
+            found = 0
+            while found <= expected and capture.grab():
+                found += 1
+    finally:
+        capture.release()
+    if found != expected:
+        raise RuntimeError(
+            f"cannot write {name or path}: reopened, it holds {found} of the {expected} frames "
+            "written (OpenCV's encoder failed); nothing was kept"
+        )
 
 
 def _run_pipeline(model, capture, render: RenderFn, encoder: _Encoder, batch_size: int) -> None:
@@ -307,21 +433,17 @@ def _run_pipeline(model, capture, render: RenderFn, encoder: _Encoder, batch_siz
     ).run()
 
 
-def _temporary_beside(path: Path) -> Path:
-    """A new empty file next to ``path`` (same folder and suffix), never an existing one."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    return Path(name)
-
-
-def _join_audio(frames_path: Path, input_path, output_path: Path, duration: float) -> str:
+def _join_audio(
+    frames_path: Path, input_path, output_path: Path, duration: float, name: Path
+) -> str:
     """Write ``output_path`` from the frames file and the input's audio; the frames file is
-    removed. If muxing fails, the silent frames file becomes the output, with a warning."""
+    removed. If muxing fails, the silent frames file becomes the output, with a warning that
+    names the output as ``name``."""
     try:
         return sound_track.add_audio(frames_path, input_path, output_path, duration)
     except Exception as error:  # the pictures must not be lost over the sound
         note = f"audio not copied ({type(error).__name__}: {error})"
-        warnings.warn(f"{output_path}: {note}", UserWarning, stacklevel=3)
+        warnings.warn(f"{name}: {note}", UserWarning, stacklevel=3)
         os.replace(frames_path, output_path)
         return note
     finally:

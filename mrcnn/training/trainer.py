@@ -25,8 +25,10 @@ from torch import nn
 from mrcnn.config import Config
 from mrcnn.config_checks import amp_device_error, training_errors
 from mrcnn.datasets.base import describe_classes
+from mrcnn.modeling.cpu_threads import CpuThreads
 from mrcnn.modeling.losses import training_losses, weighted_total
 from mrcnn.modeling.precision import cpu_bf16_shortfall
+from mrcnn.outputs import write_output
 from mrcnn.training import distributed
 from mrcnn.training.bad_images import REPLACEMENT_TRIES, BadImages
 from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
@@ -244,8 +246,10 @@ class Trainer:
                 f"to {self.final_epoch}; run folder {self.run_dir}"
             )
         self.state.log_dir = self.run_dir
+        threads = CpuThreads(enabled=self._adapts_threads())
         try:
             for epoch in range(start, self.final_epoch + 1):
+                threads.adapt()  # other programs may have started or ended since
                 began = time.monotonic()
                 losses = self._train_epoch(epoch)
                 val = self._validate(epoch)
@@ -255,6 +259,7 @@ class Trainer:
                 if self.deadline is not None and 2 * time.monotonic() - began > self.deadline:
                     break
         finally:
+            threads.restore()
             self.log.close()
             if self.lock is not None:
                 self.lock.release()
@@ -263,6 +268,12 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "layers": self.layers,
         }
+
+    def _adapts_threads(self) -> bool:
+        """Whether training picks its CPU thread count for the other programs' load: on a
+        CPU, one process, and no CPU_THREADS in the config (the user's count stands)."""
+        fixed = int(getattr(self.config, "CPU_THREADS", 0) or 0)
+        return self.device.type == "cpu" and self.dist.world == 1 and not fixed
 
     def _claim_run_dir(self) -> None:
         """Create (new run) or lock (resumed run) the run folder, tidy what a killed run left
@@ -278,7 +289,7 @@ class Trainer:
         text = json.dumps(self.config.to_dict(), indent=2, default=str) + "\n"
         if config_file.exists() and config_file.read_text() != text:  # e.g. a new learning rate
             config_file = self.run_dir / f"config_from_epoch_{self.state.epoch + 1:04d}.json"
-        config_file.write_text(text)
+        write_output(config_file, text)
         self.log = RunLogger(self.run_dir)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:

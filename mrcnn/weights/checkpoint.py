@@ -19,44 +19,36 @@ import datetime
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mrcnn.config import ARCHITECTURE_KEYS, _plain
+from mrcnn.outputs import TEMPORARY_TAG, atomic_output, write_output
 
 CHECKPOINT_VERSION = 1
 _RUN_DIR = re.compile(r"^(?P<name>.+)(?P<stamp>\d{8}T\d{4})(?P<seconds>\d{2})?(?:_(?P<k>\d+))?$")
 #: The lock file inside a run folder.
 LOCK_FILE = ".lock"
-#: Temporary files of :func:`atomic_torch_save` (left behind only by a killed process).
-_TEMPORARY = re.compile(r"^\..+\.tmp$")
+#: Temporary files of :func:`atomic_torch_save` (left behind only by a killed process): the
+#: helper's ``.<stem>.mrcnn-tmp-<pid>...``, and the ``.<name>.<random>.tmp`` of older versions.
+_TEMPORARY = re.compile(rf"^\..+(\.tmp|{re.escape(TEMPORARY_TAG)}\d+.*)$")
 _CHECKPOINT = re.compile(r"^mrcnn_(?P<name>.+)_(?P<epoch>\d{4,})\.pt$")
 #: The training metrics of a run folder (see :mod:`mrcnn.training.run_log`).
 METRICS_FILE = "metrics.jsonl"
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` with torch.save to a temporary file beside ``path``, then rename it.
+    """Write ``obj`` with torch.save through :func:`mrcnn.outputs.atomic_output` (a temporary
+    file beside ``path``, renamed when complete; the umask's mode; a full disk in one line).
 
     A crash mid-write leaves the previous file (if any) intact and no partial file at ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        # mkstemp creates the file 0600; give it the mode any other new file gets (umask).
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
+        torch.save(obj, stream)
     return path
 
 
@@ -106,12 +98,6 @@ def find_last(model_dir: str | os.PathLike, name: str | None = None) -> Path:
 def _run_order(match: re.Match) -> tuple[str, str, int]:
     """Sort key of a run folder name: time stamp, seconds (absent in old names), then k."""
     return (match["stamp"], match["seconds"] or "", int(match["k"] or 1))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def new_run_dir(model_dir: str | os.PathLike, name: str | None, now=None) -> Path:
@@ -262,9 +248,7 @@ def trim_metrics(metrics_file: str | os.PathLike, last_step: int) -> int:
             continue
         kept.append(line)
     if dropped:
-        temporary = path.with_name(f".{path.name}.trim")
-        temporary.write_text("".join(line + "\n" for line in kept))
-        os.replace(temporary, path)
+        write_output(path, "".join(line + "\n" for line in kept))
     return dropped
 
 

@@ -11,8 +11,10 @@ from safetensors.torch import save_file
 from mrcnn import conventions
 from mrcnn.config import Config
 from mrcnn.modeling.network import MaskRCNNNet
+from mrcnn.outputs import OutputError, atomic_output, check_new_outputs
+from mrcnn.weights.completeness import require_complete
 from mrcnn.weights.keras_h5 import read_matterport_h5
-from mrcnn.weights.loading import CONVERTED_FORMAT, require_complete, select_for_network
+from mrcnn.weights.loading import CONVERTED_FORMAT, select_for_network
 
 
 def convert_h5(
@@ -36,12 +38,14 @@ def convert_h5(
         (config, notes): the config saved with the weights (its NETWORK_FLAVOUR is
         "matterport"), and notes on what was adopted or skipped.
     Raises:
-        ValueError: ``target`` exists and not ``overwrite``; WeightsError: a bad file, or
+        OutputError: ``target`` exists and not ``overwrite``, is ``source``, or is in a folder
+        that does not exist; OutputWriteError: the disk is full; WeightsError: a bad file, or
         weights that do not fit the config.
     """
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise ValueError(f"{target} exists: choose another name or pass --overwrite")
+    check_new_outputs([target], [source], overwrite, "OUT")
+    if not target.parent.is_dir():
+        raise OutputError(f"folder {target.parent} does not exist: create it first")
     state, _, found = read_matterport_h5(source)
     if config is None:
         config = Config.from_overrides(found)
@@ -49,9 +53,8 @@ def convert_h5(
     net = MaskRCNNNet(config)
     selected, skipped = select_for_network(net, state, (), str(source))
     if "NUM_CLASSES" in found:  # the file has the heads: a whole model, not a backbone
-        require_complete(net, selected, str(source), config, found)
+        require_complete(net, selected, str(source), config, found, state)
     metadata = {"format": CONVERTED_FORMAT, "config": json.dumps(config.to_dict(), default=str)}
-    partial = target.with_name(f".{target.name}.partial")
-    save_file({k: v.contiguous() for k, v in selected.items()}, str(partial), metadata)
-    partial.replace(target)
+    with atomic_output(target, [source]) as temporary:
+        save_file({k: v.contiguous() for k, v in selected.items()}, str(temporary), metadata)
     return config, notes + skipped

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mrcnn.weights import keras_mapping
-from mrcnn.weights.formats import WeightsError
+from mrcnn.weights.formats import WeightsError, missing_weights_message
 
 #: Extensions under which weight files are read as Keras HDF5 (any letter case).
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
@@ -74,7 +74,7 @@ def _read_layers(path: str | os.PathLike, read) -> dict[str, list]:
         ) from error
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        raise WeightsError(missing_weights_message(path))
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
@@ -92,11 +92,26 @@ def _read_layers(path: str | os.PathLike, read) -> dict[str, list]:
             )
         layers = {}
         for name in names:
-            layer = group[name]
-            weights = [read(layer[w]) for w in _attribute(layer, "weight_names")]
+            layer = _member(group, name, path, "layer list")
+            weights = [
+                read(_member(layer, w, path, f"layer {name}'s weight list"))
+                for w in _attribute(layer, "weight_names")
+            ]
             if weights:
                 layers[name] = weights
     return layers
+
+
+def _member(group, name: str, path: Path, listed_in: str):
+    """``group[name]``, or a WeightsError naming the file and the missing entry (the file's own
+    lists name it, so the file is damaged or was edited)."""
+    try:
+        return group[name]
+    except KeyError:
+        raise WeightsError(
+            f"{path}: its {listed_in} names {name!r}, but the file holds no such entry (a "
+            "damaged or edited file); save the weights again from Keras, or fetch the file again"
+        ) from None
 
 
 def read_matterport_h5(

@@ -22,7 +22,12 @@ import torch
 
 from mrcnn import conventions as conventions_lib
 from mrcnn.modeling.network import CLASS_SPECIFIC_PREFIXES
-from mrcnn.weights.formats import CONVERTED_FORMAT, MATTERPORT_H5_FORMAT, WeightsError
+from mrcnn.weights.formats import (
+    CONVERTED_FORMAT,
+    MATTERPORT_H5_FORMAT,
+    WeightsError,
+    missing_weights_message,
+)
 from mrcnn.weights.keras_h5 import (  # h5py itself is imported only for .h5 files
     is_keras_file,
     read_matterport_h5,
@@ -122,7 +127,7 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        raise WeightsError(missing_weights_message(path))
     if is_keras_file(path):
         state, sources, made = read_matterport_h5(path)
         return state, {"format": MATTERPORT_H5_FORMAT, "keras_sources": sources, "made_for": made}
@@ -340,76 +345,6 @@ def adopt_flavour(config, trained_with: Mapping | None, source: str) -> list[str
         config, {"NETWORK_FLAVOUR": wanted}, ["backbone.body.conv1.weight"], source
     )
     return notes if config.NETWORK_FLAVOUR != before else []
-
-
-def uninitialised_parts(
-    net: torch.nn.Module, selected: Mapping[str, torch.Tensor]
-) -> dict[str, int]:
-    """Which parts of ``net`` loading ``selected`` (from :func:`select_for_network`) would
-    leave at their random initialisation: {"backbone": 12, "mask_head": 4, ...} tensors per
-    top-level module."""
-    parts: dict[str, int] = {}
-    for key in net.state_dict():
-        if key not in selected and not key.endswith("num_batches_tracked"):
-            part = key.split(".")[0]
-            parts[part] = parts.get(part, 0) + 1
-    return parts
-
-
-#: What a weights file can say it was made for; named when part of it does not fit a config.
-ARCHITECTURE_KEYS = ("BACKBONE", "NUM_CLASSES", "FPN_CLASSIF_FC_LAYERS_SIZE")
-
-
-def made_for(extras: Mapping) -> dict:
-    """The ARCHITECTURE_KEYS a weights file gives (from :func:`load_state_dict_file`'s extras):
-    its stored config's, or what a Matterport .h5's shapes determine; {} for other files."""
-    settings = extras.get("made_for") or extras.get("config") or {}
-    return {key: settings[key] for key in ARCHITECTURE_KEYS if key in settings}
-
-
-def require_complete(
-    net: torch.nn.Module,
-    selected: Mapping[str, torch.Tensor],
-    source: str = "weights",
-    config=None,
-    file_settings: Mapping | None = None,
-) -> None:
-    """Refuse weights that would leave part of the network random, for inference.
-
-    Args:
-        selected: the tensors :func:`select_for_network` chose to load.
-        config, file_settings: the network's config and what the file was made for
-            (:func:`made_for`); where they differ, the message says so.
-    Raises:
-        WeightsError: naming the parts left uninitialised and what to do.
-    """
-    parts = uninitialised_parts(net, selected)
-    if parts:
-        shown = ", ".join(f"{name} ({count} tensors)" for name, count in sorted(parts.items()))
-        differ = {
-            key: value
-            for key, value in (file_settings or {}).items()
-            if config is not None and getattr(config, key, value) != value
-        }
-        if differ:
-            theirs = ", ".join(f"{key} = {value!r}" for key, value in differ.items())
-            ours = ", ".join(f"{key} = {getattr(config, key)!r}" for key in differ)
-            fine_tune = (
-                " (to fine-tune it on other classes, load it in mode='training', which skips "
-                "the layers made for its classes)"
-                if "NUM_CLASSES" in differ
-                else ""
-            )
-            raise WeightsError(
-                f"{source} was made for {theirs} but the config has {ours}, which would leave "
-                f"{shown} random; set {theirs} in the config to detect with it{fine_tune}"
-            )
-        raise WeightsError(
-            f"{source} leaves {shown} of this network uninitialised, so detection would give "
-            "random results. Use weights trained for this config (check BACKBONE and "
-            "NUM_CLASSES, or let the checkpoint's own config apply by not passing --config), "
-            "or train first"
-        )
 
 
 def select_for_network(

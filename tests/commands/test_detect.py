@@ -145,3 +145,11 @@ def test_coco_results_are_evaluations_entries_unrounded():
     assert mask_utils.decode(first["segmentation"]).astype(bool).tolist() == masks[..., 0].tolist()
     rounded = detections_to_coco([result], [3])[0]  # evaluation's files keep 3 and 5 decimals
     assert rounded["bbox"][0] == 2.0 and rounded["score"] == 0.91235
+
+
+def test_image_ids_are_ints_only_for_ascii_digits():
+    """Issue 31: "²".isdigit() is True and int("²") fails; such a stem stays a string."""
+    assert detect.image_id_for("000000397133") == 397133
+    assert detect.image_id_for("²") == "²"
+    assert detect.image_id_for("١٢") == "١٢"  # Arabic-Indic digits: int() takes them, COCO not
+    assert detect.image_id_for("12a") == "12a"

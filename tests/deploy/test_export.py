@@ -419,3 +419,58 @@ def test_runtime_errors_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
     with pytest.raises(RuntimeError, match="pip install onnxruntime"):
         runtime.OnnxMaskRCNN(plain)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 31, rule 15: malformed metadata, an existing folder as OUT
+# ------------------------------------------------------------------------------------------------
+def _identity_onnx(path: Path, metadata: str | None) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [value], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if metadata is not None:
+        helper.set_model_props(model, {runtime.METADATA_KEY: metadata})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "metadata, said",
+    [
+        ("{not json", "metadata is not JSON"),
+        ("[1, 2]", "metadata is not a JSON object"),
+        ('{"format": 1, "config": {}, "input_size": "big"}', "lacks a valid config, input_size"),
+        ('{"format": 1, "input_size": [64, 64]}', "lacks a valid config"),
+    ],
+)
+def test_malformed_onnx_metadata_is_one_line_naming_the_file(tmp_path, capsys, metadata, said):
+    from PIL import Image
+
+    model = _identity_onnx(tmp_path / "bad.onnx", metadata)
+    with pytest.raises(ValueError, match=f"^{model}: .*{said}"):
+        runtime.OnnxMaskRCNN(model)
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    argv = ["detect", "--onnx", str(model), "--input", str(tmp_path / "a.png")]
+    assert main([*argv, "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(model) in err and said in err
+
+
+def test_export_onto_an_existing_folder_fails_before_the_export(tmp_path, capsys, monkeypatch):
+    from mrcnn.commands import common
+
+    built = []
+    monkeypatch.setattr(common, "build_model", lambda args: built.append(1))
+    folder = tmp_path / "model.onnx"
+    folder.mkdir()
+    for extra in ([], ["--overwrite"]):
+        assert main(["export", str(folder), "--weights", "coco", *extra]) == 1
+        err = capsys.readouterr().err.strip()
+        said = f"{folder} is an existing folder; give a file name, or move it away"
+        assert err == f"mrcnn export: error: {said}"
+    assert not built  # refused before any model work

@@ -160,10 +160,11 @@ def test_failed_run_keeps_the_sound_of_the_frames_written(tmp_path):
         rendered.append(1)
         return frame
 
-    with pytest.raises(RuntimeError, match="render failed"):
+    with pytest.raises(RuntimeError, match="render failed"), pytest.warns(UserWarning):
         process_video(NothingFound(), clip, tmp_path / "out.mp4", render, progress=False)
-    assert video_seconds(tmp_path / "out.mp4") == 4 / FPS
-    samples, rate, _ = decoded_audio(tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()  # issue 31: kept under a name saying "partial"
+    assert video_seconds(tmp_path / "out.partial.mp4") == 4 / FPS
+    samples, rate, _ = decoded_audio(tmp_path / "out.partial.mp4")
     assert abs(len(samples) / rate - 4 / FPS) <= FRAME
     assert not list(tmp_path.glob(".*"))
 

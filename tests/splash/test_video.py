@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 from mrcnn.model import MaskRCNN
+from mrcnn.outputs import OutputWriteError
 from mrcnn.splash.filter import splash_video
 from mrcnn.splash.video import open_video, process_video
 from tests.helpers.tiny_model import tiny_model
@@ -132,9 +135,13 @@ def test_writer_released_when_rendering_fails(model, tmp_path):
             raise RuntimeError("render failed")
         return frame
 
-    with pytest.raises(RuntimeError, match="render failed"):
-        process_video(model, clip, tmp_path / "partial.mp4", render, progress=False)
-    assert count_frames(tmp_path / "partial.mp4")[0] == 3
+    with pytest.raises(RuntimeError, match="render failed"), pytest.warns(UserWarning) as said:
+        process_video(model, clip, tmp_path / "out.mp4", render, progress=False)
+    # Issue 31: the output is atomic; the frames before the error are kept under a name that
+    # says they are partial, and the warning names it.
+    assert not (tmp_path / "out.mp4").exists()
+    assert count_frames(tmp_path / "out.partial.mp4")[0] == 3
+    assert "kept the 3 frames" in str(said[0].message) and "out.partial.mp4" in str(said[0].message)
 
 
 def test_bad_splash_options_fail_before_output(model, tmp_path):
@@ -235,9 +242,10 @@ def deadline():
 def test_detect_error_stops_the_pipeline_after_writing_the_frames_before(model, tmp_path, deadline):
     clip = write_clip(tmp_path / "clip.avi", frames=10, fourcc="MJPG")
     failing = FailingModel(model, fail_at=1, error=RuntimeError("out of memory in detect"))
-    with pytest.raises(RuntimeError, match="out of memory in detect"):
+    with pytest.raises(RuntimeError, match="out of memory in detect"), pytest.warns(UserWarning):
         process_video(failing, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
-    assert count_frames(tmp_path / "out.avi")[0] == 4  # the first batch, playable
+    assert count_frames(tmp_path / "out.partial.avi")[0] == 4  # the first batch, playable
+    assert not (tmp_path / "out.avi").exists()
     assert failing.calls == 2  # nothing detected after the error
     assert not video_threads()
 
@@ -266,9 +274,9 @@ def test_decode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch)
 
     monkeypatch.setattr(mrcnn.splash.video, "open_video", open_breaking)
     clip = write_clip(tmp_path / "clip.avi", frames=10, fourcc="MJPG")
-    with pytest.raises(OSError, match="read error in frame 7"):
+    with pytest.raises(OSError, match="read error in frame 7"), pytest.warns(UserWarning):
         process_video(model, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
-    assert count_frames(tmp_path / "out.avi")[0] == 6  # the frames decoded before the error
+    assert count_frames(tmp_path / "out.partial.avi")[0] == 6  # decoded before the error
     assert not video_threads()
 
 
@@ -284,7 +292,7 @@ def test_encode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch)
         def write(self, frame) -> None:
             self.frames += 1
             if self.frames == 3:
-                raise OSError("No space left on device")
+                raise OSError(errno.ENOSPC, "No space left on device")
             self.writer.write(frame)
 
         def release(self) -> None:
@@ -295,9 +303,9 @@ def test_encode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch)
     )
     counting = CountingModel(model)
     clip = write_clip(tmp_path / "clip.avi", frames=40, fourcc="MJPG")
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputWriteError, match=r"cannot write .*out.avi: no space left on dev"):
         process_video(counting, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
-    assert count_frames(tmp_path / "out.avi")[0] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi"]  # nothing half-written
     assert sum(counting.batches) < 40  # detection stopped, it did not run to the end
     assert not video_threads()
 
@@ -314,10 +322,35 @@ def test_ctrl_c_stops_the_pipeline(model, tmp_path, deadline):
 
     interrupting = Interrupting(model)
     clip = write_clip(tmp_path / "clip.avi", frames=40, fourcc="MJPG")
-    with pytest.raises(KeyboardInterrupt):
+    kept = r"(wrote \d+ of 40 frames to .*out.partial.avi|no frame was written)"
+    with pytest.raises(KeyboardInterrupt, match=kept):
         process_video(interrupting, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
     assert sum(interrupting.batches) < 40
-    assert count_frames(tmp_path / "out.avi")[0] < 40  # a playable partial output
+    assert not (tmp_path / "out.avi").exists()  # only a complete output gets the name
+    if (tmp_path / "out.partial.avi").exists():
+        assert count_frames(tmp_path / "out.partial.avi")[0] < 40  # a playable partial output
+    assert not video_threads()
+
+
+def test_ctrl_c_keeps_the_frames_written_under_a_partial_name(model, tmp_path, monkeypatch):
+    """Issue 31, rule 11: Ctrl-C says what was written, where and how much."""
+    import mrcnn.splash.video
+
+    def six_frames_then_ctrl_c(model, capture, render, encoder, batch_size):
+        encoder(iter([cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(6)]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mrcnn.splash.video, "_run_pipeline", six_frames_then_ctrl_c)
+    clip = write_clip(tmp_path / "clip.avi", frames=15, fourcc="MJPG")
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        process_video(model, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
+    partial = tmp_path / "out.partial.avi"
+    assert str(stopped.value) == (
+        f"wrote 6 of 15 frames to {partial} (a partial video); {tmp_path / 'out.avi'} was not "
+        "written"
+    )
+    assert count_frames(partial)[0] == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "out.partial.avi"]
     assert not video_threads()
 
 
@@ -332,7 +365,12 @@ def test_a_stage_error_is_one_line_from_the_cli(model, tmp_path, capsys, monkeyp
     args = ["--video", str(clip), "--output", str(out), "--weights", "built.pt", "--no-progress"]
     code = main(["splash", *args])
     assert code == 1
-    assert capsys.readouterr().err.strip() == "mrcnn splash: error: detect failed on batch 2"
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said[-1] == "mrcnn splash: error: detect failed on batch 2"
+    assert said[:-1] == [
+        f"warning: kept the 4 frames written before the error as {tmp_path / 'out.partial.mp4'}"
+        " (a partial video)"
+    ]
     assert not video_threads()
 
 
@@ -367,3 +405,126 @@ def test_rendering_on_several_threads_keeps_the_frames_in_order():
             done.append(frame)
     assert len(done) == 7
     assert not [t for t in threading.enumerate() if t.name.startswith("mrcnn-render")]
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 31: a video is checked before "wrote"; a full disk, no frames
+# ------------------------------------------------------------------------------------------------
+def _swap_for_dev_full_after(frames: int, monkeypatch) -> None:
+    """From frame ``frames`` on, the file being written is /dev/full and OpenCV's writes fail
+    silently, as they do on a full disk (OpenCV only logs "Failed to write frame")."""
+    import mrcnn.splash.video
+
+    real_open_writer = mrcnn.splash.video._open_writer
+
+    class FillingDisk:
+        def __init__(self, path, writer) -> None:
+            self.path, self.writer, self.frames = path, writer, 0
+
+        def write(self, frame) -> None:
+            self.frames += 1
+            if self.frames == frames:
+                self.path.unlink()
+                os.symlink("/dev/full", self.path)
+            if self.frames < frames:
+                self.writer.write(frame)
+
+        def release(self) -> None:
+            self.writer.release()
+
+    def open_writer(path, info, fourcc):
+        return FillingDisk(path, real_open_writer(path, info, fourcc))
+
+    monkeypatch.setattr(mrcnn.splash.video, "_open_writer", open_writer)
+
+
+def _drop_frames_after(frames: int, monkeypatch) -> None:
+    """OpenCV's writer on a full disk: frames from ``frames`` on are lost without an error, and
+    a write to the disk (the helper's probe) fails with ENOSPC."""
+    import mrcnn.splash.video
+    from mrcnn import outputs
+
+    real_open_writer = mrcnn.splash.video._open_writer
+
+    class LosingFrames:
+        def __init__(self, writer) -> None:
+            self.writer, self.frames = writer, 0
+
+        def write(self, frame) -> None:
+            self.frames += 1
+            if self.frames < frames:
+                self.writer.write(frame)
+
+        def release(self) -> None:
+            self.writer.release()
+
+    monkeypatch.setattr(
+        mrcnn.splash.video, "_open_writer", lambda *a: LosingFrames(real_open_writer(*a))
+    )
+    no_space = outputs._errno_cause(errno.ENOSPC)
+    monkeypatch.setattr(outputs, "_out_of_space", lambda temporary: no_space)
+
+
+def test_a_full_disk_while_encoding_is_one_line_and_leaves_nothing(
+    model, tmp_path, monkeypatch, capsys
+):
+    """Rule 2: the file is reopened and its frames counted before "wrote"; the cause of the
+    shortfall is found by the helper's probe write."""
+    from mrcnn.cli import main
+    from mrcnn.commands import common
+
+    _drop_frames_after(4, monkeypatch)
+    monkeypatch.setattr(common, "build_model", lambda args: model)
+    clip = write_clip(tmp_path / "clip.avi", frames=10, fourcc="MJPG")
+    out = tmp_path / "out.avi"
+    args = ["--video", str(clip), "--output", str(out), "--weights", "built.pt", "--no-progress"]
+    assert main(["splash", *args]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"mrcnn splash: error: cannot write {out}: no space left on device; free some space or "
+        "write elsewhere"
+    )
+    assert names_in(tmp_path) == ["clip.avi"]
+
+
+def names_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_full_disk_is_named_with_the_output_path(model, tmp_path, monkeypatch):
+    """The same with the kernel's ENOSPC: the file turns into /dev/full part-way."""
+    _swap_for_dev_full_after(3, monkeypatch)
+    clip = write_clip(tmp_path / "clip.mp4", frames=6)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(OutputWriteError) as raised:
+        process_video(model, clip, out, lambda f, r: f, progress=False)
+    assert str(raised.value) == (
+        f"cannot write {out}: no space left on device; free some space or write elsewhere"
+    )
+    assert names_in(tmp_path) == ["clip.mp4"]
+
+
+def test_frames_lost_without_a_known_cause_are_refused(model, tmp_path, monkeypatch):
+    """The same check when the disk is not full: the frame count, in one line."""
+    from mrcnn.splash.video import check_frames_written
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=6)
+    check_frames_written(clip, 6)
+    with pytest.raises(RuntimeError, match=r"clip.mp4: reopened, it holds 6 of the 7 frames"):
+        check_frames_written(clip, 7)
+
+
+def test_a_video_without_frames_is_refused_and_nothing_written(model, tmp_path, capsys):
+    """Rule 12: an AVI with no frames opens (its header has a size); it wrote a 257-byte file."""
+    from mrcnn.cli import main
+
+    empty = write_clip(tmp_path / "empty.avi", frames=0, fourcc="MJPG")
+    assert cv2.VideoCapture(str(empty)).isOpened()
+    with pytest.raises(ValueError, match="has no frames"):
+        splash_video(model, empty, tmp_path / "out.mp4", progress=False)
+    argv = ["splash", "--video", str(empty), "--output", str(tmp_path / "o.mp4"), "--weights", "x"]
+    assert main(argv) == 1
+    assert "has no frames" in capsys.readouterr().err
+    # past the early check (a header that lies), process_video refuses too
+    with pytest.raises(ValueError, match="gave no frames"):
+        process_video(model, empty, tmp_path / "p.mp4", lambda f, r: f, progress=False)
+    assert names_in(tmp_path) == ["empty.avi"]

@@ -314,3 +314,30 @@ def test_convert_infers_backbone_and_class_count(coco_like_h5, tmp_path):
     made_for = r"was made for BACKBONE = 'resnet50' but the config has BACKBONE = 'resnet101'"
     with pytest.raises(WeightsError, match=made_for):
         convert_h5(coco_like_h5, tmp_path / "n.safetensors", wrong)
+
+
+def test_a_layer_list_naming_a_missing_group_is_one_line(tmp_path, capsys):
+    """Issue 31, rule 10: was a KeyError traceback."""
+    import h5py
+
+    path = write_keras_h5(tmp_path / "m.h5", SMALL, random_layers(SMALL, seed=0))
+    with h5py.File(path, "a") as handle:
+        del handle["bn_conv1"]
+    with pytest.raises(WeightsError, match="layer list names 'bn_conv1', but the file holds no"):
+        read_keras_layers(path)
+    from mrcnn import cli
+
+    assert cli.main(["convert", str(path), str(tmp_path / "m.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "m.h5: its layer list names 'bn_conv1'" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]
+
+
+def test_convert_into_a_missing_folder_is_one_line(tmp_path, capsys):
+    from mrcnn import cli
+
+    source = write_keras_h5(tmp_path / "m.h5", SMALL, random_layers(SMALL, seed=0))
+    out = tmp_path / "no" / "such" / "m.safetensors"
+    assert cli.main(["convert", str(source), str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"mrcnn convert: error: folder {out.parent} does not exist: create it first"

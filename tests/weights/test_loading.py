@@ -589,3 +589,25 @@ def test_inference_refuses_weights_that_leave_layers_random(tv_file, resnet_file
         full.load_weights(str(tv_file), exclude=["class-specific"])
     notes = full.load_weights(str(tv_file))  # complete weights still load
     assert [n for n in notes if " -> " not in n] == []  # only conventions adopted
+
+
+@pytest.mark.parametrize(
+    "make, said",
+    [
+        (lambda p: p.mkdir(), "is a folder, not a file"),
+        (lambda p: p.symlink_to(p.with_name("gone.pt")), "is a broken symbolic link (to "),
+        (lambda p: p.symlink_to(p), "is a loop of symbolic links"),
+        (lambda p: None, "weights file not found"),
+    ],
+    ids=["folder", "broken-link", "link-loop", "missing"],
+)
+def test_a_weights_path_that_is_no_file_says_what_it_is(tmp_path, make, said):
+    """Issue 31, rule 13: all four were "not found"."""
+    path = tmp_path / "w.pt"
+    make(path)
+    with pytest.raises(WeightsError, match=re.escape(said)):
+        load_state_dict_file(path)
+    h5 = tmp_path / "k.h5"  # Matterport's files are read by their own reader: same messages
+    make(h5)
+    with pytest.raises(WeightsError, match=re.escape(said.replace("(to ", ""))):
+        load_state_dict_file(h5)

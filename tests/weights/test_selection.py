@@ -5,6 +5,7 @@ class-specific layers, and what is left at its initialisation."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,17 +13,16 @@ from torch import nn
 
 from mrcnn import conventions
 from mrcnn.config import Config
+from mrcnn.weights.completeness import require_complete, uninitialised_parts
 from mrcnn.weights.loading import (
     WeightsError,
     adopt_flavour,
     detect_format,
     load_selected,
     load_state_dict_file,
-    require_complete,
     select_for_network,
     trained_conventions,
     translate_exclude,
-    uninitialised_parts,
 )
 
 
@@ -242,3 +242,20 @@ def test_pretrained_weights_are_cached_under_the_urls_file_name(tmp_path, monkey
     assert fetched == [weights.PRETRAINED[first], weights.PRETRAINED[second]]
     assert weights.pretrained_file(first, progress=False).parent == checkpoints
     assert len(fetched) == 2  # cached: not fetched again
+
+
+def test_a_tensor_of_the_wrong_shape_is_named_with_both_shapes():
+    """Issue 31, rule 13: a file made for this config whose class-specific tensor has another
+    shape was reported as "leaves box_head ... uninitialised"; name the tensor and both shapes."""
+    net = _net()
+    state = _state(net)
+    state["box_head.class_logits.weight"] = torch.zeros(5, 4)
+    selected, notes = select_for_network(net, state, source="w.pt")
+    assert notes and "box_head.class_logits.weight" in notes[0]
+    config = SimpleNamespace(NUM_CLASSES=3)
+    wrong = r"tensor box_head.class_logits.weight is \(5, 4\) in the file, \(3, 4\) here"
+    with pytest.raises(WeightsError, match=wrong):
+        require_complete(net, selected, "w.pt", config, {"NUM_CLASSES": 3}, state)
+    # made for another config: that is what the message says, as before
+    with pytest.raises(WeightsError, match="was made for NUM_CLASSES = 5"):
+        require_complete(net, selected, "w.pt", config, {"NUM_CLASSES": 5}, state)
