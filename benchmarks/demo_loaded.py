@@ -24,13 +24,14 @@ from mrcnn.demo import DEMO_TARGET_MAP50, ShapesDemoConfig
 
 
 def run_demo_process(out: Path, train_seconds: float | None) -> tuple[int, float, str]:
-    """Run ``python -m mrcnn demo`` into ``out``; return (exit code, seconds, last line)."""
+    """Run ``python -m mrcnn demo`` into ``out``; return (exit code, seconds, the last line of
+    its standard output: the mAP, or what it says when the model is not trained enough)."""
     command = [sys.executable, "-m", "mrcnn", "demo", "--out", str(out), "--quiet"]
     if train_seconds is not None:
         command += ["--train-seconds", str(train_seconds)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = (done.stdout + done.stderr).strip().splitlines()
+    lines = done.stdout.strip().splitlines()
     return done.returncode, time.perf_counter() - start, lines[-1] if lines else ""
 
 
