@@ -9,6 +9,7 @@ given here are made by the same functions it uses (:mod:`mrcnn.modeling.targets`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,11 +23,17 @@ from mrcnn.compat.api import (
     mold_image,
     numpy_seeded_generator,
 )
+from mrcnn.datasets.failures import ImageFailure, failure_of
 from mrcnn.modeling import targets as target_rules
 from mrcnn.modeling.anchors import anchors_for_config
 from mrcnn.structures.boxes import xyxy_to_yxyx, yxyx_to_xyxy
 from mrcnn.training.augment import apply_augmentation, to_sample
 from mrcnn.training.imgaug_adapter import adapt_augmentation
+
+log = logging.getLogger(__name__)
+
+#: Matterport's data_generator raised a loading error again once more than this many occurred.
+MATTERPORT_MAX_ERRORS = 5
 
 
 def _active_class_ids(dataset, image_id: int) -> np.ndarray:
@@ -126,12 +133,13 @@ def data_generator(
     image_ids = np.copy(dataset.image_ids)
     skip_sources = set(no_augmentation_sources or ())
     batch: list[dict] = []
+    failures: list[ImageFailure] = []
     while True:
         if shuffle:
             np.random.shuffle(image_ids)
         found = False
         for sample in _samples_with_instances(
-            dataset, config, image_ids, augment, augmentation, skip_sources
+            dataset, config, image_ids, augment, augmentation, skip_sources, failures
         ):
             found = True
             batch.append(_sample_targets(sample, config, random_rois, detection_targets))
@@ -146,15 +154,35 @@ def data_generator(
 
 
 def _samples_with_instances(
-    dataset, config, image_ids: np.ndarray, augment: bool, augmentation, skip_sources: set
+    dataset,
+    config,
+    image_ids: np.ndarray,
+    augment: bool,
+    augmentation,
+    skip_sources: set,
+    failures: list[ImageFailure],
 ) -> Iterator[tuple]:
     """The :func:`load_image_gt` sample of each image in ``image_ids`` order, loaded when asked
     for. Images without a positive class id (none annotated, only crowd regions, or all lost
-    to augmentation or resizing) are passed over: they give no training targets."""
+    to augmentation or resizing) are passed over: they give no training targets.
+
+    As Matterport's generator did, an image whose loading raises is logged ("Error processing
+    image", here one line) and passed over, and the error is raised once more than
+    :data:`MATTERPORT_MAX_ERRORS` have occurred (``failures`` keeps them across epochs).
+    """
     for image_id in image_ids:
         source = dataset.image_info[image_id]["source"]
         augmenting = augmentation if source not in skip_sources else None
-        sample = load_image_gt(dataset, config, image_id, augment, augmenting, config.USE_MINI_MASK)
+        try:
+            sample = load_image_gt(
+                dataset, config, image_id, augment, augmenting, config.USE_MINI_MASK
+            )
+        except Exception as error:
+            failures.append(failure_of(dataset, image_id, "load_image_gt", error))
+            log.warning("Error processing %s; passed over", failures[-1].describe())
+            if len(failures) > MATTERPORT_MAX_ERRORS:
+                raise
+            continue
         if np.any(sample[2] > 0):
             yield sample
 

@@ -177,3 +177,29 @@ def test_build_detection_targets_has_matterports_signature_and_layout():
         assert np.abs(deltas[i, class_ids[i]]).max() < 1e-5  # already on its box
         assert masks[i, :, :, class_ids[i]].mean() > 0.95  # the box is all mask
     assert not deltas[class_ids == 0].any() and not masks[class_ids == 0].any()
+
+
+def test_an_image_that_fails_to_load_is_passed_over_with_a_line_as_matterport_did(caplog):
+    from tests.helpers.bad_images import broken_shapes
+
+    dataset = broken_shapes(6, bad_masks=[2])
+    config = _config(NUM_CLASSES=dataset.num_classes)
+    batches = modellib.data_generator(dataset, config, shuffle=False, batch_size=5)
+    with caplog.at_level("WARNING", logger="mrcnn.compat.data"):
+        inputs, _ = next(batches)
+    assert inputs[0].shape[0] == 5  # the 5 images that load, image 2 passed over
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "Error processing image 2 (photos/train_2.jpg): load_image_gt raised IndexError: "
+        "index 64 is out of bounds for axis 1 with size 64; passed over"
+    ]
+
+
+def test_more_than_five_loading_errors_raise_the_last_one_as_matterport_did():
+    from tests.helpers.bad_images import broken_shapes
+
+    dataset = broken_shapes(8, bad_masks=range(6))
+    config = _config(NUM_CLASSES=dataset.num_classes)
+    batches = modellib.data_generator(dataset, config, shuffle=False, batch_size=4)
+    with pytest.raises(IndexError, match="out of bounds"):
+        next(batches)
