@@ -44,6 +44,7 @@ from mrcnn.outputs import (
     write_output,
 )
 from mrcnn.structures.image import read_image
+from mrcnn.structures.resize_plan import InputSizeError
 
 if TYPE_CHECKING:
     pass
@@ -108,8 +109,12 @@ def run(args: argparse.Namespace) -> int:
             bar.write(f"skipped {path}: {error}", file=sys.stderr)
             skipped += 1
             continue
-        # Memory bounded by the boxes (BoxMasks); an ONNX model returns dense masks.
-        result = model.detect([image], **({} if args.onnx else {"mask_format": "boxes"}))[0]
+        try:  # memory bounded by the boxes (BoxMasks); an ONNX model returns dense masks
+            result = model.detect([image], **({} if args.onnx else {"mask_format": "boxes"}))[0]
+        except InputSizeError as error:  # a thin strip the config would mold enormous
+            bar.write(f"skipped {path}: {error}", file=sys.stderr)
+            skipped += 1
+            continue
         entries = coco_results(result, image_id_for(key), class_names)
         _write_json(out / f"{key}.json", entries)
         _write_figure(out / f"{key}.png", image, result, class_names)

@@ -15,6 +15,7 @@ from pathlib import Path
 from mrcnn.commands import common
 from mrcnn.commands.common import add_class_names_argument, add_config_arguments, class_names_for
 from mrcnn.outputs import check_new_outputs
+from mrcnn.structures.resize_plan import MAX_EXPORT_SIDE
 
 HELP = "export the inference network to ONNX (for ONNX Runtime) or a torch.export program"
 
@@ -63,7 +64,14 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if not match:
         raise ValueError(f"--input-size {text!r}: use HEIGHTxWIDTH, e.g. 800x1088")
-    return int(match.group(1)), int(match.group(2))
+    height, width = int(match.group(1)), int(match.group(2))
+    if max(height, width) > MAX_EXPORT_SIDE or min(height, width) < 64:
+        raise ValueError(
+            f"--input-size {text.strip()}: each side must be 64 to {MAX_EXPORT_SIDE} pixels "
+            "(the network is traced on an input of that size); give a smaller HxW, "
+            "e.g. 800x1088"
+        )
+    return height, width
 
 
 def run(args: argparse.Namespace) -> int:

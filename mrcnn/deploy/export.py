@@ -22,7 +22,7 @@ from mrcnn.deploy.graph import INPUT_NAMES, OUTPUT_NAMES, InferenceGraph
 from mrcnn.deploy.runtime import METADATA_FORMAT, METADATA_KEY
 from mrcnn.modeling.backbone import clear_folded_weights
 from mrcnn.outputs import OutputError, atomic_output
-from mrcnn.structures.resize_plan import plan_resize
+from mrcnn.structures.resize_plan import MAX_EXPORT_SIDE, plan_resize
 
 #: Config values the runtime reads (molding, unmolding, labelling).
 RUNTIME_SETTINGS = (
@@ -167,6 +167,11 @@ def inference_graph(model, input_size: Sequence[int] | None = None):
     height, width = (int(s) for s in (input_size or default_input_size(model.config)))
     if height < 64 or width < 64:
         raise ValueError(f"input size {height}x{width} is too small: at least 64x64")
+    if max(height, width) > MAX_EXPORT_SIDE:
+        raise ValueError(
+            f"input size {height}x{width} is too large: at most {MAX_EXPORT_SIDE} pixels a side "
+            "(the network is traced on an input of that size); give a smaller input_size"
+        )
     net.eval()
     graph = InferenceGraph(net, (height, width)).eval()
     example = (

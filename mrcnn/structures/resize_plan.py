@@ -14,6 +14,17 @@ import numpy as np
 
 #: Multiple the padded input of the "shortest_side" mode is rounded up to.
 SHORTEST_SIDE_PAD = 32
+#: An image that IMAGE_MIN_DIM scales up may give a network input of at most this many times
+#: max(IMAGE_MIN_DIM, IMAGE_MAX_DIM)² pixels (a 1 x 4000 strip at IMAGE_MIN_DIM=800 would give
+#: 800 x 3,200,000 pixels, some 30 GB as float32, and the process would be killed silently).
+MAX_UPSCALED_AREA = 4
+#: Largest side, pixels, of a network input an exported graph is made for: the export traces
+#: the network on an example input of that size (100000 x 100000 would need some 120 GB).
+MAX_EXPORT_SIDE = 8192
+
+
+class InputSizeError(ValueError):
+    """An image whose network input, as the config molds it, would be unreasonably large."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,8 @@ def plan_resize(
 
     scale = matterport_scale(height, width, mode, min_dim, max_dim, min_scale)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))  # as above
+    if scale > max(1.0, min_scale or 0):  # IMAGE_MIN_DIM scales it up (not IMAGE_MIN_SCALE)
+        check_upscaled_size((height, width), (new_h, new_w), mode, min_dim, max_dim)
 
     if mode == "square":
         top = (max_dim - new_h) // 2
@@ -129,6 +142,29 @@ def plan_resize(
     x = int(rng.integers(0, new_w - crop_w + 1))
     padding = (0, min_dim - crop_h, 0, min_dim - crop_w)
     return ResizePlan((height, width), (new_h, new_w), padding, crop=(y, x, crop_h, crop_w))
+
+
+def check_upscaled_size(
+    original: tuple[int, int], resized: tuple[int, int], mode: str, min_dim: int, max_dim: int
+) -> None:
+    """Refuse an image that scaling its short side up to ``min_dim`` makes larger than
+    :data:`MAX_UPSCALED_AREA` x max(``min_dim``, ``max_dim``)² pixels (a thin strip in the
+    "pad64" and "crop" modes, which do not bound the long side).
+
+    Raises:
+        InputSizeError: one line naming the shape, the mode and what to do.
+    """
+    limit = MAX_UPSCALED_AREA * max(min_dim, max_dim) ** 2
+    if resized[0] * resized[1] <= limit:
+        return
+    raise InputSizeError(
+        f"an image of {original[0]}x{original[1]} pixels would become a "
+        f"{resized[0]}x{resized[1]} network input under IMAGE_RESIZE_MODE={mode!r} "
+        f"(IMAGE_MIN_DIM={min_dim} scales its short side up), over the {limit} pixels "
+        f"allowed ({MAX_UPSCALED_AREA} x max(IMAGE_MIN_DIM, IMAGE_MAX_DIM)^2): crop the image "
+        "to a less extreme aspect ratio, or use IMAGE_RESIZE_MODE=square or shortest_side, "
+        "which bound the long side"
+    )
 
 
 def matterport_scale(

@@ -153,3 +153,24 @@ def test_image_ids_are_ints_only_for_ascii_digits():
     assert detect.image_id_for("²") == "²"
     assert detect.image_id_for("١٢") == "١٢"  # Arabic-Indic digits: int() takes them, COCO not
     assert detect.image_id_for("12a") == "12a"
+
+
+def test_detect_over_a_folder_names_a_thin_image_and_goes_on(tmp_path, capsys):
+    """A 2 x 3000 strip that "pad64" would scale to 64 x 96000 is skipped in one line naming
+    it (issue 31), and the other images are detected."""
+    weights = save_tiny_checkpoint(
+        tmp_path / "pad64.pt", IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64
+    )
+    folder = tmp_path / "in"
+    _images(folder)
+    Image.fromarray(np.zeros((2, 3000, 3), np.uint8)).save(folder / "strip.png")
+    out = tmp_path / "out"
+    argv = ["detect", "--weights", str(weights), "--input", str(folder), "--output", str(out)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if "strip.png" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"skipped {folder / 'strip.png'}: ")
+    assert "2x3000 pixels" in lines[0] and "IMAGE_RESIZE_MODE='pad64'" in lines[0]
+    assert "Traceback" not in captured.err
+    assert "wrote 2 figures" in captured.out and "skipped 1 of 3 files" in captured.out
+    assert not (out / "strip.json").exists() and (out / "street.json").exists()

@@ -57,8 +57,8 @@ def test_run_logger_writes_one_metrics_file_and_nothing_when_disabled(tmp_path):
     log.close()
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines == [
-        {"step": 1, "epoch": 1, "loss": 1.5, "lr": 0.1, "seconds": 0.5},
-        {"step": 1, "epoch": 1, "val_loss": 2.0},
+        {"step": 1, "epoch": 1, "loss": 1.5, "lr": 0.1, "seconds": 0.5, "skipped_images": 0},
+        {"step": 1, "epoch": 1, "val_loss": 2.0, "val_skipped_images": 0},
     ]
     assert list(tmp_path.glob("events.out.tfevents.*"))
     quiet = tmp_path / "quiet"

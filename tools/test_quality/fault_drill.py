@@ -13,6 +13,11 @@ The model is a random ResNet-18 Mask R-CNN on 64 x 64 generated shapes, 3 steps 
 
     python -m tools.test_quality.fault_drill [--kills 20] [--seed 0] [--min-delay S] [--max-delay S]
 
+Two more drills (issue 31, :mod:`tools.test_quality.output_drills`), each printing a table:
+
+    python -m tools.test_quality.fault_drill --drill full-disk [--only detect splash ...]
+    python -m tools.test_quality.fault_drill --drill kill-outputs [--kills 6] [--seed 0]
+
 By default the kill delays span 0.4 x a resumed run's time to its first checkpoint up to that
 time plus four epochs, measured by calibration runs before the drill.
 """
@@ -238,17 +243,52 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.test_quality.fault_drill", description=__doc__.splitlines()[0]
     )
+    parser.add_argument(
+        "--drill",
+        choices=DRILLS,
+        default="training",
+        help="training: SIGKILL and resume training (default); full-disk: every output "
+        "command on a full tmpfs (root); kill-outputs: SIGKILL export and convert, then rerun",
+    )
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-delay", type=float, help="shortest kill delay, s (calibrated)")
     parser.add_argument("--max-delay", type=float, help="longest kill delay, s (calibrated)")
+    parser.add_argument(
+        "--only", nargs="+", metavar="WORD", help="full-disk: only the commands named so"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mrcnn_drill_") as folder:
-        drill(args, Path(folder))
-        concurrent(Path(folder))
-    print(f"fault drill passed in {time.perf_counter() - start:.0f} s")
-    return 0
+        failed = DRILLS[args.drill](args, Path(folder))
+    print(f"fault drill {'FAILED' if failed else 'passed'} in {time.perf_counter() - start:.0f} s")
+    return 1 if failed else 0
+
+
+def _training(args, work: Path) -> bool:
+    drill(args, work)
+    concurrent(work)
+    return False  # a failure is an AssertionError
+
+
+def _full_disk(args, work: Path) -> bool:
+    from tools.test_quality import output_drills
+
+    rows = output_drills.full_disk(work, args.only)
+    output_drills.print_table(rows, ("command", "result", "exit code and the one line"))
+    return any(row[1] == "FAIL" for row in rows)
+
+
+def _kill_outputs(args, work: Path) -> bool:
+    from tools.test_quality import output_drills
+
+    rows = output_drills.kill_drill(work, args.kills, args.seed)
+    header = ("command", "kills", "mid-write", "had finished", "failed reruns", "detail")
+    output_drills.print_table(rows, header)
+    return any(row[4] not in ("0", "-") for row in rows)
+
+
+DRILLS = {"training": _training, "full-disk": _full_disk, "kill-outputs": _kill_outputs}
 
 
 if __name__ == "__main__":

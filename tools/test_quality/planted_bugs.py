@@ -91,8 +91,8 @@ CASES = [
         "tests/commands/test_evaluate.py::test_evaluate_end_to_end_writes_loadable_results",
         "written JSON differs from the evaluated detections",
         "mrcnn/commands/evaluate.py",
-        "output.write_text(json.dumps(evaluation.coco_results))",
-        "output.write_text(json.dumps(evaluation.coco_results[1:]))",
+        "write_output(output, json.dumps(evaluation.coco_results))",
+        "write_output(output, json.dumps(evaluation.coco_results[1:]))",
     ),
     Case(
         "tests/commands/test_evaluate.py::test_evaluate_end_to_end_writes_loadable_results",
