@@ -24,7 +24,7 @@ from mrcnn.evaluation import evaluate_dataset
 from mrcnn.maskrcnn import MaskRCNN
 from mrcnn.modeling.cpu_threads import CpuThreads
 from mrcnn.outputs import atomic_output, prepare_demo_folder, write_output
-from mrcnn.splash.filter import color_splash, splash_video
+from mrcnn.splash.filter import color_splash, splash_video, write_image
 
 #: Side of the generated images, pixels.
 DEMO_IMAGE_SIZE = 128
@@ -290,20 +290,12 @@ def _pictures(model, val, out: Path, count: int = 4) -> list[str]:
             big, r["rois"] * scale, masks, r["class_ids"], val.class_names, r["scores"]
         )
         name = f"detections_{image_id}.png"
-        _write_png(out / name, picture)
+        write_image(out / name, picture)
         splash = color_splash(big, masks)
         splash_name = f"splash_{image_id}.png"
-        _write_png(out / splash_name, splash)
+        write_image(out / splash_name, splash)
         names += [name, splash_name]
     return names
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    """Encode an RGB picture as PNG and write it with the package's one output writer."""
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode {path.name} as PNG")
-    write_output(path, encoded.tobytes())
 
 
 def _enlarge_masks(masks: np.ndarray, scale: int) -> np.ndarray:

@@ -21,8 +21,9 @@ import torch
 
 log = logging.getLogger(__name__)
 
-#: How long the other programs' CPU use is sampled, seconds.
-SAMPLE_SECONDS = 0.3
+#: How long the other programs' CPU use is sampled, seconds: 10 clock ticks of 10 ms per core,
+#: enough to tell a busy core from an idle one, and short because training samples each epoch.
+SAMPLE_SECONDS = 0.1
 PROC_STAT = Path("/proc/stat")
 
 
@@ -86,13 +87,14 @@ class CpuThreads:
         others = busy_cores_of_others()
         if others is None:
             return current
-        chosen = threads_beside(others, os.cpu_count() or 1, self.most)
+        cores = os.cpu_count() or 1
+        chosen = threads_beside(others, cores, self.most)
         if chosen != current:
             torch.set_num_threads(chosen)
             log.warning(
                 "other programs are using %.1f of the %d CPU cores: %d torch thread%s (was %d)",
                 others,
-                os.cpu_count() or 1,
+                cores,
                 chosen,
                 "" if chosen == 1 else "s",
                 current,
