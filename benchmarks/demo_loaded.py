@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from mrcnn.demo import DEMO_TARGET_MAP50, ShapesDemoConfig
+from mrcnn.modeling.precision import cpu_flags
 
 
 def run_demo_process(out: Path, train_seconds: float | None) -> tuple[int, float, str]:
@@ -87,21 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         "--train-seconds", type=float, default=None, help="the demo's cap (default its own)"
     )
     args = parser.parse_args(argv)
-    flags = " ".join(sorted(_cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+    flags = " ".join(sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
     print(f"cpus: {os.cpu_count()}; flags: {flags or 'none of avx2/avx512/amx'}")
     rows = [] if args.skip_baseline else [measure("quiet", 0, args.train_seconds)]
     rows.append(measure(f"beside {args.busy} spinning process(es)", args.busy, args.train_seconds))
     print_table(rows)
     return 0
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
 
 
 if __name__ == "__main__":
