@@ -35,6 +35,9 @@ LOCK_FILE = ".lock"
 #: helper's ``.<stem>.mrcnn-tmp-<pid>...``, and the ``.<name>.<random>.tmp`` of older versions.
 _TEMPORARY = re.compile(rf"^\..+(\.tmp|{re.escape(TEMPORARY_TAG)}\d+.*)$")
 _CHECKPOINT = re.compile(r"^mrcnn_(?P<name>.+)_(?P<epoch>\d{4,})\.pt$")
+#: Checkpoints Matterport's training wrote into its run folders (``mask_rcnn_balloon_0030.h5``):
+#: ``find_last`` finds them too, so a migrated logs folder keeps working.
+_MATTERPORT_CHECKPOINT = re.compile(r"^mask_rcnn_(?P<name>.+)_(?P<epoch>\d{4,})\.h5$")
 #: The training metrics of a run folder (see :mod:`mrcnn.training.run_log`).
 METRICS_FILE = "metrics.jsonl"
 
@@ -69,7 +72,8 @@ def checkpoint_name(name: str, epoch: int) -> str:
 
 
 def find_last(model_dir: str | os.PathLike, name: str | None = None) -> Path:
-    """The newest checkpoint of the newest run folder under ``model_dir``.
+    """The newest checkpoint of the newest run folder under ``model_dir``: this package's
+    ``mrcnn_<name>_<epoch>.pt`` or Matterport's ``mask_rcnn_<name>_<epoch>.h5``.
 
     Args:
         name: only run folders of this config NAME (lower-cased as in folder names).
@@ -85,7 +89,9 @@ def find_last(model_dir: str | os.PathLike, name: str | None = None) -> Path:
                 runs.append((_run_order(match), entry.name, entry))
     for _, _, run in sorted(runs, reverse=True):
         checkpoints = sorted(
-            (int(m["epoch"]), p) for p in run.iterdir() if (m := _CHECKPOINT.match(p.name))
+            (int(m["epoch"]), p)
+            for p in run.iterdir()
+            if (m := _CHECKPOINT.match(p.name) or _MATTERPORT_CHECKPOINT.match(p.name))
         )
         if checkpoints:
             return checkpoints[-1][1]
