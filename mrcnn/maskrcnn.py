@@ -1,11 +1,7 @@
-"""The :class:`MaskRCNN` facade: Matterport's workflow around the PyTorch network.
-
-It sits above the network (:mod:`mrcnn.model`), the checkpoints
-(:mod:`mrcnn.weights.checkpoint`) and training (:mod:`mrcnn.training`);
-``mrcnn.model.MaskRCNN`` names it too.
-
-``MaskRCNN`` is not an ``nn.Module``; its network is ``model.net``. It loads weights in every
-supported format, runs detection on plain numpy images and returns Matterport-style results.
+"""The :class:`MaskRCNN` facade (also ``mrcnn.model.MaskRCNN``): Matterport's workflow above
+the network, the checkpoints and training. It is not an ``nn.Module`` (its network is
+``model.net``); it loads weights in every supported format, runs detection on numpy images and
+returns Matterport-style results.
 """
 
 from __future__ import annotations
@@ -233,7 +229,8 @@ class MaskRCNN(MatterportMethods):
                 (Matterport's mrcnn_class_logits, mrcnn_bbox_fc, mrcnn_mask). Those layers are
                 skipped anyway, with a note, when their shapes differ. For a .h5, Matterport's
                 layer names (e.g. "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask").
-            by_name: accepted for Matterport compatibility; loading is always by name.
+            by_name: accepted for Matterport compatibility; loading is always by name (in
+                training a deeper ResNet's extra blocks are skipped, as Keras's was).
 
         The weights' conventions (input normalisation, box-coding std devs, anchors, ROIAlign
         and level rules; see :mod:`mrcnn.conventions`) are adopted into ``self.config`` for
@@ -251,8 +248,11 @@ class MaskRCNN(MatterportMethods):
         state, notes = weights_lib.to_network_state(state, self.config)
         notes = flavour_notes + notes
         exclude = weights_lib.translate_exclude(exclude, extras)  # Matterport's layer names
-        selected, skipped = weights_lib.select_for_network(self.net, state, exclude, source)
-        if self.mode == "inference":  # training may start from partial weights; detection not
+        training = self.mode == "training"  # may start from a deeper ResNet, or partial weights
+        selected, skipped = weights_lib.select_for_network(
+            self.net, state, exclude, source, training
+        )
+        if not training:
             completeness.require_complete(
                 self.net, selected, source, self.config, completeness.made_for(extras), state
             )

@@ -352,6 +352,7 @@ def select_for_network(
     state: Mapping[str, torch.Tensor],
     exclude: Iterable[str] = (),
     source: str = "weights",
+    skip_deeper_blocks: bool = False,
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The tensors of ``state`` that :func:`load_into_network` would copy into ``net``.
 
@@ -359,27 +360,27 @@ def select_for_network(
         exclude: names, name prefixes or regular expressions of parameters to skip, or
             "class-specific" (the layers whose shape depends on NUM_CLASSES).
         source: what to call the weights in messages (usually the file path).
+        skip_deeper_blocks: skip, with a note, the residual blocks of a deeper ResNet than
+            ``net``'s (ResNet-101 weights as the start of a ResNet-50's training, as
+            Matterport's nucleus sample does); else they are refused like any other tensor
+            the network lacks (for detection that is a wrong BACKBONE).
     Returns:
         (selected, notes): the tensors by name, and notes on what was skipped.
     Raises:
         WeightsError: a tensor's shape differs from the network's (other than in the
             class-specific layers, which are then skipped with a note), or nothing matched.
     """
-    if isinstance(exclude, str):
-        exclude = [exclude]
-    patterns = [e for e in exclude if e != "class-specific"]
-    skip_class_specific = "class-specific" in exclude
+    exclude = [exclude] if isinstance(exclude, str) else list(exclude)
     own = net.state_dict()
-    selected, notes, mismatched = {}, [], []
+    selected, notes, mismatched, deeper = {}, [], [], []
     for key, value in state.items():
-        if key.endswith("num_batches_tracked") and key not in own:
-            continue
-        if skip_class_specific and class_specific(key):
-            continue
-        if any(key.startswith(p) or re.search(p, key) for p in patterns):
+        if _excluded(key, exclude) or (key.endswith("num_batches_tracked") and key not in own):
             continue
         if key not in own:
-            mismatched.append(f"{key} (not in this network)")
+            if skip_deeper_blocks and _extra_resnet_block(key, own):
+                deeper.append(key)
+            else:
+                mismatched.append(f"{key} (not in this network)")
             continue
         if tuple(own[key].shape) != tuple(value.shape):
             if class_specific(key):
@@ -400,7 +401,51 @@ def select_for_network(
         )
     if not selected:
         raise WeightsError(f"{source}: no tensor matched this network")
+    if deeper:
+        notes.append(_deeper_resnet_note(deeper, source))
     return selected, notes
+
+
+def _excluded(key: str, exclude: list[str]) -> bool:
+    """Whether ``exclude`` (names, prefixes, regular expressions or "class-specific") names
+    the tensor ``key``."""
+    for pattern in exclude:
+        if pattern == "class-specific":
+            if class_specific(key):
+                return True
+        elif key.startswith(pattern) or re.search(pattern, key):
+            return True
+    return False
+
+
+#: A ResNet block's tensor: backbone.body.layer<stage>.<block>.<rest>.
+_RESNET_BLOCK = re.compile(r"^backbone\.body\.(layer\d)\.(\d+)\.")
+
+
+def _extra_resnet_block(key: str, own: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``key`` belongs to a residual block past the last one this network's stage has
+    (a ResNet-101 file's layer3.6 ... layer3.22 in a ResNet-50). Such weights are skipped, as
+    Keras's by-name loading skipped layers the model lacks: Matterport's nucleus sample starts
+    its ResNet-50 from the ResNet-101 COCO model this way."""
+    match = _RESNET_BLOCK.match(key)
+    if not match:
+        return False
+    stage, block = match.group(1), int(match.group(2))
+    prefix = f"backbone.body.{stage}."
+    blocks = {int(k[len(prefix) :].split(".", 1)[0]) for k in own if k.startswith(prefix)}
+    return bool(blocks) and block > max(blocks)
+
+
+def _deeper_resnet_note(keys: list[str], source: str) -> str:
+    stages: dict[str, set[int]] = {}
+    for key in keys:
+        match = _RESNET_BLOCK.match(key)
+        stages.setdefault(match.group(1), set()).add(int(match.group(2)))
+    blocks = ", ".join(f"{s}.{min(b)}-{max(b)}" for s, b in sorted(stages.items()))
+    return (
+        f"skipped {len(keys)} tensors of {source}'s deeper ResNet ({blocks}): this network's "
+        "BACKBONE has fewer blocks; the blocks both have are loaded"
+    )
 
 
 def load_selected(

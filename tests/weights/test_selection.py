@@ -259,3 +259,39 @@ def test_a_tensor_of_the_wrong_shape_is_named_with_both_shapes():
     # made for another config: that is what the message says, as before
     with pytest.raises(WeightsError, match="was made for NUM_CLASSES = 5"):
         require_complete(net, selected, "w.pt", config, {"NUM_CLASSES": 5}, state)
+
+
+def _resnet_net(blocks: int) -> nn.Module:
+    """A network whose backbone.body.layer3 has ``blocks`` residual blocks (ResNet-50: 6,
+    ResNet-101: 23), as MaskRCNNNet names them, plus an FPN conv."""
+    net = nn.Module()
+    net.backbone = nn.Module()
+    net.backbone.body = nn.Module()
+    net.backbone.body.layer2 = nn.Sequential(*(nn.Conv2d(2, 2, 1) for _ in range(4)))
+    net.backbone.body.layer3 = nn.Sequential(*(nn.Conv2d(2, 2, 1) for _ in range(blocks)))
+    net.fpn = nn.Conv2d(2, 2, 1)
+    return net
+
+
+def test_deeper_resnet_blocks_are_skipped_with_a_note_and_other_strangers_still_refused():
+    """ResNet-101 weights into a ResNet-50 (Matterport's nucleus.py: --weights=coco into its
+    resnet50 config): the 17 extra stage-4 blocks are skipped with one note, every block both
+    have is loaded (in training; for detection it is a wrong BACKBONE and refused). A tensor of
+    any other part the network lacks still stops the load."""
+    deep, shallow = _resnet_net(23), _resnet_net(6)
+    with pytest.raises(WeightsError, match=r"layer3\.6\.weight \(not in this network\)"):
+        select_for_network(shallow, _state(deep))  # detection: a wrong BACKBONE
+    selected, notes = select_for_network(
+        shallow, _state(deep), source="coco.h5", skip_deeper_blocks=True
+    )
+    assert set(selected) == set(shallow.state_dict())
+    assert notes == [
+        "skipped 34 tensors of coco.h5's deeper ResNet (layer3.6-22): this network's BACKBONE "
+        "has fewer blocks; the blocks both have are loaded"
+    ]
+    strange = _state(deep) | {"backbone.body.layer9.0.weight": torch.zeros(1)}
+    with pytest.raises(WeightsError, match=r"layer9\.0\.weight \(not in this network\)"):
+        select_for_network(shallow, strange, skip_deeper_blocks=True)
+    # The other way round nothing is skipped: the deeper network's extra blocks keep their init.
+    selected, notes = select_for_network(deep, _state(shallow), skip_deeper_blocks=True)
+    assert notes == [] and len(selected) == len(shallow.state_dict())
