@@ -194,17 +194,22 @@ class MatterportMethods:
 
     def detect_molded(self, molded_images: np.ndarray, image_metas: np.ndarray, verbose: int = 0):
         """``detect`` on images already molded (:meth:`mold_inputs`, or
-        :func:`~mrcnn.model.load_image_gt` plus :func:`~mrcnn.model.mold_image`); the results
-        are in the original images' pixels that the metas record."""
+        :func:`~mrcnn.model.load_image_gt` plus :func:`~mrcnn.model.mold_image`).
+
+        As in Matterport, the results are in the *molded* images' pixels (rois, and masks of
+        the molded [H, W]), where load_image_gt's ground truth is, so that the inspect_model
+        notebooks can compare the two; detections are still clipped to each meta's window.
+        For results in the original images' pixels, use :meth:`detect`."""
         batch = torch.as_tensor(np.asarray(molded_images, dtype=np.float32)).permute(0, 3, 1, 2)
         batch = batch.to(self.device, self.dtype)
         metas = [image_meta_of(row) for row in np.asarray(image_metas).reshape(len(batch), -1)]
         windows = torch.tensor([m.window for m in metas], dtype=self.dtype, device=self.device)
         with _eval(self.net), torch.inference_mode(), self.inference_context():
             found = self.net(batch, windows)
-        results = [
-            self.unmold_one(found, i, meta, batch.shape[-2:]) for i, meta in enumerate(metas)
-        ]
+        height, width = (int(v) for v in batch.shape[-2:])
+        # Matterport unmolded with window = the whole molded image: no shift, no scale.
+        as_molded = ImageMeta((height, width), (height, width), (0, 0, width, height), (1.0, 1.0))
+        results = [self.unmold_one(found, i, as_molded, (height, width)) for i in range(len(batch))]
         if verbose:
             for i, r in enumerate(results):
                 print(f"molded image {i}: {len(r['class_ids'])} instances")
@@ -249,16 +254,22 @@ class MatterportMethods:
                 every residual block's ``res4b_out`` ..., the FPN, RPN and heads, and the
                 proposal layer's ``ROI/pre_nms_anchors:0``, ``ROI/refined_anchors:0``,
                 ``ROI/refined_anchors_clipped:0`` and ``ROI/rpn_non_max_suppression:0``).
-            image_metas: unused (the metas are those of :meth:`mold_inputs`).
+            image_metas: None: ``images`` are molded here. Given (as the inspect_model
+                notebooks pass load_image_gt's meta), ``images`` are taken as the network's
+                input as they are, and each meta's window is used, as Matterport did.
         Returns:
             OrderedDict name -> array, in the order asked.
         Raises:
             KeyError: an unknown stage, listing the known ones.
         """
-        del image_metas
         known = known_stages(self.net)
         wanted = [(name, stage_name(stage, known)) for name, stage in outputs]
-        molded, metas, windows = self.mold_inputs(images)
+        if image_metas is None:
+            molded, _, windows = self.mold_inputs(images)
+        else:
+            molded = np.asarray(images, dtype=np.float32)
+            rows = np.asarray(image_metas).reshape(len(molded), -1)
+            windows = np.stack([image_meta_of(row).window_yxyx() for row in rows])
         values = StageValues(self, molded, windows, [stage for _, stage in wanted])
         with _eval(self.net), torch.inference_mode(), self.inference_context():
             result = OrderedDict((name, values.get(stage)) for name, stage in wanted)

@@ -143,18 +143,28 @@ def test_mold_inputs_gives_matterport_layouts(model):
     )
 
 
-def test_detect_molded_equals_detect(model):
+def test_detect_molded_gives_detect_in_molded_pixels(model):
+    """Matterport's detect_molded unmolded with window = the whole molded image: the same
+    detections as detect, in the molded image's pixels (where load_image_gt's boxes and masks
+    are), with masks of the molded size."""
     images = [_image(0), _image(1, (100, 70, 3))]
     direct = model.detect(images)
-    molded, metas, _ = model.mold_inputs(images)
+    molded, metas, windows = model.mold_inputs(images)
     via_molded = model.detect_molded(molded, metas)
     assert len(via_molded) == 2
-    for a, b in zip(direct, via_molded, strict=True):
+    for a, b, meta, window in zip(direct, via_molded, metas, windows, strict=True):
         assert len(a["class_ids"]) > 0
-        np.testing.assert_array_equal(a["rois"], b["rois"])
         np.testing.assert_array_equal(a["class_ids"], b["class_ids"])
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5)
-        assert a["masks"].shape == b["masks"].shape
+        scale = modellib.parse_image_meta(meta[None])["scale"][0]
+        y1, x1 = window[:2]
+        expected = a["boxes"][:, [1, 0, 3, 2]] * scale + np.array([y1, x1, y1, x1])
+        np.testing.assert_allclose(b["rois"], expected, atol=1.0)
+        assert b["masks"].shape == molded.shape[1:3] + (len(b["class_ids"]),)
+        # The masks lie in the window (the image's pixels), as the boxes do, up to the
+        # pixel of rounding at the edges of boxes clipped to it.
+        inside = b["masks"][y1 : window[2], x1 : window[3]]
+        assert inside.any() and inside.sum() >= 0.95 * b["masks"].sum()
 
 
 def test_get_anchors_are_normalised_y1_x1_y2_x2(model):
@@ -268,6 +278,26 @@ def test_run_graph_stages_agree_with_detect(model):
     boxes = utils.denorm_boxes(detections[:n, :4], (128, 128)).astype(float)
     boxes = (boxes - [16, 0, 16, 0]) * 120 / 128
     np.testing.assert_allclose(boxes, r["rois"], atol=1.5)
+
+
+def test_run_graph_with_metas_takes_the_images_as_molded(model):
+    """With image_metas, Matterport's run_graph fed the images to the network as they were (the
+    inspect_model notebooks pass load_image_gt's image and meta): no second molding, so its
+    stages line up with get_anchors of that image's shape."""
+    molded, metas, _ = model.mold_inputs([_image(2)])
+    stages = [("rpn_class", "rpn_class"), ("input", "input_image"), ("proposals", "ROI")]
+    again = model.run_graph(molded, stages, image_metas=metas)
+    np.testing.assert_array_equal(again["input"], molded)
+    direct = model.run_graph([_image(2)], stages)
+    np.testing.assert_allclose(again["rpn_class"], direct["rpn_class"], atol=1e-6)
+    np.testing.assert_allclose(again["proposals"], direct["proposals"], atol=1e-6)
+    # A 192 x 128 input, which molding (IMAGE_MAX_DIM 128) would shrink, keeps its size.
+    big = np.zeros((1, 192, 128, 3), dtype=np.float32)
+    meta = modellib.compose_image_meta(
+        0, (192, 128, 3), (192, 128, 3), (0, 0, 192, 128), 1.0, np.zeros(model.config.NUM_CLASSES)
+    )
+    out = model.run_graph(big, [("rpn_class", "rpn_class")], image_metas=meta[None])
+    assert out["rpn_class"].shape[1] == len(model.get_anchors((192, 128, 3)))
 
 
 def test_run_graph_unknown_stage_lists_the_known_ones(model):
