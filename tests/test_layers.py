@@ -26,7 +26,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("facade", ("mrcnn.maskrcnn",)),
     (
         "applications",
-        ("mrcnn.splash", "mrcnn.drawing", "mrcnn.deploy", "mrcnn.demo", "mrcnn.inspect"),
+        (
+            "mrcnn.splash",
+            "mrcnn.drawing",
+            "mrcnn.deploy",
+            "mrcnn.tracking",
+            "mrcnn.demo",
+            "mrcnn.inspect",
+        ),
     ),
     ("commands", ("mrcnn.commands", "mrcnn.cli", "mrcnn.__main__")),
     # Matterport's names and the package's own face: re-exports only, on the top floor.
