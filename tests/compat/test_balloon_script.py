@@ -1,8 +1,8 @@
 """Matterport's own samples/balloon/balloon.py runs on this package.
 
 The script is Matterport's code, so it is not in this repository: point the environment
-variable MRCNN_MATTERPORT_BALLOON at a copy of the published file
-(https://github.com/matterport/Mask_RCNN/blob/master/samples/balloon/balloon.py). The test
+variable MRCNN_MATTERPORT_REPO at a checkout of https://github.com/matterport/Mask_RCNN (or
+MRCNN_MATTERPORT_BALLOON at a copy of its samples/balloon/balloon.py). The test
 changes only what any script needs on numpy >= 1.24 (``np.bool`` -> ``bool``); the dataset
 is shared/data/balloon as published. On it the script's own ``load_mask`` raises IndexError for
 the 7 training photos with a polygon vertex on the far edge (x == width or y == height: current
@@ -34,6 +34,7 @@ import pytest
 from PIL import Image
 
 import mrcnn.model as modellib
+from tests.helpers.matterport_samples import published
 from tests.helpers.paths import BALLOON
 from tools.matterport_reference.h5_models import (
     fixture_manifest,
@@ -51,7 +52,11 @@ OUTPUT_SCALES = {
     "mrcnn_mask": 0.1,
 }
 
-SCRIPT = os.environ.get("MRCNN_MATTERPORT_BALLOON", "")
+#: The published script: $MRCNN_MATTERPORT_BALLOON, else samples/balloon/balloon.py of the
+#: Matterport checkout at $MRCNN_MATTERPORT_REPO (as the other samples' tests read them).
+SCRIPT = os.environ.get("MRCNN_MATTERPORT_BALLOON") or str(
+    published("samples/balloon/balloon.py") or ""
+)
 
 #: What the test shrinks, so that one epoch takes a minute on a CPU: still one full epoch,
 #: 31 steps of the script's 2 images over the 61 training photos, 7 over the 13 validation ones.
@@ -65,7 +70,8 @@ SHORT_RUN = {
 
 needs_script = pytest.mark.skipif(
     not SCRIPT or not Path(SCRIPT).is_file(),
-    reason="set MRCNN_MATTERPORT_BALLOON to a copy of Matterport's samples/balloon/balloon.py",
+    reason="set MRCNN_MATTERPORT_REPO to a checkout of Matterport's Mask_RCNN (or "
+    "MRCNN_MATTERPORT_BALLOON to a copy of its samples/balloon/balloon.py)",
 )
 needs_balloon = pytest.mark.skipif(
     not BALLOON.is_dir(), reason=f"balloon dataset not found at {BALLOON}"

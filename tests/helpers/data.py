@@ -122,3 +122,99 @@ def write_coco(path: Path, images: list, annotations: list, categories: list) ->
         json.dumps({"images": images, "annotations": annotations, "categories": categories})
     )
     return path
+
+
+def blob_scene(
+    rng: np.random.Generator, height: int, width: int, count: int, radius: tuple[int, int]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """uint8 [H, W, 3] of ``count`` bright ellipses on a dark, noisy background, and each
+    ellipse's bool [H, W] mask (later ellipses occlude earlier ones, as in a photo)."""
+    yy, xx = np.mgrid[:height, :width]
+    image = rng.integers(0, 40, size=(height, width, 3)).astype(np.uint8)
+    masks: list[np.ndarray] = []
+    for _ in range(count):
+        ry, rx = rng.integers(radius[0], radius[1] + 1, size=2)
+        cy, cx = rng.integers(ry, height - ry), rng.integers(rx, width - rx)
+        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        masks = [m & ~inside for m in masks] + [inside]
+        image[inside] = rng.integers(150, 256, size=3)
+    return image, [m for m in masks if m.any()]
+
+
+def write_nucleus_folder(
+    root: Path, image_ids: list[str], sizes: tuple[int, ...] = (128,), seed: int = 0
+) -> Path:
+    """The Kaggle 2018 Data Science Bowl layout Matterport's samples/nucleus reads:
+    ``root/stage1_train/<id>/images/<id>.png`` (RGBA, as the competition's) and one binary PNG
+    per nucleus in ``root/stage1_train/<id>/masks/``. The images are square, their sides
+    ``sizes`` in turn (the competition's ranged from 256 to 1040 pixels). Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    for index, image_id in enumerate(image_ids):
+        size = sizes[index % len(sizes)]
+        folder = root / "stage1_train" / image_id
+        image, masks = blob_scene(rng, size, size, int(rng.integers(3, 9)), (5, 14))
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        alpha = np.full((size, size, 1), 255, dtype=np.uint8)
+        Image.fromarray(np.concatenate([image, alpha], axis=2)).save(
+            folder / "images" / f"{image_id}.png"
+        )
+        for k, mask in enumerate(masks):
+            write_mask_png(folder / "masks" / f"{image_id[:8]}_{k}.png", mask)
+    return root
+
+
+def write_coco_folder(
+    root: Path, subset: str, count: int, num_categories: int, size=(160, 120), seed: int = 0
+) -> Path:
+    """A COCO-format dataset as Matterport's samples/coco reads it:
+    ``root/annotations/instances_<subset>.json`` and the images in ``root/<subset>/`` (for
+    ``load_coco(root, "train")`` with year 2014, ``subset`` is "train2014"; "minival" reads
+    ``instances_minival2014.json`` and images from ``val2014``: pass "minival2014:val2014").
+    Categories 1..``num_categories``; each
+    image has 2-4 ellipses of random categories, as polygon segmentations. Returns ``root``."""
+    annotation_name, _, image_folder = subset.partition(":")
+    image_folder = image_folder or annotation_name
+    rng = np.random.default_rng(seed)
+    width, height = size
+    images, annotations = [], []
+    for image_id in range(1, count + 1):
+        image, masks = blob_scene(rng, height, width, int(rng.integers(2, 5)), (10, 30))
+        name = f"COCO_{image_folder}_{image_id:012d}.jpg"
+        (root / image_folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / image_folder / name, quality=95)
+        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+        for mask in masks:
+            ys, xs = np.nonzero(mask)
+            x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(rng.integers(1, num_categories + 1)),
+                    "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]]
+                    if mask.sum() == (x2 - x1) * (y2 - y1)
+                    else [_outline(mask)],
+                    "area": int(mask.sum()),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "iscrowd": 0,
+                }
+            )
+    categories = [
+        {"id": i, "name": f"category {i}", "supercategory": "thing"}
+        for i in range(1, num_categories + 1)
+    ]
+    write_coco(
+        root / "annotations" / f"instances_{annotation_name}.json", images, annotations, categories
+    )
+    return root
+
+
+def _outline(mask: np.ndarray) -> list[float]:
+    """A polygon (x0, y0, x1, y1, ...) around bool [H, W] ``mask``'s largest contour."""
+    import cv2
+
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    contour = max(contours, key=cv2.contourArea).reshape(-1, 2)
+    return [float(v) for point in contour for v in (point[0], point[1])]
