@@ -70,8 +70,8 @@ CASES = [
         "tests/weights/test_loading.py::test_exclude_given_as_a_single_string",
         "a string exclude is ignored",
         "mrcnn/weights/loading.py",
-        "exclude = [exclude]\n    patterns = [",
-        "exclude = []\n    patterns = [",
+        "exclude = [exclude] if isinstance(exclude, str) else list(exclude)",
+        "exclude = [] if isinstance(exclude, str) else list(exclude)",
     ),
     Case(
         "tests/test_samples.py::test_exclusive_masks_give_overlaps_to_the_best_score",
