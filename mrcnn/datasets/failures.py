@@ -28,7 +28,8 @@ class ImageFailure:
         image_id: the dataset's internal image id.
         reference: ``image_info[image_id]["path"]``, else ``dataset.image_reference(image_id)``
             ("" when neither says anything).
-        method: the loader that raised: "load_image" or "load_mask".
+        method: the loader that raised: "load_image" or "load_mask" (training also records
+            an image whose loaders' result it could not augment or mold).
         error_type: the exception's class name, e.g. "IndexError".
         message: the exception's message on one line (shortened past :data:`MESSAGE_CHARS`).
     """

@@ -75,8 +75,21 @@ def to_sample(image: np.ndarray, masks: np.ndarray, class_ids: np.ndarray) -> di
         image: H x W x 3 uint8 RGB; masks: bool [H, W, N]; class_ids: int [N].
     Returns:
         the dict described in the module docstring.
+    Raises:
+        ValueError: masks of another size than the image, or not one class id per mask (a
+            loader's bug that would otherwise train on misplaced targets).
     """
     height, width = image.shape[:2]
+    if masks.ndim != 3 or masks.shape[:2] != (height, width):
+        raise ValueError(
+            f"load_mask returned masks of shape {masks.shape} for an image of {height} x "
+            f"{width}: they must be [H, W, N] of the image's size"
+        )
+    if len(np.asarray(class_ids).reshape(-1)) != masks.shape[2]:
+        raise ValueError(
+            f"load_mask returned {masks.shape[2]} masks but {np.asarray(class_ids).size} "
+            "class ids: give one class id per mask"
+        )
     mask_t = torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).to(torch.uint8)
     return {
         "image": tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)),

@@ -112,7 +112,11 @@ class BadImages:
         failures = sorted(self.bad.items())
         named = f": {_named(failures)}" if failures else ""
         first = failures[0][1] if failures else None
-        call = f"dataset.{first.method}({first.image_id})" if first else "dataset.load_mask(id)"
+        call = "dataset.load_mask(id)"
+        if first and first.method.startswith("load_"):
+            call = f"dataset.{first.method}({first.image_id})"
+        elif first:  # it failed after the loaders: load_image_gt loads and molds as training
+            call = f"mrcnn.model.load_image_gt(dataset, config, {first.image_id})"
         kept = f"the last checkpoint {checkpoint} is intact" if checkpoint else "nothing saved"
         return TooManyBadImages(
             f"training stopped: {reason}{named}. Each error is logged above; "

@@ -15,11 +15,14 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from mrcnn.datasets.failures import ImageFailure, call_loaders
+from mrcnn.datasets.failures import ImageFailure, call_loaders, failure_of
 from mrcnn.modeling.targets import GroundTruth, mini_masks
 from mrcnn.structures.image import apply_plan, mold_image, plan_for_config
 from mrcnn.training.augment import apply_augmentation, boxes_from_masks, to_sample
 from mrcnn.training.bad_images import REPLACEMENT_TRIES
+
+#: The "method" of a failure after the loaders returned (see TrainingSamples._prepare).
+PREPARING = "augmenting or molding its loaders' result"
 
 
 @dataclass
@@ -83,18 +86,28 @@ class TrainingSamples(torch.utils.data.Dataset):
         "crowd_boxes" [C, 4], "image_id" and "failures" (see the class docstring)."""
         failures: list[ImageFailure] = []
         for attempt in range(REPLACEMENT_TRIES):
-            image_id = int(self.dataset.image_ids[index])
-            loaded = call_loaders(self.dataset, image_id)
-            if not isinstance(loaded, ImageFailure):
-                break
-            failures.append(loaded)
+            prepared = self._prepare(int(self.dataset.image_ids[index]))
+            if not isinstance(prepared, ImageFailure):
+                return prepared | {"failures": failures}
+            failures.append(prepared)
             index = _replacement(index, attempt, len(self))
-        else:
-            return {"image": None, "failures": failures}
+        return {"image": None, "failures": failures}
+
+    def _prepare(self, image_id: int) -> dict | ImageFailure:
+        """The molded sample of ``image_id``, or the :class:`ImageFailure` of its loaders or of
+        what follows them: masks that do not fit the image, class ids of another length, or
+        a user's augmentation failing on this image are this image's failure, not the run's."""
+        loaded = call_loaders(self.dataset, image_id)
+        if isinstance(loaded, ImageFailure):
+            return loaded
         image, (masks, class_ids) = loaded
-        masks, class_ids = _limit_instances(masks, class_ids, int(self.config.MAX_GT_INSTANCES))
-        sample = apply_augmentation(self.augmentation, to_sample(image, masks, class_ids))
-        return self._mold(sample, image_id) | {"failures": failures}
+        try:
+            limit = int(self.config.MAX_GT_INSTANCES)
+            masks, class_ids = _limit_instances(np.asarray(masks), np.asarray(class_ids), limit)
+            sample = apply_augmentation(self.augmentation, to_sample(image, masks, class_ids))
+            return self._mold(sample, image_id)
+        except Exception as error:
+            return failure_of(self.dataset, image_id, PREPARING, error)
 
     def _mold(self, sample: dict, image_id: int) -> dict:
         cfg = self.config

@@ -21,7 +21,12 @@ from mrcnn.training.bad_images import (
     share_lower_bound,
 )
 from mrcnn.training.data import TrainingSamples, collate
-from tests.helpers.bad_images import EDGE_ERROR, broken_shapes, shapes_failing_for
+from tests.helpers.bad_images import (
+    EDGE_ERROR,
+    BrokenShapes,
+    broken_shapes,
+    shapes_failing_for,
+)
 from tests.helpers.training import config
 
 SKIP_NOTE = "; skipped, another image takes its place"
@@ -197,3 +202,43 @@ def test_cli_train_prints_the_stop_as_one_line(tmp_path, capsys, monkeypatch):
         "(50%): more than 20% of the "
     )
     assert "call dataset.load_mask(" in errors[0] and "mrcnn inspect-data" in errors[0]
+
+
+class MasksOfAnotherSize(BrokenShapes):
+    """Shapes whose ``load_mask`` returns, for the ids in ``wrong``, masks of another size
+    than the image (a loader that reads the wrong annotation file): the loaders return, and
+    the error comes when the sample is molded."""
+
+    def __init__(self, wrong) -> None:
+        super().__init__()
+        self.wrong = set(wrong)
+
+    def load_mask(self, image_id: int):
+        masks, class_ids = super().load_mask(image_id)
+        if int(image_id) in self.wrong:
+            return masks[:40, :50], class_ids
+        return masks, class_ids
+
+
+def test_an_image_that_fails_after_loading_is_skipped_with_its_line_too(tmp_path, caplog):
+    """Masks that do not fit their image make molding raise: that image is replaced with one
+    line, as a loader's error is, and the stop names load_image_gt for the traceback."""
+    dataset = MasksOfAnotherSize(wrong=[3])
+    dataset.load_shapes(6, 64, 64, subset="train", seed=1, max_shapes=2)
+    dataset.prepare()
+    failure = TrainingSamples(dataset, config())[3]["failures"][0]
+    assert failure.image_id == 3 and failure.method.startswith("augmenting or molding")
+    assert failure.describe().endswith(
+        "augmenting or molding its loaders' result raised ValueError: load_mask returned masks "
+        "of shape (40, 50, 2) for an image of 64 x 64: they must be [H, W, N] of the image's size"
+    )
+    # One step of every image, so the run reads image 3; 1 of 6 is under the stop's share.
+    settings = {**SMALL, "STEPS_PER_EPOCH": 1, "IMAGES_PER_GPU": 6}
+    model = MaskRCNN("training", config(**settings), tmp_path)
+    with caplog.at_level(logging.WARNING, logger=bad_images_module.__name__):
+        model.train(dataset, None, 0.01, epochs=1, layers="heads")
+    assert _lines(caplog) == [f"training {failure.describe()}{SKIP_NOTE}"]
+    counter = BadImages(6, say=lambda line: None)
+    counter.record("training", [], [failure])
+    error = counter.stop_error("test", None)
+    assert "mrcnn.model.load_image_gt(dataset, config, 3)" in str(error)
