@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import runpy
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ import pytest
 from PIL import Image
 
 import mrcnn.model as modellib
-from tests.helpers.matterport_samples import published
+from tests.helpers.matterport_samples import port_numpy, published
 from tests.helpers.paths import BALLOON
 from tools.matterport_reference.h5_models import (
     fixture_manifest,
@@ -78,14 +77,9 @@ needs_balloon = pytest.mark.skipif(
 )
 
 
-def port_to_numpy_2(source: str) -> str:
-    """The one change any Matterport script needs on numpy >= 1.24: ``np.bool`` -> ``bool``."""
-    return re.sub(r"\bnp\.bool\b(?!_)", "bool", source)
-
-
 def test_port_changes_only_np_bool():
     source = "a = x.astype(np.bool)\nb = np.bool_(1)\nc = np.bool8\n"
-    assert port_to_numpy_2(source) == "a = x.astype(bool)\nb = np.bool_(1)\nc = np.bool8\n"
+    assert port_numpy(source) == "a = x.astype(bool)\nb = np.bool_(1)\nc = np.bool8\n"
 
 
 @pytest.fixture
@@ -141,7 +135,7 @@ def test_matterport_balloon_script_trains_from_h5_and_splashes(
     pytest.importorskip("h5py", reason="reading Matterport .h5 files needs h5py")
     script = tmp_path / "samples" / "balloon" / "balloon.py"
     script.parent.mkdir(parents=True)
-    script.write_text(port_to_numpy_2(Path(SCRIPT).read_text()))
+    script.write_text(port_numpy(Path(SCRIPT).read_text()))
     # Matterport's default ResNet-101 layout (the COCO model's layers) with two classes, as in
     # Matterport's mask_rcnn_balloon.h5; seeded random weights in the Keras 2.0.8-2.2 layout.
     manifest = with_num_classes(fixture_manifest("r101_c81_1024"), 2)

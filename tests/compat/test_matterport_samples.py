@@ -58,6 +58,24 @@ def random_h5(path, manifest="r101_c81_1024", num_classes=81, background_logit=0
     return write_h5(path, layers, weights, layout="keras-2.2")
 
 
+def run_inspect_notebook(relative, root, images, replacements=(), keras_graph=False):
+    """Runs an inspect notebook ported (``replacements``, and the TensorFlow lines with
+    ``keras_graph``), then every image of its ``dataset`` through load_image_gt: all
+    ``images`` of them load, and the notebook drew its figures."""
+    notebook = mp.ported_notebook(
+        relative,
+        root,
+        replacements=replacements,
+        prelude=mp.PRELUDE.format(short={}),
+        epilogue=mp.ALL_IMAGES.format(dataset="dataset", config="config"),
+        keras_graph=keras_graph,
+    )
+    outputs = mp.run_notebook(notebook, relative, root)
+    assert mp.stdout_json(outputs, "ALL-IMAGES") == {"images": images, "failed": {}}
+    assert mp.figures(outputs) >= 10
+    return outputs
+
+
 SHAPES = "samples/shapes/train_shapes.ipynb"
 
 
@@ -130,15 +148,7 @@ def test_inspect_balloon_data_notebook(tmp_path):
     """inspect_balloon_data.ipynb on the 61 training photos: masks, resizing, anchors and the
     data generator's targets (random ROIs) as the notebook draws them; every photo is read."""
     root = balloon_root(tmp_path)
-    notebook = mp.ported_notebook(
-        BALLOON_DATA,
-        root,
-        prelude=mp.PRELUDE.format(short={}),
-        epilogue=mp.ALL_IMAGES.format(dataset="dataset", config="config"),
-    )
-    outputs = mp.run_notebook(notebook, BALLOON_DATA, root)
-    assert mp.stdout_json(outputs, "ALL-IMAGES") == {"images": 61, "failed": {}}
-    assert mp.figures(outputs) >= 10
+    run_inspect_notebook(BALLOON_DATA, root, 61)
 
 
 @needs(BALLOON_MODEL)
@@ -153,17 +163,8 @@ def test_inspect_balloon_model_notebook(tmp_path):
         num_classes=2,
         background_logit=-3.0,
     )
-    notebook = mp.ported_notebook(
-        BALLOON_MODEL,
-        root,
-        prelude=mp.PRELUDE.format(short={}),
-        epilogue=mp.ALL_IMAGES.format(dataset="dataset", config="config"),
-        keras_graph=True,
-    )
-    outputs = mp.run_notebook(notebook, BALLOON_MODEL, root)
-    assert mp.stdout_json(outputs, "ALL-IMAGES") == {"images": 13, "failed": {}}
+    outputs = run_inspect_notebook(BALLOON_MODEL, root, 13, keras_graph=True)
     assert any("mask_rcnn_balloon_0030.h5" in o.get("text", "") for o in outputs)
-    assert mp.figures(outputs) >= 10
 
 
 COCO_DATA = "samples/coco/inspect_data.ipynb"
@@ -194,16 +195,7 @@ def coco_root(tmp_path, subset: str, count: int):
 def test_inspect_coco_data_notebook(tmp_path):
     """inspect_data.ipynb (COCO) on a generated train2014 set of 12 images."""
     root = coco_root(tmp_path, "train2014", 12)
-    notebook = mp.ported_notebook(
-        COCO_DATA,
-        root,
-        replacements=[COCO_DIR],
-        prelude=mp.PRELUDE.format(short={}),
-        epilogue=mp.ALL_IMAGES.format(dataset="dataset", config="config"),
-    )
-    outputs = mp.run_notebook(notebook, COCO_DATA, root)
-    assert mp.stdout_json(outputs, "ALL-IMAGES") == {"images": 12, "failed": {}}
-    assert mp.figures(outputs) >= 10
+    run_inspect_notebook(COCO_DATA, root, 12, replacements=[COCO_DIR])
 
 
 @needs(COCO_MODEL)
@@ -212,17 +204,7 @@ def test_inspect_coco_model_notebook(tmp_path):
     Matterport-format mask_rcnn_coco.h5 (random weights)."""
     root = coco_root(tmp_path, "minival2014:val2014", 6)
     random_h5(root / "mask_rcnn_coco.h5", background_logit=-3.0)
-    notebook = mp.ported_notebook(
-        COCO_MODEL,
-        root,
-        replacements=[COCO_DIR],
-        prelude=mp.PRELUDE.format(short={}),
-        epilogue=mp.ALL_IMAGES.format(dataset="dataset", config="config"),
-        keras_graph=True,
-    )
-    outputs = mp.run_notebook(notebook, COCO_MODEL, root)
-    assert mp.stdout_json(outputs, "ALL-IMAGES") == {"images": 6, "failed": {}}
-    assert mp.figures(outputs) >= 10
+    run_inspect_notebook(COCO_MODEL, root, 6, replacements=[COCO_DIR], keras_graph=True)
 
 
 #: The histogram cell of inspect_weights.ipynb reads Keras layer objects (class names,
@@ -395,19 +377,7 @@ NUCLEUS_DATA_IMGAUG = [
 def test_inspect_nucleus_data_notebook(tmp_path):
     """inspect_nucleus_data.ipynb on the generated folder's training subset."""
     root = nucleus_root(tmp_path)
-    notebook = mp.ported_notebook(
-        NUCLEUS_DATA,
-        root,
-        replacements=NUCLEUS_DATA_IMGAUG,
-        prelude=mp.PRELUDE.format(short={}),
-        epilogue=mp.ALL_IMAGES.format(dataset="dataset", config="config"),
-    )
-    outputs = mp.run_notebook(notebook, NUCLEUS_DATA, root)
-    assert mp.stdout_json(outputs, "ALL-IMAGES") == {
-        "images": NUCLEUS_TRAIN_IMAGES,
-        "failed": {},
-    }
-    assert mp.figures(outputs) >= 10
+    run_inspect_notebook(NUCLEUS_DATA, root, NUCLEUS_TRAIN_IMAGES, replacements=NUCLEUS_DATA_IMGAUG)
 
 
 @needs(NUCLEUS_MODEL)
@@ -423,13 +393,4 @@ def test_inspect_nucleus_model_notebook(tmp_path):
         # padding after the last one, so it needs some.
         background_logit=-1.0,
     )
-    notebook = mp.ported_notebook(
-        NUCLEUS_MODEL,
-        root,
-        prelude=mp.PRELUDE.format(short={}),
-        epilogue=mp.ALL_IMAGES.format(dataset="dataset", config="config"),
-        keras_graph=True,
-    )
-    outputs = mp.run_notebook(notebook, NUCLEUS_MODEL, root)
-    assert mp.stdout_json(outputs, "ALL-IMAGES") == {"images": 25, "failed": {}}
-    assert mp.figures(outputs) >= 10
+    run_inspect_notebook(NUCLEUS_MODEL, root, 25, keras_graph=True)
