@@ -58,13 +58,14 @@ def require_complete(
     """
     parts = uninitialised_parts(net, selected)
     if parts:
-        _refuse_wrong_shapes(net, selected, state, source, config, file_settings)
-        shown = ", ".join(f"{name} ({count} tensors)" for name, count in sorted(parts.items()))
         differ = {
             key: value
             for key, value in (file_settings or {}).items()
             if config is not None and getattr(config, key, value) != value
         }
+        if file_settings and not differ:
+            _refuse_wrong_shapes(net, selected, state, source)
+        shown = ", ".join(f"{name} ({count} tensors)" for name, count in sorted(parts.items()))
         if differ:
             theirs = ", ".join(f"{key} = {value!r}" for key, value in differ.items())
             ours = ", ".join(f"{key} = {getattr(config, key)!r}" for key in differ)
@@ -86,17 +87,10 @@ def require_complete(
         )
 
 
-def _refuse_wrong_shapes(net, selected, state, source, config, file_settings) -> None:
-    """When the file was made for this config yet tensors were left out for their shape, name
-    them with both shapes (a damaged or edited file, not a config to change)."""
-    if (
-        state is None
-        or not file_settings
-        or any(
-            config is not None and getattr(config, key, value) != value
-            for key, value in (file_settings or {}).items()
-        )
-    ):
+def _refuse_wrong_shapes(net, selected, state, source) -> None:
+    """For a file made for this config: name the tensors left out for their shape, with both
+    shapes (a damaged or edited file, not a config to change)."""
+    if state is None:
         return
     own = net.state_dict()
     wrong = [
