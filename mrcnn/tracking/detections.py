@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mrcnn.structures.boxes import xyxy_to_yxyx
+
 #: What to tell a user whose input is not ``detect``'s dict.
 _EXPECTED = (
     "pass one image's dict from MaskRCNN.detect: 'rois' int [N, 4] (y1, x1, y2, x2) or "
@@ -75,9 +77,9 @@ class Detections:
 def _boxes(detections: Mapping) -> np.ndarray:
     """float64 [N, 4] (y1, x1, y2, x2) from "boxes" (x1, y1, x2, y2) or else "rois"."""
     if detections.get("boxes") is not None:
-        key, order = "boxes", [1, 0, 3, 2]  # (x1, y1, x2, y2) -> (y1, x1, y2, x2)
+        key = "boxes"
     elif detections.get("rois") is not None:
-        key, order = "rois", [0, 1, 2, 3]
+        key = "rois"
     else:
         raise ValueError("detections have neither 'rois' nor 'boxes'; " + _EXPECTED)
     boxes = np.asarray(detections[key], dtype=np.float64)
@@ -87,7 +89,7 @@ def _boxes(detections: Mapping) -> np.ndarray:
         raise ValueError(f"'{key}' has shape {boxes.shape}, expected [N, 4]; " + _EXPECTED)
     if not np.isfinite(boxes).all():
         raise ValueError(f"'{key}' holds NaN or infinite coordinates; drop those detections")
-    return boxes[:, order]
+    return xyxy_to_yxyx(boxes) if key == "boxes" else boxes
 
 
 def _vector(detections: Mapping, key: str, n: int, dtype: type) -> np.ndarray:
