@@ -64,7 +64,6 @@ def run_inspect_notebook(relative, root, images, replacements=(), keras_graph=Fa
     ``images`` of them load, and the notebook drew its figures."""
     notebook = mp.ported_notebook(
         relative,
-        root,
         replacements=replacements,
         prelude=mp.PRELUDE.format(short={}),
         epilogue=mp.ALL_IMAGES.format(dataset="dataset", config="config"),
@@ -95,7 +94,6 @@ def test_train_shapes_notebook(tmp_path):
     }
     notebook = mp.ported_notebook(
         SHAPES,
-        tmp_path,
         prelude=mp.PRELUDE.format(short=short),
         epilogue=mp.COVERAGE.format(datasets='{"train": dataset_train, "val": dataset_val}'),
     )
@@ -182,11 +180,11 @@ COCO_DIR = (
 )
 
 
-def coco_root(tmp_path, subset: str, count: int):
+def coco_root(tmp_path, subset: str, count: int, image_folder: str | None = None):
     """ROOT_DIR with datasets/coco: ``count`` generated images in COCO's format with COCO's 80
     category slots (the COCO model's 81 outputs index the class names), and the ported
     coco.py in samples/coco."""
-    write_coco_folder(tmp_path / "datasets" / "coco", subset, count, 80)
+    write_coco_folder(tmp_path / "datasets" / "coco", subset, count, 80, image_folder)
     mp.port_samples_package(tmp_path, COCO_SCRIPT)
     return tmp_path
 
@@ -202,7 +200,7 @@ def test_inspect_coco_data_notebook(tmp_path):
 def test_inspect_coco_model_notebook(tmp_path):
     """inspect_model.ipynb (COCO) on a generated minival2014 set of 6 images with a
     Matterport-format mask_rcnn_coco.h5 (random weights)."""
-    root = coco_root(tmp_path, "minival2014:val2014", 6)
+    root = coco_root(tmp_path, "minival2014", 6, image_folder="val2014")
     random_h5(root / "mask_rcnn_coco.h5", background_logit=-3.0)
     run_inspect_notebook(COCO_MODEL, root, 6, replacements=[COCO_DIR], keras_graph=True)
 
@@ -235,7 +233,6 @@ def test_inspect_coco_weights_notebook(tmp_path):
     random_h5(root / "mask_rcnn_coco.h5")
     notebook = mp.ported_notebook(
         COCO_WEIGHTS,
-        root,
         replacements=KERAS_LAYER_OBJECTS,
         prelude=mp.PRELUDE.format(short={}),
         keras_graph=True,

@@ -164,16 +164,21 @@ def write_nucleus_folder(
 
 
 def write_coco_folder(
-    root: Path, subset: str, count: int, num_categories: int, size=(160, 120), seed: int = 0
+    root: Path,
+    subset: str,
+    count: int,
+    num_categories: int,
+    image_folder: str | None = None,
+    size=(160, 120),
+    seed: int = 0,
 ) -> Path:
     """A COCO-format dataset as Matterport's samples/coco reads it:
-    ``root/annotations/instances_<subset>.json`` and the images in ``root/<subset>/`` (for
-    ``load_coco(root, "train")`` with year 2014, ``subset`` is "train2014"; "minival" reads
-    ``instances_minival2014.json`` and images from ``val2014``: pass "minival2014:val2014").
-    Categories 1..``num_categories``; each
-    image has 2-4 ellipses of random categories, as polygon segmentations. Returns ``root``."""
-    annotation_name, _, image_folder = subset.partition(":")
-    image_folder = image_folder or annotation_name
+    ``root/annotations/instances_<subset>.json`` and the images in
+    ``root/<image_folder>/`` (default: ``subset``). Matterport's ``load_coco(root,
+    "train")`` reads "train2014" from "train2014"; ``"minival"`` reads "minival2014" from
+    "val2014". Categories 1..``num_categories``; each image has 2-4 ellipses of random
+    categories, as polygon segmentations. Returns ``root``."""
+    image_folder = image_folder or subset
     rng = np.random.default_rng(seed)
     width, height = size
     images, annotations = [], []
@@ -203,9 +208,7 @@ def write_coco_folder(
         {"id": i, "name": f"category {i}", "supercategory": "thing"}
         for i in range(1, num_categories + 1)
     ]
-    write_coco(
-        root / "annotations" / f"instances_{annotation_name}.json", images, annotations, categories
-    )
+    write_coco(root / "annotations" / f"instances_{subset}.json", images, annotations, categories)
     return root
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
+from unittest import mock
 
 #: A checkout of Matterport's repository, or "".
 MATTERPORT_REPO = os.environ.get("MRCNN_MATTERPORT_REPO", "")
@@ -74,7 +74,6 @@ def port_module(relative: str, destination_root: Path, replacements=()) -> Path:
 
 def ported_notebook(
     relative: str,
-    root: Path,
     replacements=(),
     prelude: str = "",
     epilogue: str = "",
@@ -109,7 +108,6 @@ def ported_notebook(
         notebook.cells.insert(0, nbformat.v4.new_code_cell(prelude))
     if epilogue:
         notebook.cells.append(nbformat.v4.new_code_cell(epilogue))
-    (root / relative).parent.mkdir(parents=True, exist_ok=True)
     return notebook
 
 
@@ -120,20 +118,13 @@ def run_notebook(notebook, relative: str, root: Path) -> list[dict]:
 
     folder = (root / relative).parent
     folder.mkdir(parents=True, exist_ok=True)
-    env_backend = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "Agg"
-    try:
+    with mock.patch.dict(os.environ, {"MPLBACKEND": "Agg"}):  # the kernel inherits it
         nbclient.NotebookClient(
             notebook,
             timeout=CELL_TIMEOUT,
             kernel_name="python3",
             resources={"metadata": {"path": str(folder)}},
         ).execute()
-    finally:
-        if env_backend is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = env_backend
     return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
 
 
@@ -149,11 +140,6 @@ def stdout_json(outputs: list[dict], marker: str) -> dict:
 def figures(outputs: list[dict]) -> int:
     """How many images the notebook's cells displayed."""
     return sum("image/png" in o.get("data", {}) for o in outputs)
-
-
-def copy_tree(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target, dirs_exist_ok=True)
-    return target
 
 
 #: The prelude of every notebook run: records which images training and the notebook's own
