@@ -111,9 +111,10 @@ class Config:
     #: Store ground-truth masks cropped to their box and resized to MINI_MASK_SHAPE.
     USE_MINI_MASK = True
     MINI_MASK_SHAPE = (56, 56)
-    #: "square", "pad64", "crop" (training only), "none" (Matterport's modes), or
+    #: "square", "pad64", "crop" (training only), "none" (Matterport's modes),
     #: "shortest_side" (torchvision's: shorter side to IMAGE_MIN_DIM, longer side at most
-    #: IMAGE_MAX_DIM, padded to a multiple of 32).
+    #: IMAGE_MAX_DIM, padded to a multiple of 32), or "square_pad64" (scaled as "square",
+    #: padded only to multiples of 64: what a video run uses in place of "square").
     IMAGE_RESIZE_MODE = "square"
     IMAGE_MIN_DIM = 800
     IMAGE_MAX_DIM = 1024

@@ -22,7 +22,7 @@ Rule = Callable[[Any], "str | None"]
 
 BACKBONES = ("resnet50", "resnet101", "resnet18", "resnet34")
 
-RESIZE_MODES = ("square", "pad64", "crop", "none", "shortest_side")
+RESIZE_MODES = ("square", "pad64", "crop", "none", "shortest_side", "square_pad64")
 
 _LOSS_NAMES = (
     "rpn_class_loss",

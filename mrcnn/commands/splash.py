@@ -1,8 +1,12 @@
 """``mrcnn splash``: the color splash filter on images, a video, or a folder of both.
 
-Outputs are named ``<stem>_splash.png`` (images) and ``<stem>_splash.mp4`` (videos), in the
-current folder or in ``--output``. An existing file is never replaced unless ``--overwrite``:
-the next free name ``<stem>_splash_1.png``, ``_2``, ... is used and printed instead.
+``--video`` takes a file, a camera index (``0``) or a stream URL (``rtsp://``, ``http://``,
+``udp://``, ...: whatever FFmpeg opens); ``--max-frames`` and ``--duration`` stop a run, and
+Ctrl-C ends a live one with its frames written as the output. Outputs are named
+``<stem>_splash.png`` (images) and ``<stem>_splash.mp4`` (videos; ``camera0_splash.mp4`` or
+``<host>_splash.mp4`` for a live source), in the current folder or in ``--output``. An existing
+file is never replaced unless ``--overwrite``: the next free name ``<stem>_splash_1.png``,
+``_2``, ... is used and printed instead.
 
 Exit status: 0 when everything was written; 1 when an input could not be read, or a video ended
 early (truncated or corrupt: its frames up to there are written as a playable video).
@@ -31,8 +35,13 @@ from mrcnn.outputs import (
     protect_inputs,
     refuse_input,
 )
-from mrcnn.splash.filter import EFFECTS, check_splash_output_name, splash_image_file, splash_video
-from mrcnn.splash.video import require_frames
+from mrcnn.splash.filter import EFFECTS, check_splash_output_name, splash_image_file
+from mrcnn.splash.live import VIDEO_OPTIONS, splash_source
+from mrcnn.splash.network_input import NETWORK_INPUTS
+from mrcnn.splash.preview import open_preview
+from mrcnn.splash.sources import open_source, parse_source, require_frames
+from mrcnn.tracking.analysis import DEFAULT_KEYFRAME_INTERVAL, VIDEO_MODES, video_analyser
+from mrcnn.tracking.keyframes import parse_interval
 
 HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the rest"
 
@@ -40,7 +49,12 @@ HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the r
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", metavar="PATH", help="one image file")
-    source.add_argument("--video", metavar="PATH", help="one video file (OpenCV-readable)")
+    source.add_argument(
+        "--video",
+        metavar="SOURCE",
+        help="one video: a file, a camera index (0, 1, ...) or a stream URL (rtsp://, http://, "
+        "udp://, ...: whatever FFmpeg opens)",
+    )
     source.add_argument(
         "--input-dir", metavar="DIR", help="every image and video file in DIR (not recursive)"
     )
@@ -55,10 +69,90 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace existing outputs (default: add _1, _2)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for videos")
+    add_video_arguments(parser)
     add_class_names_argument(parser)
     add_model_arguments(parser)
     add_precision_argument(parser)
     add_config_arguments(parser)
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """--max-frames, --duration, --preview, --video-size and the tracking flags, for videos."""
+    add_tracking_arguments(parser)
+    parser.add_argument(
+        "--max-frames", type=_positive(int), metavar="N", help="stop a video after N frames"
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive(float),
+        metavar="SECONDS",
+        help="stop a video after SECONDS of input (its frames' time, not the run's)",
+    )
+    parser.add_argument(
+        "--preview",
+        action="store_true",
+        help="show the frames in a window as they are written (needs a display and an OpenCV "
+        "with a GUI; otherwise the run says why and goes on headless); q or Esc stops",
+    )
+    parser.add_argument(
+        "--video-size",
+        choices=NETWORK_INPUTS,
+        default="tight",
+        help="network input of video frames: tight (the configuration's scale, padded only to "
+        "multiples of 64: 1024x576 for a 640x360 frame under square 800/1024) or config (its "
+        "IMAGE_RESIZE_MODE as is: 1024x1024) (default: tight)",
+    )
+
+
+def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    """--video-mode, --keyframe-interval, --tracks and --draw-ids."""
+    parser.add_argument(
+        "--video-mode",
+        choices=VIDEO_MODES,
+        default="stable",
+        help="stable: instances tracked, and the splash held still per track (score "
+        "hysteresis, a minimum age, masks smoothed along their motion); tracked: track ids on "
+        "the detections as they are; per-frame: each frame alone (default: stable)",
+    )
+    parser.add_argument(
+        "--keyframe-interval",
+        type=_interval,
+        default=DEFAULT_KEYFRAME_INTERVAL,
+        metavar="K|auto",
+        help="detect every K-th frame and carry the masks between by optical flow (a cut, new "
+        "motion or a lost object forces a detection); auto: as often as the motion needs; 1: "
+        f"every frame (default: {DEFAULT_KEYFRAME_INTERVAL})",
+    )
+    parser.add_argument(
+        "--tracks",
+        metavar="IDS",
+        help="comma-separated track ids: only those stay in colour (see --draw-ids)",
+    )
+    parser.add_argument(
+        "--draw-ids", action="store_true", help="write each instance's track id on the video"
+    )
+
+
+def _interval(text: str) -> int | str:
+    try:
+        return parse_interval(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(kind):
+    """An argparse type: a number of ``kind`` above 0."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+        return value
+
+    return parse
 
 
 def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,27 +209,52 @@ def splash_options(args: argparse.Namespace, class_names: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs = _inputs(args)
+    weights = [args.weights] if Path(str(args.weights)).is_file() else []
+    protect_inputs([*(path for path in inputs if isinstance(path, Path)), *weights])
+    model = common.build_model(args)  # looked up at call time: tests replace it
+    options = splash_options(args, common.class_names_for(model, args.weights, args.class_names))
+    options.update(_video_options(args))
+    options.update(_tracking_options(model, args))
+    try:
+        failures = _splash_all(model, inputs, args, options)
+    finally:
+        if options["preview"] is not None:
+            options["preview"].close()
+    if len(inputs) > 1:
+        print(
+            f"splashed {len(inputs) - failures} of {len(inputs)} files"
+            + (f"; {failures} skipped or incomplete (see above)" if failures else "")
+        )
+    return 1 if failures else 0
+
+
+def _inputs(args: argparse.Namespace) -> list[Path | str]:
+    """The files (or the live source, a string) to splash, checked before the model loads."""
     if args.input_dir:
         inputs = list_inputs(Path(args.input_dir), IMAGE_SUFFIXES + VIDEO_SUFFIXES)
         if args.output:
             check_writable_dir(args.output, "--output").mkdir(parents=True, exist_ok=True)
-    else:
-        flag = "--image" if args.image else "--video"
-        inputs = [Path(args.image or args.video)]
-        if inputs[0].is_dir():
-            raise ValueError(f"{flag} {inputs[0]} is a folder; use --input-dir {inputs[0]}")
-        if not inputs[0].is_file():
-            raise FileNotFoundError(f"input not found: {flag} {inputs[0]} does not exist")
-        _check_output_file(args.output)
-        check_splash_output_name(inputs[0], args.output, _is_video(args, inputs[0]))
-        if args.overwrite and args.output and Path(args.output).is_file():
-            refuse_input(args.output, inputs)  # an input is never written over
-        if args.video:
-            require_frames(inputs[0])  # an unreadable or empty video fails before the model
-    weights = [args.weights] if Path(str(args.weights)).is_file() else []
-    protect_inputs([*inputs, *weights])
-    model = common.build_model(args)  # looked up at call time: tests replace it
-    options = splash_options(args, common.class_names_for(model, args.weights, args.class_names))
+        return inputs
+    if args.video is not None and parse_source(args.video).live:
+        return [_check_live_source(args.video, args.output)]
+    flag = "--image" if args.image else "--video"
+    path = Path(args.image or args.video)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; use --input-dir {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"input not found: {flag} {path} does not exist")
+    _check_output_file(args.output)
+    check_splash_output_name(path, args.output, _is_video(args, path))
+    if args.overwrite and args.output and Path(args.output).is_file():
+        refuse_input(args.output, [path])  # an input is never written over
+    if args.video:
+        require_frames(path)  # an unreadable or empty video fails before the model
+    return [path]
+
+
+def _splash_all(model, inputs: list[Path | str], args, options: dict) -> int:
+    """Splash each input; the number that failed or ended early."""
     failures = 0
     bar = tqdm(total=len(inputs), unit="file", disable=len(inputs) < 2, dynamic_ncols=True)
     for path in inputs:
@@ -149,17 +268,55 @@ def run(args: argparse.Namespace) -> int:
             ok = False
         failures += not ok
     bar.close()
-    if len(inputs) > 1:
-        print(
-            f"splashed {len(inputs) - failures} of {len(inputs)} files"
-            + (f"; {failures} skipped or incomplete (see above)" if failures else "")
+    return failures
+
+
+def _check_live_source(spec: str, output: str | None) -> str:
+    """A camera or stream given to --video, checked before the model loads: a camera must
+    open (a stream is opened once only, by the run: a pipe cannot be read twice)."""
+    source = parse_source(spec)
+    _check_output_file(output)
+    check_splash_output_name(f"{source.label}.live", output, True)
+    if source.kind == "camera":
+        capture, _ = open_source(spec)
+        capture.release()
+    return spec
+
+
+def _video_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of mrcnn.splash.live.splash_source that the video flags give."""
+    preview = None
+    if args.preview:
+        preview, why_not = open_preview()
+        if why_not:
+            print(f"note: {why_not}", file=sys.stderr)
+    return {
+        "max_frames": args.max_frames,
+        "duration": args.duration,
+        "network_input": args.video_size,
+        "preview": preview,
+    }
+
+
+def _tracking_options(model, args: argparse.Namespace) -> dict:
+    """The analyser, --tracks and --draw-ids, as splash_source's keyword arguments."""
+    tracks = None
+    if args.tracks:
+        try:
+            tracks = [int(t) for t in args.tracks.split(",") if t.strip()]
+        except ValueError as error:
+            raise ValueError(f"--tracks {args.tracks!r}: give track ids, e.g. 1,4") from error
+    if (tracks or args.draw_ids) and args.video_mode == "per-frame":
+        raise ValueError(
+            "--tracks and --draw-ids need track ids: use --video-mode stable or tracked"
         )
-    return 1 if failures else 0
+    analyser = video_analyser(model, args.video_mode, keyframe_interval=args.keyframe_interval)
+    return {"analyser": analyser, "tracks": tracks, "draw_ids": args.draw_ids}
 
 
-def _is_video(args: argparse.Namespace, path: Path) -> bool:
+def _is_video(args: argparse.Namespace, path: Path | str) -> bool:
     """--video says so; otherwise a video extension (--image clip.mp4 is taken as a video)."""
-    return args.video is not None or path.suffix.lower() in VIDEO_SUFFIXES
+    return args.video is not None or Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _check_output_file(output: str | None) -> None:
@@ -171,21 +328,24 @@ def _check_output_file(output: str | None) -> None:
     check_writable_dir(target if is_folder else target.parent, "--output")
 
 
-def _splash_one(model, path: Path, as_video: bool, args, options: dict, say=print) -> bool:
-    """Splash one file; False when a video ended early. ``say`` prints a line."""
+def _splash_one(model, path: Path | str, as_video: bool, args, options: dict, say=print) -> bool:
+    """Splash one file or live source; False when a video ended early. ``say`` prints a line."""
     if not as_video:
+        video_only = (*VIDEO_OPTIONS, "tracks", "draw_ids")
+        options = {k: v for k, v in options.items() if k not in video_only}
         written = splash_image_file(
             model, path, args.output, effect=args.effect, overwrite=args.overwrite, **options
         )
         say(f"wrote {written}")
         return True
-    report = splash_video(
+    report = splash_source(
         model,
         path,
         args.output,
         effect=args.effect,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        say=say,  # the network input, once the video is open
         **options,
     )
     say(report.summary(), file=sys.stdout if report.complete else sys.stderr)

@@ -1,9 +1,14 @@
 """Video through the model: read frames with OpenCV, detect in batches, write them back.
 
-:func:`process_video` reads a video with ``cv2.VideoCapture``, runs ``model.detect`` on
-``config.IMAGES_PER_GPU`` frames at a time, renders each frame with a callback and writes it
-with ``cv2.VideoWriter`` at the input's size and frame rate. It knows nothing of what is drawn:
-:func:`mrcnn.splash.filter.splash_video` is it with the color splash filter.
+:func:`process_video` reads a video file, a camera or a stream (:mod:`mrcnn.splash.sources`)
+with ``cv2.VideoCapture``, runs ``model.detect`` (or a frame analyser, such as
+:class:`mrcnn.tracking.analysis.Tracked`) on ``config.IMAGES_PER_GPU`` frames at a time, renders
+each frame with a callback and writes it with ``cv2.VideoWriter`` at the input's size and frame
+rate. It knows nothing of what is drawn: :func:`mrcnn.splash.filter.splash_video` is it with the
+color splash filter.
+
+Frames go into the network with the least padding (:mod:`mrcnn.splash.network_input`: under
+"square", a 640 x 360 frame is 1024 x 576, not 1024 x 1024) unless ``network_input="config"``.
 
 The four steps overlap, as a :class:`mrcnn.splash.pipeline.Pipeline`: a thread decodes frames into
 batches of ``IMAGES_PER_GPU``, the calling thread runs ``detect`` on each batch (so that the
@@ -18,6 +23,10 @@ output is renamed into place it is reopened and its frame count checked (OpenCV'
 not report failed writes, such as on a full disk). An input that ends before the frame count
 its header announces (a truncated or corrupt file) stops the run cleanly: the frames read are
 written and the report says how many.
+
+A run may stop early, complete with the frames read: at ``max_frames`` or ``duration``, or when
+the preview is closed. A live source (camera, stream) has no end of its own: there Ctrl-C is the
+usual stop, and the frames written become the output itself (no ``.partial``, no exception).
 
 OpenCV reads and writes pictures only. When the input has a sound track, the frames go to a
 temporary file beside the output, and :func:`mrcnn.splash.audio.add_audio` then writes the
@@ -41,29 +50,44 @@ import numpy as np
 from tqdm import tqdm
 
 from mrcnn.outputs import (
-    IMAGE_SUFFIXES,
     atomic_output,
     keep_partial,
     temporary_beside,
     write_failure,
 )
 from mrcnn.splash import audio as sound_track
+from mrcnn.splash.network_input import (
+    NETWORK_INPUTS,
+    network_input_note,
+    resize_mode,
+    video_resize_mode,
+)
 from mrcnn.splash.pipeline import Pipeline, Stage
+from mrcnn.splash.preview import Preview
+from mrcnn.splash.sources import (
+    FALLBACK_FPS,
+    VideoInfo,
+    decoded_batches,
+    frame_limit,
+    open_source,
+    open_video,
+    require_frames,
+)
 
 __all__ = [
+    "FALLBACK_FPS",
     "FOURCC_BY_SUFFIX",
+    "NETWORK_INPUTS",
     "VideoInfo",
     "VideoReport",
-    "open_video",
     "check_frames_written",
+    "open_video",
     "process_video",
     "require_frames",
 ]
 
 #: Codec used for each output extension; others get "mp4v".
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
-#: Frame rate written when the input does not report a usable one.
-FALLBACK_FPS = 30.0
 #: Batches waiting between two stages of the pipeline (frames: this times the batch size).
 QUEUED_BATCHES = 2
 #: Batches waiting between detection and rendering: one, as their full-size masks are big
@@ -73,17 +97,6 @@ THREAD_NAMES = ("video-decode", "video-detect", "video-render", "video-encode")
 
 #: (frame RGB [H, W, 3] uint8, detect result) -> rendered frame RGB [H, W, 3] uint8
 RenderFn = Callable[[np.ndarray, dict], np.ndarray]
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the input's header says: size in pixels, frames per second, frame count (-1 if
-    unknown)."""
-
-    width: int
-    height: int
-    fps: float
-    frame_count: int
 
 
 @dataclass
@@ -100,63 +113,33 @@ class VideoReport:
     seconds: float
     #: What happened to the input's sound: "" (none), "audio copied (aac)", ...
     audio: str = ""
+    #: Why the run stopped before its input ended: "" (it did not), "stopped at the limit of
+    #: 30 frames", "stopped by Ctrl-C", "stopped: the preview window was closed".
+    stop: str = ""
 
     @property
     def complete(self) -> bool:
-        return self.info.frame_count <= 0 or self.frames_written >= self.info.frame_count
+        count = self.info.frame_count
+        return bool(self.stop) or count <= 0 or self.frames_written >= count
 
     @property
     def frames_per_second(self) -> float:
         return self.frames_written / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        audio = f"; {self.audio}" if self.audio else ""
+        audio = "".join(f"; {note}" for note in (self.stop, self.audio) if note)
         if self.complete:
+            guessed = " (the source gave none)" if self.info.fps_guessed else ""
             return (
                 f"wrote {self.output}: {self.frames_written} frames, {self.info.width}x"
-                f"{self.info.height} at {self.info.fps:g} fps ({self.frames_per_second:.1f} "
-                f"frames/s processed){audio}"
+                f"{self.info.height} at {self.info.fps:g} fps{guessed} "
+                f"({self.frames_per_second:.1f} frames/s processed){audio}"
             )
         return (
             f"input ended early: only {self.frames_written} of the {self.info.frame_count} "
             f"frames announced could be decoded (truncated or corrupt file?); wrote those "
             f"{self.frames_written} frames to {self.output}, a playable partial video{audio}"
         )
-
-
-def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, VideoInfo]:
-    """Open a video for reading: (capture, header info).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: an image file (by its extension), or OpenCV cannot open it or read its size.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video file not found: {path}")
-    if path.suffix.lower() in IMAGE_SUFFIXES:  # why: OpenCV opens a photo as a 1-frame video
-        raise ValueError(
-            f"{path} is an image ({path.suffix}), not a video; splash or detect it as an image "
-            "(mrcnn splash --image)"
-        )
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        capture.release()
-        raise ValueError(
-            f"cannot open video {path}: OpenCV found no readable stream (not a video, a codec "
-            "OpenCV lacks, or an MP4 truncated before its index, the 'moov' atom, was written). "
-            "Re-encode it, e.g. ffmpeg -i in.mov out.mp4"
-        )
-    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    fps = float(capture.get(cv2.CAP_PROP_FPS))
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    if width <= 0 or height <= 0:
-        capture.release()
-        raise ValueError(f"cannot read the frame size of {path}; is it a video file?")
-    if not np.isfinite(fps) or fps <= 0 or fps > 1000:
-        fps = FALLBACK_FPS
-    return capture, VideoInfo(width, height, fps, count if count > 0 else -1)
 
 
 def _open_writer(path: Path, info: VideoInfo, fourcc: str | None) -> cv2.VideoWriter:
@@ -173,35 +156,24 @@ def _open_writer(path: Path, info: VideoInfo, fourcc: str | None) -> cv2.VideoWr
     return writer
 
 
-def _decoded_batches(capture: cv2.VideoCapture, size: int) -> Iterator[list[np.ndarray]]:
-    """Lists of up to ``size`` RGB frames [H, W, 3] uint8, in order, until the input ends.
-    A read that raises ends the list there: the frames before it are still processed."""
-    batch: list[np.ndarray] = []
-    while True:
-        try:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        except Exception:
-            if batch:
-                yield batch
-            raise
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _detect_stage(
+    detect: Callable[[list[np.ndarray]], list[dict]],
+    preview: Preview | None = None,
+    on_close: Callable[[], None] | None = None,
+) -> Stage:
+    """Batches of RGB frames -> (batch, its results), one ``detect`` call per batch (a model's
+    ``detect`` or a frame analyser). With a ``preview``, its window is refreshed before each
+    batch, on this stage's thread (the calling one); closing it ends the run (``on_close()``)."""
 
-
-def _detect_stage(model) -> Stage:
-    """Batches of RGB frames -> (batch, its detect results), one ``detect`` call per batch."""
-
-    def detect(batches: Iterator[list[np.ndarray]]) -> Iterator[tuple[list, list[dict]]]:
+    def run(batches: Iterator[list[np.ndarray]]) -> Iterator[tuple[list, list[dict]]]:
         for batch in batches:
-            yield batch, model.detect(batch)
+            if preview is not None and not preview.refresh():
+                if on_close is not None:
+                    on_close()
+                return
+            yield batch, detect(batch)
 
-    return detect
+    return run
 
 
 #: Frames rendered at once when detection runs on a GPU: one thread renders a 1280 x 720 splash
@@ -236,22 +208,26 @@ def _render_stage(render: RenderFn, threads: int = 1) -> Stage:
 
 
 class _Encoder:
-    """The last stage: writes BGR frames [H, W, 3] uint8 and counts them on the progress bar."""
+    """The last stage: writes BGR frames [H, W, 3] uint8, counts them on the progress bar and
+    offers each to the preview, if any."""
 
-    def __init__(self, writer: cv2.VideoWriter, bar) -> None:
+    def __init__(self, writer: cv2.VideoWriter, bar, preview: Preview | None = None) -> None:
         self.writer, self.bar, self.frames_written = writer, bar, 0
+        self.preview = preview
 
     def __call__(self, frames: Iterator[np.ndarray]) -> tuple:
         for frame in frames:
             self.writer.write(frame)
             self.frames_written += 1
             self.bar.update(1)
+            if self.preview is not None:
+                self.preview.offer(frame)
         return ()
 
 
 def process_video(
     model,
-    input_path: str | os.PathLike,
+    input_path: str | int | os.PathLike,
     output_path: str | os.PathLike,
     render: RenderFn,
     *,
@@ -259,43 +235,56 @@ def process_video(
     batch_size: int | None = None,
     progress: bool = True,
     audio: bool = True,
+    analyser=None,
+    max_frames: int | None = None,
+    duration: float | None = None,
+    network_input: str = "tight",
+    preview: Preview | None = None,
+    say: Callable[[str], object] | None = None,
 ) -> VideoReport:
     """Detect in every frame of a video and write the rendered frames (and the input's sound).
 
     Args:
-        model: has ``detect(list of [H, W, 3] uint8 RGB) -> list of dicts`` and
-            ``config.IMAGES_PER_GPU``.
-        input_path: any video OpenCV reads.
+        model: has ``detect(list of [H, W, 3] uint8 RGB) -> list of dicts`` and ``config``
+            (IMAGES_PER_GPU, the IMAGE_* resize settings).
+        input_path: a video file, camera or stream URL (:func:`mrcnn.splash.sources.open_source`).
         output_path: the file to write (replaced if it exists, atomically, never the input);
             same size and frame rate as the input.
         render: (frame [H, W, 3] uint8 RGB, its detect result) -> [H, W, 3] uint8 RGB.
         fourcc: codec; default by extension (FOURCC_BY_SUFFIX: .mp4 mp4v, .avi MJPG).
         batch_size: frames per ``detect`` call (default ``config.IMAGES_PER_GPU``).
         progress: a tqdm bar with frames/s.
-        audio: copy the input's sound track into the output (see :mod:`mrcnn.splash.audio`).
+        audio: copy a file's sound track into the output (:mod:`mrcnn.splash.audio`).
+        analyser: a frame analyser (:class:`mrcnn.tracking.analysis.FrameAnalyser`), called
+            instead of ``model.detect`` on the calling thread, in frame order, after ``reset()``.
+        max_frames, duration: read at most this many frames, seconds of input (index / fps).
+        network_input: "tight" (default) or "config" (:mod:`mrcnn.splash.network_input`).
+        preview: a :class:`mrcnn.splash.preview.Preview` shown the frames written; closing it
+            ends the run like ``max_frames``.
+        say: called with one line on the network input once the source is open (``print``).
     Returns:
         a :class:`VideoReport`; ``report.complete`` is False for an input that ended early.
     Raises:
-        ValueError: no frame could be decoded (nothing is written).
+        ValueError: no frame could be decoded (nothing is written), or a bad limit.
         RuntimeError: the file written does not hold the frames written (the encoder failed);
             :class:`mrcnn.outputs.OutputWriteError` when that was a full disk.
-        KeyboardInterrupt: its message says how many frames were kept, and under which name.
+        KeyboardInterrupt: (a file) its message says how many frames were kept, and under
+            which name. A live source stopped by Ctrl-C returns its report instead.
     """
-    output_path = Path(output_path)
-    capture, info = open_video(input_path)
-    job = _VideoJob(model, Path(input_path), output_path, info, render, fourcc)
-    job.sound = audio and sound_track.has_audio(input_path)
-    job.batch_size = int(batch_size or model.config.IMAGES_PER_GPU)
-    started = time.perf_counter()
-    total = info.frame_count if info.frame_count > 0 else None
-    bar = tqdm(total=total, unit="frame", desc=Path(input_path).name, disable=not progress)
+    mode = video_resize_mode(model.config, network_input)  # a bad value fails before opening
+    capture, info = open_source(input_path)
     try:
-        with atomic_output(output_path, [input_path]) as temporary:
-            written, audio_note = job.write(capture, temporary, bar)
+        job = _VideoJob(model, input_path, Path(output_path), info, render, fourcc)
+        job.analyser, job.preview = analyser, preview
+        job.limit = frame_limit(info, max_frames, duration)
+        job.sound = audio and not info.live and sound_track.has_audio(input_path)
+        job.batch_size = int(batch_size or model.config.IMAGES_PER_GPU)
+        if say is not None:
+            say(network_input_note(model.config, info, network_input))
+        with resize_mode(model.config, mode):
+            return job.run(capture, progress)
     finally:
-        bar.close()
         capture.release()
-    return VideoReport(output_path, info, written, time.perf_counter() - started, audio_note)
 
 
 @dataclass
@@ -303,13 +292,49 @@ class _VideoJob:
     """One run of :func:`process_video`: what it reads, renders and writes."""
 
     model: object
-    input_path: Path
+    input_path: str | int | os.PathLike
     output_path: Path
     info: VideoInfo
     render: RenderFn
     fourcc: str | None
+    analyser: object = None
+    preview: Preview | None = None
     sound: bool = False
     batch_size: int = 1
+    limit: int | None = None
+    #: Why the run stopped before its input ended (:attr:`VideoReport.stop`).
+    stop: str = ""
+
+    def run(self, capture, progress: bool) -> VideoReport:
+        """Read ``capture`` to its end (or the limit), write the output, report."""
+        started = time.perf_counter()
+        known = [n for n in (self.info.frame_count, self.limit or 0) if n > 0]
+        total = min(known, default=None)
+        bar = tqdm(total=total, unit="frame", desc=self.info.label, disable=not progress)
+        inputs = [] if self.info.live else [self.input_path]
+        try:
+            with atomic_output(self.output_path, inputs) as temporary:
+                if self.analyser is not None:
+                    self.analyser.reset()
+                written, audio_note = self.write(capture, temporary, bar)
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - started
+        return VideoReport(self.output_path, self.info, written, seconds, audio_note, self.stop)
+
+    def detect(self, frames: list[np.ndarray]) -> list[dict]:
+        """The analyser's or the model's results for ``frames``."""
+        if self.analyser is not None:
+            return self.analyser(frames)
+        return self.model.detect(frames)
+
+    def stopped(self, why: str) -> Callable[[], None]:
+        """A callback that records ``why`` as the reason the run stopped early."""
+
+        def record() -> None:
+            self.stop = why
+
+        return record
 
     def write(self, capture, temporary: Path, bar) -> tuple[int, str]:
         """Write the frames (with sound: to a scratch file, then muxed) into ``temporary``,
@@ -334,11 +359,15 @@ class _VideoJob:
                 frames_path.unlink(missing_ok=True)
 
     def _encode(self, capture, frames_path: Path, bar) -> int:
-        encoder = _Encoder(_open_writer(frames_path, self.info, self.fourcc), bar)
+        writer = _open_writer(frames_path, self.info, self.fourcc)
+        encoder = _Encoder(writer, bar, self.preview)
         try:
-            _run_pipeline(self.model, capture, self.render, encoder, self.batch_size)
+            _run_pipeline(self, capture, self.render, encoder, self.batch_size)
         except KeyboardInterrupt:
             encoder.writer.release()  # a playable file of the frames so far
+            if self.info.live and encoder.frames_written:  # the usual end of a live source
+                self.stop = "stopped by Ctrl-C"
+                return encoder.frames_written
             raise self._interrupted(frames_path, encoder.frames_written) from None
         except Exception as error:
             encoder.writer.release()
@@ -378,25 +407,6 @@ class _VideoJob:
         return keep_partial(frames_path, self.output_path)
 
 
-def require_frames(path: str | os.PathLike) -> VideoInfo:
-    """:func:`open_video`'s header info, once one frame decodes.
-
-    Raises:
-        ValueError: as :func:`open_video`, or "no frames": the video holds none that decode.
-    """
-    capture, info = open_video(path)
-    try:
-        ok = capture.read()[0]
-    finally:
-        capture.release()
-    if not ok:
-        raise ValueError(
-            f"video {path} has no frames (OpenCV decodes none): nothing to process; check or "
-            "re-encode the file"
-        )
-    return info
-
-
 def check_frames_written(path: Path, expected: int, name: Path | None = None) -> None:
     """Reopen the video ``path`` and check it holds ``expected`` frames.
 
@@ -419,18 +429,23 @@ def check_frames_written(path: Path, expected: int, name: Path | None = None) ->
         )
 
 
-def _run_pipeline(model, capture, render: RenderFn, encoder: _Encoder, batch_size: int) -> None:
-    """Decode, detect, render and encode every frame of ``capture`` (see the module doc)."""
-    on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
+def _run_pipeline(
+    job: _VideoJob, capture, render: RenderFn, encoder: _Encoder, batch_size: int
+) -> None:
+    """Decode, detect, render and encode every frame of ``capture`` (see the module doc), up to
+    the job's frame limit."""
+    on_cpu = getattr(getattr(job.model, "device", None), "type", "cpu") == "cpu"
     threads = 1 if on_cpu else RENDER_THREADS_BESIDE_GPU
-    stages = [_detect_stage(model), _render_stage(render, threads), encoder]
+    closed = job.stopped("stopped: the preview window was closed")
+    detect = _detect_stage(job.detect, job.preview, closed)
+    stages = [detect, _render_stage(render, threads), encoder]
     sizes = [QUEUED_BATCHES, QUEUED_DETECTIONS, QUEUED_BATCHES * batch_size]
+    limited = job.stopped(f"stopped at the limit of {job.limit} frames")
+    source = decoded_batches(capture, batch_size, job.limit, limited)
     # Detection on this thread (the caller's torch settings apply); the rest on threads of
     # their own, all ended when run() returns or raises. On the CPU those threads take only
     # the time detection leaves idle (competing, they stall torch's threads).
-    Pipeline(
-        _decoded_batches(capture, batch_size), stages, sizes, THREAD_NAMES, 0, background=on_cpu
-    ).run()
+    Pipeline(source, stages, sizes, THREAD_NAMES, 0, background=on_cpu).run()
 
 
 def _join_audio(

@@ -23,6 +23,19 @@ MAX_UPSCALED_AREA = 4
 MAX_EXPORT_SIDE = 8192
 
 
+#: The modes that scale as Matterport's "square" (longer side at most IMAGE_MAX_DIM).
+SQUARE_SCALED = ("square", "square_pad64")
+#: The mode a video is detected in, for each configured mode that pads more than it must:
+#: "square" pads a 640 x 360 frame into IMAGE_MAX_DIM x IMAGE_MAX_DIM; "square_pad64" has the
+#: same scale and pads only to multiples of 64. Other modes are tight already.
+TIGHT_MODE = {"square": "square_pad64"}
+
+
+def tight_resize_mode(mode: str) -> str:
+    """The mode with the same scale as ``mode`` and the least padding (see :data:`TIGHT_MODE`)."""
+    return TIGHT_MODE.get(mode, mode)
+
+
 class InputSizeError(ValueError):
     """An image whose network input, as the config molds it, would be unreasonably large."""
 
@@ -102,6 +115,9 @@ def plan_resize(
             is at most ``max_dim``; pad to ``max_dim`` x ``max_dim`` (image centred).
         pad64: scale up so the shorter side is at least ``min_dim``; pad (centred) to multiples
             of 64.
+        square_pad64: scale as "square", pad (centred) only to multiples of 64: the tight input
+            for video (a 640 x 360 frame at 800/1024 becomes 1024 x 576, not 1024 x 1024); the
+            network sees the same pixels at the same scale, less padding.
         crop: scale as pad64, then take a random ``min_dim`` x ``min_dim`` crop (training only;
             ``rng`` picks the corner).
         shortest_side: scale so the shorter side is ``min_dim`` unless the longer side would
@@ -118,7 +134,7 @@ def plan_resize(
         pad_h = -new_h % SHORTEST_SIDE_PAD
         pad_w = -new_w % SHORTEST_SIDE_PAD
         return ResizePlan((height, width), (new_h, new_w), (0, pad_h, 0, pad_w))
-    if mode not in ("square", "pad64", "crop"):
+    if mode not in ("square", "pad64", "crop", "square_pad64"):
         raise ValueError(f"unknown IMAGE_RESIZE_MODE {mode!r}")
 
     scale = matterport_scale(height, width, mode, min_dim, max_dim, min_scale)
@@ -131,7 +147,7 @@ def plan_resize(
         left = (max_dim - new_w) // 2
         padding = (top, max_dim - new_h - top, left, max_dim - new_w - left)
         return ResizePlan((height, width), (new_h, new_w), padding)
-    if mode == "pad64":
+    if mode in ("pad64", "square_pad64"):
         pad_h, pad_w = -new_h % 64, -new_w % 64
         padding = (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
         return ResizePlan((height, width), (new_h, new_w), padding)
@@ -170,13 +186,14 @@ def check_upscaled_size(
 def matterport_scale(
     height: int, width: int, mode: str, min_dim: int, max_dim: int, min_scale: float = 0
 ) -> float:
-    """The resize factor of Matterport's modes ("square", "pad64", "crop"): up so the shorter
-    side is at least ``min_dim``, at least ``min_scale``, and ("square") down so the longer
-    side is at most ``max_dim``."""
+    """The resize factor of Matterport's modes ("square", "pad64", "crop", and "square_pad64",
+    which scales as "square"): up so the shorter side is at least ``min_dim``, at least
+    ``min_scale``, and ("square", "square_pad64") down so the longer side is at most
+    ``max_dim``."""
     scale = max(1.0, min_dim / min(height, width)) if min_dim else 1.0
     if min_scale and scale < min_scale:
         scale = float(min_scale)
-    if max_dim and mode == "square" and round(max(height, width) * scale) > max_dim:
+    if max_dim and mode in SQUARE_SCALED and round(max(height, width) * scale) > max_dim:
         scale = max_dim / max(height, width)
     return scale
 

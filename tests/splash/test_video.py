@@ -253,7 +253,7 @@ def test_detect_error_stops_the_pipeline_after_writing_the_frames_before(model, 
 def test_decode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch):
     import mrcnn.splash.video
 
-    real_open = mrcnn.splash.video.open_video
+    real_open = mrcnn.splash.video.open_source
 
     class BreakingCapture:
         def __init__(self, capture) -> None:
@@ -272,7 +272,7 @@ def test_decode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch)
         capture, info = real_open(path)
         return BreakingCapture(capture), info
 
-    monkeypatch.setattr(mrcnn.splash.video, "open_video", open_breaking)
+    monkeypatch.setattr(mrcnn.splash.video, "open_source", open_breaking)
     clip = write_clip(tmp_path / "clip.avi", frames=10, fourcc="MJPG")
     with pytest.raises(OSError, match="read error in frame 7"), pytest.warns(UserWarning):
         process_video(model, clip, tmp_path / "out.avi", lambda f, r: f, progress=False)
