@@ -105,6 +105,8 @@ class Track:
         detection: index of its detection in this frame's input, -1 when not seen (lost).
         lost_frames: frames in a row it has gone unmatched; 0 when seen this frame.
         hits: frames it has been matched in, in all.
+        velocity: float64 [2] (dy, dx) pixels per frame, the motion model's (zeros until
+            its second match).
     """
 
     track_id: int
@@ -114,6 +116,7 @@ class Track:
     detection: int
     lost_frames: int
     hits: int
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,7 @@ class Tracker:
                 detection=t.detection,
                 lost_frames=t.missed,
                 hits=t.hits,
+                velocity=t.shift(1).copy(),
             )
             for t in confirmed
         ]

@@ -1,0 +1,195 @@
+"""A splash that holds still: what a video run shows of each track, smoothed over time.
+
+Detected frame by frame, an instance blinks: its score dips under the threshold for a frame,
+the detector misses it once, or its mask's edge shifts by a pixel or two with each new box.
+:class:`Stabiliser` takes each frame's detections with their track ids (from
+:class:`~mrcnn.tracking.Tracker`) and decides, per track, what is shown:
+
+- **Hysteresis on scores.** A track starts being shown when its score reaches ``on_score`` and
+  stays shown while it keeps scoring at least ``off_score`` (lower). A score dip from 0.92 to
+  0.6 under a 0.7 threshold no longer switches the colour off for a frame.
+- **Minimum age.** A track is shown from its ``min_age``-th matched frame: a one-frame false
+  positive is never coloured.
+- **Holding through dropouts.** A shown track the detector misses keeps its mask, moved with
+  the track's motion, for up to ``hold_frames`` frames; a one-frame dropout shows no gap.
+- **Mask smoothing that follows motion.** Each track keeps a soft mask (float [H, W]): last
+  frame's, moved by the track's velocity (sub-pixel, so the memory stays where the object is,
+  not where it was), blended with this frame's detected mask,
+  ``soft = (1 - m) * detected + m * moved``, and shown where ``soft >= 0.5``. With
+  ``mask_memory`` m = 2/3 a pixel of this frame's mask is shown when the moved memory holds at
+  least 0.25 of it (new pixels need one frame of support) and a pixel missing from this
+  frame's mask stays when the memory holds at least 0.75 (a one-frame notch in the edge does
+  not show). This is a vote over recent frames aligned by motion, not a blur over time: a
+  moving object's edge does not smear behind it.
+
+Each is turned off by a setting: ``off_score = on_score`` (no hysteresis), ``min_age = 1``,
+``hold_frames = 0``, ``mask_memory = 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mrcnn.structures.boxes import extract_boxes_from_masks, xyxy_to_yxyx
+from mrcnn.tracking.detections import Detections
+from mrcnn.tracking.keyframes import object_motion, shifted_soft
+from mrcnn.tracking.tracker import FrameTracks, Track
+
+__all__ = ["StableSettings", "Stabiliser"]
+
+#: Where a soft mask counts as inside.
+SHOWN_AT = 0.5
+
+
+@dataclass(frozen=True)
+class StableSettings:
+    """What :class:`Stabiliser` smooths, and by how much (see the module docstring).
+
+    Attributes:
+        on_score: least score that starts showing a track.
+        off_score: least score that keeps a shown track shown (<= on_score; equal: no
+            hysteresis).
+        min_age: matched frames a track needs before it is shown (1: at once).
+        hold_frames: frames a shown track stays shown, carried by its motion, while the
+            detector misses it (0: it disappears at once).
+        mask_memory: weight in [0, 1) of the motion-moved previous mask against this frame's
+            detected one (0: the detected mask as it is).
+    """
+
+    on_score: float = 0.7
+    off_score: float = 0.3
+    min_age: int = 2
+    hold_frames: int = 2
+    mask_memory: float = 2.0 / 3.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0.0 <= self.off_score <= self.on_score <= 1.0:
+            problems.append("need 0 <= off_score <= on_score <= 1")
+        if int(self.min_age) != self.min_age or self.min_age < 1:
+            problems.append("min_age must be a whole number >= 1")
+        if int(self.hold_frames) != self.hold_frames or self.hold_frames < 0:
+            problems.append("hold_frames must be a whole number >= 0")
+        if not 0.0 <= self.mask_memory < 1.0:
+            problems.append("mask_memory must be in [0, 1)")
+        if problems:
+            raise ValueError(f"StableSettings: {'; '.join(problems)} (got {self!r})")
+
+
+@dataclass
+class _Shown:
+    """One track's memory: its soft mask float32 [H, W], whether it is shown, last class/score."""
+
+    soft: np.ndarray
+    shown: bool
+    class_id: int
+    score: float
+
+
+class Stabiliser:
+    """Per-track smoothing of a tracked video's detections (see the module docstring).
+
+    Call it once per frame, in order, with the frame's detections and the tracker's answer
+    for them; :meth:`reset` before another video.
+    """
+
+    def __init__(self, settings: StableSettings | None = None) -> None:
+        self.settings = settings if settings is not None else StableSettings()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track (a new video)."""
+        self._memory: dict[int, _Shown] = {}
+
+    def __call__(
+        self, detections: dict, tracks: FrameTracks, flow: np.ndarray | None = None
+    ) -> dict:
+        """What to show this frame.
+
+        Args:
+            detections: the frame's ``MaskRCNN.detect`` dict (masks required: bool [H, W, N]).
+            tracks: the tracker's :class:`~mrcnn.tracking.FrameTracks` for these detections.
+            flow: float32 [H, W, 2] (dx, dy) backward optical flow from this frame to the
+                previous one (:class:`~mrcnn.tracking.keyframes.FrameFlow`); a seen track's
+                memory moves by the median flow over its detected mask. None: by the
+                tracker's velocity (box centres, noisier).
+        Returns:
+            a detect-style dict of the shown tracks, by track id: "rois" int32 [K, 4]
+            (y1, x1, y2, x2, tight around the shown mask), "boxes" float32 [K, 4]
+            (x1, y1, x2, y2), "class_ids" int32 [K], "scores" float32 [K] (the track's last
+            detection's), "masks" bool [H, W, K] and "track_ids" int64 [K].
+        Raises:
+            ValueError: detections without masks.
+        """
+        found = Detections.from_dict(detections)
+        if found.masks is None:
+            raise ValueError(
+                "Stabiliser needs masks: pass detect's dict with 'masks' bool [H, W, N] (for "
+                "boxes alone, use the Tracker's ids without a Stabiliser)"
+            )
+        memory = {}
+        for track in tracks.tracks:
+            kept = self._update(self._memory.get(track.track_id), track, found, flow)
+            if kept is not None:
+                memory[track.track_id] = kept
+        self._memory = memory  # tracks the tracker forgot are forgotten here too
+        return _shown_result(memory, found.masks.shape[:2])
+
+    def _update(
+        self, before: _Shown | None, track: Track, found: Detections, flow: np.ndarray | None
+    ) -> _Shown | None:
+        """The track's memory after this frame; None when there is nothing to keep."""
+        if track.detection >= 0:
+            return self._seen(before, track, found, flow)
+        if before is None or not before.shown or track.lost_frames > self.settings.hold_frames:
+            return None
+        before.soft = shifted_soft(before.soft, track.velocity)  # held: carried by motion
+        return before
+
+    def _seen(
+        self, before: _Shown | None, track: Track, found: Detections, flow: np.ndarray | None
+    ) -> _Shown:
+        s = self.settings
+        mask = found.masks[:, :, track.detection]
+        detected = mask.astype(np.float32)
+        score = float(found.scores[track.detection])
+        if before is None or s.mask_memory == 0:
+            soft = detected
+        else:
+            moved = shifted_soft(before.soft, _motion(mask, flow, track.velocity))
+            soft = (1.0 - s.mask_memory) * detected + s.mask_memory * moved
+        if before is not None and before.shown:
+            shown = score >= s.off_score
+        else:
+            shown = score >= s.on_score and track.hits >= s.min_age
+        return _Shown(soft, shown, int(track.class_id), score)
+
+
+def _motion(mask: np.ndarray, flow: np.ndarray | None, velocity: np.ndarray) -> np.ndarray:
+    """(dy, dx) of the object of bool ``mask`` [H, W] since the previous frame: from the
+    backward flow (:func:`~mrcnn.tracking.keyframes.object_motion`), or the tracker's
+    ``velocity`` without flow or pixels."""
+    found = None if flow is None else object_motion(mask, flow)
+    return velocity if found is None else found
+
+
+def _shown_result(memory: dict[int, _Shown], shape: tuple[int, int]) -> dict:
+    """The detect-style dict of the shown tracks with a non-empty mask, by track id."""
+    ids = [i for i in sorted(memory) if memory[i].shown]
+    masks = np.zeros((*shape, len(ids)), dtype=bool)
+    for k, track_id in enumerate(ids):
+        masks[:, :, k] = memory[track_id].soft >= SHOWN_AT
+    keep = masks.any(axis=(0, 1))
+    masks = masks[:, :, keep]
+    ids = [i for i, k in zip(ids, keep, strict=True) if k]
+    rois = extract_boxes_from_masks(masks)
+    return {
+        "rois": rois,
+        "boxes": xyxy_to_yxyx(rois).astype(np.float32),
+        "class_ids": np.array([memory[i].class_id for i in ids], dtype=np.int32),
+        "scores": np.array([memory[i].score for i in ids], dtype=np.float32),
+        "masks": masks,
+        "track_ids": np.array(ids, dtype=np.int64),
+    }
