@@ -105,12 +105,16 @@ def decoded_batches(clip: Path, size: int):
 
 
 def time_detect(model, clip: Path) -> tuple[float, int, float]:
-    """(seconds in detect, frames, instances per frame): detection alone, batch by batch."""
+    """(seconds in detect, frames, instances per frame): detection alone, batch by batch, at
+    the network input the video path uses (its tight size for video frames)."""
+    from mrcnn.splash.network_input import resize_mode, video_resize_mode
+
     seconds, frames, instances = 0.0, 0, 0
     for batch in decoded_batches(clip, int(model.config.IMAGES_PER_GPU)):
         sync(model)
         started = time.perf_counter()
-        results = model.detect(batch)
+        with resize_mode(model.config, video_resize_mode(model.config)):
+            results = model.detect(batch)
         sync(model)
         seconds += time.perf_counter() - started
         frames += len(batch)
