@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	# torch and torchvision first, pinned to the releases this project is tested with
 	$(PY) -m pip install "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install -e ".[test]"
+	# the tracking metrics (IDF1, MOTA) of tests/tracking and benchmarks/video_tracking.py:
+	# without its dependencies, which would add opencv-python beside opencv-python-headless
+	$(PY) -m pip install --no-deps "trackeval==1.3.0"
 	touch $(STAMP)
 
 test: $(STAMP)

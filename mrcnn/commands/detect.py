@@ -1,4 +1,5 @@
-"""``mrcnn detect``: detections of a model on images, as figures and COCO results JSON.
+"""``mrcnn detect``: detections of a model on images, as figures and COCO results JSON, or
+on a video, tracked, as MOT Challenge text and JSON with RLE masks and track ids.
 
 For every image of ``--input`` (a file or a folder, not recursive) it writes into ``--output``:
 ``<id>.png`` (the display_instances figure) and ``<id>.json`` (its detections), plus
@@ -12,6 +13,14 @@ For every image of ``--input`` (a file or a folder, not recursive) it writes int
 file; existing outputs are replaced only with ``--overwrite`` (``--output`` may be the input
 folder when no name collides). ``detections.json`` is written when at least one image was read.
 The model is set up as for every command, by :func:`mrcnn.commands.common.build_model`.
+
+With ``--video PATH`` it runs the frame analyser of :func:`build_analyser` over the video (the
+model on every frame, and a tracker giving each instance a track id) and writes
+``<stem>_tracks.txt`` (MOT Challenge text) and ``<stem>_tracks.json`` (every detection with its
+RLE mask and track id) into the ``--output`` folder, or ``NAME.txt`` and ``NAME.json`` when
+``--output`` is ``NAME.txt`` or ``NAME.json`` (formats: :mod:`mrcnn.tracking.mot`). Both
+appear only when the whole video has been read. Exit status 1 when the video ended before the
+frame count its header announced (the frames read are written).
 """
 
 from __future__ import annotations
@@ -19,8 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -43,13 +52,13 @@ from mrcnn.outputs import (
     list_inputs,
     write_output,
 )
+from mrcnn.splash.video import VideoInfo, open_video
 from mrcnn.structures.image import read_image
 from mrcnn.structures.resize_plan import InputSizeError
+from mrcnn.tracking.analysis import FrameAnalyser, Tracked
+from mrcnn.tracking.mot import MotWriter, TracksJsonWriter
 
-if TYPE_CHECKING:
-    pass
-
-HELP = "detect instances in images: figures and COCO results JSON"
+HELP = "detect instances in images (figures, COCO results JSON) or track them through a video"
 
 #: Longest side, pixels, of the figures (larger images are drawn downscaled).
 FIGURE_MAX_SIDE = 2000
@@ -58,11 +67,20 @@ SUMMARY_NAME = "detections.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--input", required=True, metavar="PATH", help="an image file or a folder of images"
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", metavar="PATH", help="an image file or a folder of images")
+    source.add_argument(
+        "--video",
+        metavar="PATH",
+        help="a video file (OpenCV-readable): track the instances through it and write "
+        "<stem>_tracks.txt (MOT Challenge) and <stem>_tracks.json (RLE masks, track ids)",
     )
     parser.add_argument(
-        "--output", required=True, metavar="DIR", help="folder for the figures and JSON files"
+        "--output",
+        required=True,
+        metavar="PATH",
+        help="folder for the figures and JSON files; with --video a folder, or NAME.txt / "
+        "NAME.json to write NAME.txt and NAME.json",
     )
     parser.add_argument(
         "--overwrite",
@@ -79,16 +97,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "needs onnxruntime",
     )
     add_config_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (--video)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        return run_video(args)
     from tqdm import tqdm
 
     paths = list_inputs(Path(args.input), IMAGE_SUFFIXES)
     if len(paths) == 1 and paths[0].suffix.lower() in VIDEO_SUFFIXES:
         raise ValueError(
-            f"--input {paths[0]} is a video; mrcnn detect reads images (splash a video with "
-            f"mrcnn splash --video {paths[0]}, or extract its frames to a folder first)"
+            f"--input {paths[0]} is a video; mrcnn detect reads images with --input: track a "
+            f"video's instances with mrcnn detect --video {paths[0]} (or splash it with mrcnn "
+            f"splash --video {paths[0]})"
         )
     out = check_writable_dir(args.output, "--output")
     keys = output_keys(paths)
@@ -132,6 +154,111 @@ def run(args: argparse.Namespace) -> int:
         + (f"; skipped {skipped} of {len(paths)} files (see above)" if skipped else "")
     )
     return 1 if skipped else 0
+
+
+# ------------------------------------------------------------------------------------------------
+# --video: tracked detections, MOT Challenge text and JSON
+# ------------------------------------------------------------------------------------------------
+def build_analyser(model, args: argparse.Namespace) -> FrameAnalyser:
+    """The frame analyser of a ``--video`` run: what is done with each frame (see
+    :mod:`mrcnn.tracking.analysis`). Today: detection on every frame and the default tracker."""
+    return Tracked(model)
+
+
+def video_outputs(video: Path, output: str) -> tuple[Path, Path]:
+    """(MOT text, JSON) paths of a ``--video`` run: ``<output>/<stem>_tracks.txt`` and
+    ``.json`` for a folder; ``NAME.txt`` and ``NAME.json`` for an ``--output`` ending in
+    ``.txt`` or ``.json``."""
+    out = Path(output)
+    if out.suffix.lower() in (".txt", ".json"):
+        check_writable_dir(out.parent, "--output's folder")
+        return out.with_suffix(".txt"), out.with_suffix(".json")
+    check_writable_dir(out, "--output")
+    return out / f"{video.stem}_tracks.txt", out / f"{video.stem}_tracks.json"
+
+
+def run_video(args: argparse.Namespace) -> int:
+    """``mrcnn detect --video``: returns 0, or 1 when the video ended early."""
+    video = Path(args.video)
+    capture, info = open_video(video)  # a missing or unreadable video fails before the model
+    try:
+        mot_path, json_path = video_outputs(video, args.output)
+        model_files = [f for f in (args.weights, args.onnx) if f and Path(str(f)).is_file()]
+        check_new_outputs([mot_path, json_path], [video, *model_files], args.overwrite)
+        model = _onnx_model(args) if args.onnx else common.build_model(_with_weights(args))
+        class_names = class_names_for(model, args.weights, args.class_names)
+        analyser = build_analyser(model, args)
+        mot_path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {
+            "video": str(video),
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+        }
+        with (
+            MotWriter(mot_path, [video]) as mot,
+            TracksJsonWriter(json_path, class_names, metadata, [video]) as tracks,
+        ):
+            batch = max(1, int(getattr(model.config, "IMAGES_PER_GPU", 1)))
+            progress = not args.no_progress
+            frames, seconds = _track_video(analyser, capture, info, [mot, tracks], batch, progress)
+            if frames == 0:
+                raise ValueError(f"no frame of {video} could be decoded; is it a video file?")
+    finally:
+        capture.release()
+    print(
+        f"wrote {mot_path} and {json_path}: {frames} frames, {mot.lines} tracked detections, "
+        f"{len(mot.track_ids)} tracks ({frames / max(seconds, 1e-9):.1f} frames/s)"
+    )
+    if 0 < info.frame_count and frames < info.frame_count:
+        print(
+            f"input ended early: only {frames} of the {info.frame_count} frames announced "
+            "could be decoded (truncated or corrupt file?); those frames are written",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _track_video(
+    analyser: FrameAnalyser, capture, info: VideoInfo, writers: list, size: int, progress: bool
+) -> tuple[int, float]:
+    """Run ``analyser`` over the video's frames, ``size`` at a time, and hand each frame's
+    result to every writer; return (frames, seconds). Ctrl-C stops it, saying that nothing was
+    written."""
+    from tqdm import tqdm
+
+    total = info.frame_count if info.frame_count > 0 else None
+    bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True)
+    analyser.reset()
+    frames, start = 0, time.perf_counter()
+    try:
+        for batch in _frame_batches(capture, size):
+            for result in analyser(batch):
+                for writer in writers:
+                    writer.add(frames, result)
+                frames += 1
+            bar.update(len(batch))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"stopped after {frames} frames; no track file written") from None
+    finally:
+        bar.close()
+    return frames, time.perf_counter() - start
+
+
+def _frame_batches(capture, size: int):
+    """Lists of up to ``size`` RGB uint8 [H, W, 3] frames of an opened capture, in order."""
+    batch: list[np.ndarray] = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _with_weights(args: argparse.Namespace) -> argparse.Namespace:

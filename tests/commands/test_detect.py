@@ -14,7 +14,9 @@ from pycocotools.coco import COCO
 
 from mrcnn.cli import main
 from mrcnn.commands import common, detect
+from mrcnn.datasets.clips import make_clip, write_clip
 from mrcnn.structures.image import read_image
+from mrcnn.tracking.mot import read_mot, read_tracks_json
 from tests.helpers.tiny_model import save_tiny_checkpoint
 
 H, W = 64, 96
@@ -174,3 +176,110 @@ def test_detect_over_a_folder_names_a_thin_image_and_goes_on(tmp_path, capsys):
     assert "Traceback" not in captured.err
     assert "wrote 2 figures" in captured.out and "skipped 1 of 3 files" in captured.out
     assert not (out / "strip.json").exists() and (out / "street.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# --video: tracked detections
+# ------------------------------------------------------------------------------------------------
+VIDEO_FRAMES = 5
+
+
+@pytest.fixture(scope="module")
+def video(module_tmp) -> Path:
+    """A 5-frame 128 x 128 clip of crossing shapes."""
+    return write_clip(
+        make_clip("crossing", 0, frames=VIDEO_FRAMES), module_tmp.mktemp("v") / "c.mp4"
+    )
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' decode on numpy 2
+def test_detect_video_writes_mot_text_and_json_with_the_same_tracks(
+    weights, video, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    argv = ["detect", "--weights", str(weights), "--video", str(video), "--output", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["c_tracks.json", "c_tracks.txt"]
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'c_tracks.txt'} and {out / 'c_tracks.json'}: 5 frames" in printed
+    mot = read_mot(out / "c_tracks.txt", VIDEO_FRAMES)
+    header, frames = read_tracks_json(out / "c_tracks.json")
+    assert header["frames"] == VIDEO_FRAMES and header["video"] == str(video)
+    assert (header["width"], header["height"]) == (128, 128)
+    assert header["class_names"] == ["BG", "class 1", "class 2"]
+    assert sum(len(f["track_ids"]) for f in mot) > 0  # random weights still give tracks
+    for lines, everything in zip(mot, frames, strict=True):
+        tracked = everything["track_ids"] >= 1
+        np.testing.assert_array_equal(lines["track_ids"], everything["track_ids"][tracked])
+        np.testing.assert_allclose(lines["boxes"], everything["boxes"][tracked], atol=0.01)
+        assert everything["masks"].shape == (128, 128, len(everything["track_ids"]))
+    # existing outputs are kept unless --overwrite
+    assert main([*argv, "--no-progress"]) == 1
+    assert "exist already" in capsys.readouterr().err
+
+
+def _fake_model(detect=None) -> SimpleNamespace:
+    """Stands in for a model: 3 classes, 2 frames a batch, nothing detected."""
+    nothing = {
+        "rois": np.zeros((0, 4), np.int32),
+        "boxes": np.zeros((0, 4), np.float32),
+        "class_ids": np.zeros(0, np.int32),
+        "scores": np.zeros(0, np.float32),
+        "masks": np.zeros((128, 128, 0), bool),
+    }
+    config = SimpleNamespace(NUM_CLASSES=3, IMAGES_PER_GPU=2, DETECTION_MIN_CONFIDENCE=0.7)
+    detect = detect or (lambda frames: [dict(nothing) for _ in frames])
+    return SimpleNamespace(config=config, checkpoint_extras={}, detect=detect)
+
+
+def test_detect_video_output_may_name_the_files(video, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(common, "build_model", lambda args: _fake_model())
+    argv = ["detect", "--weights", "w.pt", "--video", str(video), "--no-progress"]
+    assert main([*argv, "--output", str(tmp_path / "run.json")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.txt"]
+    assert "5 frames, 0 tracked detections, 0 tracks" in capsys.readouterr().out
+    assert (tmp_path / "run.txt").read_text() == ""
+    header, frames = read_tracks_json(tmp_path / "run.json")
+    assert header["frames"] == 5 and all(f["masks"].shape == (128, 128, 0) for f in frames)
+    assert main([*argv, "--output", str(tmp_path / "run.txt"), "--overwrite"]) == 0
+
+
+def test_detect_video_errors_are_one_line(weights, tmp_path, capsys, monkeypatch):
+    built = []
+    monkeypatch.setattr(common, "build_model", lambda args: built.append(args))
+    argv = ["detect", "--weights", str(weights), "--output", str(tmp_path / "out")]
+    assert main([*argv, "--video", str(tmp_path / "missing.mp4")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"mrcnn detect: error: video file not found: {tmp_path / 'missing.mp4'}"
+    (tmp_path / "notes.mp4").write_text("not a video")
+    assert main([*argv, "--video", str(tmp_path / "notes.mp4")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mrcnn detect: error: cannot open video") and err.count("\n") == 1
+    assert not built and not (tmp_path / "out").exists()  # refused before the model
+    with pytest.raises(SystemExit):  # one source: --input or --video
+        main([*argv, "--video", "a.mp4", "--input", "b.png"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_detect_input_that_is_a_video_points_to_video(weights, video, tmp_path, capsys):
+    argv = ["detect", "--weights", str(weights), "--input", str(video), "--output", str(tmp_path)]
+    assert main(argv) == 1
+    assert f"mrcnn detect --video {video}" in capsys.readouterr().err
+
+
+def test_detect_video_interrupted_writes_nothing(video, tmp_path, capsys, monkeypatch):
+    def stop(frames):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "build_model", lambda args: _fake_model(stop))
+    argv = ["detect", "--weights", "w.pt", "--video", str(video), "--output", str(tmp_path)]
+    assert main([*argv, "--no-progress"]) == 130
+    assert "interrupted: stopped after 0 frames; no track file written" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_analyser_tracks():
+    from mrcnn.tracking.analysis import Tracked
+
+    model = SimpleNamespace(detect=lambda frames: [])
+    assert isinstance(detect.build_analyser(model, SimpleNamespace()), Tracked)
