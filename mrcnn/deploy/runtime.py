@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mrcnn.structures.resize_plan import ImageMeta, ResizePlan, plan_resize
+from mrcnn.structures.resize_plan import ImageMeta, ResizePlan, inference_mode, plan_resize
 
 #: Metadata key of the ONNX file holding the settings (JSON).
 METADATA_KEY = "mrcnn"
@@ -77,7 +77,7 @@ def plan_for_input(
     padded at the bottom and right up to ``input_size``; when that plan does not fit, the image
     is scaled to fit instead. Returns (plan, whether it had to be scaled to fit).
     """
-    mode = "pad64" if settings.IMAGE_RESIZE_MODE == "crop" else settings.IMAGE_RESIZE_MODE
+    mode = inference_mode(settings.IMAGE_RESIZE_MODE)
     plan = plan_resize(
         height,
         width,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from mrcnn.splash.sources import VideoInfo
-from mrcnn.structures.resize_plan import plan_resize, tight_resize_mode
+from mrcnn.structures.resize_plan import inference_mode, plan_resize, tight_resize_mode
 
 __all__ = ["NETWORK_INPUTS", "network_input_note", "resize_mode", "video_resize_mode"]
 
@@ -81,11 +81,10 @@ def network_input_note(config, info: VideoInfo, network_input: str = "tight") ->
 
 def _input_shape(config, info: VideoInfo, mode: str) -> tuple[int, int]:
     """(H, W) of the network input of a frame of ``info`` under ``mode`` (as detect molds)."""
-    mode = "pad64" if mode == "crop" else mode  # the training-only crop, as detect molds it
     plan = plan_resize(
         info.height,
         info.width,
-        mode,
+        inference_mode(mode),  # as detect molds it
         config.IMAGE_MIN_DIM,
         config.IMAGE_MAX_DIM,
         config.IMAGE_MIN_SCALE,

@@ -22,7 +22,8 @@ from mrcnn.structures.resize_plan import (
     SHORTEST_SIDE_PAD,
     ImageMeta,
     ResizePlan,
-    plan_for_config,
+    inference_mode,
+    plan_for_config,  # noqa: F401 - the training data and the dataset stats import it from here
     plan_resize,
 )
 
@@ -250,11 +251,15 @@ def _bilinear_resize_uint8(image: np.ndarray, size: tuple[int, int]) -> torch.Te
 def inference_plan(height: int, width: int, config, rng=None) -> ResizePlan:
     """The plan that molds an image of ``height`` x ``width`` for inference: the config's, except
     that the training-only "crop" mode molds whole images as "pad64" does."""
-    if config.IMAGE_RESIZE_MODE != "crop":
-        return plan_for_config(height, width, config, rng)
-    # Random crops are a training augmentation; whole images are seen at "pad64".
+    mode = inference_mode(config.IMAGE_RESIZE_MODE)
     return plan_resize(
-        height, width, "pad64", config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE
+        height,
+        width,
+        mode,
+        config.IMAGE_MIN_DIM,
+        config.IMAGE_MAX_DIM,
+        config.IMAGE_MIN_SCALE,
+        rng,
     )
 
 

@@ -31,6 +31,12 @@ SQUARE_SCALED = ("square", "square_pad64")
 TIGHT_MODE = {"square": "square_pad64"}
 
 
+def inference_mode(mode: str) -> str:
+    """The mode whole images are molded in for inference under the configured ``mode``: the
+    training-only "crop" (random crops are an augmentation) molds them as "pad64"."""
+    return "pad64" if mode == "crop" else mode
+
+
 def tight_resize_mode(mode: str) -> str:
     """The mode with the same scale as ``mode`` and the least padding (see :data:`TIGHT_MODE`)."""
     return TIGHT_MODE.get(mode, mode)
