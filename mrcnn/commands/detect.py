@@ -52,7 +52,7 @@ from mrcnn.outputs import (
     list_inputs,
     write_output,
 )
-from mrcnn.splash.video import VideoInfo, open_video
+from mrcnn.splash.sources import VideoInfo, decoded_batches, open_video
 from mrcnn.structures.image import read_image
 from mrcnn.structures.resize_plan import InputSizeError
 from mrcnn.tracking.analysis import FrameAnalyser, Tracked
@@ -233,7 +233,7 @@ def _track_video(
     analyser.reset()
     frames, start = 0, time.perf_counter()
     try:
-        for batch in _frame_batches(capture, size):
+        for batch in decoded_batches(capture, size):
             for result in analyser(batch):
                 for writer in writers:
                     writer.add(frames, result)
@@ -244,21 +244,6 @@ def _track_video(
     finally:
         bar.close()
     return frames, time.perf_counter() - start
-
-
-def _frame_batches(capture, size: int):
-    """Lists of up to ``size`` RGB uint8 [H, W, 3] frames of an opened capture, in order."""
-    batch: list[np.ndarray] = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _with_weights(args: argparse.Namespace) -> argparse.Namespace:
