@@ -6,8 +6,11 @@ masks exist). See docs/tracking.md.
 
 Modules: :mod:`~mrcnn.tracking.tracker` (:class:`Tracker`, :class:`TrackerSettings`, the
 results), :mod:`~mrcnn.tracking.association` (similarities and greedy matching),
-:mod:`~mrcnn.tracking.motion` (motion models) and :mod:`~mrcnn.tracking.detections` (input
-checks).
+:mod:`~mrcnn.tracking.motion` (motion models), :mod:`~mrcnn.tracking.detections` (input
+checks), :mod:`~mrcnn.tracking.analysis` (frame analysers: the video modes),
+:mod:`~mrcnn.tracking.stable` (the per-track smoothing of the stable mode),
+:mod:`~mrcnn.tracking.keyframes` (optical flow and keyframes) and
+:mod:`~mrcnn.tracking.mot` (MOT Challenge text and JSON track files).
 """
 
 from __future__ import annotations

@@ -7,7 +7,13 @@ calls (tracks, the previous frame), so the frames of one video go through one an
 order; :meth:`reset` starts a new video.
 
 - :class:`PerFrame`: ``detect`` on every frame, nothing carried between frames (every id -1).
-- :class:`Tracked`: ``detect`` on every frame, and a :class:`~mrcnn.tracking.Tracker` gives ids.
+- :class:`Tracked`: ``detect`` on every frame, or on keyframes only with masks carried by
+  optical flow between them (:mod:`~mrcnn.tracking.keyframes`); a
+  :class:`~mrcnn.tracking.Tracker` gives ids, and a
+  :class:`~mrcnn.tracking.stable.Stabiliser` may smooth what is shown per track.
+
+:func:`video_analyser` builds the analyser of a video mode ("per-frame", "tracked", "stable")
+with defaults from the model's config.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrcnn.structures.boxes import xyxy_to_yxyx
+from mrcnn.structures.boxes import extract_boxes_from_masks, xyxy_to_yxyx
 
 #: What to tell a user whose input is not ``detect``'s dict.
 _EXPECTED = (
@@ -72,6 +72,22 @@ class Detections:
         class_ids = _vector(detections, "class_ids", n, np.int64)
         masks = _masks(detections.get("masks"), n, frame_shape)
         return cls(boxes, scores, class_ids, masks)
+
+
+def detections_from_masks(masks: np.ndarray, class_ids, scores, **extra) -> dict:
+    """A ``MaskRCNN.detect``-style dict of instances known by their masks (carried or smoothed
+    ones): "rois" int32 [N, 4] (y1, x1, y2, x2) and "boxes" float32 [N, 4] (x1, y1, x2, y2),
+    tight around bool ``masks`` [H, W, N]; "class_ids" int32 [N]; "scores" float32 [N]; and
+    the ``extra`` per-instance keys as given."""
+    rois = extract_boxes_from_masks(masks)
+    return {
+        "rois": rois,
+        "boxes": xyxy_to_yxyx(rois).astype(np.float32),
+        "class_ids": np.asarray(class_ids, dtype=np.int32).reshape(-1),
+        "scores": np.asarray(scores, dtype=np.float32).reshape(-1),
+        "masks": masks,
+        **extra,
+    }
 
 
 def _boxes(detections: Mapping) -> np.ndarray:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mrcnn.structures.boxes import extract_boxes_from_masks, xyxy_to_yxyx
+from mrcnn.tracking.detections import Detections, detections_from_masks
 
 __all__ = [
     "DenseFlow",
@@ -287,17 +287,18 @@ class Keyframer:
             return None, reason
         self._grey, self._masks = grey, soft  # soft: sub-pixel moves add up, not round away
         self._since_key += 1
-        return _carried(moved, self._class_ids, self._scores), ""
+        return detections_from_masks(moved, self._class_ids.copy(), self._scores.copy()), ""
 
     def keyed(self, grey: np.ndarray, result: dict) -> None:
         """Remember a detected frame (grey uint8 [H, W]) and its detect dict."""
-        masks = result["masks"]
-        masks = masks.to_dense() if hasattr(masks, "to_dense") else np.asarray(masks, bool)
+        found = Detections.from_dict(result)
+        if found.masks is None:
+            raise ValueError("keyframes carry masks: the detections need 'masks' bool [H, W, N]")
         self._grey = grey
-        self._masks = masks.astype(np.float32)
-        self._class_ids = np.asarray(result["class_ids"], dtype=np.int32)
-        self._scores = np.asarray(result["scores"], dtype=np.float32)
-        self._key_areas = masks.sum(axis=(0, 1))
+        self._masks = found.masks.astype(np.float32)
+        self._class_ids = found.class_ids.astype(np.int32)
+        self._scores = found.scores.astype(np.float32)
+        self._key_areas = found.masks.sum(axis=(0, 1))
         self._since_key, self._drift = 0, 0.0
         self._baseline_motion: float | None = None
 
@@ -356,16 +357,3 @@ def _mean_mask_motion(flow: np.ndarray, masks: np.ndarray) -> float:
         lengths[masks[:, :, i]].mean() for i in range(masks.shape[2]) if masks[:, :, i].any()
     ]
     return float(np.mean(motions)) if motions else 0.0
-
-
-def _carried(masks: np.ndarray, class_ids: np.ndarray, scores: np.ndarray) -> dict:
-    """A detect-style dict of carried masks bool [H, W, N] with their keyframe's classes and
-    scores; boxes tight around the masks."""
-    rois = extract_boxes_from_masks(masks)
-    return {
-        "rois": rois,
-        "boxes": xyxy_to_yxyx(rois).astype(np.float32),
-        "class_ids": class_ids.copy(),
-        "scores": scores.copy(),
-        "masks": masks,
-    }

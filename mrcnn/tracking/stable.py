@@ -32,8 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrcnn.structures.boxes import extract_boxes_from_masks, xyxy_to_yxyx
-from mrcnn.tracking.detections import Detections
+from mrcnn.tracking.detections import Detections, detections_from_masks
 from mrcnn.tracking.keyframes import object_motion, shifted_soft
 from mrcnn.tracking.tracker import FrameTracks, Track
 
@@ -184,12 +183,9 @@ def _shown_result(memory: dict[int, _Shown], shape: tuple[int, int]) -> dict:
     keep = masks.any(axis=(0, 1))
     masks = masks[:, :, keep]
     ids = [i for i, k in zip(ids, keep, strict=True) if k]
-    rois = extract_boxes_from_masks(masks)
-    return {
-        "rois": rois,
-        "boxes": xyxy_to_yxyx(rois).astype(np.float32),
-        "class_ids": np.array([memory[i].class_id for i in ids], dtype=np.int32),
-        "scores": np.array([memory[i].score for i in ids], dtype=np.float32),
-        "masks": masks,
-        "track_ids": np.array(ids, dtype=np.int64),
-    }
+    return detections_from_masks(
+        masks,
+        [memory[i].class_id for i in ids],
+        [memory[i].score for i in ids],
+        track_ids=np.array(ids, dtype=np.int64),
+    )

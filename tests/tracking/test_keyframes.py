@@ -118,3 +118,6 @@ def test_bad_modes_and_settings_raise():
         KeyframeSettings(lost_fraction=1.5)
     with pytest.raises(ValueError, match="flow method"):
         DenseFlow("lucas-kanade")
+    boxes_only = {**model.detect([images[0]])[0], "masks": None}
+    with pytest.raises(ValueError, match="keyframes carry masks"):
+        Keyframer(3).keyed(images[0].mean(axis=2).astype(np.uint8), boxes_only)
