@@ -42,6 +42,7 @@ __all__ = [
     "EFFECTS",
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
+    "check_splash_options",
     "check_splash_output_name",
     "color_splash",
     "detect_and_color_splash",
@@ -482,7 +483,7 @@ def splash_video(
         the :class:`mrcnn.splash.video.VideoReport`.
     """
     require_frames(video_path)  # fail on an unreadable or empty input before naming the output
-    _check_splash_options(effect, options)
+    check_splash_options(effect, options)
 
     def render(frame: np.ndarray, result: dict) -> np.ndarray:
         return splash_detections(frame, result, effect, **options)
@@ -493,7 +494,7 @@ def splash_video(
         )
 
 
-def _check_splash_options(effect: str, options: dict) -> None:
+def check_splash_options(effect: str, options: dict) -> None:
     """Raise the filter's ValueError for bad options now, not at the first frame."""
     empty = {"masks": np.zeros((1, 1, 0), bool), "class_ids": np.zeros(0), "scores": np.zeros(0)}
     splash_detections(np.zeros((1, 1, 3), np.uint8), empty, effect, **options)

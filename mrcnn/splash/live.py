@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from mrcnn.outputs import reserved_output
-from mrcnn.splash.filter import splash_detections, splash_output_path
+from mrcnn.splash.filter import check_splash_options, splash_detections, splash_output_path
 from mrcnn.splash.sources import parse_source, require_frames
 from mrcnn.splash.video import VideoReport, process_video
 
@@ -70,8 +70,7 @@ def splash_source(
     spec = parse_source(source)
     if not spec.live:  # a live source is read once only (a pipe cannot be read twice)
         require_frames(source)
-    empty = {"masks": np.zeros((1, 1, 0), bool), "class_ids": np.zeros(0), "scores": np.zeros(0)}
-    splash_detections(np.zeros((1, 1, 3), np.uint8), empty, effect, **options)  # bad options
+    check_splash_options(effect, options)
 
     def render(frame: np.ndarray, result: dict) -> np.ndarray:
         result = select_tracks(result, tracks)
