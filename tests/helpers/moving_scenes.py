@@ -10,6 +10,8 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 
+from mrcnn.tracking.detections import detections_from_masks
+
 H, W = 96, 128
 
 
@@ -68,20 +70,8 @@ class Scene:
 def detection(masks: np.ndarray, scores, class_id: int = 1) -> dict:
     """A detect-style dict of the non-empty masks among bool ``masks`` [H, W, N]."""
     keep = masks.any(axis=(0, 1))
-    masks = masks[:, :, keep]
     scores = np.asarray(scores, dtype=np.float32)[keep]
-    ys = [np.flatnonzero(masks[:, :, i].any(axis=1)) for i in range(masks.shape[2])]
-    xs = [np.flatnonzero(masks[:, :, i].any(axis=0)) for i in range(masks.shape[2])]
-    rois = np.array(
-        [[y[0], x[0], y[-1] + 1, x[-1] + 1] for y, x in zip(ys, xs, strict=True)], np.int32
-    ).reshape(-1, 4)
-    return {
-        "rois": rois,
-        "boxes": rois[:, [1, 0, 3, 2]].astype(np.float32),
-        "class_ids": np.full(len(scores), class_id, dtype=np.int32),
-        "scores": scores,
-        "masks": masks,
-    }
+    return detections_from_masks(masks[:, :, keep], np.full(len(scores), class_id), scores)
 
 
 class ScriptedModel:
