@@ -8,6 +8,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from mrcnn.config import Config
+from mrcnn.tracking.analysis import DEFAULT_KEYFRAME_INTERVAL
+from mrcnn.tracking.keyframes import parse_interval
 from mrcnn.weights.resolve import config_for_weights, resolve_weights
 
 if TYPE_CHECKING:
@@ -81,6 +83,40 @@ def add_class_names_argument(parser: argparse.ArgumentParser) -> None:
         help="names of classes 1, 2, ... comma-separated (default: those stored in the "
         "checkpoint, COCO's for --weights coco, else 'class 1', 'class 2', ...)",
     )
+
+
+def add_video_mode_arguments(
+    parser: argparse.ArgumentParser, modes: tuple[str, ...], default: str
+) -> None:
+    """--video-mode (one of ``modes``) and --keyframe-interval, for commands that run a video."""
+    meaning = {
+        "stable": "instances tracked, and what is shown held still per track (score "
+        "hysteresis, a minimum age, masks smoothed along their motion)",
+        "tracked": "track ids on the detections as they are",
+        "per-frame": "each frame alone, no ids",
+    }
+    parser.add_argument(
+        "--video-mode",
+        choices=modes,
+        default=default,
+        help="; ".join(f"{mode}: {meaning[mode]}" for mode in modes) + f" (default: {default})",
+    )
+    parser.add_argument(
+        "--keyframe-interval",
+        type=_keyframe_interval,
+        default=DEFAULT_KEYFRAME_INTERVAL,
+        metavar="K|auto",
+        help="detect every K-th frame and carry the masks between by optical flow (a cut, new "
+        "motion or a lost object forces a detection); auto: as often as the motion needs; 1: "
+        f"every frame (default: {DEFAULT_KEYFRAME_INTERVAL})",
+    )
+
+
+def _keyframe_interval(text: str) -> int | str:
+    try:
+        return parse_interval(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def config_overrides(args: argparse.Namespace) -> list[str]:

@@ -14,8 +14,9 @@ file; existing outputs are replaced only with ``--overwrite`` (``--output`` may 
 folder when no name collides). ``detections.json`` is written when at least one image was read.
 The model is set up as for every command, by :func:`mrcnn.commands.common.build_model`.
 
-With ``--video PATH`` it runs the frame analyser of :func:`build_analyser` over the video (the
-model on every frame, and a tracker giving each instance a track id) and writes
+With ``--video PATH`` it runs the frame analyser of :func:`build_analyser` over the video
+(``--video-mode tracked``, the default: the model's detections with track ids; ``stable``: what
+the stable splash shows; ``--keyframe-interval`` as in ``mrcnn splash``) and writes
 ``<stem>_tracks.txt`` (MOT Challenge text) and ``<stem>_tracks.json`` (every detection with its
 RLE mask and track id) into the ``--output`` folder, or ``NAME.txt`` and ``NAME.json`` when
 ``--output`` is ``NAME.txt`` or ``NAME.json`` (formats: :mod:`mrcnn.tracking.mot`). Both
@@ -40,6 +41,7 @@ from mrcnn.commands.common import (
     add_config_arguments,
     add_model_arguments,
     add_precision_argument,
+    add_video_mode_arguments,
     class_names_for,
 )
 from mrcnn.deploy.runtime import OnnxMaskRCNN
@@ -55,13 +57,15 @@ from mrcnn.outputs import (
 from mrcnn.splash.sources import VideoInfo, decoded_batches, open_video
 from mrcnn.structures.image import read_image
 from mrcnn.structures.resize_plan import InputSizeError
-from mrcnn.tracking.analysis import FrameAnalyser, Tracked
+from mrcnn.tracking.analysis import FrameAnalyser, video_analyser
 from mrcnn.tracking.mot import MotWriter, TracksJsonWriter
 
 HELP = "detect instances in images (figures, COCO results JSON) or track them through a video"
 
 #: Longest side, pixels, of the figures (larger images are drawn downscaled).
 FIGURE_MAX_SIDE = 2000
+#: The video modes of --video: both give track ids ("per-frame" gives none to write).
+VIDEO_TRACK_MODES = ("tracked", "stable")
 #: The file holding the detections of every image.
 SUMMARY_NAME = "detections.json"
 
@@ -98,6 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_config_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (--video)")
+    add_video_mode_arguments(parser, VIDEO_TRACK_MODES, "tracked")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,9 +165,9 @@ def run(args: argparse.Namespace) -> int:
 # --video: tracked detections, MOT Challenge text and JSON
 # ------------------------------------------------------------------------------------------------
 def build_analyser(model, args: argparse.Namespace) -> FrameAnalyser:
-    """The frame analyser of a ``--video`` run: what is done with each frame (see
-    :mod:`mrcnn.tracking.analysis`). Today: detection on every frame and the default tracker."""
-    return Tracked(model)
+    """The frame analyser of a ``--video`` run (:func:`mrcnn.tracking.analysis.video_analyser`
+    of --video-mode and --keyframe-interval)."""
+    return video_analyser(model, args.video_mode, keyframe_interval=args.keyframe_interval)
 
 
 def video_outputs(video: Path, output: str) -> tuple[Path, Path]:

@@ -26,6 +26,7 @@ from mrcnn.commands.common import (
     add_config_arguments,
     add_model_arguments,
     add_precision_argument,
+    add_video_mode_arguments,
 )
 from mrcnn.outputs import (
     IMAGE_SUFFIXES,
@@ -40,8 +41,7 @@ from mrcnn.splash.live import VIDEO_OPTIONS, splash_source
 from mrcnn.splash.network_input import NETWORK_INPUTS
 from mrcnn.splash.preview import open_preview
 from mrcnn.splash.sources import open_source, parse_source, require_frames
-from mrcnn.tracking.analysis import DEFAULT_KEYFRAME_INTERVAL, VIDEO_MODES, video_analyser
-from mrcnn.tracking.keyframes import parse_interval
+from mrcnn.tracking.analysis import VIDEO_MODES, video_analyser
 
 HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the rest"
 
@@ -106,23 +106,7 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     """--video-mode, --keyframe-interval, --tracks and --draw-ids."""
-    parser.add_argument(
-        "--video-mode",
-        choices=VIDEO_MODES,
-        default="stable",
-        help="stable: instances tracked, and the splash held still per track (score "
-        "hysteresis, a minimum age, masks smoothed along their motion); tracked: track ids on "
-        "the detections as they are; per-frame: each frame alone (default: stable)",
-    )
-    parser.add_argument(
-        "--keyframe-interval",
-        type=_interval,
-        default=DEFAULT_KEYFRAME_INTERVAL,
-        metavar="K|auto",
-        help="detect every K-th frame and carry the masks between by optical flow (a cut, new "
-        "motion or a lost object forces a detection); auto: as often as the motion needs; 1: "
-        f"every frame (default: {DEFAULT_KEYFRAME_INTERVAL})",
-    )
+    add_video_mode_arguments(parser, VIDEO_MODES, "stable")
     parser.add_argument(
         "--tracks",
         metavar="IDS",
@@ -131,13 +115,6 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--draw-ids", action="store_true", help="write each instance's track id on the video"
     )
-
-
-def _interval(text: str) -> int | str:
-    try:
-        return parse_interval(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(kind):

@@ -244,6 +244,28 @@ def test_detect_video_output_may_name_the_files(video, tmp_path, capsys, monkeyp
     assert main([*argv, "--output", str(tmp_path / "run.txt"), "--overwrite"]) == 0
 
 
+def test_detect_video_mode_and_keyframes_choose_what_is_detected(video, tmp_path, monkeypatch):
+    seen = []
+    model = _fake_model()
+    nothing = model.detect
+
+    def counting(frames):
+        seen.append(len(frames))
+        return nothing(frames)
+
+    model.detect = counting
+    monkeypatch.setattr(common, "build_model", lambda args: model)
+    argv = ["detect", "--weights", "w.pt", "--video", str(video), "--no-progress"]
+    assert main([*argv, "--output", str(tmp_path / "a.txt")]) == 0
+    assert seen == [2, 2, 1]  # tracked, every frame: IMAGES_PER_GPU frames a call
+    seen.clear()
+    flags = ["--video-mode", "stable", "--keyframe-interval", "2"]
+    assert main([*argv, "--output", str(tmp_path / "b.txt"), *flags]) == 0
+    assert seen == [1, 1, 1]  # keyframes 0, 2 and 4 only
+    with pytest.raises(SystemExit):  # per-frame gives no track ids to write
+        main([*argv, "--output", str(tmp_path / "c.txt"), "--video-mode", "per-frame"])
+
+
 def test_detect_video_errors_are_one_line(weights, tmp_path, capsys, monkeypatch):
     built = []
     monkeypatch.setattr(common, "build_model", lambda args: built.append(args))
@@ -281,5 +303,6 @@ def test_detect_video_interrupted_writes_nothing(video, tmp_path, capsys, monkey
 def test_build_analyser_tracks():
     from mrcnn.tracking.analysis import Tracked
 
-    model = SimpleNamespace(detect=lambda frames: [])
-    assert isinstance(detect.build_analyser(model, SimpleNamespace()), Tracked)
+    model = SimpleNamespace(detect=lambda frames: [], config=_fake_model().config)
+    args = SimpleNamespace(video_mode="tracked", keyframe_interval=1)
+    assert isinstance(detect.build_analyser(model, args), Tracked)
