@@ -28,6 +28,8 @@ COMMANDS = {
     "serve": "serve",
     "export": "export",
     "convert": "convert",
+    "annotate": "annotate",
+    "rank": "rank",
 }
 
 
