@@ -71,6 +71,9 @@ class Config:
     STEPS_PER_EPOCH = 1000
     #: Validation steps at the end of every epoch.
     VALIDATION_STEPS = 50
+    #: Bootstrap resamples of the validation batches for a 95% interval of the epoch's
+    #: val_loss on its printed line and in metrics.jsonl (0: none; 1000 is plenty).
+    VALIDATION_BOOTSTRAP = 0
 
     # --- Backbone and pyramid ----------------------------------------------------------------
     #: "resnet50" or "resnet101" (Mask R-CNN's), or the lighter "resnet18" / "resnet34" for

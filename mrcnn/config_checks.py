@@ -172,6 +172,7 @@ RULES: dict[str, Rule] = {
     "IMAGES_PER_GPU": _POSITIVE,
     "STEPS_PER_EPOCH": _POSITIVE,
     "VALIDATION_STEPS": _COUNT,
+    "VALIDATION_BOOTSTRAP": _COUNT,
     "BACKBONE": one_of(*BACKBONES),
     "BACKBONE_STRIDES": reals(5, integer=True, note=", one per pyramid level P2-P6"),
     "FPN_CLASSIF_FC_LAYERS_SIZE": _POSITIVE,

@@ -2,8 +2,10 @@
 
 Prints Matterport-style mAP (the mean of per-image APs) and the dataset-level AP at the
 requested IoU thresholds and over 0.50:0.95; with ``--coco`` also COCO's AP table (bbox and
-segm) through pycocotools. The detections are written in COCO's results format to
-``--output`` (default ``<logs>/evaluation_<YYYYmmddTHHMMSS>.json``).
+segm) through pycocotools; with ``--bootstrap N`` a confidence interval beside each figure
+(and for COCO's AP, AP50, AP75) from N resamples of the images. The detections are written in
+COCO's results format to ``--output`` (default ``<logs>/evaluation_<YYYYmmddTHHMMSS>.json``),
+the figures (and intervals) to ``--metrics`` (default: beside it, ``<stem>.metrics.json``).
 
 NUM_CLASSES: from ``--config`` or ``--set NUM_CLASSES=...``, else as the weights file gives it
 (a checkpoint's stored config, a Matterport .h5's shapes), else from the dataset. It must equal
@@ -27,7 +29,14 @@ from mrcnn.commands.common import (
 )
 from mrcnn.config import parse_overrides
 from mrcnn.datasets.base import describe_classes
-from mrcnn.evaluation import COCO_STAT_NAMES, coco_evaluate, evaluate_dataset
+from mrcnn.evaluation import (
+    COCO_STAT_NAMES,
+    Bootstrap,
+    coco_evaluate,
+    coco_evaluate_with_intervals,
+    evaluate_dataset,
+)
+from mrcnn.evaluation.bootstrap import parse_confidence, parse_resamples, parse_seed
 from mrcnn.outputs import check_new_outputs, check_writable_dir, spec_files, write_output
 from mrcnn.weights.resolve import carried_num_classes, config_for_weights, resolve_weights
 
@@ -58,10 +67,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--coco", action="store_true", help="also run pycocotools' COCOeval (bbox and segm)"
     )
+    _add_bootstrap_arguments(parser)
     parser.add_argument(
         "--output",
         metavar="FILE",
         help="detections in COCO's results format (default: <logs>/evaluation_<time>.json)",
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="FILE",
+        help="the figures (and intervals) as JSON (default: beside --output, <stem>.metrics.json)",
     )
     parser.add_argument(
         "--overwrite",
@@ -74,18 +89,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_precision_argument(parser)
 
 
+def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap",
+        type=_checked(parse_resamples),
+        default=0,
+        metavar="N",
+        help="confidence intervals of every figure from N resamples of the images (e.g. 1000; "
+        "default: none)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=_checked(parse_confidence),
+        default=0.95,
+        metavar="LEVEL",
+        help="level of the --bootstrap intervals, in (0, 1) (default: 0.95)",
+    )
+    parser.add_argument(
+        "--bootstrap-seed",
+        type=_checked(parse_seed),
+        default=0,
+        metavar="SEED",
+        help="seed of the --bootstrap draws; the same seed gives the same intervals (default: 0)",
+    )
+
+
+def _checked(parse):
+    """An argparse type from a library parser that raises ValueError."""
+
+    def checked(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return checked
+
+
 def run(args: argparse.Namespace) -> int:
     # why here: these imports (torchvision) are start-up time for every `mrcnn --help`.
     from mrcnn.datasets import from_spec
     from mrcnn.maskrcnn import MaskRCNN
 
-    output = Path(args.output) if args.output else _default_output(args.logs)
-    if output.is_dir():
-        raise ValueError(f"--output {output} is a folder; give a file name such as {output}/x.json")
-    check_writable_dir(output.parent, "--output" if args.output else "--logs")
-    # The annotation file and the weights are inputs: never written over.
-    weights = [str(args.weights)] if Path(str(args.weights)).is_file() else []
-    check_new_outputs([output], [*spec_files(args.dataset), *weights], args.overwrite)
+    output, metrics = _outputs(args)
     subset = None if args.subset.lower() in ("all", "none") else args.subset
     dataset = from_spec(args.dataset, subset)
     print(dataset.load_report.summary())
@@ -93,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
     model = MaskRCNN.from_checkpoint(
         args.weights, config=config, model_dir=args.logs, on_note=lambda n: print(f"weights: {n}")
     )
-
+    bootstrap = None
+    if args.bootstrap:
+        bootstrap = Bootstrap(args.bootstrap, args.confidence, args.bootstrap_seed)
     evaluation = evaluate_dataset(
         model,
         dataset,
@@ -101,25 +149,63 @@ def run(args: argparse.Namespace) -> int:
         iou_thresholds=args.iou,
         use_masks=not args.boxes,
         progress=not args.quiet,
+        bootstrap=bootstrap,
     )
     for line in evaluation.summary():
         print(line)
-
-    coco_stats = {}
-    if args.coco:
-        for iou_type in ("bbox", "segm"):
-            coco_stats[iou_type] = coco_evaluate(
-                dataset, evaluation.coco_results, evaluation.image_ids, iou_type
-            )
-        print(f"{'COCO':>6}  " + "  ".join(f"{name:>6}" for name in COCO_STAT_NAMES[:6]))
-        for iou_type, stats in coco_stats.items():
-            values = "  ".join(f"{stats[name]:>6.3f}" for name in COCO_STAT_NAMES[:6])
-            print(f"{iou_type:>6}  {values}")
+    coco_stats, coco_intervals = _coco(dataset, evaluation, bootstrap) if args.coco else ({}, {})
 
     output.parent.mkdir(parents=True, exist_ok=True)
     write_output(output, json.dumps(evaluation.coco_results))
     print(f"wrote {len(evaluation.coco_results)} detections to {output}")
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    report = evaluation.metrics(coco_stats, coco_intervals) | {"detections_file": str(output)}
+    write_output(metrics, json.dumps(report, indent=1))
+    print(f"wrote the figures to {metrics}")
     return 0
+
+
+def _outputs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The detections file and the figures file, checked before any work."""
+    output = Path(args.output) if args.output else _default_output(args.logs)
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a folder; give a file name such as {output}/x.json")
+    metrics = (
+        Path(args.metrics) if args.metrics else output.with_name(f"{output.stem}.metrics.json")
+    )
+    if metrics.is_dir():
+        raise ValueError(f"--metrics {metrics} is a folder; give a file name")
+    if metrics.resolve() == output.resolve():
+        raise ValueError(f"--metrics {metrics} is the --output file; give another name")
+    check_writable_dir(output.parent, "--output" if args.output else "--logs")
+    check_writable_dir(metrics.parent, "--metrics" if args.metrics else "--output")
+    # The annotation file and the weights are inputs: never written over.
+    weights = [str(args.weights)] if Path(str(args.weights)).is_file() else []
+    check_new_outputs([output, metrics], [*spec_files(args.dataset), *weights], args.overwrite)
+    return output, metrics
+
+
+def _coco(dataset, evaluation, bootstrap: Bootstrap | None) -> tuple[dict, dict]:
+    """COCOeval's bbox and segm figures (and their intervals), printed as a table."""
+    stats, intervals = {}, {}
+    for iou_type in ("bbox", "segm"):
+        results, ids = evaluation.coco_results, evaluation.image_ids
+        if bootstrap is None:
+            stats[iou_type] = coco_evaluate(dataset, results, ids, iou_type)
+        else:
+            stats[iou_type], intervals[iou_type] = coco_evaluate_with_intervals(
+                dataset, results, ids, iou_type, bootstrap
+            )
+    print(f"{'COCO':>6}  " + "  ".join(f"{name:>6}" for name in COCO_STAT_NAMES[:6]))
+    for iou_type, values in stats.items():
+        shown = "  ".join(f"{values[name]:>6.3f}" for name in COCO_STAT_NAMES[:6])
+        print(f"{iou_type:>6}  {shown}")
+    if bootstrap is not None:
+        level = f"{bootstrap.confidence * 100:g}% interval"
+        for iou_type, by_name in intervals.items():
+            shown = "  ".join(f"{name} {interval}" for name, interval in by_name.items())
+            print(f"{iou_type:>6}  {level}: {shown}")
+    return stats, intervals
 
 
 def _config_for(dataset, args: argparse.Namespace):

@@ -31,7 +31,8 @@ COCO's results format by :func:`detections_to_coco`.
 Modules: :mod:`~mrcnn.evaluation.overlaps` (box and mask IoU), :mod:`~mrcnn.evaluation.matching`
 (greedy matching, :class:`GroundTruth` and :class:`Predictions`), :mod:`~mrcnn.evaluation.ap`
 (AP of an image or a dataset, :class:`APAccumulator`), :mod:`~mrcnn.evaluation.runner`
-(:func:`evaluate_dataset`) and :mod:`~mrcnn.evaluation.coco` (COCO form and COCOeval).
+(:func:`evaluate_dataset`), :mod:`~mrcnn.evaluation.coco` (COCO form and COCOeval) and
+:mod:`~mrcnn.evaluation.bootstrap` (confidence intervals by resampling images).
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ from mrcnn.evaluation.ap import (
     compute_ap_range,
     compute_recall,
 )
+from mrcnn.evaluation.bootstrap import Bootstrap, Interval, resample_counts
 from mrcnn.evaluation.coco import (
     COCO_STAT_NAMES,
     coco_evaluate,
+    coco_evaluate_with_intervals,
     coco_ids,
     dataset_to_coco,
     detections_to_coco,
@@ -61,10 +64,13 @@ __all__ = [
     "COCO_STAT_NAMES",
     "IGNORED",
     "APAccumulator",
+    "Bootstrap",
     "DatasetEvaluation",
     "GroundTruth",
+    "Interval",
     "Predictions",
     "coco_evaluate",
+    "coco_evaluate_with_intervals",
     "coco_ids",
     "compute_ap",
     "compute_ap_dataset",
@@ -77,4 +83,5 @@ __all__ = [
     "detections_to_coco",
     "encode_masks",
     "evaluate_dataset",
+    "resample_counts",
 ]

@@ -244,6 +244,11 @@ class APAccumulator:
         """float [images]: the AP of each image added, at one of the thresholds."""
         return np.asarray(self.aps[self._key(iou_threshold)], dtype=np.float64)
 
+    def pred_matches(self, iou_threshold: float) -> list[np.ndarray]:
+        """Per image added, int [P_i] its score-sorted ``pred_match`` at one of the thresholds
+        (the scores in the same order are ``self.scores``)."""
+        return self.matches[self._key(iou_threshold)]
+
     def dataset_ap(self, iou_threshold: float) -> float:
         """The AP of all images together (:func:`compute_ap_dataset`)."""
         key = self._key(iou_threshold)

@@ -3,6 +3,7 @@ results format, and COCO AP/AR through pycocotools' ``COCOeval``.
 
 :func:`detections_to_coco` is the one writer of COCO results entries (the ``evaluate``,
 ``detect`` and ``serve`` paths all use it); :func:`encode_masks` the one mask encoder.
+:func:`coco_evaluate_with_intervals` adds bootstrap intervals to COCO's AP, AP50 and AP75.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mrcnn.datasets.coco import coco_index
+from mrcnn.evaluation.bootstrap import Bootstrap, Interval, coco_ap_samples, coco_records
 
 #: Names of the 12 numbers ``COCOeval.summarize`` computes, in its order.
 COCO_STAT_NAMES: tuple[str, ...] = (
@@ -245,6 +247,38 @@ def coco_evaluate(
         {name: value} for the 12 stats of :data:`COCO_STAT_NAMES` (AP, AP50, AP75, APs, APm,
         APl, AR1, AR10, AR100, ARs, ARm, ARl); -1 where COCO finds nothing to measure.
     """
+    evaluator = _run_cocoeval(dataset, results_list, image_ids, iou_type, verbose)
+    return {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)}
+
+
+def coco_evaluate_with_intervals(
+    dataset,
+    results_list: Sequence[dict],
+    image_ids: Sequence[int] | np.ndarray,
+    iou_type: str,
+    bootstrap: Bootstrap,
+) -> tuple[dict[str, float], dict[str, Interval]]:
+    """:func:`coco_evaluate` and bootstrap intervals of its AP, AP50 and AP75.
+
+    The images of ``image_ids`` are resampled (``bootstrap.counts(len(image_ids))``, the same
+    draws as ``evaluate_dataset``'s for the same images) and COCO's accumulation is redone on
+    each draw from COCOeval's per-image records, without running COCOeval again.
+
+    Returns:
+        (stats, intervals): the 12 stats as :func:`coco_evaluate` gives them, and
+        {"AP", "AP50", "AP75"} -> :class:`~mrcnn.evaluation.bootstrap.Interval`.
+    """
+    evaluator = _run_cocoeval(dataset, results_list, image_ids, iou_type, False)
+    stats = {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)}
+    coco_image_ids, _ = coco_ids(dataset, [int(i) for i in image_ids])
+    records = coco_records(evaluator, coco_image_ids)
+    samples = coco_ap_samples(records, bootstrap.counts(len(coco_image_ids)))
+    return stats, {name: bootstrap.interval(values) for name, values in samples.items()}
+
+
+def _run_cocoeval(
+    dataset, results_list: Sequence[dict], image_ids, iou_type: str, verbose: bool
+):  # -> pycocotools.cocoeval.COCOeval after evaluate, accumulate and summarize
     from pycocotools.cocoeval import COCOeval
 
     if iou_type not in ("segm", "bbox"):
@@ -267,7 +301,7 @@ def coco_evaluate(
         evaluator.summarize()
     if verbose:
         print(printed.getvalue(), end="")
-    return {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)}
+    return evaluator
 
 
 def _detections_for_iou_type(

@@ -2,7 +2,9 @@
 whole dataset) at several IoU thresholds, keeping the detections in COCO's results format.
 
 An image whose ``load_image`` or ``load_mask`` raises is left out with one warning line (its id,
-path and error) and counted in :attr:`DatasetEvaluation.skipped`; the others are evaluated."""
+path and error) and counted in :attr:`DatasetEvaluation.skipped`; the others are evaluated.
+With a :class:`~mrcnn.evaluation.bootstrap.Bootstrap`, every figure of the table also gets a
+confidence interval from resampling the evaluated images."""
 
 from __future__ import annotations
 
@@ -15,6 +17,13 @@ from tqdm import tqdm
 
 from mrcnn.datasets.failures import ImageFailure, call_loaders, warn_below_bars
 from mrcnn.evaluation.ap import COCO_IOU_THRESHOLDS, APAccumulator
+from mrcnn.evaluation.bootstrap import (
+    Bootstrap,
+    Interval,
+    dataset_ap_samples,
+    mean_samples,
+    warn_if_few,
+)
 from mrcnn.evaluation.coco import coco_ids, detections_to_coco
 from mrcnn.evaluation.matching import GroundTruth, Predictions
 
@@ -31,6 +40,9 @@ class DatasetEvaluation:
     ``image_aps[t]`` float [N] per-image AP at threshold t (requested ones and COCO's ten);
     ``mean_ap[t]`` their mean (Matterport's mAP); ``dataset_ap[t]`` the AP of all predictions
     ranked together; ``coco_results`` the detections in COCO's results format.
+    With a bootstrap, ``bootstrap`` holds its settings and ``intervals["mean_ap"]`` and
+    ``intervals["dataset_ap"]`` map each row of the table (a threshold, or "0.50:0.95") to its
+    :class:`~mrcnn.evaluation.bootstrap.Interval`.
     """
 
     image_ids: np.ndarray
@@ -42,6 +54,8 @@ class DatasetEvaluation:
     coco_results: list[dict] = field(default_factory=list)
     detections: int = 0
     skipped: list[ImageFailure] = field(default_factory=list)
+    bootstrap: Bootstrap | None = None
+    intervals: dict[str, dict[float | str, Interval]] = field(default_factory=dict)
 
     @property
     def map50(self) -> float:
@@ -59,17 +73,81 @@ class DatasetEvaluation:
         return float(np.mean([self.dataset_ap[t] for t in COCO_IOU_THRESHOLDS]))
 
     def summary(self) -> list[str]:
-        """Printable lines: per-image mAP and dataset AP at each requested threshold."""
+        """Printable lines: per-image mAP and dataset AP at each requested threshold (each
+        followed by its interval when bootstrapped)."""
         kind = "mask" if self.use_masks else "box"
         left_out = f"; skipped {len(self.skipped)} that failed to load" if self.skipped else ""
-        lines = [
-            f"{len(self.image_ids)} images, {self.detections} detections ({kind} IoU){left_out}",
-            f"{'IoU':>11}  {'mAP (mean per image)':>20}  {'AP (dataset)':>12}",
-        ]
-        for t in self.iou_thresholds:
-            lines.append(f"{t:>11.2f}  {self.mean_ap[t]:>20.4f}  {self.dataset_ap[t]:>12.4f}")
-        lines.append(f"{'0.50:0.95':>11}  {self.map50_95:>20.4f}  {self.dataset_ap50_95:>12.4f}")
-        return lines
+        first = f"{len(self.image_ids)} images, {self.detections} detections ({kind} IoU){left_out}"
+        if self.bootstrap is None:
+            header = f"{'IoU':>11}  {'mAP (mean per image)':>20}  {'AP (dataset)':>12}"
+            return [first, header, *(self._row(t) for t in self._rows())]
+        level = f"{self.bootstrap.confidence * 100:g}% interval"
+        first += f"; {level}s from {self.bootstrap.resamples} resamples of the images"
+        header = (
+            f"{'IoU':>11}  {'mAP (mean per image)':>20}  {level:>18}  {'AP (dataset)':>12}  "
+            f"{level:>18}"
+        )
+        return [first, header, *(self._row(t) for t in self._rows())]
+
+    def _rows(self) -> list[float | str]:
+        return [*self.iou_thresholds, "0.50:0.95"]
+
+    def _row(self, row: float | str) -> str:
+        label = row if isinstance(row, str) else f"{row:.2f}"
+        mean, dataset = self._value("mean_ap", row), self._value("dataset_ap", row)
+        if self.bootstrap is None:
+            return f"{label:>11}  {mean:>20.4f}  {dataset:>12.4f}"
+        mean_ci, dataset_ci = self.intervals["mean_ap"][row], self.intervals["dataset_ap"][row]
+        return f"{label:>11}  {mean:>20.4f}  {mean_ci!s:>18}  {dataset:>12.4f}  {dataset_ci!s:>18}"
+
+    def _value(self, figure: str, row: float | str) -> float:
+        if row == "0.50:0.95":
+            return self.map50_95 if figure == "mean_ap" else self.dataset_ap50_95
+        return (self.mean_ap if figure == "mean_ap" else self.dataset_ap)[row]
+
+    def metrics(
+        self,
+        coco: dict[str, dict[str, float]] | None = None,
+        coco_intervals: dict[str, dict[str, Interval]] | None = None,
+    ) -> dict:
+        """The figures as a JSON-ready dict.
+
+        Args:
+            coco: {"bbox"/"segm": :func:`~mrcnn.evaluation.coco.coco_evaluate`'s stats}.
+            coco_intervals: {"bbox"/"segm": {"AP", "AP50", "AP75"} -> Interval}.
+        Returns:
+            ``images``, ``detections``, ``iou`` ("mask" or "box"), ``skipped``, ``mean_ap``
+            and ``dataset_ap`` ({row: {"value"}} with rows "0.50", ..., "0.50:0.95"), ``coco``
+            ({iou type: {stat name: {"value"}}}, empty without COCO) and ``bootstrap`` (its
+            settings, or None). Bootstrapped figures also have "ci_low" and "ci_high".
+        """
+        figures: dict[str, dict] = {"mean_ap": {}, "dataset_ap": {}}
+        for figure, rows in figures.items():
+            for row in self._rows():
+                name = row if isinstance(row, str) else f"{row:.2f}"
+                interval = self.intervals.get(figure, {}).get(row)
+                rows[name] = _figure(self._value(figure, row), interval)
+        coco_figures = {
+            iou_type: {
+                name: _figure(value, (coco_intervals or {}).get(iou_type, {}).get(name))
+                for name, value in stats.items()
+            }
+            for iou_type, stats in (coco or {}).items()
+        }
+        return {
+            "images": len(self.image_ids),
+            "detections": self.detections,
+            "iou": "mask" if self.use_masks else "box",
+            "skipped": len(self.skipped),
+            **figures,
+            "coco": coco_figures,
+            "bootstrap": None if self.bootstrap is None else self.bootstrap.describe(),
+        }
+
+
+def _figure(value: float, interval: Interval | None) -> dict:
+    """{"value"} and, with an interval, "ci_low" and "ci_high"."""
+    return {"value": float(value), **(interval.as_dict() if interval is not None else {})}
 
 
 def evaluate_dataset(
@@ -82,6 +160,7 @@ def evaluate_dataset(
     use_masks: bool = True,
     progress: bool = True,
     coco_results: bool = True,
+    bootstrap: Bootstrap | None = None,
 ) -> DatasetEvaluation:
     """Run ``model.detect`` over a dataset and measure Matterport-style AP.
 
@@ -96,6 +175,8 @@ def evaluate_dataset(
         progress: show a tqdm progress bar.
         coco_results: keep the detections in COCO's results format (for :func:`coco_evaluate`
             and JSON files).
+        bootstrap: also a confidence interval for every figure of the table, resampling the
+            evaluated images (a warning when fewer than 5 images were evaluated).
     Returns:
         a :class:`DatasetEvaluation`. Crowd regions (negative class ids) are ignored as
         described in the module docstring; images that fail to load are left out (a warning
@@ -117,7 +198,7 @@ def evaluate_dataset(
     if not done.image_ids:
         raise ValueError(_none_loaded(done.skipped))
     image_aps = {t: accumulator.image_aps(t) for t in thresholds}
-    return DatasetEvaluation(
+    evaluation = DatasetEvaluation(
         image_ids=np.asarray(done.image_ids, dtype=np.int64),
         iou_thresholds=requested,
         image_aps=image_aps,
@@ -128,6 +209,33 @@ def evaluate_dataset(
         detections=done.detections,
         skipped=done.skipped,
     )
+    return evaluation if bootstrap is None else _with_intervals(evaluation, accumulator, bootstrap)
+
+
+def _with_intervals(
+    evaluation: DatasetEvaluation, accumulator: APAccumulator, bootstrap: Bootstrap
+) -> DatasetEvaluation:
+    """``evaluation`` given the intervals of its table's figures: mean per-image AP and dataset
+    AP at each requested threshold and over 0.50:0.95, all from the same resamples of the
+    images (a warning when they are few)."""
+    warn_if_few(len(evaluation.image_ids))
+    requested = evaluation.iou_thresholds
+    counts = bootstrap.counts(len(accumulator.gt_counts))
+    gt_counts = np.asarray(accumulator.gt_counts)
+    samples: dict[str, dict[float, np.ndarray]] = {"mean_ap": {}, "dataset_ap": {}}
+    for t in sorted(set(requested) | set(COCO_IOU_THRESHOLDS)):
+        samples["mean_ap"][t] = mean_samples(accumulator.image_aps(t), counts)
+        matches = accumulator.pred_matches(t)
+        samples["dataset_ap"][t] = dataset_ap_samples(
+            gt_counts, matches, accumulator.scores, counts
+        )
+    intervals: dict[str, dict[float | str, Interval]] = {}
+    for figure, by_threshold in samples.items():
+        intervals[figure] = {t: bootstrap.interval(by_threshold[t]) for t in requested}
+        coco_range = np.mean([by_threshold[t] for t in COCO_IOU_THRESHOLDS], axis=0)
+        intervals[figure]["0.50:0.95"] = bootstrap.interval(coco_range)
+    evaluation.bootstrap, evaluation.intervals = bootstrap, intervals
+    return evaluation
 
 
 def _none_loaded(failures: list[ImageFailure]) -> str:

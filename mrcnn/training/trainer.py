@@ -34,7 +34,7 @@ from mrcnn.training.bad_images import REPLACEMENT_TRIES, BadImages
 from mrcnn.training.data import Batch, EpochSampler, TrainingSamples, collate
 from mrcnn.training.imgaug_adapter import adapt_augmentation
 from mrcnn.training.layers import build_optimizer, set_train_mode, set_trainable, warmup_factor
-from mrcnn.training.run_log import RunLogger, short_names
+from mrcnn.training.run_log import RunLogger, epoch_summary, short_names, val_loss_interval
 from mrcnn.training.state import TrainingState
 from mrcnn.weights.checkpoint import (
     RunLock,
@@ -381,6 +381,7 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self, epoch: int) -> dict[str, float]:
+        self.val_batch_losses: list[float] = []  # for VALIDATION_BOOTSTRAP's interval
         if self.val_loader is None:
             return {}
         # The same images every epoch, so the figures are comparable.
@@ -394,6 +395,7 @@ class Trainer:
             with self._autocast():
                 losses = self.loss_module(batch.images, batch.windows, batch.gt)
             losses["loss"] = weighted_total(losses, self.config.LOSS_WEIGHTS)
+            self.val_batch_losses.append(float(losses["loss"]))
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
             count += 1
@@ -404,9 +406,11 @@ class Trainer:
         if self.dist.is_main:
             self._save(epoch)
             val_skipped = self.bad_images.epoch_counts.get("validation", 0)
-            self.log.validation(self.state.step, epoch, val, val_skipped)
+            batches = self.val_batch_losses
+            interval = val_loss_interval(batches, int(self.config.VALIDATION_BOOTSTRAP))
+            self.log.validation(self.state.step, epoch, val, val_skipped, interval)
             self.log.flush()
-            summary = ", ".join(f"{k} {v:.4f}" for k, v in {**losses, **val}.items())
+            summary = epoch_summary({**losses, **val}, interval, len(batches))
             skipped = self.bad_images.take_epoch()
             summary += f"; {skipped}" if skipped else ""
             print(f"epoch {epoch}: {summary}; saved {self.last_checkpoint}")

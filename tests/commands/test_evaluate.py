@@ -185,3 +185,69 @@ def test_existing_output_and_inputs_are_never_written_over(tmp_path, capsys):
     assert main([*coco, "--output", str(annotations), "--overwrite"]) == 1
     assert "over input files" in capsys.readouterr().err
     assert annotations.read_text() == "{}"
+
+
+def _evaluate(argv_tail, weights, tmp_path, name):
+    output = tmp_path / f"{name}.json"
+    argv = ["evaluate", "--dataset", SPEC, "--weights", str(weights), "--device", "cpu"]
+    argv += ["--output", str(output), "--quiet", "--logs", str(tmp_path / "logs")]
+    assert main(argv + _set_flags(TINY) + argv_tail) == 0
+    return json.loads((tmp_path / f"{name}.metrics.json").read_text())
+
+
+def test_bootstrap_adds_intervals_to_the_table_and_the_metrics(
+    weights, tmp_path, capsys, monkeypatch
+):
+    from mrcnn.model import MaskRCNN
+
+    monkeypatch.setattr(MaskRCNN, "detect", _oracle_detect(from_spec(SPEC, "val")))
+    plain = _evaluate(["--coco"], weights, tmp_path, "plain")
+    plain_table = capsys.readouterr().out
+    assert plain["bootstrap"] is None and "ci_low" not in plain["mean_ap"]["0.50"]
+    flags = ["--coco", "--bootstrap", "200", "--confidence", "0.9", "--bootstrap-seed", "4"]
+    boot = _evaluate(flags, weights, tmp_path, "boot")
+    printed = capsys.readouterr()
+    assert "90% interval" in printed.out and "200 resamples of the images" in printed.out
+    assert "bootstrap interval from 2 images is unreliable" in printed.err  # the val subset
+    row = next(line for line in printed.out.splitlines() if line.split()[:1] == ["0.50"])
+    plain_row = next(line for line in plain_table.splitlines() if line.split()[:1] == ["0.50"])
+    # The point estimates are those of a run without --bootstrap.
+    assert row.split()[1] == plain_row.split()[1] and row.split()[4] == plain_row.split()[2]
+    assert boot["bootstrap"] == {
+        "resamples": 200, "confidence": 0.9, "seed": 4, "method": "percentile", "unit": "image"
+    }  # fmt: skip
+    for figure in ("mean_ap", "dataset_ap"):
+        for name, entry in boot[figure].items():
+            assert entry["value"] == plain[figure][name]["value"]
+            assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+    assert boot["mean_ap"]["0.50"]["ci_low"] < boot["mean_ap"]["0.50"]["ci_high"]
+    for iou_type in ("bbox", "segm"):
+        assert boot["coco"][iou_type]["AP"]["value"] == plain["coco"][iou_type]["AP"]["value"]
+        ap = boot["coco"][iou_type]["AP"]
+        assert (
+            ap["ci_low"] <= ap["value"] <= ap["ci_high"]
+            and "ci_low" not in (boot["coco"][iou_type]["APs"])
+        )
+        assert f"{iou_type:>6}  90% interval: AP [" in printed.out
+    assert _evaluate(flags, weights, tmp_path, "again") == boot | {
+        "detections_file": str(tmp_path / "again.json")
+    }
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--bootstrap", "0"], "argument --bootstrap: bootstrap resamples '0': must be a whole"),
+        (["--bootstrap", "2.5"], "argument --bootstrap: bootstrap resamples '2.5': must be a"),
+        (["--confidence", "95"], "argument --confidence: confidence '95': must be a number in"),
+        (["--confidence", "0"], "argument --confidence: confidence '0': must be a number in"),
+        (["--bootstrap-seed", "x"], "argument --bootstrap-seed: bootstrap seed 'x': must be"),
+    ],
+)
+def test_bad_bootstrap_flags_are_one_line_errors(flags, needle, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--dataset", SPEC, "--weights", "none.pt", *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mrcnn evaluate: error: ") and needle in err[-1]
+    assert not any("Traceback" in line for line in err)
