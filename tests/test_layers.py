@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "mrcnn.tracking",
             "mrcnn.demo",
             "mrcnn.inspect",
+            "mrcnn.labelling",
         ),
     ),
     ("commands", ("mrcnn.commands", "mrcnn.cli", "mrcnn.__main__")),
