@@ -24,7 +24,8 @@ from typing import Protocol
 
 import numpy as np
 
-from mrcnn.tracking.keyframes import DenseFlow, FrameFlow, Keyframer, parse_interval
+from mrcnn.tracking.frame_motion import DenseFlow, FrameFlow, FrameStep
+from mrcnn.tracking.keyframes import Keyframer, parse_interval
 from mrcnn.tracking.stable import Stabiliser, StableSettings
 from mrcnn.tracking.tracker import Tracker, TrackerSettings
 
@@ -121,34 +122,35 @@ class Tracked:
         if self.keyframer is not None:
             return [self._one(frame) for frame in frames]
         found = self._detect(frames)  # the whole batch in one call (IMAGES_PER_GPU)
-        flows = [self._flow(frame) for frame in frames]
-        return [self._tracked(r, flow, "every") for r, flow in zip(found, flows, strict=True)]
+        steps = [self._step(frame) for frame in frames]
+        return [self._tracked(r, step, "every") for r, step in zip(found, steps, strict=True)]
 
-    def _flow(self, frame: np.ndarray) -> np.ndarray | None:
-        return None if self.frame_flow is None else self.frame_flow(frame)[1]
+    def _step(self, frame: np.ndarray) -> FrameStep | None:
+        return None if self.frame_flow is None else self.frame_flow(frame)
 
     def _one(self, frame: np.ndarray) -> dict:
         """One frame: carried by flow, or detected when it is a keyframe."""
-        grey, flow = self.frame_flow(frame)
-        carried, reason = self.keyframer.carry(grey, flow)
+        step = self.frame_flow(frame)
+        carried, reason = self.keyframer.carry(step)
         if carried is not None:
-            return self._tracked(carried, flow, "")
+            return self._tracked(carried, step, "")
         result = self._detect([frame])[0]
-        self.keyframer.keyed(grey, result)
-        return self._tracked(result, flow, reason)
+        self.keyframer.keyed(step.grey, result)
+        return self._tracked(result, step, reason)
 
     def _detect(self, frames: Sequence[np.ndarray]) -> list[dict]:
         with detection_floor(self.model, self.score_floor):
             return self.model.detect(list(frames))
 
-    def _tracked(self, result: dict, flow: np.ndarray | None, keyframe: str) -> dict:
+    def _tracked(self, result: dict, step: FrameStep | None, keyframe: str) -> dict:
         """``result`` with track ids, or what the stabiliser shows of it; "keyframe" says why
         the frame was detected ("every": every frame is; "": carried by flow)."""
+        motions = result.pop("motions", None)  # carried frames: each instance's move
         tracks = self.tracker.update(result)
         if self.stabiliser is None:
             result["track_ids"] = tracks.track_ids
         else:
-            result = self.stabiliser(result, tracks, flow)
+            result = self.stabiliser(result, tracks, step, motions=motions)
         result["keyframe"] = keyframe
         return result
 

@@ -4,23 +4,24 @@ Detection is the slow part of a video run; between two frames a mask mostly move
 keyframes, :class:`Keyframer` lets ``detect`` run only on every K-th frame (or, with
 ``interval="auto"``, as often as the measured motion needs), and on the frames between carries
 the last frame's masks forward with dense optical flow (OpenCV's DIS by default, Farneback as
-the alternative):
+the alternative; :mod:`~mrcnn.tracking.frame_motion`):
 
 - **Direction.** The flow is computed from the *new* frame back to the previous one: for each
   pixel of the new frame, where it was before (``previous(x + flow(x)) ~ current(x)``). Each
   mask moves as a whole by minus the median of that flow over its inner part, read where the
-  mask lands (:func:`carry_masks`); the flow the other way round, or its sign wrong, would
-  move masks backwards.
+  mask lands and refined by aligning the object's edge (:func:`carry_masks`); the flow the
+  other way round, or its sign wrong, would move masks backwards.
 - **Confidence.** A keyframe is forced, whatever the interval, when carrying masks stops being
   trustworthy:
   ``cut``: the new frame is not the previous one moved (the mean absolute difference between
   the new frame and the previous frame warped by the flow exceeds ``cut_difference`` grey
   levels; a scene cut, a flash);
-  ``motion``: something new moves where no carried mask is: the part of the frame outside
-  the masks that moves by over ``moving_px`` pixels against the background's own (median)
-  motion has grown by more than ``new_motion_fraction`` of the frame since the first frame
-  carried after the keyframe (an object coming in; motion that was there at the keyframe,
-  such as a walker the model does not detect, does not force a keyframe on every frame);
+  ``motion``: something new appeared where no carried mask is: the share of the frame that
+  differs by over ``change_grey`` grey levels from the keyframe moved by the camera's motion
+  (:class:`~mrcnn.tracking.new_content.NewContent`) has grown by more than
+  ``new_motion_fraction`` of the frame since the first frame carried after the keyframe (an
+  object coming in; a change that was there at the keyframe, such as a walker the model
+  does not detect, does not force a keyframe on every frame);
   ``lost``: a carried mask has shrunk under ``lost_fraction`` of its area at the keyframe
   (leaving the frame), or the pixels under it no longer look like those it was carried from
   (mean grey difference over ``cut_difference``: the object went behind another, or the flow
@@ -40,128 +41,49 @@ import cv2
 import numpy as np
 
 from mrcnn.tracking.detections import Detections, detections_from_masks
+from mrcnn.tracking.frame_motion import FrameStep, sampling_grid, shifted_soft, window_of
+from mrcnn.tracking.new_content import NewContent
 
 __all__ = [
-    "DenseFlow",
-    "FrameFlow",
     "KeyframeSettings",
     "Keyframer",
     "appearance_change",
     "carry_masks",
-    "object_motion",
 ]
 
 #: The reasons a frame is a keyframe, as ``result["keyframe"]`` gives them ("" otherwise).
 REASONS = ("first", "interval", "auto", "cut", "motion", "lost")
 
 
-class DenseFlow:
-    """Dense optical flow between two frames, computed at most ``max_side`` pixels wide.
-
-    Args:
-        method: "dis" (OpenCV's DIS, medium preset: on flat-coloured objects its median flow
-            is within 0.1 pixel of the true motion, the fast preset's within 0.3) or
-            "farneback" (slower, and off by over a pixel on such objects).
-        max_side: frames larger than this are shrunk before the flow and the flow scaled back
-            (flow at full HD costs far more than it gains for masks).
-    """
-
-    def __init__(self, method: str = "dis", max_side: int = 512) -> None:
-        if method not in ("dis", "farneback"):
-            raise ValueError(f"flow method {method!r}: use 'dis' or 'farneback'")
-        if max_side < 16:
-            raise ValueError(f"max_side={max_side}: give at least 16 pixels")
-        self.method, self.max_side = method, int(max_side)
-        self._dis = None
-
-    def backward(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-        """float32 [H, W, 2] (dx, dy): for each pixel of ``current``, its offset to where it
-        was in ``previous`` (both grey uint8 [H, W])."""
-        height, width = current.shape
-        scale = min(1.0, self.max_side / max(height, width))
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            current = cv2.resize(current, size, interpolation=cv2.INTER_AREA)
-            previous = cv2.resize(previous, size, interpolation=cv2.INTER_AREA)
-        flow = self._flow(current, previous)
-        if scale < 1.0:
-            flow = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR) / scale
-        return flow
-
-    def _flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """OpenCV's flow from ``first`` to ``second``: first(x) ~ second(x + flow(x))."""
-        if self.method == "farneback":
-            return cv2.calcOpticalFlowFarneback(first, second, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-        if self._dis is None:
-            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        return self._dis.calc(first, second, None)
-
-
-def sampling_grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(map_x, map_y) float32 [H, W] for ``cv2.remap``: each pixel plus its backward flow."""
-    height, width = flow.shape[:2]
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    return xs + flow[..., 0], ys + flow[..., 1]
-
-
-#: Pixels taken off a mask's edge before its flow is read: DIS matches 8 x 8 patches, so
-#: flow within half a patch of the edge mixes the object's motion with the background's.
-EDGE_PX = 4
-
-
-def object_motion(mask: np.ndarray, flow: np.ndarray) -> np.ndarray | None:
-    """(dy, dx) float64 [2] the object under bool ``mask`` [H, W] (this frame's pixels) moved
-    since the previous frame: minus the median backward ``flow`` [H, W, 2] over the mask's
-    inner part (its edge mixes in the background's flow); None for an empty mask."""
-    for edge in (EDGE_PX, 1, 0):
-        if edge:
-            kernel = np.ones((2 * edge + 1, 2 * edge + 1), np.uint8)
-            inner = cv2.erode(  # the frame's edge counts as an edge: flow is poor there
-                mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0
-            ).astype(bool)
-        else:
-            inner = mask
-        if inner.sum() >= 4 or (edge == 0 and inner.any()):
-            dx, dy = np.median(flow[inner], axis=0)
-            return np.array([-dy, -dx], dtype=np.float64)
-    return None
-
-
-def shifted_soft(soft: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """float32 [H, W] ``soft`` moved by ``shift`` (dy, dx) pixels, sub-pixel (bilinear); what
-    moves out of the frame is lost, what comes in is 0."""
-    dy, dx = float(shift[0]), float(shift[1])
-    if dy == 0.0 and dx == 0.0:
-        return soft
-    height, width = soft.shape
-    matrix = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], dtype=np.float64)
-    return cv2.warpAffine(
-        soft, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
-
-
-def carry_masks(soft: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def carry_masks(
+    soft: np.ndarray, step: FrameStep, expected: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Soft masks of the previous frame moved into this one, each as a whole by its object's
-    motion (:func:`object_motion`, measured where the mask lands: the backward ``flow``
-    [H, W, 2] is defined on this frame's pixels). Moving masks whole keeps their edges sharp;
-    warping every pixel by its own flow would drag the background's still flow into the
-    object's edge, and the mask would smear and grow frame after frame.
+    motion (:meth:`~mrcnn.tracking.frame_motion.FrameStep.object_motion`, measured where the
+    mask lands: the backward flow is defined on this frame's pixels). Moving masks whole
+    keeps their edges sharp; warping every pixel by its own flow would drag the background's
+    still flow into the object's edge, and the mask would smear and grow frame after frame.
 
     Args:
         soft: float32 [H, W, N] masks of the previous frame (inside where >= 0.5).
-        flow: float32 [H, W, 2] (dx, dy) backward flow, this frame to the previous one.
+        step: this frame and its backward flow to the previous one (a flow is needed).
+        expected: float64 [N, 2] (dy, dx) the move each mask is expected to make (its last
+            one), where its flow is read first; zeros when None.
     Returns:
         (float32 [H, W, N] moved masks, float64 [N, 2] (dy, dx) the move of each).
     """
     moved = np.zeros_like(soft)
-    shifts = np.zeros((soft.shape[2], 2))
+    shifts = np.zeros((soft.shape[2], 2)) if expected is None else np.array(expected, float)
     for i in range(soft.shape[2]):
         mask = soft[:, :, i] >= 0.5
-        for _ in range(2):  # read the flow where the mask is expected, then again
-            found = object_motion(shifted_soft(mask.astype(np.float32), shifts[i]) >= 0.5, flow)
+        for _ in range(2):  # read the flow where the mask is expected; again if it was not
+            guess = shifts[i].copy()
+            found = step.object_motion(shifted_soft(mask.astype(np.float32), guess) >= 0.5)
             if found is None:
                 break
             shifts[i] = found
+            if np.abs(found - guess).max() <= 0.5:
+                break
         moved[:, :, i] = shifted_soft(soft[:, :, i], shifts[i])
     return moved, shifts
 
@@ -174,36 +96,26 @@ def appearance_change(
     object it was carried with, large when it landed on something else (the object left,
     went behind another, or the flow lost it)."""
     changes = np.zeros(masks.shape[2])
-    current = current.astype(np.float32)
+    previous = previous.astype(np.float32)
     for i in range(masks.shape[2]):
-        inside = masks[:, :, i]
-        if inside.any():
-            moved = shifted_soft(previous.astype(np.float32), shifts[i])
-            changes[i] = float(np.abs(current[inside] - moved[inside]).mean())
+        window = window_of(masks[:, :, i], 0)
+        if window is None:
+            continue
+        rows, cols = window
+        dy, dx = float(shifts[i][0]), float(shifts[i][1])
+        # previous moved by the shift, computed over the mask's window only
+        matrix = np.array([[1.0, 0.0, dx - cols.start], [0.0, 1.0, dy - rows.start]])
+        moved = cv2.warpAffine(
+            previous,
+            matrix,
+            (cols.stop - cols.start, rows.stop - rows.start),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
+        inside = masks[rows, cols, i]
+        here = current[rows, cols][inside].astype(np.float32)
+        changes[i] = float(np.abs(here - moved[inside]).mean())
     return changes
-
-
-class FrameFlow:
-    """Consecutive frames -> (grey frame, backward flow to the previous frame or None).
-
-    One per video run; the keyframer and the stabiliser share its flow.
-    """
-
-    def __init__(self, flow: DenseFlow | None = None) -> None:
-        self.flow = flow if flow is not None else DenseFlow()
-        self.reset()
-
-    def reset(self) -> None:
-        self._previous: np.ndarray | None = None
-
-    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(grey uint8 [H, W], float32 [H, W, 2] backward flow or None) of RGB ``frame``
-        [H, W, 3] uint8; None for the first frame, or one of another size."""
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        previous, self._previous = self._previous, grey
-        if previous is None or previous.shape != grey.shape:
-            return grey, None
-        return grey, self.flow.backward(previous, grey)
 
 
 @dataclass(frozen=True)
@@ -212,13 +124,13 @@ class KeyframeSettings:
 
     cut_difference: float = 20.0
     new_motion_fraction: float = 0.01
-    moving_px: float = 1.5
+    change_grey: float = 30.0
     lost_fraction: float = 0.5
     drift_px: float = 6.0
     max_interval: int = 15
 
     def __post_init__(self) -> None:
-        positive = ("cut_difference", "new_motion_fraction", "moving_px", "drift_px")
+        positive = ("cut_difference", "new_motion_fraction", "change_grey", "drift_px")
         bad = [name for name in positive if not getattr(self, name) > 0]
         if not 0 < self.lost_fraction < 1:
             bad.append("lost_fraction (in (0, 1))")
@@ -250,44 +162,51 @@ class Keyframer:
 
     Per frame, in order: :meth:`carry` answers the carried detections, or None with the reason
     the frame must be detected; a detected frame is then given back with :meth:`keyed`. The
-    flow between frames comes from the caller (:class:`FrameFlow`), who shares it.
+    flow between frames comes from the caller
+    (:class:`~mrcnn.tracking.frame_motion.FrameFlow`), who shares it.
     """
 
     def __init__(self, interval: int | str = 5, settings: KeyframeSettings | None = None) -> None:
         self.interval = parse_interval(interval)
         self.settings = settings if settings is not None else KeyframeSettings()
+        self._new_content = NewContent(self.settings.change_grey)
         self.reset()
 
     def reset(self) -> None:
         """Forget the video so far: the next frame is a keyframe."""
         self._grey: np.ndarray | None = None
-        self._masks = self._class_ids = self._scores = self._key_areas = None
+        self._masks = self._class_ids = self._scores = self._key_areas = self._shifts = None
         self._since_key = 0
         self._drift = 0.0
         self._baseline_motion: float | None = None
 
-    def carry(self, grey: np.ndarray, flow: np.ndarray | None) -> tuple[dict | None, str]:
+    def carry(self, step: FrameStep) -> tuple[dict | None, str]:
         """(detect-style dict carried into this frame, "") or (None, reason) when it must be
-        detected; reason is one of :data:`REASONS`.
+        detected; reason is one of :data:`REASONS`. The carried dict has "motions" float64
+        [N, 2] too: (dy, dx) each instance's move since the previous frame.
 
         Args:
-            grey: the frame, grey uint8 [H, W].
-            flow: float32 [H, W, 2] backward flow from this frame to the previous one
-                (:meth:`DenseFlow.backward`); None when there is no previous frame.
+            step: this frame and its flow to the previous one
+                (:class:`~mrcnn.tracking.frame_motion.FrameFlow`).
         """
+        grey, flow = step.grey, step.flow
         if self._grey is None or flow is None or self._grey.shape != grey.shape:
             return None, "first"
         due = self._due()
         if due:
             return None, due
-        soft, shifts = carry_masks(self._masks, flow)
+        soft, shifts = carry_masks(self._masks, step, self._shifts)
         moved = soft >= 0.5
         reason = self._distrust(grey, flow, moved, shifts)
         if reason:
             return None, reason
         self._grey, self._masks = grey, soft  # soft: sub-pixel moves add up, not round away
+        self._shifts = shifts
         self._since_key += 1
-        return detections_from_masks(moved, self._class_ids.copy(), self._scores.copy()), ""
+        carried = detections_from_masks(
+            moved, self._class_ids.copy(), self._scores.copy(), motions=shifts.copy()
+        )
+        return carried, ""
 
     def keyed(self, grey: np.ndarray, result: dict) -> None:
         """Remember a detected frame (grey uint8 [H, W]) and its detect dict."""
@@ -299,6 +218,8 @@ class Keyframer:
         self._class_ids = found.class_ids.astype(np.int32)
         self._scores = found.scores.astype(np.float32)
         self._key_areas = found.masks.sum(axis=(0, 1))
+        self._shifts = None  # no move known yet for the new detections
+        self._new_content.keyed(grey, _union(found.masks))
         self._since_key, self._drift = 0, 0.0
         self._baseline_motion: float | None = None
 
@@ -324,11 +245,10 @@ class Keyframer:
             return "lost"
         if np.any(appearance_change(self._grey, grey, moved, shifts) > s.cut_difference):
             return "lost"
-        union = moved.any(axis=2) if moved.shape[2] else np.zeros(grey.shape, bool)
-        moving = _new_motion(flow, union, s.moving_px)
-        if self._baseline_motion is None:  # motion the keyframe's detections left unexplained
-            self._baseline_motion = moving
-        elif moving > self._baseline_motion + s.new_motion_fraction:
+        changed = self._new_content(grey, flow, _union(moved), _union(self._masks >= 0.5))
+        if self._baseline_motion is None:  # change the keyframe's detections left unexplained
+            self._baseline_motion = changed
+        elif changed > self._baseline_motion + s.new_motion_fraction:
             return "motion"
         if self.interval == "auto":
             self._drift += _mean_mask_motion(flow, moved)
@@ -337,17 +257,9 @@ class Keyframer:
         return ""
 
 
-def _new_motion(flow: np.ndarray, union: np.ndarray, moving_px: float) -> float:
-    """Fraction of the frame outside the (dilated) masks that moves by more than ``moving_px``
-    against the background's median motion (the camera's)."""
-    # Flow bleeds past a moving object's edge by about a DIS patch (8 pixels): not new motion.
-    near = cv2.dilate(union.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool)
-    outside = ~near
-    if not outside.any():
-        return 0.0
-    background = np.median(flow[outside], axis=0)
-    residual = np.linalg.norm(flow - background, axis=2)
-    return float(((residual > moving_px) & outside).sum()) / outside.size
+def _union(masks: np.ndarray) -> np.ndarray:
+    """bool [H, W]: inside any of bool ``masks`` [H, W, N]."""
+    return masks.any(axis=2) if masks.shape[2] else np.zeros(masks.shape[:2], bool)
 
 
 def _mean_mask_motion(flow: np.ndarray, masks: np.ndarray) -> float:

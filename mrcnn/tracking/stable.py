@@ -13,14 +13,18 @@ the detector misses it once, or its mask's edge shifts by a pixel or two with ea
 - **Holding through dropouts.** A shown track the detector misses keeps its mask, moved with
   the track's motion, for up to ``hold_frames`` frames; a one-frame dropout shows no gap.
 - **Mask smoothing that follows motion.** Each track keeps a soft mask (float [H, W]): last
-  frame's, moved by the track's velocity (sub-pixel, so the memory stays where the object is,
-  not where it was), blended with this frame's detected mask,
-  ``soft = (1 - m) * detected + m * moved``, and shown where ``soft >= 0.5``. With
-  ``mask_memory`` m = 2/3 a pixel of this frame's mask is shown when the moved memory holds at
-  least 0.25 of it (new pixels need one frame of support) and a pixel missing from this
-  frame's mask stays when the memory holds at least 0.75 (a one-frame notch in the edge does
-  not show). This is a vote over recent frames aligned by motion, not a blur over time: a
-  moving object's edge does not smear behind it.
+  frame's, moved by the object's motion since then (its optical flow, refined by aligning
+  its edge: :meth:`~mrcnn.tracking.frame_motion.FrameStep.object_motion`; sub-pixel, so the
+  memory stays where the object is, not where it was), blended with this frame's detected
+  mask, ``soft = (1 - m) * detected + m * moved``, and shown where ``soft >= 0.5``. With
+  ``mask_memory`` m = 0.8 a pixel of this frame's mask is shown when the moved memory holds
+  at least 0.375 of it (new pixels need support from the frames before) and a pixel missing
+  from this frame's mask stays while the memory holds at least 0.625 (a notch in the edge
+  for a frame or two does not show). This is a vote over recent frames aligned by motion,
+  not a blur over time: a moving object's edge does not smear behind it. On the benchmark's
+  shapes clips m = 0.8 halves the 95th percentile of the frame-to-frame mask change against
+  per-frame detection while the masks stay as close to the truth (0.67 took off only a third;
+  0.85 and more start to lag behind changes of shape); see benchmarks/RESULTS.md.
 
 Each is turned off by a setting: ``off_score = on_score`` (no hysteresis), ``min_age = 1``,
 ``hold_frames = 0``, ``mask_memory = 0``.
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mrcnn.tracking.detections import Detections, detections_from_masks
-from mrcnn.tracking.keyframes import object_motion, shifted_soft
+from mrcnn.tracking.frame_motion import FrameStep, shifted_soft
 from mrcnn.tracking.tracker import FrameTracks, Track
 
 __all__ = ["StableSettings", "Stabiliser"]
@@ -61,7 +65,7 @@ class StableSettings:
     off_score: float = 0.3
     min_age: int = 2
     hold_frames: int = 2
-    mask_memory: float = 2.0 / 3.0
+    mask_memory: float = 0.8
 
     def __post_init__(self) -> None:
         problems = []
@@ -103,17 +107,25 @@ class Stabiliser:
         self._memory: dict[int, _Shown] = {}
 
     def __call__(
-        self, detections: dict, tracks: FrameTracks, flow: np.ndarray | None = None
+        self,
+        detections: dict,
+        tracks: FrameTracks,
+        step: FrameStep | None = None,
+        *,
+        motions: np.ndarray | None = None,
     ) -> dict:
         """What to show this frame.
 
         Args:
             detections: the frame's ``MaskRCNN.detect`` dict (masks required: bool [H, W, N]).
             tracks: the tracker's :class:`~mrcnn.tracking.FrameTracks` for these detections.
-            flow: float32 [H, W, 2] (dx, dy) backward optical flow from this frame to the
-                previous one (:class:`~mrcnn.tracking.keyframes.FrameFlow`); a seen track's
-                memory moves by the median flow over its detected mask. None: by the
+            step: this frame and its optical flow to the previous one
+                (:class:`~mrcnn.tracking.frame_motion.FrameFlow`); a seen track's memory
+                moves by its object's motion
+                (:meth:`~mrcnn.tracking.frame_motion.FrameStep.object_motion`). None: by the
                 tracker's velocity (box centres, noisier).
+            motions: float64 [N, 2] (dy, dx) each detection's move since the previous frame
+                when already known (masks carried by the keyframer), used instead.
         Returns:
             a detect-style dict of the shown tracks, by track id: "rois" int32 [K, 4]
             (y1, x1, y2, x2, tight around the shown mask), "boxes" float32 [K, 4]
@@ -128,27 +140,28 @@ class Stabiliser:
                 "Stabiliser needs masks: pass detect's dict with 'masks' bool [H, W, N] (for "
                 "boxes alone, use the Tracker's ids without a Stabiliser)"
             )
+        moves = _Moves(step, motions)
         memory = {}
         for track in tracks.tracks:
-            kept = self._update(self._memory.get(track.track_id), track, found, flow)
+            kept = self._update(self._memory.get(track.track_id), track, found, moves)
             if kept is not None:
                 memory[track.track_id] = kept
         self._memory = memory  # tracks the tracker forgot are forgotten here too
         return _shown_result(memory, found.masks.shape[:2])
 
     def _update(
-        self, before: _Shown | None, track: Track, found: Detections, flow: np.ndarray | None
+        self, before: _Shown | None, track: Track, found: Detections, moves: _Moves
     ) -> _Shown | None:
         """The track's memory after this frame; None when there is nothing to keep."""
         if track.detection >= 0:
-            return self._seen(before, track, found, flow)
+            return self._seen(before, track, found, moves)
         if before is None or not before.shown or track.lost_frames > self.settings.hold_frames:
             return None
         before.soft = shifted_soft(before.soft, track.velocity)  # held: carried by motion
         return before
 
     def _seen(
-        self, before: _Shown | None, track: Track, found: Detections, flow: np.ndarray | None
+        self, before: _Shown | None, track: Track, found: Detections, moves: _Moves
     ) -> _Shown:
         s = self.settings
         mask = found.masks[:, :, track.detection]
@@ -157,7 +170,7 @@ class Stabiliser:
         if before is None or s.mask_memory == 0:
             soft = detected
         else:
-            moved = shifted_soft(before.soft, _motion(mask, flow, track.velocity))
+            moved = shifted_soft(before.soft, moves.of(track, mask))
             soft = (1.0 - s.mask_memory) * detected + s.mask_memory * moved
         if before is not None and before.shown:
             shown = score >= s.off_score
@@ -166,12 +179,21 @@ class Stabiliser:
         return _Shown(soft, shown, int(track.class_id), score)
 
 
-def _motion(mask: np.ndarray, flow: np.ndarray | None, velocity: np.ndarray) -> np.ndarray:
-    """(dy, dx) of the object of bool ``mask`` [H, W] since the previous frame: from the
-    backward flow (:func:`~mrcnn.tracking.keyframes.object_motion`), or the tracker's
-    ``velocity`` without flow or pixels."""
-    found = None if flow is None else object_motion(mask, flow)
-    return velocity if found is None else found
+@dataclass(frozen=True)
+class _Moves:
+    """How this frame's objects moved since the previous one."""
+
+    step: FrameStep | None
+    given: np.ndarray | None  # float64 [N, 2] (dy, dx) per detection, when known
+
+    def of(self, track: Track, mask: np.ndarray) -> np.ndarray:
+        """(dy, dx) of the object of ``track``, detected with bool ``mask`` [H, W]: as given,
+        else measured in the frames (:meth:`FrameStep.object_motion`), else the tracker's
+        velocity (no flow, or no pixels)."""
+        if self.given is not None:
+            return np.asarray(self.given[track.detection], dtype=np.float64)
+        found = None if self.step is None else self.step.object_motion(mask)
+        return track.velocity if found is None else found
 
 
 def _shown_result(memory: dict[int, _Shown], shape: tuple[int, int]) -> dict:

@@ -6,16 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mrcnn.datasets.clips import make_clip
 from mrcnn.tracking.analysis import Tracked, video_analyser
-from mrcnn.tracking.keyframes import (
-    DenseFlow,
-    FrameFlow,
-    Keyframer,
-    KeyframeSettings,
-    carry_masks,
-    parse_interval,
-)
-from tests.helpers.moving_scenes import Scene, Square, mask_iou, scripted
+from mrcnn.tracking.frame_motion import DenseFlow, FrameFlow, FrameStep
+from mrcnn.tracking.keyframes import Keyframer, KeyframeSettings, carry_masks, parse_interval
+from tests.helpers.moving_scenes import Scene, ScriptedModel, Square, detection, mask_iou, scripted
 
 
 def moving_right(frames: int = 12, cut_at: int | None = None):
@@ -27,8 +22,9 @@ def test_flow_carries_a_mask_forward_in_the_direction_it_moves(method):
     images, truths, _ = moving_right(4)
     flow = DenseFlow(method)
     for t in (1, 2, 3):
-        backward = flow.backward(_grey(images[t - 1]), _grey(images[t]))
-        carried = carry_masks(truths[t - 1].astype(np.float32), backward)[0] >= 0.5
+        previous, grey = _grey(images[t - 1]), _grey(images[t])
+        step = FrameStep(grey, previous, flow.backward(previous, grey))
+        carried = carry_masks(truths[t - 1].astype(np.float32), step)[0] >= 0.5
         assert mask_iou(carried[:, :, 0], truths[t][:, :, 0]) > 0.85
         gained = np.flatnonzero(carried[:, :, 0].any(axis=0))
         assert gained[-1] > np.flatnonzero(truths[t - 1][:, :, 0].any(axis=0))[-1]  # right
@@ -42,11 +38,11 @@ def run(keyframer: Keyframer, images, model) -> tuple[list[dict], list[str]]:
     """Carry or detect each frame; the results and each frame's keyframe reason."""
     frame_flow, results, reasons = FrameFlow(), [], []
     for image in images:
-        grey, flow = frame_flow(image)
-        carried, reason = keyframer.carry(grey, flow)
+        step = frame_flow(image)
+        carried, reason = keyframer.carry(step)
         if carried is None:
             carried = model.detect([image])[0]
-            keyframer.keyed(grey, carried)
+            keyframer.keyed(step.grey, carried)
         results.append(carried)
         reasons.append(reason)
     return results, reasons
@@ -81,6 +77,18 @@ def test_an_object_coming_in_forces_a_keyframe():
     images, _, model = scripted(scene, 12)
     _, reasons = run(Keyframer(30), images, model)
     assert "motion" in reasons[2:8]
+
+
+def test_objects_moving_on_a_plain_background_force_no_motion_keyframe():
+    # On a plain background the optical flow is noise (nothing to match), but nothing there
+    # changes: only the schedule keys these frames (all objects are in from the first).
+    clip = make_clip("crossing", 0, frames=16)
+    truths = [clip.masks[t] for t in range(len(clip.frames))]
+    model = ScriptedModel(
+        clip.frames, [detection(m, [0.9] * m.shape[2]) for m in truths], min_confidence=0.5
+    )
+    _, reasons = run(Keyframer(8), clip.frames, model)
+    assert [t for t, r in enumerate(reasons) if r] == [0, 8], reasons
 
 
 def test_auto_keys_fast_motion_more_often_than_slow():

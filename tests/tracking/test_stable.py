@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mrcnn.tracking import Tracker, TrackerSettings
-from mrcnn.tracking.keyframes import FrameFlow, shifted_soft
+from mrcnn.tracking.frame_motion import FrameFlow, shifted_soft
 from mrcnn.tracking.stable import Stabiliser, StableSettings
 from tests.helpers.moving_scenes import (
     Scene,
@@ -30,8 +30,8 @@ def run(images, model, settings: StableSettings, use_flow: bool = True) -> list[
     shown = []
     for image in images:
         result = model.detect([image])[0]
-        motion = flow(image)[1] if use_flow else None
-        shown.append(stabiliser(result, tracker.update(result), motion))
+        step = flow(image) if use_flow else None
+        shown.append(stabiliser(result, tracker.update(result), step))
     return shown
 
 
