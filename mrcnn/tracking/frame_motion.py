@@ -158,14 +158,23 @@ class FrameStep:
 
     def object_motion(self, mask: np.ndarray) -> np.ndarray | None:
         """(dy, dx) float64 [2] the object of bool ``mask`` [H, W] (this frame's pixels) moved
-        since the previous frame: its median flow refined by aligning its edge
-        (:func:`refined_motion`); None without a previous frame or for an empty mask."""
-        if self.flow is None:
-            return None
-        found = object_motion(mask, self.flow)
-        if found is None or self.previous is None:
-            return found
-        return refined_motion(self.previous, self.grey, mask, found)
+        since the previous frame: its median flow (:meth:`flow_motion`) refined by aligning
+        its edge (:meth:`refine`); None without a previous frame or for an empty mask."""
+        found = self.flow_motion(mask)
+        return None if found is None else self.refine(mask, found)
+
+    def flow_motion(self, mask: np.ndarray) -> np.ndarray | None:
+        """(dy, dx) float64 [2]: minus the median flow over the inner part of bool ``mask``
+        [H, W] (:func:`object_motion`); None without flow or for an empty mask."""
+        return None if self.flow is None else object_motion(mask, self.flow)
+
+    def refine(self, mask: np.ndarray, guess: np.ndarray) -> np.ndarray:
+        """``guess`` (dy, dx) of the object of bool ``mask`` [H, W] refined by aligning its
+        edge between the frames (:func:`refined_motion`); as it is without a previous
+        frame."""
+        if self.previous is None:
+            return guess
+        return refined_motion(self.previous, self.grey, mask, guess)
 
 
 class FrameFlow:
@@ -240,8 +249,11 @@ def refined_motion(
     except cv2.error:  # no convergence, or nothing to align (a flat window)
         return guess
     fitted = np.array([rows.start - warp[1, 2], cols.start - warp[0, 2]], dtype=np.float64)
-    if np.abs(fitted - guess).max() > ALIGN_MAX_CHANGE_PX:
+    change = np.abs(fitted - guess).max()
+    if change > ALIGN_MAX_CHANGE_PX:
         return guess
+    if change < 0.02:  # the same move: no need to ask which matches better
+        return fitted
     better = _mismatch(previous, current, mask, fitted) < _mismatch(previous, current, mask, guess)
     return fitted if better else guess
 

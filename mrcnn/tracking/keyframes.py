@@ -27,7 +27,7 @@ the alternative; :mod:`~mrcnn.tracking.frame_motion`):
   (mean grey difference over ``cut_difference``: the object went behind another, or the flow
   lost it).
 - **Auto.** ``interval="auto"`` keys when the masks have moved ``drift_px`` pixels on average
-  since the last keyframe (their mean flow, summed frame by frame): fast motion keys often,
+  since the last keyframe (their mean move, summed frame by frame): fast motion keys often,
   slow motion rarely, and never more than ``max_interval`` frames apart.
 
 Carried detections keep their keyframe's class and score; boxes are the carried masks'.
@@ -76,14 +76,18 @@ def carry_masks(
     shifts = np.zeros((soft.shape[2], 2)) if expected is None else np.array(expected, float)
     for i in range(soft.shape[2]):
         mask = soft[:, :, i] >= 0.5
+        landing = None
         for _ in range(2):  # read the flow where the mask is expected; again if it was not
             guess = shifts[i].copy()
-            found = step.object_motion(shifted_soft(mask.astype(np.float32), guess) >= 0.5)
+            landing = shifted_soft(mask.astype(np.float32), guess) >= 0.5
+            found = step.flow_motion(landing)
             if found is None:
                 break
             shifts[i] = found
             if np.abs(found - guess).max() <= 0.5:
                 break
+        if landing is not None and landing.any():  # then its edge aligned, once
+            shifts[i] = step.refine(landing, shifts[i])
         moved[:, :, i] = shifted_soft(soft[:, :, i], shifts[i])
     return moved, shifts
 
@@ -251,7 +255,7 @@ class Keyframer:
         elif changed > self._baseline_motion + s.new_motion_fraction:
             return "motion"
         if self.interval == "auto":
-            self._drift += _mean_mask_motion(flow, moved)
+            self._drift += _mean_move(moved, shifts)
             if self._drift > s.drift_px:
                 return "auto"
         return ""
@@ -262,10 +266,8 @@ def _union(masks: np.ndarray) -> np.ndarray:
     return masks.any(axis=2) if masks.shape[2] else np.zeros(masks.shape[:2], bool)
 
 
-def _mean_mask_motion(flow: np.ndarray, masks: np.ndarray) -> float:
-    """Mean over masks of each mask's mean flow length, pixels; 0 without masks."""
-    lengths = np.linalg.norm(flow, axis=2)
-    motions = [
-        lengths[masks[:, :, i]].mean() for i in range(masks.shape[2]) if masks[:, :, i].any()
-    ]
-    return float(np.mean(motions)) if motions else 0.0
+def _mean_move(masks: np.ndarray, shifts: np.ndarray) -> float:
+    """Mean length in pixels of the moves ``shifts`` float [N, 2] of the non-empty bool
+    ``masks`` [H, W, N]; 0 without any."""
+    present = masks.any(axis=(0, 1)) if masks.shape[2] else np.zeros(0, bool)
+    return float(np.linalg.norm(shifts[present], axis=1).mean()) if present.any() else 0.0
