@@ -1,7 +1,8 @@
 """``mrcnn serve``: a local web page for the color splash, with a JSON API (mrcnn/splash/web.py).
 
 Open the printed address in a browser, drop a photo, and see its detections and color splash
-side by side; change the score threshold, the classes and the effect, and download the splash.
+side by side; change the score threshold, the classes and the effect, and download the splash,
+or the detections shown as a VIA 2 project or a LabelMe file to correct in that tool.
 ``curl -F image=@photo.jpg http://127.0.0.1:8000/api/detect`` gives the detections as COCO
 results JSON. The model is loaded once and serves one request at a time.
 
@@ -30,7 +31,10 @@ from mrcnn.splash.web import (
     run_server,
 )
 
-HELP = "a local web page for the color splash (and a COCO JSON API) on one model"
+HELP = (
+    "a local web page for the color splash on one model; downloads the splash, or the "
+    "detections as VIA 2 or LabelMe annotations to correct (and a COCO JSON API)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

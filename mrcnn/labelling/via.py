@@ -85,6 +85,9 @@ class ViaProject(Project):
         super().__init__(class_names, options)
         self.chosen_attribute = class_attribute
         self.class_attribute = class_attribute or DEFAULT_CLASS_ATTRIBUTE
+        #: Byte sizes of images that are not files on this disk (a photo sent to ``mrcnn
+        #: serve``), by file name; the others' sizes are read from their files.
+        self.file_sizes: dict[str, int] = {}
         self.data = {
             "_via_settings": default_settings("mrcnn_annotate", self.class_attribute),
             "_via_img_metadata": {},
@@ -127,7 +130,8 @@ class ViaProject(Project):
                 return entry
         if not create:
             return None
-        size = image.path.stat().st_size
+        size = self.file_sizes.get(name_key(image.name))
+        size = image.path.stat().st_size if size is None else size
         key = f"{image.name}{size}"
         metadata[key] = {"filename": image.name, "size": size, "regions": [], "file_attributes": {}}
         self.data["_via_image_id_list"].append(key)

@@ -7,9 +7,11 @@ and then keeps the best DETECTION_MAX_INSTANCES, so lower-scoring extra candidat
 or displace a higher-scoring detection.
 
 Results are COCO results entries written by :func:`mrcnn.evaluation.detections_to_coco`, plus a
-``category_name``. Every use of the model and of the renderers holds one lock: requests are
-served in turn, so a burst neither runs out of memory nor mixes results. Bad input raises
-:class:`UploadError`, which carries the HTTP status the web app (:mod:`mrcnn.splash.web`) answers.
+``category_name``; :meth:`SplashService.annotations` gives them as an editable annotation file
+(VIA 2 or LabelMe), by the writers of ``mrcnn annotate`` (:mod:`mrcnn.labelling`). Every use of
+the model and of the renderers holds one lock: requests are served in turn, so a burst neither
+runs out of memory nor mixes results. Bad input raises :class:`UploadError`, which carries the
+HTTP status the web app (:mod:`mrcnn.splash.web`) answers.
 """
 
 from __future__ import annotations
@@ -27,16 +29,20 @@ import numpy as np
 
 from mrcnn.drawing.render import draw_instances
 from mrcnn.evaluation import detections_to_coco
+from mrcnn.labelling import detections_of, new_project
+from mrcnn.labelling.merge import ImageRecord
 from mrcnn.splash.filter import EFFECTS, color_splash, encode_image, select_instances
 from mrcnn.structures.image import decode_image
 
 __all__ = [
+    "ANNOTATION_FORMATS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "SplashService",
     "Upload",
     "UploadError",
     "header_size",
+    "photo_file_name",
     "too_large_message",
 ]
 
@@ -44,6 +50,9 @@ __all__ = [
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 #: Largest image accepted by default (pixels), which bounds the memory of decoded uploads.
 DEFAULT_MAX_PIXELS = 50_000_000
+#: Annotation formats of :meth:`SplashService.annotations` -> what follows the photo's stem in
+#: the file's name.
+ANNOTATION_FORMATS = {"via": "_via.json", "labelme": ".json"}
 
 
 class UploadError(ValueError):
@@ -65,6 +74,7 @@ class Upload:
         scores: float32 [N] unrounded scores of ``detections`` (the entries' are rounded).
         class_ids: int32 [N] class ids of ``detections``.
         rois: int32 [N, 4] (y1, x1, y2, x2) boxes of ``detections``, as ``detect`` gives them.
+        size: the photo file's size in bytes.
     """
 
     file_name: str
@@ -73,6 +83,7 @@ class Upload:
     scores: np.ndarray
     class_ids: np.ndarray
     rois: np.ndarray
+    size: int = 0
 
 
 class SplashService:
@@ -163,6 +174,7 @@ class SplashService:
             np.asarray(result["scores"], dtype=np.float32),
             np.asarray(result["class_ids"], dtype=np.int32),
             np.asarray(result["rois"], dtype=np.int32).reshape(-1, 4),
+            len(data),
         )
 
     def _check_pixels(self, data: bytes, file_name: str) -> None:
@@ -257,6 +269,38 @@ class SplashService:
             )
             return encode_image(picture, ".jpg")
 
+    def annotations(self, upload: Upload, keep: np.ndarray, format_name: str | None) -> bytes:
+        """The kept detections as an annotation file of the photo, UTF-8 JSON, written as
+        ``mrcnn annotate`` writes them (its default polygon tolerance and smallest area, class
+        names and scores): ``via``, a VIA 2 project of the one photo (its ``filename`` and
+        ``size``); ``labelme``, a LabelMe file (``imagePath`` the photo's file name, so it goes
+        beside the photo; ``imageData`` null). No detection kept gives a file with no regions.
+
+        Raises UploadError 400 for a format not in :data:`ANNOTATION_FORMATS`.
+        """
+        if format_name not in ANNOTATION_FORMATS:
+            given = "no format" if format_name is None else f"format={format_name!r}"
+            raise UploadError(
+                f"{given}: give format=via (a VIA 2 project) or format=labelme (a LabelMe JSON "
+                "file)",
+                400,
+            )
+        name = photo_file_name(upload.file_name)
+        project = new_project(format_name, self.class_names[1:])
+        if format_name == "via":
+            project.file_sizes[name] = upload.size  # the photo is not a file on this disk
+        height, width = upload.image.shape[:2]
+        with self._lock:
+            result = {
+                "class_ids": upload.class_ids[keep],
+                "scores": upload.scores[keep],
+                "masks": self._masks(upload, keep),
+            }
+            detections = detections_of(result, self.class_names)
+            project.add_image(ImageRecord(Path(name), name, height, width), detections)
+            (text,) = project.contents(Path(name)).values()  # one file: the photo's
+        return text.encode("utf-8")
+
     # --------------------------------------------------------------------------------------
     @staticmethod
     def _masks(upload: Upload, keep: np.ndarray) -> np.ndarray:
@@ -275,6 +319,11 @@ def _image_id(file_name: str) -> int | str:
     """COCO image_id of an uploaded file, as ``mrcnn detect`` gives: its stem, an int if digits."""
     stem = Path(file_name).stem
     return int(stem) if stem.isascii() and stem.isdigit() else stem  # not int("²")
+
+
+def photo_file_name(file_name: str) -> str:
+    """The file name an upload was sent under, without any folder (as annotation files name it)."""
+    return Path(file_name.replace("\\", "/")).name or "photo"
 
 
 def header_size(data: bytes, where: str = "upload") -> tuple[int, int] | None:

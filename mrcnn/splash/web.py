@@ -14,18 +14,20 @@ classes and the effect, and downloads the splash. The model work is
 ``GET  /api/uploads/{id}/detections.json``     COCO results of that upload
 ``GET  /api/uploads/{id}/detections.jpg``      the detections drawn on the photo
 ``GET  /api/uploads/{id}/splash.png``          the color splash
+``GET  /api/uploads/{id}/annotations.json``    the detections as a VIA 2 project or a LabelMe
+                                               file (``format=via`` or ``labelme``), to edit
 ``POST /api/detect`` (multipart ``image``)     COCO results of one photo, nothing kept
 =============================================  ================================================
 
-The three GET routes under an upload and ``/api/detect`` take ``min_score`` (default: the
-model's DETECTION_MIN_CONFIDENCE) and ``classes`` (comma-separated class ids; absent: every
-class; empty: none); ``splash.png`` also takes ``effect`` (gray, blur, dim or color). Parameters
-are parsed strictly: a parameter a route does not take, one given twice, a score that is not a
-plain decimal number and a class id that is not ASCII digits are refused. Errors are JSON
-``{"error": "..."}``: 400 (empty file, bad parameter, no ``image`` field), 403 (a foreign Host or
-a cross-origin API request, below), 404 (unknown or expired upload), 411 (no Content-Length),
-413 (over the upload or pixel limit, the latter read from the file's header before decoding),
-415 (not an image).
+The GET routes under an upload and ``/api/detect`` take ``min_score`` (default: the model's
+DETECTION_MIN_CONFIDENCE) and ``classes`` (comma-separated class ids; absent: every class;
+empty: none); ``splash.png`` also takes ``effect`` (gray, blur, dim or color), and
+``annotations.json`` ``format`` (required). Parameters are parsed strictly: a parameter a route
+does not take, one given twice, a score that is not a plain decimal number and a class id that
+is not ASCII digits are refused. Errors are JSON ``{"error": "..."}``: 400 (empty file, bad
+parameter, no ``image`` field), 403 (a foreign Host or a cross-origin API request, below), 404
+(unknown or expired upload), 411 (no Content-Length), 413 (over the upload or pixel limit, the
+latter read from the file's header before decoding), 415 (not an image).
 
 Every request must name this server in its Host header (:class:`HostPolicy`), so that a web
 page whose name resolves to this computer (DNS rebinding) gets 403. API requests must also come
@@ -48,8 +50,14 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
-from mrcnn.splash.service import SplashService, UploadError
+from mrcnn.splash.service import (
+    ANNOTATION_FORMATS,
+    SplashService,
+    UploadError,
+    photo_file_name,
+)
 
 __all__ = [
     "LOOPBACK_NAMES",
@@ -161,9 +169,10 @@ def _photo_routes(service: SplashService) -> list:
 
 
 def _upload_file_routes(service: SplashService) -> list:
-    """The GET routes of a kept upload: its detections as JSON, drawn as a JPEG, and its
-    splash as a PNG, each for the request's ``min_score`` and ``classes``."""
-    from starlette.responses import JSONResponse
+    """The GET routes of a kept upload: its detections as JSON, drawn as a JPEG, as an
+    annotation file to download, and its splash as a PNG, each for the request's ``min_score``
+    and ``classes``."""
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     # Plain functions: Starlette runs them in its thread pool, off the event loop.
@@ -180,6 +189,18 @@ def _upload_file_routes(service: SplashService) -> list:
         effect = request.query_params.get("effect", "gray")
         return _picture(service.splash(upload, keep, effect), upload.file_name, "splash.png")
 
+    def annotations(request):
+        upload, keep = _selected(request, ("format",))
+        format_name = request.query_params.get("format")
+        data = service.annotations(upload, keep, format_name)
+        suffix = ANNOTATION_FORMATS[format_name]
+        name = Path(photo_file_name(upload.file_name)).stem + suffix  # LabelMe finds it so
+        headers = {
+            "Content-Disposition": _attachment(name, _safe_stem(upload.file_name) + suffix),
+            "Cache-Control": "no-store",
+        }
+        return Response(data, media_type="application/json", headers=headers)
+
     def _selected(request, extra: tuple[str, ...] = ()):
         filters = _filters(_query(request, FILTER_PARAMETERS + extra))
         upload = service.get(request.path_params["upload_id"])
@@ -190,6 +211,7 @@ def _upload_file_routes(service: SplashService) -> list:
         Route(f"{upload_path}/detections.json", detections_json),
         Route(f"{upload_path}/detections.jpg", detections_jpg),
         Route(f"{upload_path}/splash.png", splash_png),
+        Route(f"{upload_path}/annotations.json", annotations),
     ]
 
 
@@ -202,6 +224,12 @@ def _picture(data: bytes, file_name: str, suffix: str):
     headers = {"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"}
     media_type = "image/png" if suffix.endswith(".png") else "image/jpeg"
     return Response(data, media_type=media_type, headers=headers)
+
+
+def _attachment(name: str, ascii_name: str) -> str:
+    """A Content-Disposition saving the file as ``name`` (RFC 6266's ``filename*``, any
+    characters), with ``ascii_name`` for clients that read ``filename`` only."""
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 async def _upload_error(request, error: UploadError):

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -115,3 +116,55 @@ def live_server(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+class ShapesModel:
+    """Stands in for a MaskRCNN behind the page, for the annotation downloads: four clean
+    detections of every photo (at least 160 x 120), made to be written and read back.
+
+    ``parts(height, width)`` gives them as (class id, score, [bool [H, W] part masks], hole):
+    a disc (class 1, 0.9); a ring with a hole (class 2, 0.8); two discs that are one detection
+    (class 1, 0.7); a small disc (class 2, 0.2, under the default threshold).
+    """
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        self.config = SimpleNamespace(DETECTION_MIN_CONFIDENCE=min_confidence)
+        self.net = SimpleNamespace(config=self.config)
+
+    @staticmethod
+    def parts(height: int, width: int) -> list[tuple[int, float, list[np.ndarray], bool]]:
+        yy, xx = np.mgrid[:height, :width]
+
+        def disc(cy: float, cx: float, radius: float) -> np.ndarray:
+            return np.hypot(yy - cy, xx - cx) <= radius
+
+        ring = disc(40, 120, 30) & ~disc(40, 120, 12)
+        return [
+            (1, 0.9, [disc(40, 40, 28)], False),
+            (2, 0.8, [ring], True),
+            (1, 0.7, [disc(95, 30, 14), disc(95, 80, 16)], False),
+            (2, 0.2, [disc(100, 140, 9)], False),
+        ]
+
+    def detect(self, images: list[np.ndarray]) -> list[dict]:
+        results = []
+        for image in images:
+            height, width = image.shape[:2]
+            shapes = self.parts(height, width)
+            masks = np.stack([np.logical_or.reduce(p) for _, _, p, _ in shapes], axis=-1)
+            rois = []
+            for k in range(masks.shape[-1]):
+                rows, cols = (
+                    np.flatnonzero(masks[:, :, k].any(1)),
+                    np.flatnonzero(masks[:, :, k].any(0)),
+                )
+                rois.append([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1])
+            results.append(
+                {
+                    "rois": np.array(rois, dtype=np.int32),
+                    "class_ids": np.array([c for c, _, _, _ in shapes], dtype=np.int32),
+                    "scores": np.array([s for _, s, _, _ in shapes], dtype=np.float32),
+                    "masks": masks,
+                }
+            )
+        return results

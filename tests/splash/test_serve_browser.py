@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 import urllib.request
 from pathlib import Path
@@ -174,6 +175,46 @@ def test_dropping_a_photo_on_the_page_uploads_it(server, browser, tmp_path):
     assert "dropped.jpg" in browser.find_element(By.ID, "status").text
     splash = browser.find_element(By.ID, "splash-image")
     assert browser.execute_script("return arguments[0].naturalWidth", splash) == 320
+
+
+def test_download_the_detections_as_labelme_and_via_files(server, browser, tmp_path):
+    photo = blob_photo(tmp_path / "garden party.jpg", 320, 240, seed=0)
+    browser.get(server + "/")
+    wait(browser, lambda d: "classes" in d.find_element(By.ID, "model-info").text)
+    browser.find_element(By.ID, "file-input").send_keys(str(photo))
+    wait(browser, lambda d: "min_score=0.30" in rendered(d))
+    shown = _table_rows(browser)
+    link = browser.find_element(By.ID, "download-annotations")
+    for format_name, file_name in (
+        ("labelme", "garden party.json"),  # beside the photo, LabelMe opens it with it
+        ("via", "garden party_via.json"),
+    ):
+        Select(browser.find_element(By.ID, "annotation-format")).select_by_value(format_name)
+        href = link.get_attribute("href")
+        assert f"format={format_name}" in href and "min_score=0.30" in href
+        link.click()
+        target = browser.downloads / file_name
+        wait(
+            browser, lambda d, t=target: t.is_file() and not list(d.downloads.glob("*.crdownload"))
+        )
+        with urllib.request.urlopen(href) as response:
+            assert target.read_bytes() == response.read()  # the file is the API's, as shown
+        status = browser.find_element(By.ID, "status").text
+        assert status.startswith(f"Saved {file_name}")
+    data = json.loads((browser.downloads / "garden party.json").read_text())
+    assert data["imagePath"] == "garden party.jpg"
+    assert len({s["group_id"] or id(s) for s in data["shapes"]}) <= shown
+
+    # an error (the photo left the server's cache) is shown in one line, and nothing is saved
+    browser.execute_script("state.upload.id = 'gone'; setAnnotationsLink();")
+    link.click()
+    error = browser.find_element(By.ID, "error")
+    wait(browser, lambda d: error.is_displayed())
+    assert "upload 'gone' is unknown" in error.text and "\n" not in error.text
+    assert sorted(p.name for p in browser.downloads.iterdir()) == [
+        "garden party.json",
+        "garden party_via.json",
+    ]
 
 
 def _table_rows(driver) -> int:

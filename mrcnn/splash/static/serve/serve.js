@@ -1,6 +1,6 @@
 // The color splash page: upload a photo once, then re-render on every change of the controls.
 // Detection runs once per upload on the server; the threshold, classes and effect only pick
-// which of its results are drawn (see mrcnn/serve.py for the API).
+// which of its results are drawn (see mrcnn/splash/web.py for the API).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -134,6 +134,7 @@ async function render() {
   const stem = upload.file_name.replace(/\.[^.]*$/, "");
   $("download").href = splashUrl;
   $("download").download = `${stem}_splash.png`;
+  setAnnotationsLink();
   $("results").dataset.rendered = "";
   document.querySelectorAll("#results figure").forEach((f) => f.classList.add("loading"));
   $("status").textContent = "Rendering…";
@@ -158,6 +159,57 @@ async function render() {
       document.querySelectorAll("#results figure").forEach((f) => f.classList.remove("loading"));
     }
   }
+}
+
+// ------------------------------------------------------------------------------------------
+// Annotations: the detections shown, as a VIA 2 project or a LabelMe file, for a person to edit
+// ------------------------------------------------------------------------------------------
+const ANNOTATION_SUFFIXES = { via: "_via.json", labelme: ".json" };
+const ANNOTATION_HINTS = {
+  via: "open it in VIA 2 with Project > Load, then add the photo",
+  labelme: "put it beside the photo and open the photo's folder in LabelMe",
+};
+
+function setAnnotationsLink() {
+  const upload = state.upload;
+  if (!upload) return;
+  const format = $("annotation-format").value;
+  const params = query();
+  params.set("format", format);
+  const link = $("download-annotations");
+  link.href = `api/uploads/${upload.id}/annotations.json?${params}`;
+  link.download = upload.file_name.replace(/\.[^.]*$/, "") + ANNOTATION_SUFFIXES[format];
+}
+
+function savedName(disposition) {
+  // The photo's own stem (filename*, RFC 6266), else the server's ASCII stand-in.
+  const exact = disposition.match(/filename\*=UTF-8''([^;]+)/i);
+  if (exact) return decodeURIComponent(exact[1]);
+  return (disposition.match(/filename="([^"]+)"/) || [])[1];
+}
+
+async function downloadAnnotations(event) {
+  // Fetched first, so that an error is shown on the page rather than saved as the file.
+  event.preventDefault();
+  const link = $("download-annotations");
+  let response;
+  try {
+    response = await fetch(link.href);
+  } catch (error) {
+    return showError(`The server did not answer (${error.message}); is mrcnn serve running?`);
+  }
+  if (!response.ok) return showError(await errorOf(response));
+  const name = savedName(response.headers.get("content-disposition") || "") || link.download;
+  const url = URL.createObjectURL(await response.blob());
+  const save = document.createElement("a");
+  save.href = url;
+  save.download = name;
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  clearError();
+  $("status").textContent = `Saved ${name}: ${ANNOTATION_HINTS[$("annotation-format").value]}`;
 }
 
 function fillTable(detections) {
@@ -199,6 +251,8 @@ function wire() {
   });
   $("threshold").addEventListener("change", render);
   $("effect").addEventListener("change", render);
+  $("annotation-format").addEventListener("change", setAnnotationsLink);
+  $("download-annotations").addEventListener("click", downloadAnnotations);
 }
 
 wire();
