@@ -210,7 +210,9 @@ def video_analyser(
             Needs a tracked mode.
         stable: the stabiliser's settings; by default it shows tracks from the model's
             DETECTION_MIN_CONFIDENCE and keeps them down to half of it.
-        tracker: the tracker's settings; by default its two score levels are the stabiliser's.
+        tracker: the tracker's settings; by default its two score levels are the stabiliser's,
+            and it confirms a track after ``stable.min_age`` matches ("tracked") or at once
+            ("stable": the stabiliser decides when a track is shown).
         flow: "dis" or "farneback", the optical flow between keyframes.
     Raises:
         ValueError: an unknown mode, a bad interval, or keyframes with "per-frame".
@@ -227,9 +229,10 @@ def video_analyser(
         return PerFrame(model)
     on_score = float(model.config.DETECTION_MIN_CONFIDENCE)
     stable = stable if stable is not None else StableSettings(on_score, on_score / 2)
-    if tracker is None:
+    if tracker is None:  # stable: the stabiliser decides when a track is old enough to show
+        min_hits = 1 if mode == "stable" else stable.min_age
         tracker = TrackerSettings(
-            high_score=stable.on_score, low_score=stable.off_score, min_hits=stable.min_age
+            high_score=stable.on_score, low_score=stable.off_score, min_hits=min_hits
         )
     return Tracked(
         model,

@@ -8,10 +8,15 @@ the detector misses it once, or its mask's edge shifts by a pixel or two with ea
 - **Hysteresis on scores.** A track starts being shown when its score reaches ``on_score`` and
   stays shown while it keeps scoring at least ``off_score`` (lower). A score dip from 0.92 to
   0.6 under a 0.7 threshold no longer switches the colour off for a frame.
-- **Minimum age.** A track is shown from its ``min_age``-th matched frame: a one-frame false
-  positive is never coloured.
-- **Holding through dropouts.** A shown track the detector misses keeps its mask, moved with
-  the track's motion, for up to ``hold_frames`` frames; a one-frame dropout shows no gap.
+- **Minimum age.** A track is shown from its ``min_age``-th matched frame, unless it scores
+  at least ``sure_score`` (by default half way from ``on_score`` to 1): a one-frame false
+  positive of middling score is never coloured, and a sure detection is coloured at once
+  (waiting a frame for every track cost more on the benchmark's clips than the false
+  positives it kept out: each new track's first frame went missing).
+- **Holding through dropouts** (off by default). A shown track the detector misses keeps its
+  mask, moved with the track's motion, for up to ``hold_frames`` frames. On the benchmark's
+  clips the hysteresis alone leaves no one-frame dropout, while held masks were mostly
+  objects that had gone behind another or out of the frame: false positives.
 - **Mask smoothing that follows motion.** Each track keeps a soft mask (float [H, W]): last
   frame's, moved by the object's motion since then (its optical flow, refined by aligning
   its edge: :meth:`~mrcnn.tracking.frame_motion.FrameStep.object_motion`; sub-pixel, so the
@@ -27,7 +32,7 @@ the detector misses it once, or its mask's edge shifts by a pixel or two with ea
   0.85 and more start to lag behind changes of shape); see benchmarks/RESULTS.md.
 
 Each is turned off by a setting: ``off_score = on_score`` (no hysteresis), ``min_age = 1``,
-``hold_frames = 0``, ``mask_memory = 0``.
+``hold_frames = 0`` (the default), ``mask_memory = 0``.
 """
 
 from __future__ import annotations
@@ -54,7 +59,10 @@ class StableSettings:
         on_score: least score that starts showing a track.
         off_score: least score that keeps a shown track shown (<= on_score; equal: no
             hysteresis).
-        min_age: matched frames a track needs before it is shown (1: at once).
+        min_age: matched frames a track needs before it is shown (1: at once), unless it
+            scores at least ``sure_score``.
+        sure_score: a track scoring at least this is shown from its first frame; None: half
+            way from ``on_score`` to 1 (0.85 for 0.7); ``math.inf``: ``min_age`` for all.
         hold_frames: frames a shown track stays shown, carried by its motion, while the
             detector misses it (0: it disappears at once).
         mask_memory: weight in [0, 1) of the motion-moved previous mask against this frame's
@@ -64,13 +72,21 @@ class StableSettings:
     on_score: float = 0.7
     off_score: float = 0.3
     min_age: int = 2
-    hold_frames: int = 2
+    sure_score: float | None = None
+    hold_frames: int = 0
     mask_memory: float = 0.8
+
+    @property
+    def start_score(self) -> float:
+        """The score from which a new track is shown at once (see ``sure_score``)."""
+        return (1.0 + self.on_score) / 2 if self.sure_score is None else float(self.sure_score)
 
     def __post_init__(self) -> None:
         problems = []
         if not 0.0 <= self.off_score <= self.on_score <= 1.0:
             problems.append("need 0 <= off_score <= on_score <= 1")
+        if self.sure_score is not None and not self.sure_score >= self.on_score:
+            problems.append("sure_score must be >= on_score (math.inf: never)")
         if int(self.min_age) != self.min_age or self.min_age < 1:
             problems.append("min_age must be a whole number >= 1")
         if int(self.hold_frames) != self.hold_frames or self.hold_frames < 0:
@@ -175,7 +191,8 @@ class Stabiliser:
         if before is not None and before.shown:
             shown = score >= s.off_score
         else:
-            shown = score >= s.on_score and track.hits >= s.min_age
+            old_enough = track.hits >= s.min_age or score >= s.start_score
+            shown = score >= s.on_score and old_enough
         return _Shown(soft, shown, int(track.class_id), score)
 
 

@@ -3,6 +3,8 @@ smoothing; each turned off by its setting."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -45,7 +47,7 @@ def shown_frames(shown: list[dict]) -> list[int]:
 
 def test_hysteresis_keeps_a_track_shown_through_a_score_dip():
     images, _, model = one_square(scores=lambda t, i: 0.5 if t in (5, 6) else 0.9)
-    shown = run(images, model, StableSettings(on_score=0.7, off_score=0.3, hold_frames=0))
+    shown = run(images, model, StableSettings(on_score=0.7, off_score=0.3, sure_score=math.inf))
     assert shown_frames(shown) == list(range(1, 12))  # from its 2nd frame (min_age), no gap
     assert {int(r["track_ids"][0]) for r in shown[1:]} == {1}
 
@@ -57,11 +59,21 @@ def test_without_hysteresis_the_dip_switches_the_track_off():
 
 
 def test_a_track_is_shown_from_min_age_and_a_one_frame_detection_never():
-    images, _, model = one_square(scores=lambda t, i: 0.9 if t == 3 else 0.0)
+    images, _, model = one_square(scores=lambda t, i: 0.8 if t == 3 else 0.0)
     assert shown_frames(run(images, model, StableSettings(min_age=2))) == []
     images, _, model = one_square()
-    assert shown_frames(run(images, model, StableSettings(min_age=3)))[0] == 2
+    assert shown_frames(run(images, model, StableSettings(min_age=3, sure_score=math.inf)))[0] == 2
     assert shown_frames(run(images, model, StableSettings(min_age=1)))[0] == 0
+
+
+def test_a_sure_track_is_shown_at_once_unless_sure_score_is_off():
+    images, _, model = one_square(scores=lambda t, i: 0.95 if t == 3 else 0.0)
+    assert shown_frames(run(images, model, StableSettings(min_age=2))) == [3]  # 0.95 >= 0.85
+    sure_off = StableSettings(min_age=2, sure_score=math.inf)
+    assert shown_frames(run(images, model, sure_off)) == []
+    images, _, model = one_square(scores=lambda t, i: 0.8)
+    assert shown_frames(run(images, model, StableSettings(sure_score=0.75)))[0] == 0
+    assert shown_frames(run(images, model, StableSettings()))[0] == 1
 
 
 def test_a_one_frame_dropout_is_held_where_the_object_moved():
@@ -75,7 +87,8 @@ def test_a_one_frame_dropout_is_held_where_the_object_moved():
 
 def test_a_lost_track_is_held_no_longer_than_hold_frames():
     images, _, model = one_square(scores=lambda t, i: 0.0 if t >= 6 else 0.9)
-    assert shown_frames(run(images, model, StableSettings(hold_frames=2))) == list(range(1, 8))
+    held = StableSettings(hold_frames=2, sure_score=math.inf)
+    assert shown_frames(run(images, model, held)) == list(range(1, 8))
 
 
 def notched(masks: np.ndarray, t: int) -> np.ndarray:
@@ -115,6 +128,12 @@ def test_detections_without_masks_and_bad_settings_raise():
     tracks = Tracker().update(result)
     with pytest.raises(ValueError, match="needs masks"):
         Stabiliser()({**result, "masks": None}, tracks)
-    for bad in (dict(off_score=0.9, on_score=0.5), dict(min_age=0), dict(mask_memory=1.0)):
+    bad_settings = (
+        dict(off_score=0.9, on_score=0.5),
+        dict(min_age=0),
+        dict(mask_memory=1.0),
+        dict(sure_score=0.5),
+    )
+    for bad in bad_settings:
         with pytest.raises(ValueError, match="StableSettings"):
             StableSettings(**bad)
