@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mrcnn.config import Config
@@ -110,6 +111,28 @@ def add_video_mode_arguments(
         "motion or a lost object forces a detection); auto: as often as the motion needs; 1: "
         f"every frame (default: {DEFAULT_KEYFRAME_INTERVAL})",
     )
+
+
+def add_shard_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """--shard I/N, for the commands that split a folder across processes (``what`` names the
+    folder's flag in the help)."""
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help=f"run shard I of N (from 0) of the {what}, without torchrun (e.g. one task of a "
+        "cluster array job); under torchrun the shard is its RANK of WORLD_SIZE. A rerun skips "
+        "finished shards; the last to finish merges (see docs/cli.md, 'Folders across "
+        "processes and machines')",
+    )
+
+
+def shard_say(shard) -> Callable[..., None]:
+    """print, each line starting ``[shard I/N]`` (the lines of several processes interleave)."""
+
+    def say(text: str, file=None) -> None:
+        print(f"[shard {shard.label}] {text}", file=file or sys.stdout, flush=True)
+
+    return say
 
 
 def _keyframe_interval(text: str) -> int | str:

@@ -14,6 +14,12 @@ file; existing outputs are replaced only with ``--overwrite`` (``--output`` may 
 folder when no name collides). ``detections.json`` is written when at least one image was read.
 The model is set up as for every command, by :func:`mrcnn.commands.common.build_model`.
 
+Under ``torchrun`` (or with ``--shard I/N``) a folder is split across processes and machines:
+each writes its images' outputs and a part file in ``<output>/.shards``, the last to finish
+merges them into ``detections.json`` (the bytes one process writes), and a rerun skips
+finished shards (:mod:`mrcnn.deploy.shards`, :mod:`mrcnn.deploy.folders`; docs/cli.md,
+"Folders across processes and machines").
+
 With ``--video PATH`` it runs the frame analyser of :func:`build_analyser` over the video
 (``--video-mode tracked``, the default: the model's detections with track ids; ``stable``: what
 the stable splash shows; ``--keyframe-interval`` as in ``mrcnn splash``) and writes
@@ -27,13 +33,9 @@ frame count its header announced (the frames read are written).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
-
-import cv2
-import numpy as np
 
 from mrcnn.commands import common
 from mrcnn.commands.common import (
@@ -41,33 +43,51 @@ from mrcnn.commands.common import (
     add_config_arguments,
     add_model_arguments,
     add_precision_argument,
+    add_shard_argument,
     add_video_mode_arguments,
     class_names_for,
+    config_overrides,
+    shard_say,
+)
+from mrcnn.deploy.folders import (  # noqa: F401 - coco_results, image_id_for: detect's API
+    FIGURE_MAX_SIDE,
+    SUMMARY_NAME,
+    coco_results,
+    detect_record,
+    detect_shard,
+    failures,
+    image_id_for,
+    image_outputs,
+    merge_detections,
+    output_keys,
+    write_summary,
 )
 from mrcnn.deploy.runtime import OnnxMaskRCNN
-from mrcnn.evaluation import detections_to_coco
+from mrcnn.deploy.shards import (
+    Shard,
+    ShardFolder,
+    file_identity,
+    prepare_process,
+    run_key,
+    shard_from_environment,
+)
 from mrcnn.outputs import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     check_new_outputs,
     check_writable_dir,
     list_inputs,
-    write_output,
+    protect_inputs,
 )
 from mrcnn.splash.sources import VideoInfo, decoded_batches, open_video
-from mrcnn.structures.image import read_image
-from mrcnn.structures.resize_plan import InputSizeError
 from mrcnn.tracking.analysis import FrameAnalyser, video_analyser
 from mrcnn.tracking.mot import MotWriter, TracksJsonWriter
+from mrcnn.weights.resolve import resolve_weights
 
 HELP = "detect instances in images (figures, COCO results JSON) or track them through a video"
 
-#: Longest side, pixels, of the figures (larger images are drawn downscaled).
-FIGURE_MAX_SIDE = 2000
 #: The video modes of --video: both give track ids ("per-frame" gives none to write).
 VIDEO_TRACK_MODES = ("tracked", "stable")
-#: The file holding the detections of every image.
-SUMMARY_NAME = "detections.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,13 +123,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (--video)")
     add_video_mode_arguments(parser, VIDEO_TRACK_MODES, "tracked")
+    add_shard_argument(parser, "--input folder")
 
 
 def run(args: argparse.Namespace) -> int:
+    shard = shard_from_environment(args.shard)
     if args.video is not None:
+        if shard is not None:
+            raise ValueError(
+                f"shard {shard.label}: --video runs in one process; run mrcnn detect --video "
+                "without torchrun and --shard (they split folders of images)"
+            )
         return run_video(args)
-    from tqdm import tqdm
-
     paths = list_inputs(Path(args.input), IMAGE_SUFFIXES)
     if len(paths) == 1 and paths[0].suffix.lower() in VIDEO_SUFFIXES:
         raise ValueError(
@@ -118,47 +143,90 @@ def run(args: argparse.Namespace) -> int:
             f"splash --video {paths[0]})"
         )
     out = check_writable_dir(args.output, "--output")
+    if shard is not None:
+        return run_shard(args, paths, out, shard)
+    from tqdm import tqdm
+
     keys = output_keys(paths)
-    targets = [out / f"{k}{ext}" for k in keys for ext in (".json", ".png")]
-    model_files = [f for f in (args.weights, args.onnx) if f and Path(str(f)).is_file()]
-    check_new_outputs([*targets, out / SUMMARY_NAME], [*paths, *model_files], args.overwrite)
-    model = _onnx_model(args) if args.onnx else common.build_model(_with_weights(args))
-    class_names = class_names_for(model, args.weights, args.class_names)
+    targets = [t for k in keys for t in image_outputs(out, k)]
+    check_new_outputs([*targets, out / SUMMARY_NAME], [*paths, *_model_files(args)], args.overwrite)
+    model, class_names, options = _load(args)
     out.mkdir(parents=True, exist_ok=True)
-    everything: list[dict] = []
-    skipped = 0
+    records = []
     bar = tqdm(total=len(paths), unit="image", disable=len(paths) < 2, dynamic_ncols=True)
-    for path, key in zip(paths, keys, strict=True):
+    for index, (path, key) in enumerate(zip(paths, keys, strict=True)):
         bar.update()
-        try:
-            image = read_image(path)
-        except (ValueError, OSError) as error:
-            bar.write(f"skipped {path}: {error}", file=sys.stderr)
-            skipped += 1
-            continue
-        try:  # memory bounded by the boxes (BoxMasks); an ONNX model returns dense masks
-            result = model.detect([image], **({} if args.onnx else {"mask_format": "boxes"}))[0]
-        except InputSizeError as error:  # a thin strip the config would mold enormous
-            bar.write(f"skipped {path}: {error}", file=sys.stderr)
-            skipped += 1
-            continue
-        entries = coco_results(result, image_id_for(key), class_names)
-        _write_json(out / f"{key}.json", entries)
-        _write_figure(out / f"{key}.png", image, result, class_names)
-        everything += entries
-        bar.write(f"{path.name}: {len(entries)} instances")
+        records.append(
+            detect_record(
+                model, path, key, index, out, class_names, detect_options=options, say=bar.write
+            )
+        )
     bar.close()
-    done = len(paths) - skipped
-    if done:
-        _write_json(out / SUMMARY_NAME, everything)
-        written = f"{out / SUMMARY_NAME} ({len(everything)} detections)"
-    else:
-        written = f"no {SUMMARY_NAME}"
+    summary, count = write_summary(out, records)
+    skipped = len(failures(records))
+    written = f"{summary} ({count} detections)" if summary else f"no {SUMMARY_NAME}"
     print(
-        f"wrote {done} figures and {written}"
+        f"wrote {len(paths) - skipped} figures and {written}"
         + (f"; skipped {skipped} of {len(paths)} files (see above)" if skipped else "")
     )
     return 1 if skipped else 0
+
+
+def run_shard(args: argparse.Namespace, paths: list[Path], out: Path, shard: Shard) -> int:
+    """One shard of a folder run (:func:`mrcnn.deploy.folders.detect_shard`); the process
+    that finds every part written merges them into detections.json. Exit status 1 only from
+    a merge that saw skipped images (a shard's own skips are said, and its status stays 0,
+    so that torchrun does not stop the other shards)."""
+    args.device = prepare_process(shard, args.device)
+    if not args.onnx:
+        args.weights = resolve_weights(
+            _with_weights(args).weights, args.logs, config_overrides(args)
+        )
+    settings = {k: getattr(args, k) for k in ("config", "set", "precision", "class_names")}
+    key = run_key(paths, file_identity(args.onnx or args.weights), settings, shard.count)
+    inputs = [*paths, *_model_files(args)]
+    protect_inputs(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    folder = ShardFolder(out, "detections", shard, key)
+    say = shard_say(shard)
+    ran = detect_shard(
+        folder, paths, out, lambda: _load(args), overwrite=args.overwrite, inputs=inputs, say=say
+    )
+    if ran.records is None:
+        say(f"finished earlier ({folder.part_path()}): nothing to redo")
+    else:
+        skipped = len(failures(ran.records))
+        say(
+            f"wrote {ran.done - skipped} figures"
+            + (f", kept {ran.reused} a killed run had written" if ran.reused else "")
+            + (f"; skipped {skipped} of {len(ran.records)} files (see above)" if skipped else "")
+        )
+    if ran.parts is None:
+        waiting = ", ".join(str(i) for i in folder.missing())
+        say(f"{SUMMARY_NAME} comes when every shard is done (waiting for shard {waiting})")
+        return 0
+    summary, count, failed = merge_detections(folder, ran.parts, out, len(paths))
+    written = f"{summary} ({count} detections)" if summary else f"no {SUMMARY_NAME}"
+    for record in failed:
+        print(f"skipped {record['path']}: {record['error']}", file=sys.stderr)
+    print(
+        f"merged {shard.count} shards: {len(paths) - len(failed)} images, wrote {written}"
+        + (f"; skipped {len(failed)} of {len(paths)} files" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _model_files(args: argparse.Namespace) -> list[Path]:
+    """The model files of the run (inputs no output may replace)."""
+    return [Path(str(f)) for f in (args.weights, args.onnx) if f and Path(str(f)).is_file()]
+
+
+def _load(args: argparse.Namespace) -> tuple:
+    """(model, class names, options of its detect method) of --weights or --onnx."""
+    model = _onnx_model(args) if args.onnx else common.build_model(_with_weights(args))
+    class_names = class_names_for(model, args.weights, args.class_names)
+    # memory bounded by the boxes (BoxMasks); an ONNX model returns dense masks
+    return model, class_names, {} if args.onnx else {"mask_format": "boxes"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -188,8 +256,7 @@ def run_video(args: argparse.Namespace) -> int:
     capture, info = open_video(video)  # a missing or unreadable video fails before the model
     try:
         mot_path, json_path = video_outputs(video, args.output)
-        model_files = [f for f in (args.weights, args.onnx) if f and Path(str(f)).is_file()]
-        check_new_outputs([mot_path, json_path], [video, *model_files], args.overwrite)
+        check_new_outputs([mot_path, json_path], [video, *_model_files(args)], args.overwrite)
         model = _onnx_model(args) if args.onnx else common.build_model(_with_weights(args))
         class_names = class_names_for(model, args.weights, args.class_names)
         analyser = build_analyser(model, args)
@@ -265,80 +332,6 @@ def _onnx_model(args: argparse.Namespace):
             "drop --weights, --config and --set"
         )
     return OnnxMaskRCNN(args.onnx)
-
-
-# ------------------------------------------------------------------------------------------------
-# COCO results
-# ------------------------------------------------------------------------------------------------
-def coco_results(result: dict, image_id: int | str, class_names: list[str]) -> list[dict]:
-    """One detect result as COCO results entries (:func:`mrcnn.evaluation.detections_to_coco`
-    with the boxes unrounded and a "category_name" in each entry).
-
-    Args:
-        result: "boxes" float [N, 4] (x1, y1, x2, y2), "class_ids" [N], "scores" [N],
-            "masks" bool [H, W, N] or :class:`mrcnn.structures.masks.BoxMasks`.
-        image_id: the entries' image_id.
-        class_names: names by class id (for "category_name").
-    Returns:
-        N dicts: image_id, category_id, category_name, bbox [x, y, w, h] floats, score,
-        segmentation (RLE with "counts" as str).
-    """
-    return detections_to_coco([result], [image_id], class_names=class_names, decimals=None)
-
-
-def image_id_for(key: str) -> int | str:
-    """COCO image_id for an output key: int for an all-ASCII-digit stem, else the stem itself
-    (``str.isdigit`` also accepts "²" and other digits ``int`` refuses)."""
-    return int(key) if key.isascii() and key.isdigit() else key
-
-
-def output_keys(paths: list[Path]) -> list[str]:
-    """Output base names: the stems, with the extension kept where two files share a stem or
-    the stem is that of the summary file (``detections``)."""
-    stems = [p.stem for p in paths]
-    reserved = Path(SUMMARY_NAME).stem
-    return [
-        p.stem
-        if stems.count(p.stem) == 1 and p.stem != reserved
-        else f"{p.stem}_{p.suffix.lstrip('.')}"
-        for p in paths
-    ]
-
-
-def _write_json(path: Path, entries: list[dict]) -> None:
-    write_output(path, json.dumps(entries))
-
-
-def _write_figure(path: Path, image: np.ndarray, result: dict, class_names: list[str]) -> None:
-    """display_instances of one result, drawn at most FIGURE_MAX_SIDE pixels wide or high (a
-    108-megapixel photo would otherwise need a canvas and masks of its full size)."""
-    # why here: mrcnn.drawing.figures imports matplotlib, start-up time of every `mrcnn --help`.
-    from mrcnn.drawing import figures
-
-    height, width = image.shape[:2]
-    scale = min(1.0, FIGURE_MAX_SIDE / max(height, width))
-    masks, rois = result["masks"], result["rois"]
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        rois = np.round(rois * scale).astype(np.int32)
-    if hasattr(masks, "scaled"):
-        masks = masks.scaled(image.shape[:2]).to_dense()
-    elif scale < 1.0 and masks.shape[2]:
-        small = cv2.resize(masks.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        masks = small.reshape(*image.shape[:2], -1).astype(bool)
-    figsize = (max(4.0, image.shape[1] / 100), max(4.0, image.shape[0] / 100))
-    figures.display_instances(
-        image,
-        rois,
-        masks,
-        result["class_ids"],
-        class_names,
-        result["scores"],
-        title=path.stem,
-        figsize=figsize,
-        path=path,
-    )
 
 
 # ------------------------------------------------------------------------------------------------

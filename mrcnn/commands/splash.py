@@ -8,6 +8,10 @@ Ctrl-C ends a live one with its frames written as the output. Outputs are named
 file is never replaced unless ``--overwrite``: the next free name ``<stem>_splash_1.png``,
 ``_2``, ... is used and printed instead.
 
+``--input-dir`` under ``torchrun`` (or with ``--shard I/N``) is split across processes: each
+splashes its share to ``<stem>_splash.png`` / ``.mp4`` and a rerun keeps what is written
+(:mod:`mrcnn.deploy.shards`; docs/cli.md, "Folders across processes and machines").
+
 Exit status: 0 when everything was written; 1 when an input could not be read, or a video ended
 early (truncated or corrupt: its frames up to there are written as a playable video).
 """
@@ -26,7 +30,21 @@ from mrcnn.commands.common import (
     add_config_arguments,
     add_model_arguments,
     add_precision_argument,
+    add_shard_argument,
     add_video_mode_arguments,
+    config_overrides,
+    shard_say,
+)
+from mrcnn.deploy.shards import (
+    Shard,
+    ShardFolder,
+    file_identity,
+    file_shard,
+    merged_records,
+    prepare_process,
+    run_key,
+    shard_from_environment,
+    splash_targets,
 )
 from mrcnn.outputs import (
     IMAGE_SUFFIXES,
@@ -42,6 +60,7 @@ from mrcnn.splash.network_input import NETWORK_INPUTS
 from mrcnn.splash.preview import open_preview
 from mrcnn.splash.sources import open_source, parse_source, require_frames
 from mrcnn.tracking.analysis import VIDEO_MODES, video_analyser
+from mrcnn.weights.resolve import resolve_weights
 
 HELP = "color splash: keep detected objects in colour, gray (or blur, ...) the rest"
 
@@ -74,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_precision_argument(parser)
     add_config_arguments(parser)
+    add_shard_argument(parser, "--input-dir folder")
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,6 +206,9 @@ def splash_options(args: argparse.Namespace, class_names: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    shard = shard_from_environment(args.shard)
+    if shard is not None:
+        return run_shard(args, shard)
     inputs = _inputs(args)
     weights = [args.weights] if Path(str(args.weights)).is_file() else []
     protect_inputs([*(path for path in inputs if isinstance(path, Path)), *weights])
@@ -204,6 +227,86 @@ def run(args: argparse.Namespace) -> int:
             + (f"; {failures} skipped or incomplete (see above)" if failures else "")
         )
     return 1 if failures else 0
+
+
+#: The flags that change a splash: a rerun with others is another run (docs/cli.md).
+SPLASH_SETTINGS = (
+    *("effect", "classes", "min_score", "feather", "blur_sigma", "background_color"),
+    *("dim_factor", "class_names", "config", "set", "precision", "video_mode"),
+    *("keyframe_interval", "tracks", "draw_ids", "max_frames", "duration", "video_size"),
+)
+
+
+def run_shard(args: argparse.Namespace, shard: Shard) -> int:
+    """One shard of ``--input-dir`` (:func:`mrcnn.deploy.shards.file_shard`): its files
+    splashed to ``<stem>_splash.png|.mp4``, those a killed run wrote kept. Exit status 1 only
+    from the process that finds every shard done and some file failed."""
+    if not args.input_dir:
+        raise ValueError(
+            f"shard {shard.label}: shards split an --input-dir folder; splash --image or "
+            "--video without torchrun and --shard"
+        )
+    inputs = list_inputs(Path(args.input_dir), IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    out = check_writable_dir(args.output or ".", "--output")
+    args.device = prepare_process(shard, args.device)
+    args.preview = False  # one window per process would be a crowd; the lines say the work
+    args.weights = resolve_weights(args.weights, args.logs, config_overrides(args))
+    settings = {name: getattr(args, name) for name in SPLASH_SETTINGS}
+    key = run_key(inputs, file_identity(args.weights), settings, shard.count)
+    weights = [Path(args.weights)] if Path(args.weights).is_file() else []
+    protect_inputs([*inputs, *weights])
+    out.mkdir(parents=True, exist_ok=True)
+    folder = ShardFolder(out, "splash", shard, key)
+    say, targets = shard_say(shard), splash_targets(inputs, out)
+    work = _shard_work(args, inputs, targets, say)
+    ran = file_shard(folder, inputs, targets, work, overwrite=args.overwrite, inputs=inputs)
+    if ran.records is None:
+        say(f"finished earlier ({folder.part_path()}): nothing to redo")
+    else:
+        failed = sum("error" in r for r in ran.records)
+        say(
+            f"splashed {ran.done - failed} files"
+            + (f", kept {ran.reused} a killed run had written" if ran.reused else "")
+            + (f"; {failed} skipped or incomplete (see above)" if failed else "")
+        )
+    if ran.parts is None:
+        return 0
+    failed = [r for r in merged_records(ran.parts, len(inputs)) if "error" in r]
+    folder.tidy()
+    for record in failed:
+        print(f"failed {record['path']}: {record['error']}", file=sys.stderr)
+    print(
+        f"all {shard.count} shards done: splashed {len(inputs) - len(failed)} of {len(inputs)} "
+        f"files into {out}" + (f"; {len(failed)} skipped or incomplete" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _shard_work(args: argparse.Namespace, inputs: list[Path], targets: list[Path], say):
+    """work(index) of :func:`mrcnn.deploy.shards.file_shard`: splash input ``index`` to its
+    target (the model is built at the first call: a finished shard needs none)."""
+    loaded: list = []
+
+    def work(index: int) -> dict:
+        path, target = inputs[index], targets[index]
+        if not loaded:
+            model = common.build_model(args)  # looked up at call time: tests replace it
+            options = splash_options(
+                args, common.class_names_for(model, args.weights, args.class_names)
+            )
+            options.update(_video_options(args))
+            loaded.extend([model, {**options, **_tracking_options(model, args)}])
+        one = argparse.Namespace(**{**vars(args), "output": str(target), "overwrite": True})
+        record = {"index": index, "path": str(path), "output": str(target)}
+        try:
+            if _splash_one(loaded[0], path, _is_video(args, path), one, dict(loaded[1]), say):
+                return record
+            return {**record, "error": "the video ended early (its frames are written)"}
+        except (ValueError, OSError) as error:
+            say(f"skipped {path}: {error}", file=sys.stderr)
+            return {**record, "error": str(error)}
+
+    return work
 
 
 def _inputs(args: argparse.Namespace) -> list[Path | str]:

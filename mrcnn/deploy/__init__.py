@@ -4,6 +4,8 @@
 - :mod:`mrcnn.deploy.export`: ``export_onnx`` / ``export_program`` (needs torch, onnx, onnxscript).
 - :mod:`mrcnn.deploy.runtime`: ``OnnxMaskRCNN``, molding and mask pasting in numpy (needs only
   numpy and onnxruntime; importing it does not import torch).
+- :mod:`mrcnn.deploy.folders`: ``mrcnn detect`` over a folder (figures, COCO results JSON).
+- :mod:`mrcnn.deploy.shards`: a folder run split across processes and machines (torchrun).
 
 See docs/deploy.md.
 """
