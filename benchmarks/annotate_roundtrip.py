@@ -8,6 +8,12 @@ generated shapes with holes (rings, a frame) on 96 x 128 images.
 
     python -m benchmarks.annotate_roundtrip                  # default tolerance and min area
     python -m benchmarks.annotate_roundtrip --tolerance 2
+    python -m benchmarks.annotate_roundtrip --model PATH     # + a model's detections
+
+With ``--model`` (a checkpoint, e.g. the demo's shapes model), a third set: that model's
+detections (score >= 0.5, annotate's default) on the balloon validation photos, the masks a
+user of ``mrcnn annotate`` gets (the shapes model finds odd, ragged regions on those photos:
+a harder test of the polygons than the smooth balloons).
 """
 
 from __future__ import annotations
@@ -47,6 +53,22 @@ def balloon_cases() -> list[tuple[Path, list[np.ndarray]]]:
     for image_id in dataset.image_ids:
         masks, _ = dataset.load_mask(image_id)
         cases.append((Path(dataset.image_info[image_id]["path"]), list(np.moveaxis(masks, 2, 0))))
+    return cases
+
+
+def detected_cases(model_path: str, min_score: float = 0.5) -> list:
+    """(image path, the model's detected masks bool [H, W] each) on the balloon validation
+    photos; photos where it detects nothing are left out."""
+    from mrcnn.maskrcnn import MaskRCNN
+    from mrcnn.structures.image import read_image
+
+    model = MaskRCNN.from_checkpoint(model_path)
+    cases = []
+    for path, _ in balloon_cases():
+        found = model.detect([read_image(path)])[0]
+        masks = [found["masks"][:, :, i] for i in np.flatnonzero(found["scores"] >= min_score)]
+        if masks:
+            cases.append((path, masks))
     return cases
 
 
@@ -100,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     parser.add_argument("--min-area", type=int, default=DEFAULT_MIN_AREA)
+    parser.add_argument("--model", help="a checkpoint whose detections make a third set")
     args = parser.parse_args()
     options = WriteOptions(tolerance=args.tolerance, min_area=args.min_area)
     print(f"tolerance {args.tolerance:g} px, min area {args.min_area} px")
@@ -109,6 +132,8 @@ def main() -> None:
         sets = [("shapes with holes", shape_cases(Path(tmp) / "shapes"))]
         if (BALLOON / "val").is_dir():
             sets.insert(0, ("balloon val (ground truth)", balloon_cases()))
+            if args.model:
+                sets.insert(1, ("balloon val (the model's detections)", detected_cases(args.model)))
         else:
             print(f"({BALLOON} absent: balloon rows skipped)")
         for label, cases in sets:
