@@ -2,12 +2,12 @@
 (:class:`~mrcnn.labelling.merge.Project`), image by image, for a person to correct.
 
 An image that cannot be read (or that the config cannot size) is reported and skipped; the
-others go on. Nothing is written here: the caller writes ``project.contents(output)``.
+others go on (the loop over the images is :func:`mrcnn.labelling.images.each_image`, shared
+with ``mrcnn rank``). Nothing is written here: the caller writes ``project.contents(output)``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,12 +16,11 @@ import numpy as np
 
 from mrcnn.labelling.coco import CocoProject
 from mrcnn.labelling.cvat import CvatProject
+from mrcnn.labelling.images import each_image, read_and_run
 from mrcnn.labelling.labelme import LabelmeProject
 from mrcnn.labelling.merge import ImageCounts, ImageRecord, Project, WriteOptions, relative_name
 from mrcnn.labelling.polygons import Detection
 from mrcnn.labelling.via import DEFAULT_CLASS_ATTRIBUTE, ViaProject
-from mrcnn.structures.image import read_image
-from mrcnn.structures.resize_plan import InputSizeError
 
 #: --format name -> project class.
 FORMATS: dict[str, type[Project]] = {
@@ -173,28 +172,22 @@ def annotate_images(
         folder: the annotation file's folder: image names are written relative to it.
         report: called with one line per image (default: below the progress bar, on stdout).
     """
-    from tqdm import tqdm
-
     summary = Summary()
-    bar = tqdm(total=len(paths), unit="image", disable=not progress or len(paths) < 2)
-    say = report or (lambda line: bar.write(line, file=sys.stdout))
-    try:
-        for path in paths:
-            bar.update()
-            outcome = _annotate_one(model, path, project, class_names, folder, min_score, classes)
-            summary.images.append(outcome)
-            say(image_line(outcome))
-    finally:
-        bar.close()
+    summary.images = each_image(
+        paths,
+        lambda path: _annotate_one(model, path, project, class_names, folder, min_score, classes),
+        image_line,
+        progress=progress,
+        report=report,
+    )
     return summary
 
 
 def _annotate_one(model, path, project, class_names, folder, min_score, classes) -> ImageOutcome:
-    try:
-        image = read_image(path)
-        result = model.detect([image], mask_format="boxes")[0]
-    except (ValueError, OSError, InputSizeError) as error:
-        return ImageOutcome(path, error=" ".join(str(error).split()))
+    done = read_and_run(path, lambda image: model.detect([image], mask_format="boxes")[0])
+    if isinstance(done, str):
+        return ImageOutcome(path, error=done)
+    image, result = done
     record = ImageRecord(path, relative_name(path, folder), image.shape[0], image.shape[1])
     detections = detections_of(result, class_names, min_score, classes)
     return ImageOutcome(path, project.add_image(record, detections))
