@@ -186,7 +186,8 @@ class Stabiliser:
         if before is None or s.mask_memory == 0:
             soft = detected
         else:
-            moved = shifted_soft(before.soft, moves.of(track, mask))
+            # a track not shown yet needs no exact move: its memory only gathers votes
+            moved = shifted_soft(before.soft, moves.of(track, mask, exact=before.shown))
             soft = (1.0 - s.mask_memory) * detected + s.mask_memory * moved
         if before is not None and before.shown:
             shown = score >= s.off_score
@@ -203,13 +204,17 @@ class _Moves:
     step: FrameStep | None
     given: np.ndarray | None  # float64 [N, 2] (dy, dx) per detection, when known
 
-    def of(self, track: Track, mask: np.ndarray) -> np.ndarray:
+    def of(self, track: Track, mask: np.ndarray, exact: bool = True) -> np.ndarray:
         """(dy, dx) of the object of ``track``, detected with bool ``mask`` [H, W]: as given,
-        else measured in the frames (:meth:`FrameStep.object_motion`), else the tracker's
-        velocity (no flow, or no pixels)."""
+        else measured in the frames (:meth:`FrameStep.object_motion`; the median flow alone,
+        :meth:`FrameStep.flow_motion`, when not ``exact``), else the tracker's velocity (no
+        flow, or no pixels)."""
         if self.given is not None:
             return np.asarray(self.given[track.detection], dtype=np.float64)
-        found = None if self.step is None else self.step.object_motion(mask)
+        measure = None
+        if self.step is not None:
+            measure = self.step.object_motion if exact else self.step.flow_motion
+        found = None if measure is None else measure(mask)
         return track.velocity if found is None else found
 
 
