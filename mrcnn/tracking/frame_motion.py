@@ -29,6 +29,7 @@ __all__ = [
     "object_motion",
     "refined_motion",
     "shifted_soft",
+    "shifted_window",
 ]
 
 
@@ -132,14 +133,27 @@ def object_motion(mask: np.ndarray, flow: np.ndarray) -> np.ndarray | None:
 def shifted_soft(soft: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """float32 [H, W] ``soft`` moved by ``shift`` (dy, dx) pixels, sub-pixel (bilinear); what
     moves out of the frame is lost, what comes in is 0."""
-    dy, dx = float(shift[0]), float(shift[1])
-    if dy == 0.0 and dx == 0.0:
+    if float(shift[0]) == 0.0 and float(shift[1]) == 0.0:
         return soft
     height, width = soft.shape
-    matrix = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], dtype=np.float64)
-    return cv2.warpAffine(
-        soft, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
+    return shifted_window(soft, shift, (slice(0, height), slice(0, width)))
+
+
+def shifted_window(
+    image: np.ndarray,
+    shift: np.ndarray,
+    window: tuple[slice, slice],
+    border: int = cv2.BORDER_CONSTANT,
+) -> np.ndarray:
+    """[h, w] the ``window`` (rows, cols slices) of ``image`` [H, W] moved by ``shift``
+    (dy, dx) pixels, sub-pixel (bilinear), in ``image``'s dtype: pixel (y, x) of the window
+    holds ``image`` at (y - dy, x - dx). Only the window is computed; what comes in from
+    outside the frame follows ``border`` (0 by default)."""
+    rows, cols = window
+    dy, dx = float(shift[0]), float(shift[1])
+    matrix = np.array([[1.0, 0.0, dx - cols.start], [0.0, 1.0, dy - rows.start]])
+    size = (cols.stop - cols.start, rows.stop - rows.start)
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=border)
 
 
 @dataclass(frozen=True)
@@ -237,10 +251,11 @@ def refined_motion(
         mask[window].astype(np.uint8), np.ones((2 * ALIGN_MARGIN_PX + 1,) * 2, np.uint8)
     )
     _paste(near, widened, rows.start - round(dy), cols.start - round(dx))
+    previous = previous.astype(np.float32)  # once: the fit and both comparisons read it
     try:
         _, warp = cv2.findTransformECC(
             current[window].astype(np.float32),
-            previous.astype(np.float32),
+            previous,
             warp,
             cv2.MOTION_TRANSLATION,
             _ALIGN_CRITERIA,
@@ -261,17 +276,12 @@ def refined_motion(
 
 def _mismatch(previous: np.ndarray, current: np.ndarray, mask: np.ndarray, shift) -> float:
     """Mean absolute grey difference over the object of bool ``mask`` [H, W] (and a pixel
-    around it: its edge) between the current frame and the previous one moved by ``shift``
-    (dy, dx)."""
-    rows, cols = window_of(mask, 2)
-    dy, dx = float(shift[0]), float(shift[1])
-    matrix = np.array([[1.0, 0.0, dx - cols.start], [0.0, 1.0, dy - rows.start]])
-    size = (cols.stop - cols.start, rows.stop - rows.start)
-    moved = cv2.warpAffine(
-        previous.astype(np.float32), matrix, size, borderMode=cv2.BORDER_REPLICATE
-    )
-    inside = cv2.dilate(mask[rows, cols].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return float(np.abs(current[rows, cols].astype(np.float32)[inside] - moved[inside]).mean())
+    around it: its edge) between the current frame (uint8) and the previous one (float32)
+    moved by ``shift`` (dy, dx)."""
+    window = window_of(mask, 2)
+    moved = shifted_window(previous, shift, window, cv2.BORDER_REPLICATE)
+    inside = cv2.dilate(mask[window].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return float(np.abs(current[window].astype(np.float32)[inside] - moved[inside]).mean())
 
 
 def _paste(canvas: np.ndarray, patch: np.ndarray, y0: int, x0: int) -> None:

@@ -41,7 +41,13 @@ import cv2
 import numpy as np
 
 from mrcnn.tracking.detections import Detections, detections_from_masks
-from mrcnn.tracking.frame_motion import FrameStep, sampling_grid, shifted_soft, window_of
+from mrcnn.tracking.frame_motion import (
+    FrameStep,
+    sampling_grid,
+    shifted_soft,
+    shifted_window,
+    window_of,
+)
 from mrcnn.tracking.new_content import NewContent
 
 __all__ = [
@@ -105,19 +111,9 @@ def appearance_change(
         window = window_of(masks[:, :, i], 0)
         if window is None:
             continue
-        rows, cols = window
-        dy, dx = float(shifts[i][0]), float(shifts[i][1])
-        # previous moved by the shift, computed over the mask's window only
-        matrix = np.array([[1.0, 0.0, dx - cols.start], [0.0, 1.0, dy - rows.start]])
-        moved = cv2.warpAffine(
-            previous,
-            matrix,
-            (cols.stop - cols.start, rows.stop - rows.start),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-        )
-        inside = masks[rows, cols, i]
-        here = current[rows, cols][inside].astype(np.float32)
+        moved = shifted_window(previous, shifts[i], window)  # over the mask's window only
+        inside = masks[:, :, i][window]
+        here = current[window][inside].astype(np.float32)
         changes[i] = float(np.abs(here - moved[inside]).mean())
     return changes
 
