@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from mrcnn.cli import main
+from tests.helpers.exported import MATTERPORT_STYLE, save_checkpoint
+
 
 class ModuleTemp:
     """New folders under one test module's temporary folder (like ``tmp_path_factory.mktemp``)."""
@@ -32,3 +35,15 @@ def module_tmp(tmp_path_factory: pytest.TempPathFactory, request) -> Iterator[Mo
     root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
     yield ModuleTemp(root)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def matterport_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, exported .onnx) of a Matterport-style tiny model, exported by the CLI.
+    Shared by the session: an export takes some 20 seconds."""
+    pytest.importorskip("onnxscript", reason="onnxscript is a test extra: pip install -e .[test]")
+    folder = tmp_path_factory.mktemp("onnx_matterport")
+    checkpoint = save_checkpoint(folder / "tiny.pt", **MATTERPORT_STYLE)
+    onnx_file = folder / "tiny.onnx"
+    assert main(["export", "--weights", str(checkpoint), str(onnx_file)]) == 0
+    return checkpoint, onnx_file

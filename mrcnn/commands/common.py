@@ -77,6 +77,20 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """--backend, for the commands that run the model on images (detect, splash, evaluate,
+    serve)."""
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "openvino", "auto"),
+        default="torch",
+        help="what runs the network: torch (PyTorch), openvino (exports the network once per "
+        "input size and caches it beside the weights, in <weights>.openvino/; needs pip install "
+        "'mrcnn[openvino]'; CPU only), or auto (OpenVINO on Intel CPUs where it is installed, "
+        "else PyTorch; the choice is printed). Default: torch",
+    )
+
+
 def add_class_names_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--class-names",
@@ -164,20 +178,34 @@ def inference_config(args: argparse.Namespace) -> Config:
 
 def build_model(args: argparse.Namespace) -> MaskRCNN:
     """A MaskRCNN in inference mode with ``args.weights`` loaded (``last`` resolved in
-    ``args``; see :meth:`MaskRCNN.from_checkpoint`). Notes from loading go to stderr."""
+    ``args``; see :meth:`MaskRCNN.from_checkpoint`), run by ``args.backend`` when the command
+    has --backend (:func:`with_backend`). Notes from loading go to stderr."""
     # why here: the model's import (torchvision) is start-up time for every `mrcnn --help`.
     from mrcnn.maskrcnn import MaskRCNN
 
     overrides = config_overrides(args)
     logs = getattr(args, "logs", "logs")
     args.weights = resolve_weights(args.weights, logs, overrides)
-    return MaskRCNN.from_checkpoint(
+    model = MaskRCNN.from_checkpoint(
         args.weights,
         overrides,
         config=args.config,
         model_dir=logs,
         on_note=lambda note: print(f"note: {note}", file=sys.stderr),
     )
+    return with_backend(model, args)
+
+
+def with_backend(model: MaskRCNN, args: argparse.Namespace):
+    """``model`` run by ``args.backend`` (:func:`mrcnn.deploy.openvino_backend.with_backend`;
+    the model itself without --backend or with ``torch``)."""
+    backend = getattr(args, "backend", None) or "torch"
+    if backend == "torch":
+        return model
+    # why here: OpenVINO's module is imported only by the runs that ask for it.
+    from mrcnn.deploy.openvino_backend import with_backend as run_by
+
+    return run_by(model, backend, args.weights)
 
 
 def class_names_for(model, weights: str | None, given: str | None = None) -> list[str]:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from mrcnn.commands import common
 from mrcnn.commands.common import (
+    add_backend_argument,
     add_class_names_argument,
     add_config_arguments,
     add_model_arguments,
@@ -114,6 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_class_names_argument(parser)
     add_model_arguments(parser, weights_required=False)
     add_precision_argument(parser)
+    add_backend_argument(parser)
     parser.add_argument(
         "--onnx",
         metavar="FILE",
@@ -182,7 +184,8 @@ def run_shard(args: argparse.Namespace, paths: list[Path], out: Path, shard: Sha
         args.weights = resolve_weights(
             _with_weights(args).weights, args.logs, config_overrides(args)
         )
-    settings = {k: getattr(args, k) for k in ("config", "set", "precision", "class_names")}
+    chosen = ("config", "set", "precision", "class_names", "backend")
+    settings = {k: getattr(args, k) for k in chosen}
     key = run_key(paths, file_identity(args.onnx or args.weights), settings, shard.count)
     inputs = [*paths, *_model_files(args)]
     protect_inputs(inputs)
@@ -331,6 +334,8 @@ def _onnx_model(args: argparse.Namespace):
             "--onnx runs the exported model with the settings stored in it: "
             "drop --weights, --config and --set"
         )
+    if args.backend != "torch":
+        raise ValueError(f"--onnx runs ONNX Runtime: drop --backend {args.backend}")
     return OnnxMaskRCNN(args.onnx)
 
 

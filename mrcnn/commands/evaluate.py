@@ -21,11 +21,13 @@ import time
 from pathlib import Path
 
 from mrcnn.commands.common import (
+    add_backend_argument,
     add_config_arguments,
     add_dataset_argument,
     add_model_arguments,
     add_precision_argument,
     config_overrides,
+    with_backend,
 )
 from mrcnn.config import parse_overrides
 from mrcnn.datasets.base import describe_classes
@@ -87,6 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     add_model_arguments(parser)
     add_precision_argument(parser)
+    add_backend_argument(parser)
 
 
 def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     model = MaskRCNN.from_checkpoint(
         args.weights, config=config, model_dir=args.logs, on_note=lambda n: print(f"weights: {n}")
     )
+    model = with_backend(model, args)
     bootstrap = None
     if args.bootstrap:
         bootstrap = Bootstrap(args.bootstrap, args.confidence, args.bootstrap_seed)

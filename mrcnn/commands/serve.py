@@ -16,6 +16,7 @@ import sys
 
 from mrcnn.commands import common
 from mrcnn.commands.common import (
+    add_backend_argument,
     add_class_names_argument,
     add_config_arguments,
     add_model_arguments,
@@ -84,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_class_names_argument(parser)
     add_model_arguments(parser)
+    add_backend_argument(parser)
     add_config_arguments(parser)
 
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from mrcnn.commands import common
 from mrcnn.commands.common import (
+    add_backend_argument,
     add_class_names_argument,
     add_config_arguments,
     add_model_arguments,
@@ -92,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_class_names_argument(parser)
     add_model_arguments(parser)
     add_precision_argument(parser)
+    add_backend_argument(parser)
     add_config_arguments(parser)
     add_shard_argument(parser, "--input-dir folder")
 
@@ -232,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
 #: The flags that change a splash: a rerun with others is another run (docs/cli.md).
 SPLASH_SETTINGS = (
     *("effect", "classes", "min_score", "feather", "blur_sigma", "background_color"),
-    *("dim_factor", "class_names", "config", "set", "precision", "video_mode"),
+    *("dim_factor", "class_names", "config", "set", "precision", "backend", "video_mode"),
     *("keyframe_interval", "tracks", "draw_ids", "max_frames", "duration", "video_size"),
 )
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -240,7 +241,7 @@ class OnnxMaskRCNN:
             raise ValueError("detect expects a non-empty list of H x W x 3 uint8 RGB images")
         results = []
         for index, image in enumerate(images):
-            results.append(self._detect_one(_check_image(image, index)))
+            results.append(self._detect_one(check_image(image, index)))
             if verbose:
                 print(f"image {index}: {len(results[-1]['class_ids'])} instances")
         return results
@@ -255,19 +256,70 @@ class OnnxMaskRCNN:
                 "differ from the PyTorch model; export with --input-size for this shape",
                 stacklevel=3,
             )
-        molded, window = mold_image(image, self.settings, plan)
-        boxes, class_ids, scores, masks = self.session.run(
-            None, {"image": molded, "window": window}
-        )
-        meta = plan.meta()
-        boxes = unmold_boxes(boxes, meta)
-        return {
-            "rois": np.round(boxes[:, [1, 0, 3, 2]]).astype(np.int32),
-            "boxes": boxes.astype(np.float32),
-            "class_ids": class_ids.astype(np.int32),
-            "scores": scores.astype(np.float32),
-            "masks": paste_masks(masks, boxes, (height, width)),
-        }
+        return dense_result(graph_detections(self._run_graph, image, self.settings, plan))
+
+    def _run_graph(self, image: np.ndarray, window: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {"image": image, "window": window})
+
+
+def graph_detections(
+    run: Callable[[np.ndarray, np.ndarray], Sequence[np.ndarray]],
+    image: np.ndarray,
+    settings: SimpleNamespace,
+    plan: ResizePlan,
+) -> GraphDetections:
+    """Mold ``image`` by ``plan``, run the exported graph on it (``run(image [1, 3, H, W],
+    window [1, 4]) -> (boxes, class_ids, scores, masks)``, any runtime) and unmold the boxes.
+
+    Detections scoring below ``settings.DETECTION_MIN_CONFIDENCE`` are dropped: a threshold
+    raised after the export (the video modes and the local page change it) holds, as it does in
+    the PyTorch model. One lowered below the exported one cannot bring back what the graph
+    dropped.
+    """
+    molded, window = mold_image(image, settings, plan)
+    boxes, class_ids, scores, masks = run(molded, window)
+    keep = scores >= np.float32(settings.DETECTION_MIN_CONFIDENCE)
+    return GraphDetections(
+        shape=(int(image.shape[0]), int(image.shape[1])),
+        boxes=unmold_boxes(boxes[keep], plan.meta()),
+        class_ids=class_ids[keep].astype(np.int32),
+        scores=scores[keep].astype(np.float32),
+        masks=masks[keep].astype(np.float32, copy=False),
+    )
+
+
+@dataclass(frozen=True)
+class GraphDetections:
+    """One image's detections as the exported graph gives them, boxes in image pixels.
+
+    Attributes:
+        shape: (H, W) of the image.
+        boxes: float32 [N, 4] (x1, y1, x2, y2) original-image pixels; best first.
+        class_ids: int32 [N]; scores: float32 [N].
+        masks: float32 [N, M, M] soft masks of the boxes (not pasted yet).
+    """
+
+    shape: tuple[int, int]
+    boxes: np.ndarray
+    class_ids: np.ndarray
+    scores: np.ndarray
+    masks: np.ndarray
+
+
+def dense_result(found: GraphDetections) -> dict:
+    """``MaskRCNN.detect``'s dict for ``found``, masks pasted as bool [H, W, N]."""
+    return detect_result(found, paste_masks(found.masks, found.boxes, found.shape))
+
+
+def detect_result(found: GraphDetections, masks) -> dict:
+    """``MaskRCNN.detect``'s dict for ``found`` with ``masks`` (pasted, in any format)."""
+    return {
+        "rois": np.round(found.boxes[:, [1, 0, 3, 2]]).astype(np.int32),
+        "boxes": found.boxes,
+        "class_ids": found.class_ids,
+        "scores": found.scores,
+        "masks": masks,
+    }
 
 
 def _read_metadata(stored: str, path: Path) -> dict:
@@ -308,7 +360,7 @@ def _read_metadata(stored: str, path: Path) -> dict:
     return info
 
 
-def _check_image(image, index: int) -> np.ndarray:
+def check_image(image, index: int) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         raise ValueError(f"image {index}: expected a uint8 numpy array (H x W x 3 RGB)")
     if image.ndim == 2:

@@ -33,6 +33,7 @@ from mrcnn.labelling import detections_of, new_project
 from mrcnn.labelling.merge import ImageRecord
 from mrcnn.splash.filter import EFFECTS, color_splash, encode_image, select_instances
 from mrcnn.structures.image import decode_image
+from mrcnn.tracking.analysis import set_detection_threshold
 
 __all__ = [
     "ANNOTATION_FORMATS",
@@ -117,10 +118,7 @@ class SplashService:
         self.class_names = list(class_names)
         self.default_threshold = float(model.config.DETECTION_MIN_CONFIDENCE)
         self.score_floor = min(float(score_floor), self.default_threshold)
-        for config in {id(c): c for c in (model.config, model.net.config)}.values():
-            config.DETECTION_MIN_CONFIDENCE = self.score_floor
-        if hasattr(model.net, "configure"):  # the detection layer reads the config once
-            model.net.configure()
+        set_detection_threshold(model, self.score_floor)
         self.max_upload_bytes = int(max_upload_bytes)
         self.max_pixels = int(max_pixels)
         self.cache_size = int(cache_size)

@@ -36,6 +36,7 @@ __all__ = [
     "PerFrame",
     "Tracked",
     "detection_floor",
+    "set_detection_threshold",
     "video_analyser",
 ]
 
@@ -158,27 +159,26 @@ class Tracked:
 @contextmanager
 def detection_floor(model, floor: float | None) -> Iterator[None]:
     """Within the block, ``model`` keeps detections down to ``floor`` (None: unchanged)."""
-    config = model.config
-    before = float(config.DETECTION_MIN_CONFIDENCE)
+    before = float(model.config.DETECTION_MIN_CONFIDENCE)
     if floor is None or floor == before:
         yield
         return
-    net_config = getattr(getattr(model, "net", None), "config", config)
-    configs = {id(c): c for c in (config, net_config)}.values()
     try:
-        for c in configs:
-            c.DETECTION_MIN_CONFIDENCE = float(floor)
-        _reconfigure(model)
+        set_detection_threshold(model, floor)
         yield
     finally:
-        for c in configs:
-            c.DETECTION_MIN_CONFIDENCE = before
-        _reconfigure(model)
+        set_detection_threshold(model, before)
 
 
-def _reconfigure(model) -> None:
-    """Make the network read its config again (the detection layer reads it once)."""
-    configure = getattr(getattr(model, "net", None), "configure", None)
+def set_detection_threshold(model, threshold: float) -> None:
+    """Make ``model`` keep detections scoring at least ``threshold`` from its next ``detect``:
+    DETECTION_MIN_CONFIDENCE of its config (and of its network's, where that is another
+    object), then the network reads its config again (the detection layer reads it once)."""
+    config = model.config
+    net = getattr(model, "net", None)
+    for each in {id(c): c for c in (config, getattr(net, "config", config))}.values():
+        each.DETECTION_MIN_CONFIDENCE = float(threshold)
+    configure = getattr(net, "configure", None)
     if configure is not None:
         configure()
 

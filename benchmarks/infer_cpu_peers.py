@@ -1,0 +1,187 @@
+"""CPU inference, end to end: our backends against the runtimes users deploy our export with.
+
+Two models, as issue 34 sets them: R-50 FPN in torchvision's layout on an 800 x 1066 photo-like
+image (random weights, TorchvisionCocoConfig, every detection kept: score threshold 0, so the
+mask head and the pasting run on 100 instances), and Matterport's R-101 at 1024 x 1024 (the
+seeded random-weight reference of the equivalence tests, loaded from its .h5).
+
+Contenders, all in this one process, timed in turns (the order rotates each round) after a
+warm-up, --repeats rounds; each figure is ms per image, end to end (image in, pasted masks out):
+
+- ``mrcnn torch``: ``MaskRCNN.detect`` (the default backend);
+- ``mrcnn openvino``: ``--backend openvino`` (:class:`mrcnn.deploy.openvino_backend.
+  OpenVinoMaskRCNN`; its one-time export and conversion are timed separately);
+- ``ONNX Runtime``: our ONNX export in ONNX Runtime (``mrcnn detect --onnx``), fp32 only;
+- ``OpenVINO graph``: the same compiled OpenVINO graph alone (no molding, no pasting), at
+  OpenVINO's own latency settings: the floor any OpenVINO user pays.
+
+Graph-only figures are printed for ONNX Runtime too. --precision bf16 runs each backend as
+mrcnn runs it when asked for bf16: where the CPU has no native bf16 (AVX512_BF16 or AMX), both
+backends keep fp32 and the bf16 rows are skipped with that reason. The CPU's ISA flags, the
+releases and the thread count head the report.
+
+    .venv/bin/python -m benchmarks.infer_cpu_peers [--models r50,r101] [--repeats 3] \
+        [--precision fp32 --precision bf16] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.infer_matterport import benchmark_image, load_ours, reference_model
+from benchmarks.infer_onnx import agreement, our_model
+from mrcnn.deploy.export import export_onnx
+from mrcnn.deploy.openvino_backend import OpenVinoMaskRCNN, cpu_capabilities
+from mrcnn.deploy.runtime import OnnxMaskRCNN, mold_image, plan_for_input
+from mrcnn.modeling.precision import cpu_flags, cpu_has_native_bf16
+from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
+
+#: The flags that decide which kernels run.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def machine_line(threads: int) -> str:
+    import onnxruntime
+    import openvino
+
+    flags = cpu_flags()
+    present = [flag for flag in ISA_FLAGS if flag in flags]
+    return (
+        f"CPU flags: {' '.join(present) or 'none of ' + ' '.join(ISA_FLAGS)}; OpenVINO CPU "
+        f"capabilities: {', '.join(cpu_capabilities())}; torch {torch.__version__}, OpenVINO "
+        f"{openvino.__version__}, ONNX Runtime {onnxruntime.__version__}; {threads} threads"
+    )
+
+
+def r50(folder: Path):
+    """(our model, image, name) of the R-50 setup."""
+    weights = folder / "r50.pth"
+    torch.save(randomised_torchvision_maskrcnn().state_dict(), weights)
+    return our_model(weights), photo_like_image(800, 1066), "R-50 FPN, 800x1066"
+
+
+def r101(folder: Path, threads: int):
+    """(our model, image, name) of the Matterport R-101 setup."""
+    h5, overrides = reference_model(folder)
+    model = load_ours(h5, overrides, threads, "fp32", str(folder / "logs"))
+    image, _ = benchmark_image()
+    return model, image, "Matterport R-101, 1024x1024"
+
+
+class GraphTimer:
+    """Wraps a runtime's graph call and records its ms."""
+
+    def __init__(self, run: Callable) -> None:
+        self.run, self.ms = run, []
+
+    def __call__(self, *args):
+        start = time.perf_counter()
+        out = self.run(*args)
+        self.ms.append((time.perf_counter() - start) * 1000)
+        return out
+
+
+def contenders(model, image, precision: str, folder: Path, threads: int) -> dict:
+    """name -> (call, graph timer or None); prints the one-time export costs."""
+    model.config.INFERENCE_PRECISION = precision
+    openvino = OpenVinoMaskRCNN(model, folder / "openvino", precision, say=lambda _: None)
+    size = openvino.input_size(*image.shape[:2])
+    start = time.perf_counter()
+    graph = openvino.compiled_graph(size)
+    seconds = time.perf_counter() - start
+    print(f"  --backend openvino, first use: export + convert + compile {seconds:.0f} s")
+    out: dict = {
+        "mrcnn torch": (lambda: model.detect([image])[0], None),
+        "mrcnn openvino": (lambda: openvino.detect([image])[0], None),
+    }
+    molded = _molded(openvino, image, size)
+    ov_graph = GraphTimer(graph)
+    out["OpenVINO graph"] = (lambda: ov_graph(*molded), ov_graph)
+    if precision == "fp32":
+        onnx_file = folder / f"graph_{size[0]}x{size[1]}.onnx"
+        if not onnx_file.exists():
+            start = time.perf_counter()
+            export_onnx(model, onnx_file, input_size=size)
+            print(f"  ONNX export for ONNX Runtime: {time.perf_counter() - start:.0f} s")
+        runtime = OnnxMaskRCNN(onnx_file, threads=threads)
+        runtime._run_graph = ort_graph = GraphTimer(runtime._run_graph)
+        out["ONNX Runtime"] = (lambda: runtime.detect([image])[0], ort_graph)
+    return out
+
+
+def _molded(openvino: OpenVinoMaskRCNN, image: np.ndarray, size) -> tuple:
+    plan, _ = plan_for_input(*image.shape[:2], openvino.config, size)
+    return mold_image(image, openvino.config, plan)
+
+
+def time_turns(runs: dict, repeats: int) -> tuple[dict, dict]:
+    """(name -> ms of each round, name -> last result), after one warm-up call each."""
+    results = {name: call() for name, (call, _) in runs.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for turn in range(repeats):
+        for name in names[turn % len(names) :] + names[: turn % len(names)]:
+            start = time.perf_counter()
+            results[name] = runs[name][0]()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times, results
+
+
+def report(times: dict, runs: dict, results: dict) -> None:
+    fastest_peer = min(
+        statistics.median(times[name]) for name in times if not name.startswith("mrcnn")
+    )
+    for name, values in times.items():
+        graph = runs[name][1]
+        extra = ""
+        if graph is not None and name != "OpenVINO graph":
+            extra = f" (graph {statistics.median(graph.ms[-len(values) :]):.0f} ms)"
+        print(
+            f"  {name:16} median {statistics.median(values):7.0f} ms, fastest "
+            f"{min(values):7.0f} ms{extra}; median / fastest peer "
+            f"{statistics.median(values) / fastest_peer:.2f}"
+        )
+    ours = results["mrcnn torch"]
+    if isinstance(ours, dict) and "masks" in ours:
+        print(f"  torch vs openvino: {agreement(ours, results['mrcnn openvino'])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.infer_cpu_peers", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--models", default="r50,r101", help="r50, r101 or both (default)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", action="append", choices=("fp32", "bf16"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    precisions = args.precision or ["fp32", "bf16"]
+    print(machine_line(args.threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for which in args.models.split(","):
+            model, image, name = r50(folder) if which == "r50" else r101(folder, args.threads)
+            for precision in precisions:
+                print(f"{name}, {precision}, {args.repeats} rounds:")
+                if precision == "bf16" and not cpu_has_native_bf16():
+                    print(
+                        "  skipped: no native bf16 on this CPU (no AVX512_BF16, no AMX); "
+                        "--precision bf16 runs fp32 in both backends here"
+                    )
+                    continue
+                runs = contenders(model, image, precision, folder, args.threads)
+                times, results = time_turns(runs, args.repeats)
+                report(times, runs, results)
+
+
+if __name__ == "__main__":
+    main()
