@@ -39,7 +39,7 @@ def our_model(weights: Path):
     return model
 
 
-def agreement(ours: dict, exported: dict) -> str:
+def agreement(ours: dict, exported: dict, runtime: str = "ONNX Runtime") -> str:
     """Pairs (same class, nearest box) and how close they are, as the test measures it; for
     the pairs that are not close, the highest score involved (near-tied low scores at the
     DETECTION_MAX_INSTANCES cut are where float rounding swaps detections)."""
@@ -64,7 +64,7 @@ def agreement(ours: dict, exported: dict) -> str:
     close_diffs = [d for d, c in zip(box_diffs, close, strict=True) if c]
     close_ious = [iou for iou, c in zip(ious, close, strict=True) if c]
     text = (
-        f"{len(ours['scores'])} PyTorch vs {len(exported['scores'])} ONNX Runtime detections, "
+        f"{len(ours['scores'])} PyTorch vs {len(exported['scores'])} {runtime} detections, "
         f"{len(box_diffs)} paired by class; {sum(close)} with box within 0.5 px and mask IoU "
         f">= 0.98 (among those: largest box difference {max(close_diffs, default=0):.2e} px, "
         f"lowest mask IoU {min(close_ious, default=1.0):.4f})"

@@ -86,8 +86,8 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
         default="torch",
         help="what runs the network: torch (PyTorch), openvino (exports the network once per "
         "input size and caches it beside the weights, in <weights>.openvino/; needs pip install "
-        "'mrcnn[openvino]'; CPU only), or auto (OpenVINO on Intel CPUs where it is installed, "
-        "else PyTorch; the choice is printed). Default: torch",
+        "'mrcnn[openvino]'; CPU only), or auto (OpenVINO where it is installed and can run the "
+        "model, else PyTorch; the choice is printed). Default: torch",
     )
 
 

@@ -304,14 +304,17 @@ def _umask() -> int:
 BACKENDS = ("torch", "openvino", "auto")
 
 
-def auto_backend(device: str, precision: str) -> tuple[str, str]:
+def auto_backend(device: str, precision: str, flavour: str | None = None) -> tuple[str, str]:
     """(backend, why) that ``--backend auto`` runs on this machine.
 
-    OpenVINO where it was measured faster than our PyTorch path: on Intel CPUs (the issue's
-    AMX Xeon, benchmarks/RESULTS.md), when it is installed, the model runs on the CPU and
-    OpenVINO has the precision there. Elsewhere PyTorch: on the AVX2-only AMD EPYC this
-    project is built on, the two ran within noise of each other, and PyTorch needs no export.
+    OpenVINO wherever it can run the model: it is installed, the model runs on the CPU and can
+    be exported (``flavour`` names a network flavour that cannot, Matterport's), and OpenVINO
+    has the precision on this CPU. It was the faster on both CPUs measured: the issue's AMX
+    Xeon (fp32 and bf16) and the AVX2-only AMD EPYC this project is built on (about 0.9x
+    PyTorch's time in fp32; benchmarks/RESULTS.md). Elsewhere PyTorch.
     """
+    if flavour is not None:
+        return "torch", f"NETWORK_FLAVOUR={flavour!r} cannot be exported yet"
     if str(device).split(":")[0] != "cpu":
         return "torch", f"the model runs on {device}"
     try:
@@ -319,25 +322,10 @@ def auto_backend(device: str, precision: str) -> tuple[str, str]:
         check_onnx_dependencies()
     except RuntimeError:
         return "torch", f"OpenVINO is not installed ({INSTALL_HINT})"
-    vendor = cpu_vendor()
-    if vendor != "GenuineIntel":
-        return "torch", f"this CPU is {vendor or 'not identified'}, not Intel"
     needed = NEEDED_CAPABILITY.get(precision)
     if needed and needed not in cpu_capabilities():
         return "torch", f"OpenVINO has no {precision} on this CPU"
-    return "openvino", "an Intel CPU with OpenVINO installed"
-
-
-def cpu_vendor() -> str:
-    """The CPU's vendor id (GenuineIntel, AuthenticAMD, ...) from /proc/cpuinfo; "" if unknown."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    return "openvino", "OpenVINO is installed and runs this model on this CPU"
 
 
 def with_backend(
@@ -358,13 +346,21 @@ def with_backend(
         raise ValueError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
     device = str(getattr(model, "device", "cpu"))
     precision = str(getattr(model.config, "INFERENCE_PRECISION", "fp32"))
+    flavour = getattr(getattr(model, "net", None), "flavour", None)
+    unexportable = flavour.name if flavour is not None and not flavour.exportable else None
     if backend == "auto":
-        backend, why = auto_backend(device, precision)
+        backend, why = auto_backend(device, precision, unexportable)
         say(f"backend: {backend} ({why})")
     if backend == "torch":
         return model
     if device.split(":")[0] != "cpu":
         raise ValueError(f"--backend openvino runs on the CPU, not {device}: drop --device")
+    if unexportable:
+        raise ValueError(
+            f"--backend openvino: NETWORK_FLAVOUR={unexportable!r} cannot be exported yet (its "
+            "proposal, ROIAlign and detection stages are not in the export graph); use "
+            "--backend torch"
+        )
     openvino_module()
     check_onnx_dependencies()
     folder = Path(cache_dir) if cache_dir else default_cache_dir(weights)

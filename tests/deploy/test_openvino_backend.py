@@ -156,19 +156,20 @@ def test_bf16_on_a_cpu_without_it_runs_fp32_and_says_so(model, monkeypatch, tmp_
 
 
 @pytest.mark.parametrize(
-    ("vendor", "device", "installed", "expected"),
+    ("device", "installed", "precision", "expected"),
     [
-        ("GenuineIntel", "cpu", True, "openvino"),
-        ("AuthenticAMD", "cpu", True, "torch"),
-        ("GenuineIntel", "cuda", True, "torch"),
-        ("GenuineIntel", "cpu", False, "torch"),
+        ("cpu", True, "fp32", "openvino"),
+        ("cuda", True, "fp32", "torch"),
+        ("cpu", False, "fp32", "torch"),
+        ("cpu", True, "bf16", "torch"),  # (the capabilities below have no BF16)
     ],
 )
-def test_auto_chooses_openvino_only_on_intel_cpus_where_installed(
-    model, monkeypatch, tmp_path, vendor, device, installed, expected
+def test_auto_chooses_openvino_where_it_can_run_the_model(
+    model, monkeypatch, tmp_path, device, installed, precision, expected
 ):
-    monkeypatch.setattr(backend, "cpu_vendor", lambda: vendor)
     monkeypatch.setattr(type(model), "device", property(lambda _: torch.device(device)))
+    monkeypatch.setattr(backend, "cpu_capabilities", lambda: ["FP32", "INT8"])
+    monkeypatch.setattr(model.config, "INFERENCE_PRECISION", precision)
     if not installed:
         monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino fails
     notes: list[str] = []
@@ -177,6 +178,15 @@ def test_auto_chooses_openvino_only_on_intel_cpus_where_installed(
     assert notes[0].startswith(f"backend: {expected} (")
     if not installed:
         assert "pip install" in notes[0]
+
+
+def test_a_flavour_that_cannot_be_exported_stays_in_pytorch(model, monkeypatch, tmp_path):
+    monkeypatch.setattr(type(model.net.flavour), "exportable", False)
+    notes: list[str] = []
+    assert backend.with_backend(model, "auto", cache_dir=tmp_path, say=notes.append) is model
+    assert "cannot be exported yet" in notes[0]
+    with pytest.raises(ValueError, match="cannot be exported yet .* use --backend torch"):
+        backend.with_backend(model, "openvino", cache_dir=tmp_path)
 
 
 def test_cache_folder_is_beside_the_weights_file(tmp_path, monkeypatch):
