@@ -4,7 +4,8 @@ a CSV with the reasons; the best ``--top N`` can be copied into a folder to labe
 The logic is :mod:`mrcnn.labelling.rank` (the rule is in its docstring and docs/training.md);
 this module parses the flags, picks the output path and prints. Nothing is written over: an
 existing ``--output`` is left as it is and the CSV goes to the next free name (printed) unless
-``--overwrite``; a copy whose name is taken in ``--copy-to`` goes to the next free name.
+``--overwrite``; a copy whose name is taken in ``--copy-to`` goes to the next free name, and a
+photo an earlier run copied there (same bytes) is not copied again.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--copy-to",
         metavar="DIR",
         help="copy the --top N photos into DIR (created if missing); a name already there is "
-        "never written over: the copy gets the next free name",
+        "never written over: the copy gets the next free name; a photo copied there before is "
+        "not copied again",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_class_names_argument(parser)

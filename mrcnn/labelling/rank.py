@@ -18,6 +18,8 @@ The rule (also in docs/training.md, "Check, and choose what to label next"):
 from __future__ import annotations
 
 import csv
+import filecmp
+import glob
 import io
 import os
 from collections.abc import Callable, Sequence
@@ -339,10 +341,15 @@ def copy_top(
 ) -> list[tuple[Path, Path]]:
     """Copy the first ``count`` ranked photos into ``folder`` (created when missing), each
     atomically; a name already there is never written over: the copy goes to the next free
-    name (``NAME_1.jpg``). Returns (photo, copy) pairs."""
+    name (``NAME_1.jpg``). A photo already copied there (same bytes under its name or a
+    ``NAME_k`` one, as a rerun finds it) is not copied again. Returns (photo, copy) pairs."""
     folder.mkdir(parents=True, exist_ok=True)
     copies = []
     for row in rows[: max(0, int(count))]:
+        earlier = earlier_copy(row.path, folder)
+        if earlier is not None:
+            copies.append((row.path, earlier))
+            continue
         target = free_output_path(folder / row.path.name)  # reserved: no other run takes it
         try:
             write_output(target, row.path.read_bytes(), inputs)
@@ -352,6 +359,21 @@ def copy_top(
             raise
         copies.append((row.path, target))
     return copies
+
+
+def earlier_copy(photo: Path, folder: Path) -> Path | None:
+    """The file in ``folder`` named as ``photo`` (or ``NAME_k`` with its suffix) holding the
+    same bytes, if there is one."""
+    size = photo.stat().st_size
+    named = [
+        folder / photo.name,
+        *sorted(folder.glob(f"{glob.escape(photo.stem)}_*{photo.suffix}")),
+    ]
+    for candidate in named:
+        if candidate.is_file() and candidate.stat().st_size == size:
+            if filecmp.cmp(candidate, photo, shallow=False):
+                return candidate
+    return None
 
 
 def already_labelled(paths: Sequence[Path], dataset) -> tuple[list[Path], list[Path]]:

@@ -141,8 +141,9 @@ def test_copies_never_write_over_a_file_already_there(tmp_path):
     assert [c.name for _, c in copies] == ["img0_1.png", "img1.png"]
     assert (target / "img0_1.png").read_bytes() == photos[0].read_bytes()
     assert not (target / "img2.png").exists()
-    again = copy_top(_rows(photos), 1, target)  # a second run: a new name again
-    assert again[0][1].name == "img0_2.png"
+    before = sorted(target.iterdir())
+    again = copy_top(_rows(photos), 1, target)  # a second run finds its earlier copy
+    assert again == [(photos[0], target / "img0_1.png")] and sorted(target.iterdir()) == before
 
 
 def test_photos_of_the_labelled_dataset_are_left_out(tmp_path):
