@@ -9,7 +9,9 @@ Runtime's on the same graph, the cache is used and keyed, the choice of backend,
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import shutil
 import sys
 
@@ -19,10 +21,13 @@ import torch
 from PIL import Image
 
 from mrcnn.cli import main
+from mrcnn.datasets import ShapesDataset
 from mrcnn.deploy import openvino_backend as backend
 from mrcnn.deploy.runtime import OnnxMaskRCNN
+from mrcnn.evaluation import evaluate_dataset
+from mrcnn.splash.service import SplashService
 from mrcnn.testing import photo_like_image
-from tests.helpers.exported import load_checkpoint, pair_detections
+from tests.helpers.exported import CLASS_NAMES, load_checkpoint, pair_detections
 
 pytest.importorskip("openvino", reason="openvino is a test extra: pip install -e .[test]")
 pytest.importorskip("onnxruntime", reason="onnxruntime is a test extra: pip install -e .[test]")
@@ -145,6 +150,22 @@ def test_box_masks_hold_the_dense_masks(compiled):
         assert np.logical_xor(pasted, d["masks"]).sum() <= 0.002 * d["masks"].size
     with pytest.raises(ValueError, match="mask_format='sparse'"):
         detector.detect(images()[:1], mask_format="sparse")
+
+
+def test_the_page_and_evaluate_run_on_the_openvino_backend(model, exports, tmp_path):
+    model.config.DETECTION_MIN_CONFIDENCE = 0.5
+    detector = backend.OpenVinoMaskRCNN(model, tmp_path, say=print)
+    service = SplashService(detector, ["BG", *CLASS_NAMES], score_floor=0.05)
+    assert model.config.DETECTION_MIN_CONFIDENCE == 0.05  # the page's floor reaches the graph
+    photo = io.BytesIO()
+    Image.fromarray(images()[0]).save(photo, format="PNG")
+    _, upload = service.analyze(photo.getvalue(), "a.png")
+    assert len(upload.scores) > 0 and upload.scores.min() >= np.float32(0.05)
+    dataset = ShapesDataset()
+    dataset.load_shapes(2, 128, 128, seed=0)
+    dataset.prepare()
+    evaluation = evaluate_dataset(detector, dataset, progress=False)
+    assert math.isfinite(evaluation.map50) and exports == [(128, 128)]
 
 
 def test_bf16_on_a_cpu_without_it_runs_fp32_and_says_so(model, monkeypatch, tmp_path):
