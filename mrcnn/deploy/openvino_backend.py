@@ -172,6 +172,9 @@ class OpenVinoMaskRCNN:
     Attributes:
         config: ``model.config``; ``checkpoint_extras``: the model's.
         exports: how many graphs this object exported (0 when every one came from the cache).
+
+    The weights are digested once, when the first graph is needed: after changing them in
+    memory (more training, another checkpoint), make a new object.
     """
 
     def __init__(
