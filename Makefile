@@ -22,7 +22,11 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m ruff check mrcnn tests benchmarks tools samples
-	$(PY) -m pytest -q --durations=30
+	# two processes of one thread each (a 2-core CI machine finishes in about 2/3 of the time of
+	# one process at two threads), each taking whole files; then the tests that read the
+	# machine's load or set torch's threads, alone
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=30
+	$(PY) -m pytest -q -m serial
 
 demo: $(STAMP)
 	$(PY) -m mrcnn demo

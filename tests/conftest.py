@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,3 +48,13 @@ def matterport_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
     onnx_file = folder / "tiny.onnx"
     assert main(["export", "--weights", str(checkpoint), str(onnx_file)]) == 0
     return checkpoint, onnx_file
+
+
+@pytest.fixture
+def ctrl_c_handler() -> Iterator[None]:
+    """Python's own Ctrl-C handler (KeyboardInterrupt) for tests that send SIGINT. A process
+    started in the background by a shell without job control (as a CI runner may start the
+    suite) inherits SIGINT ignored, and Python then installs no handler for it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

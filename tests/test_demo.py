@@ -18,6 +18,7 @@ from mrcnn.modeling import cpu_threads
 from mrcnn.splash.filter import color_splash
 
 
+@pytest.mark.serial  # the demo sets torch's threads from the machine's load: it runs alone
 def test_demo_writes_report_pictures_and_video(tmp_path, monkeypatch):
     torch.manual_seed(0)  # the model starts from random weights
     # The splash is compared pixel for pixel with a detect run here, so the demo must keep

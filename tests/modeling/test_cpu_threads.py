@@ -13,6 +13,9 @@ import torch
 from mrcnn.modeling import cpu_threads
 from mrcnn.modeling.cpu_threads import CpuThreads, busy_cores_of_others, cpu_jiffies, threads_beside
 
+#: These tests read the machine's load and set torch's threads: they run alone (Makefile).
+pytestmark = pytest.mark.serial
+
 
 def test_threads_are_the_cores_others_leave_at_least_one_at_most_the_default():
     assert threads_beside(0.05, cores=2, most=2) == 2

@@ -187,8 +187,9 @@ def test_a_stage_error_stops_the_stages_before_it():
     assert not pipeline_threads()
 
 
+@pytest.mark.serial  # it sends SIGINT to its own process: run alone, not in an xdist worker
 @pytest.mark.parametrize("caller", [None, 0])
-def test_ctrl_c_stops_the_pipeline(caller):
+def test_ctrl_c_stops_the_pipeline(caller, ctrl_c_handler):
     main = threading.main_thread().ident
     sunk: list = []
     cleaned: list = []

@@ -310,7 +310,8 @@ def test_encode_error_stops_the_pipeline(model, tmp_path, deadline, monkeypatch)
     assert not video_threads()
 
 
-def test_ctrl_c_stops_the_pipeline(model, tmp_path, deadline):
+@pytest.mark.serial  # it sends SIGINT to its own process: run alone, not in an xdist worker
+def test_ctrl_c_stops_the_pipeline(model, tmp_path, deadline, ctrl_c_handler):
     import signal
     import threading
 

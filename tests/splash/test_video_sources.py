@@ -71,7 +71,8 @@ class SlowNothing(NothingFound):
         return super().detect(images)
 
 
-def test_ctrl_c_ends_a_live_source_with_its_frames_as_the_output(tmp_path):
+@pytest.mark.serial  # it sends SIGINT to its own process: run alone, not in an xdist worker
+def test_ctrl_c_ends_a_live_source_with_its_frames_as_the_output(tmp_path, ctrl_c_handler):
     write_clip(tmp_path / "clip.avi", frames=40)
     out = tmp_path / "live.avi"
     with served(tmp_path) as base:
@@ -82,7 +83,8 @@ def test_ctrl_c_ends_a_live_source_with_its_frames_as_the_output(tmp_path):
     assert not [t for t in threading.enumerate() if t.name.startswith("video-")]
 
 
-def test_ctrl_c_on_a_file_still_keeps_a_partial_and_raises(tmp_path):
+@pytest.mark.serial  # it sends SIGINT to its own process: run alone, not in an xdist worker
+def test_ctrl_c_on_a_file_still_keeps_a_partial_and_raises(tmp_path, ctrl_c_handler):
     clip = write_clip(tmp_path / "clip.avi", frames=40)
     with pytest.raises(KeyboardInterrupt, match=r"(partial video|no frame was written)"):
         process_video(SlowNothing(5), clip, tmp_path / "o.avi", keep, progress=False)
