@@ -41,7 +41,7 @@ from benchmarks.infer_matterport import benchmark_image, load_ours, reference_mo
 from benchmarks.infer_onnx import agreement, our_model
 from mrcnn.deploy.export import export_onnx
 from mrcnn.deploy.openvino_backend import OpenVinoMaskRCNN, cpu_capabilities
-from mrcnn.deploy.runtime import OnnxMaskRCNN, mold_image, plan_for_input
+from mrcnn.deploy.runtime import OnnxMaskRCNN, inference_plan, mold_image
 from mrcnn.modeling.precision import cpu_flags, cpu_has_native_bf16
 from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
 
@@ -109,7 +109,7 @@ def contenders(model, image, precision: str, folder: Path, threads: int) -> dict
         "mrcnn torch": (lambda: model.detect([image])[0], None),
         "mrcnn openvino": (lambda: openvino.detect([image])[0], None),
     }
-    molded = _molded(openvino, image, size)
+    molded = _molded(openvino, image)
     ov_graph = GraphTimer(graph)
     out["OpenVINO graph"] = (lambda: ov_graph(*molded), ov_graph)
     if precision == "fp32":
@@ -124,9 +124,9 @@ def contenders(model, image, precision: str, folder: Path, threads: int) -> dict
     return out
 
 
-def _molded(openvino: OpenVinoMaskRCNN, image: np.ndarray, size) -> tuple:
-    plan, _ = plan_for_input(*image.shape[:2], openvino.config, size)
-    return mold_image(image, openvino.config, plan)
+def _molded(openvino: OpenVinoMaskRCNN, image: np.ndarray) -> tuple:
+    """(molded image, window) of the graph inputs for ``image``, as the backend molds it."""
+    return mold_image(image, openvino.config, inference_plan(*image.shape[:2], openvino.config))
 
 
 def time_turns(runs: dict, repeats: int) -> tuple[dict, dict]:

@@ -35,6 +35,7 @@ from mrcnn.modeling.anchors import anchors_for_config
 from mrcnn.modeling.targets import mini_masks
 from mrcnn.structures.boxes import xyxy_to_yxyx
 from mrcnn.structures.image import mold_batch, paste_masks
+from mrcnn.structures.transfer import float_array
 from mrcnn.training.augment import apply_augmentation, boxes_from_masks, to_sample
 
 
@@ -283,10 +284,6 @@ class StageOutputs:
     result: dict
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().numpy()
-
-
 def run_stages(model, image: np.ndarray) -> StageOutputs:
     """Run each stage of ``model.net`` on one [H, W, 3] uint8 RGB image (see
     :class:`StageOutputs`); the final ``result`` is ``model.detect([image])[0]``."""
@@ -319,22 +316,22 @@ def run_stages(model, image: np.ndarray) -> StageOutputs:
         molded=_pad_to(molded_preview(image, plan), shape),
         window=np.asarray(metas[0].window, dtype=np.float32),
         feature_shapes=[tuple(f.shape[1:]) for f in features],
-        anchors=_numpy(anchors),
+        anchors=float_array(anchors),
         level_counts=tuple(int(c) for c in counts),
-        rpn_scores=_numpy(torch.sigmoid(objectness[0])),
-        rpn_deltas=_numpy(rpn_deltas[0]),
-        pre_nms_anchors=_numpy(steps.anchors[by_score]),
-        pre_nms_refined=_numpy(steps.refined[by_score]),
-        pre_nms_boxes=_numpy(steps.clipped[by_score]),
-        pre_nms_scores=_numpy(steps.scores[by_score]),
-        proposals=_numpy(rois),
-        proposal_scores=_numpy(roi_scores),
-        class_probs=_numpy(probs),
+        rpn_scores=float_array(torch.sigmoid(objectness[0])),
+        rpn_deltas=float_array(rpn_deltas[0]),
+        pre_nms_anchors=float_array(steps.anchors[by_score]),
+        pre_nms_refined=float_array(steps.refined[by_score]),
+        pre_nms_boxes=float_array(steps.clipped[by_score]),
+        pre_nms_scores=float_array(steps.scores[by_score]),
+        proposals=float_array(rois),
+        proposal_scores=float_array(roi_scores),
+        class_probs=float_array(probs),
         roi_class_ids=best.cpu().numpy(),
-        refined=_numpy(refined),
-        detections={k: _numpy(found[k]) for k in ("boxes", "class_ids", "scores")},
-        mask_logits=_numpy(mask_logits),
-        mask_probs=_numpy(mask_probs),
+        refined=float_array(refined),
+        detections={k: float_array(found[k]) for k in ("boxes", "class_ids", "scores")},
+        mask_logits=float_array(mask_logits),
+        mask_probs=float_array(mask_probs),
         result=model.detect([image])[0],
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 from mrcnn.commands import common
@@ -39,6 +40,7 @@ from mrcnn.outputs import (
     free_output_path,
     list_inputs,
     refuse_input,
+    reserved_output,
     write_output,
 )
 
@@ -239,13 +241,9 @@ def _write(project, output: Path, args: argparse.Namespace, inputs: list) -> Pat
         target = free_output_path(output, args.overwrite or not output.exists())
     if target != output:
         print(f"{output} exists: writing {target} instead (--overwrite replaces it)")
-    try:
+    with reserved_output(target) if target != output else nullcontext():
         for path, text in project.contents(target).items():
             write_output(path, text, inputs)
-    except BaseException:
-        if target != output and target.is_file() and target.stat().st_size == 0:
-            target.unlink()  # the reserved free name, never written
-        raise
     return target
 
 

@@ -11,6 +11,7 @@ photo an earlier run copied there (same bytes) is not copied again.
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 from mrcnn.commands import common
@@ -34,6 +35,7 @@ from mrcnn.outputs import (
     free_output_path,
     list_inputs,
     refuse_input,
+    reserved_output,
     spec_files,
 )
 
@@ -142,12 +144,8 @@ def _write(output: Path, rows, overwrite: bool, inputs: list) -> Path:
     target = free_output_path(output, overwrite or not output.exists())
     if target != output:
         print(f"{output} exists: writing {target} instead (--overwrite replaces it)")
-    try:
+    with reserved_output(target) if target != output else nullcontext():
         return write_csv(target, rows, inputs)
-    except BaseException:
-        if target != output and target.is_file() and target.stat().st_size == 0:
-            target.unlink()  # the reserved free name, never written
-        raise
 
 
 def _print_top(rows, count: int) -> None:

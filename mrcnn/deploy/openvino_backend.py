@@ -36,14 +36,13 @@ import torch
 from mrcnn.deploy.export import check_onnx_dependencies, export_onnx
 from mrcnn.deploy.runtime import (
     GraphDetections,
-    check_image,
     dense_result,
+    detect_each,
     detect_result,
     graph_detections,
-    plan_for_input,
+    inference_plan,
 )
 from mrcnn.structures.masks import BoxMasks
-from mrcnn.structures.resize_plan import inference_mode, plan_resize
 
 INSTALL_HINT = "pip install openvino onnx onnxscript (or pip install 'mrcnn[openvino]')"
 #: OpenVINO's CPU inference precision for each INFERENCE_PRECISION it runs.
@@ -200,34 +199,17 @@ class OpenVinoMaskRCNN:
         """As :meth:`mrcnn.model.MaskRCNN.detect` (same dicts, same ``mask_format``s)."""
         if mask_format not in ("dense", "boxes"):
             raise ValueError(f"mask_format={mask_format!r}: use 'dense' or 'boxes'")
-        if isinstance(images, np.ndarray) or len(images) == 0:
-            raise ValueError("detect expects a non-empty list of H x W x 3 uint8 RGB images")
-        results = []
-        for index, image in enumerate(images):
-            found = self._detect_one(check_image(image, index))
-            results.append(dense_result(found) if mask_format == "dense" else _boxes(found))
-            if verbose:
-                print(f"image {index}: {len(found.scores)} instances")
-        return results
+        as_result = dense_result if mask_format == "dense" else _boxes
+        return detect_each(images, lambda image: as_result(self._detect_one(image)), verbose)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(H, W) network input of an image of ``height`` x ``width`` under the config now."""
-        config = self.config
-        plan = plan_resize(
-            height,
-            width,
-            inference_mode(config.IMAGE_RESIZE_MODE),
-            config.IMAGE_MIN_DIM,
-            config.IMAGE_MAX_DIM,
-            config.IMAGE_MIN_SCALE,
-        )
-        return plan.output_shape
+        return inference_plan(height, width, self.config).output_shape
 
     def _detect_one(self, image: np.ndarray) -> GraphDetections:
-        height, width = image.shape[:2]
-        size = self.input_size(height, width)
-        plan, _ = plan_for_input(height, width, self.config, size)
-        return graph_detections(self.compiled_graph(size), image, self.config, plan)
+        plan = inference_plan(image.shape[0], image.shape[1], self.config)
+        graph = self.compiled_graph(plan.output_shape)  # made for this plan's exact input
+        return graph_detections(graph, image, self.config, plan)
 
     def compiled_graph(self, size: tuple[int, int]) -> Callable:
         """The compiled graph for inputs of ``size``: from memory, the cache, or a new export."""

@@ -69,6 +69,19 @@ def resize_bilinear(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # Molding and unmolding
 # ------------------------------------------------------------------------------------------------
+def inference_plan(height: int, width: int, settings: SimpleNamespace) -> ResizePlan:
+    """The config's plan for a whole image of ``height`` x ``width`` (``crop`` molds whole
+    images as ``pad64``, as ``MaskRCNN.detect`` does), unpadded beyond what the mode pads."""
+    return plan_resize(
+        height,
+        width,
+        inference_mode(settings.IMAGE_RESIZE_MODE),
+        settings.IMAGE_MIN_DIM,
+        settings.IMAGE_MAX_DIM,
+        settings.IMAGE_MIN_SCALE,
+    )
+
+
 def plan_for_input(
     height: int, width: int, settings: SimpleNamespace, input_size: tuple[int, int]
 ) -> tuple[ResizePlan, bool]:
@@ -78,15 +91,7 @@ def plan_for_input(
     padded at the bottom and right up to ``input_size``; when that plan does not fit, the image
     is scaled to fit instead. Returns (plan, whether it had to be scaled to fit).
     """
-    mode = inference_mode(settings.IMAGE_RESIZE_MODE)
-    plan = plan_resize(
-        height,
-        width,
-        mode,
-        settings.IMAGE_MIN_DIM,
-        settings.IMAGE_MAX_DIM,
-        settings.IMAGE_MIN_SCALE,
-    )
+    plan = inference_plan(height, width, settings)
     out_h, out_w = plan.output_shape
     in_h, in_w = input_size
     if out_h <= in_h and out_w <= in_w:
@@ -237,14 +242,7 @@ class OnnxMaskRCNN:
         """Detections for each H x W x 3 uint8 RGB image, as ``MaskRCNN.detect`` returns them:
         "rois" int32 [N, 4] (y1, x1, y2, x2), "boxes" float32 [N, 4] (x1, y1, x2, y2),
         "class_ids" int32 [N], "scores" float32 [N], "masks" bool [H, W, N]; best first."""
-        if isinstance(images, np.ndarray) or len(images) == 0:
-            raise ValueError("detect expects a non-empty list of H x W x 3 uint8 RGB images")
-        results = []
-        for index, image in enumerate(images):
-            results.append(self._detect_one(check_image(image, index)))
-            if verbose:
-                print(f"image {index}: {len(results[-1]['class_ids'])} instances")
-        return results
+        return detect_each(images, self._detect_one, verbose)
 
     def _detect_one(self, image: np.ndarray) -> dict:
         height, width = image.shape[:2]
@@ -320,6 +318,21 @@ def detect_result(found: GraphDetections, masks) -> dict:
         "scores": found.scores,
         "masks": masks,
     }
+
+
+def detect_each(
+    images: Sequence[np.ndarray], detect_one: Callable[[np.ndarray], dict], verbose: int = 0
+) -> list[dict]:
+    """``detect_one`` on each image of a non-empty list, checked (:func:`check_image`) and
+    made H x W x 3 RGB; ``verbose`` prints one line per image."""
+    if isinstance(images, np.ndarray) or len(images) == 0:
+        raise ValueError("detect expects a non-empty list of H x W x 3 uint8 RGB images")
+    results = []
+    for index, image in enumerate(images):
+        results.append(detect_one(check_image(image, index)))
+        if verbose:
+            print(f"image {index}: {len(results[-1]['class_ids'])} instances")
+    return results
 
 
 def _read_metadata(stored: str, path: Path) -> dict:

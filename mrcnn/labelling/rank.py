@@ -30,7 +30,7 @@ import numpy as np
 
 from mrcnn.labelling.images import each_image, read_and_run
 from mrcnn.labelling.signals import Signals, network_pass, pooled_features, signals_of
-from mrcnn.outputs import free_output_path, write_output
+from mrcnn.outputs import free_output_path, reserved_output, write_output
 
 #: Weight of each signal in the uncertainty (they sum to 1).
 WEIGHTS = {"detection": 0.35, "entropy": 0.15, "mask": 0.2, "flip": 0.3}
@@ -351,12 +351,8 @@ def copy_top(
             copies.append((row.path, earlier))
             continue
         target = free_output_path(folder / row.path.name)  # reserved: no other run takes it
-        try:
+        with reserved_output(target):
             write_output(target, row.path.read_bytes(), inputs)
-        except BaseException:
-            if target.is_file() and target.stat().st_size == 0:
-                target.unlink()  # the reserved name, never written
-            raise
         copies.append((row.path, target))
     return copies
 

@@ -38,6 +38,7 @@ from mrcnn.modeling.precision import decoding_dtype
 from mrcnn.modeling.roi_align import feature_table
 from mrcnn.structures.image import mold_batch, to_rgb_uint8
 from mrcnn.structures.masks import BoxMasks
+from mrcnn.structures.transfer import float_array
 
 #: Candidates are the detection layer's boxes scoring at least this (any foreground class).
 CANDIDATE_FLOOR = 0.05
@@ -76,10 +77,6 @@ class NetworkPass:
     threshold: float
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().numpy()
-
-
 def network_pass(model, image: np.ndarray) -> NetworkPass:
     """Run ``model`` (a :class:`~mrcnn.maskrcnn.MaskRCNN`) once over [H, W, 3] uint8 RGB
     ``image`` and its horizontal mirror (one batch of two); see :class:`NetworkPass`."""
@@ -113,8 +110,8 @@ def network_pass(model, image: np.ndarray) -> NetworkPass:
     return NetworkPass(
         result=results[0],
         flipped=mirrored(results[1], image.shape[1]),
-        mask_probs=_numpy(found["masks"][found["image_index"] == 0]),
-        candidate_scores=_numpy(candidates["scores"]),
+        mask_probs=float_array(found["masks"][found["image_index"] == 0]),
+        candidate_scores=float_array(candidates["scores"]),
         candidate_probs=probs,
         feature=pooled,
         threshold=float(config.DETECTION_MIN_CONFIDENCE),
@@ -151,7 +148,7 @@ def _class_probs_at(net, features, candidates: dict, table) -> np.ndarray:
     if len(boxes) == 0:
         return np.zeros((0, int(net.config.NUM_CLASSES)), dtype=np.float32)
     logits, _ = net.box_predictions(features, boxes, candidates["image_index"], table)
-    return _numpy(torch.softmax(logits.float(), dim=1))
+    return float_array(torch.softmax(logits.float(), dim=1))
 
 
 def _pooled(features: list[torch.Tensor], window, shape: tuple[int, int]) -> np.ndarray:
@@ -166,7 +163,7 @@ def _pooled(features: list[torch.Tensor], window, shape: tuple[int, int]) -> np.
         bottom = max(top + 1, math.ceil(y2 / sy))
         right = max(left + 1, math.ceil(x2 / sx))
         parts.append(level[0, :, top:bottom, left:right].float().mean(dim=(1, 2)))
-    return _numpy(torch.cat(parts))
+    return float_array(torch.cat(parts))
 
 
 def pooled_features(model, image: np.ndarray) -> np.ndarray:

@@ -27,3 +27,9 @@ def to_host(tensor: torch.Tensor) -> np.ndarray:
         return tensor.cpu().numpy()
     host.copy_(tensor)
     return host.numpy()
+
+
+def float_array(tensor: torch.Tensor) -> np.ndarray:
+    """``tensor`` detached, as float32 (half precision widened), in a host numpy array: for
+    inspecting a network's intermediate outputs."""
+    return tensor.detach().float().cpu().numpy()
