@@ -110,7 +110,8 @@ def weights_digest(net: torch.nn.Module) -> str:
         digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
         if value.dtype == torch.bfloat16:
             value = value.view(torch.int16)
-        digest.update(value.numpy().view(np.uint8).reshape(-1).data)
+        # flat first: numpy cannot view a 0-d array (BatchNorm's num_batches_tracked) as bytes
+        digest.update(value.reshape(-1).numpy().view(np.uint8).data)
     return digest.hexdigest()
 
 

@@ -127,6 +127,14 @@ def test_changed_weights_or_settings_get_a_new_graph(model, exports, tmp_path):
     assert len({first, changed_weights, changed_settings}) == 3
 
 
+def test_the_digest_reads_scalar_and_bf16_tensors():
+    """Trainable BatchNorm holds a 0-d num_batches_tracked (the demo's models have it)."""
+    layer = torch.nn.Sequential(torch.nn.BatchNorm2d(4), torch.nn.Linear(2, 2).bfloat16())
+    before = backend.weights_digest(layer)
+    layer[0].num_batches_tracked += 1
+    assert backend.weights_digest(layer) != before
+
+
 def test_a_raised_threshold_drops_the_lower_scores(compiled, monkeypatch):
     model, detector, _ = compiled
     all_found = detector.detect(images()[:1])[0]
