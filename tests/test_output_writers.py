@@ -53,7 +53,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("splash/video.py", "_join_audio", "os.replace"): "moves frames onto the temporary",
     ("splash/audio.py", "_write", "open"): "av.open of process_video's temporary",
     # Written into a temporary folder that is renamed into place whole (a cache entry).
-    ("deploy/openvino_backend.py", "_export", "write_text"): "made_from.json of a cache entry",
+    ("deploy/openvino_backend.py", "store_graph", "write_text"): "made_from.json of a cache entry",
     # Not output files.
     ("drawing/display.py", "show_in_notebook", "savefig"): "renders into memory (BytesIO)",
     ("weights/checkpoint.py", "acquire", "open"): "the run folder's lock file",

@@ -83,8 +83,10 @@ def level_roi_align(
             roi_align(feature, rois, output_size, 1.0 / float(stride), sampling_ratio, aligned)
         )
         taken.append(index)
-    # Rows come out level by level; put them back in box order.
-    return torch.cat(pooled)[torch.argsort(torch.cat(taken))]
+    # Rows come out level by level; put them back in box order. index_select exports as ONNX
+    # Gather, not GatherND: OpenVINO's int8 pipeline carries quantized values through Gather, so
+    # the box and mask heads' first layers run in int8 (through GatherND they stayed fp32).
+    return torch.index_select(torch.cat(pooled), 0, torch.argsort(torch.cat(taken)))
 
 
 class InferenceGraph(nn.Module):

@@ -16,6 +16,10 @@ keeps it in a cache folder, keyed by:
 A later run with the same key compiles the cached IR (about a second) instead of exporting again
 (tens of seconds); changed weights or settings give another key, so a stale graph is never used.
 Molding, unmolding and pasting are :mod:`mrcnn.deploy.runtime`'s, as for ``--onnx``.
+
+int8 graphs are not made on demand: they need the user's images to calibrate and an accuracy
+check (:mod:`mrcnn.deploy.int8`, ``mrcnn export --int8``), which stores them in the same cache
+under the precision "int8"; this module finds them there.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -41,14 +46,17 @@ from mrcnn.deploy.runtime import (
     detect_result,
     graph_detections,
     inference_plan,
+    plan_for_input,
 )
+from mrcnn.outputs import OutputWriteError, atomic_output, write_failure
 from mrcnn.structures.masks import BoxMasks
 
 INSTALL_HINT = "pip install openvino onnx onnxscript (or pip install 'mrcnn[openvino]')"
-#: OpenVINO's CPU inference precision for each INFERENCE_PRECISION it runs.
-OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+#: OpenVINO's CPU inference precision for each precision it runs. An int8 graph carries its
+#: own int8 layers; what the quantizer left in floating point (NMS, ROIAlign) runs in f32.
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 #: The CPU capability (OPTIMIZATION_CAPABILITIES) each precision needs; fp32 needs none.
-NEEDED_CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
+NEEDED_CAPABILITY = {"bf16": "BF16", "fp16": "FP16", "int8": "INT8"}
 #: Config keys that change how images are molded or where the model runs, not the graph.
 NOT_IN_GRAPH = frozenset(
     {
@@ -59,6 +67,10 @@ NOT_IN_GRAPH = frozenset(
 )
 #: Version of the cache's layout and key.
 CACHE_FORMAT = 1
+
+
+class MissingInt8Graph(ValueError):
+    """No int8 graph of these weights and settings is cached for the input size needed."""
 
 
 def openvino_module():
@@ -164,10 +176,16 @@ class OpenVinoMaskRCNN:
         model: a loaded :class:`mrcnn.model.MaskRCNN` (float32 on the CPU); its config is
             shared, so a threshold the caller changes reaches the next graph (a new key).
         cache_dir: folder of the cached graphs (see :func:`default_cache_dir`).
-        precision: "fp32", "bf16" or "fp16"; fp32 where the CPU lacks the one asked for
-            (:func:`runnable_precision`, which says so).
+        precision: "fp32", "bf16", "fp16" or "int8"; fp32 where the CPU lacks the one asked
+            for (:func:`runnable_precision`, which says so). int8 runs the graphs
+            ``mrcnn export --int8`` cached (:mod:`mrcnn.deploy.int8`); an image whose input
+            size has none runs in the smallest cached int8 graph it fits (padded), else
+            :class:`MissingInt8Graph` says how to make one.
         threads: OpenVINO's inference threads (default: its own choice, one per core).
         say: where the one-line notes go (exporting, cache hits); default stderr.
+        input_size: (H, W): every image goes into this one network input (padded, or scaled
+            down to fit with a warning), as ``--onnx`` runs a graph; default: each image's
+            molded size under the config.
 
     Attributes:
         config: ``model.config``; ``checkpoint_extras``: the model's.
@@ -184,12 +202,14 @@ class OpenVinoMaskRCNN:
         precision: str = "fp32",
         threads: int | None = None,
         say: Callable[[str], None] = _say,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
         precision = runnable_precision(precision, say)
         self.model, self.config = model, model.config
         self.checkpoint_extras = getattr(model, "checkpoint_extras", None) or {}
         self.cache_dir, self.precision, self.threads = Path(cache_dir), precision, threads
         self.say, self.exports = say, 0
+        self.fixed_size = tuple(int(side) for side in input_size) if input_size else None
         self._core = openvino_core()
         self._digest: str | None = None
         self._graphs: dict[str, Callable] = {}
@@ -208,21 +228,69 @@ class OpenVinoMaskRCNN:
         return inference_plan(height, width, self.config).output_shape
 
     def _detect_one(self, image: np.ndarray) -> GraphDetections:
-        plan = inference_plan(image.shape[0], image.shape[1], self.config)
-        graph = self.compiled_graph(plan.output_shape)  # made for this plan's exact input
-        return graph_detections(graph, image, self.config, plan)
+        height, width = image.shape[:2]
+        size = self.fixed_size or self.input_size(height, width)
+        if self.precision == "int8":
+            size = self.int8_size(size)
+        plan, fitted = plan_for_input(height, width, self.config, size)
+        if fitted:
+            warnings.warn(
+                f"image {width}x{height} molds to more than the graph's input "
+                f"{size[1]}x{size[0]}: scaled down to fit",
+                stacklevel=4,
+            )
+        return graph_detections(self.compiled_graph(size), image, self.config, plan)
+
+    def key(self, size: tuple[int, int]) -> str:
+        """The cache key of this model's graph for inputs of ``size`` (H, W)."""
+        if self._digest is None:
+            self._digest = weights_digest(self.model.net)
+        return graph_key(self._digest, self.config, size, self.precision)
 
     def compiled_graph(self, size: tuple[int, int]) -> Callable:
         """The compiled graph for inputs of ``size``: from memory, the cache, or a new export."""
-        if self._digest is None:
-            self._digest = weights_digest(self.model.net)
-        key = graph_key(self._digest, self.config, size, self.precision)
+        key = self.key(size)
         if key not in self._graphs:
-            folder = self.cache_dir / key
-            if not (folder / "model.xml").is_file():
-                self._export(size, folder)
-            self._graphs[key] = self._compile(folder / "model.xml")
+            self._graphs[key] = self._compile(self.graph_folder(size) / "model.xml")
         return self._graphs[key]
+
+    def graph_folder(self, size: tuple[int, int]) -> Path:
+        """The cache folder holding this model's graph for ``size`` (model.xml, model.bin,
+        made_from.json), exported now when missing.
+
+        Raises:
+            MissingInt8Graph: int8 and none cached (int8 graphs are made by
+                ``mrcnn export --int8``, never on demand).
+        """
+        folder = self.cache_dir / self.key(size)
+        if not (folder / "model.xml").is_file():
+            if self.precision == "int8":
+                raise MissingInt8Graph(
+                    f"no int8 graph of these weights and settings for {size[1]}x{size[0]} "
+                    f"inputs in {self.cache_dir}: make one with `mrcnn export OUT.xml --weights "
+                    f"W --int8 --calibrate SPEC --input-size {size[0]}x{size[1]}` (with the same "
+                    "--config/--set: every graph setting, the score threshold included, is in "
+                    "its key)"
+                )
+            self._export(size, folder)
+        return folder
+
+    def int8_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``size`` when its int8 graph is cached, else the smallest cached int8 graph's input
+        (of these weights and settings) that holds it, else ``size`` itself."""
+        if (self.cache_dir / self.key(size) / "model.xml").is_file():
+            return size
+        holding = []
+        for made_from in self.cache_dir.glob("*/made_from.json"):
+            try:
+                stored = json.loads(made_from.read_text())
+                other = (int(stored["input_size"][0]), int(stored["input_size"][1]))
+            except (OSError, ValueError, KeyError, TypeError, IndexError):
+                continue  # another version's entry, or one half written: not ours to use
+            ours = made_from.parent.name == self.key(other)  # same weights, settings, int8
+            if ours and other[0] >= size[0] and other[1] >= size[1]:
+                holding.append(other)
+        return min(holding, key=lambda other: other[0] * other[1], default=size)
 
     def _export(self, size: tuple[int, int], folder: Path) -> None:
         """Export the network for ``size`` and save it as IR in ``folder`` (all or nothing:
@@ -231,35 +299,41 @@ class OpenVinoMaskRCNN:
             f"OpenVINO: exporting the network for {size[1]}x{size[0]} inputs (once; cached in "
             f"{folder.parent})"
         )
-        ov = openvino_module()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.cache_dir))
         try:
             onnx_file = export_onnx(self.model, work / "graph.onnx", input_size=size)
             converted = self._core.read_model(str(onnx_file))  # convert_model: 2x slower
-            ov.save_model(converted, str(work / "model.xml"), compress_to_fp16=False)
             onnx_file.unlink()
-            made_from = {"input_size": list(size), "precision": self.precision}
-            made_from["config"] = graph_settings(self.config)
-            (work / "made_from.json").write_text(json.dumps(made_from, indent=1, default=str))
-            work.chmod(0o777 & ~_umask())
-            try:
-                work.rename(folder)
-            except OSError:  # another process cached the same graph meanwhile: use theirs
-                if not (folder / "model.xml").is_file():
-                    raise
+            store_graph(converted, work, folder, self.made_from(size))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         self.exports += 1
 
-    def _compile(self, xml: Path) -> Callable:
+    def made_from(self, size: tuple[int, int]) -> dict:
+        """What the cache entry of ``size`` records in made_from.json (read back by
+        :meth:`int8_size`)."""
+        return {
+            "input_size": list(size),
+            "precision": self.precision,
+            "config": graph_settings(self.config),
+        }
+
+    def use_graph(self, size: tuple[int, int], graph) -> None:
+        """Run the OpenVINO model ``graph`` (not cached) for inputs of ``size`` from now on:
+        how :mod:`mrcnn.deploy.int8` measures a graph before storing it."""
+        self._graphs[self.key(size)] = self._compile(graph)
+
+    def _compile(self, xml) -> Callable:
+        """The graph of ``xml`` (an IR file, or an OpenVINO model in memory), compiled."""
         properties = {
             "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[self.precision],
             "PERFORMANCE_HINT": "LATENCY",
         }
         if self.threads:
             properties["INFERENCE_NUM_THREADS"] = int(self.threads)
-        compiled = self._core.compile_model(str(xml), "CPU", properties)
+        source = str(xml) if isinstance(xml, Path) else xml
+        compiled = self._core.compile_model(source, "CPU", properties)
         request, outputs = compiled.create_infer_request(), compiled.outputs
 
         def run(image: np.ndarray, window: np.ndarray) -> list[np.ndarray]:
@@ -267,6 +341,38 @@ class OpenVinoMaskRCNN:
             return [np.asarray(answer[output]) for output in outputs]
 
         return run
+
+
+def store_graph(model, work: Path, folder: Path, made_from: dict) -> None:
+    """Save OpenVINO ``model`` as IR with ``made_from`` (JSON) in the empty folder ``work``,
+    then rename ``work`` to the cache entry ``folder`` (all or nothing).
+
+    Raises:
+        OutputWriteError: the disk (or quota) is full (OpenVINO itself only says
+            "basic_ios::clear: iostream error").
+    """
+    try:
+        openvino_module().save_model(model, str(work / "model.xml"), compress_to_fp16=False)
+        (work / "made_from.json").write_text(json.dumps(made_from, indent=1, default=str))
+    except (OSError, RuntimeError) as error:
+        cause = write_failure(error, work / "model.bin")
+        if cause:
+            raise OutputWriteError(f"cannot cache the graph in {folder.parent}: {cause}") from error
+        raise
+    work.chmod(0o777 & ~_umask())
+    try:
+        work.rename(folder)
+    except OSError:  # another process cached the same graph meanwhile: use theirs
+        if not (folder / "model.xml").is_file():
+            raise
+
+
+def copy_graph(folder: Path, out: Path) -> None:
+    """Copy the cache entry ``folder``'s IR to ``out`` (``X.xml``) and ``X.bin`` beside it,
+    each written whole (:func:`mrcnn.outputs.atomic_output`), the weights first."""
+    for name, target in (("model.bin", out.with_suffix(".bin")), ("model.xml", out)):
+        with atomic_output(target) as temporary:
+            shutil.copyfile(folder / name, temporary)
 
 
 def _boxes(found: GraphDetections) -> dict:
@@ -320,24 +426,34 @@ def with_backend(
     weights: str | Path | None = None,
     cache_dir: str | Path | None = None,
     say: Callable[[str], None] = _say,
+    precision: str | None = None,
 ):
     """``model`` itself for "torch", an :class:`OpenVinoMaskRCNN` around it for "openvino",
     and what :func:`auto_backend` picks for "auto" (saying which, and why, in one line).
 
+    ``precision`` is the backend's (default: the config's INFERENCE_PRECISION); "int8" runs
+    the int8 graphs ``mrcnn export --int8`` made, in OpenVINO only.
+
     Raises:
-        ValueError: an unknown backend, or OpenVINO asked for a model not on the CPU.
+        ValueError: an unknown backend, OpenVINO asked for a model not on the CPU, or int8
+            where OpenVINO cannot run it.
         RuntimeError: OpenVINO (or the ONNX exporter) asked for and not installed.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
     device = str(getattr(model, "device", "cpu"))
-    precision = str(getattr(model.config, "INFERENCE_PRECISION", "fp32"))
+    precision = precision or str(getattr(model.config, "INFERENCE_PRECISION", "fp32"))
     flavour = getattr(getattr(model, "net", None), "flavour", None)
     unexportable = flavour.name if flavour is not None and not flavour.exportable else None
     if backend == "auto":
         backend, why = auto_backend(device, precision, unexportable)
         say(f"backend: {backend} ({why})")
     if backend == "torch":
+        if precision == "int8":
+            raise ValueError(
+                "int8 runs in OpenVINO only (PyTorch has no int8 path here): use --backend "
+                "openvino, after making the graph with `mrcnn export --int8 --calibrate SPEC`"
+            )
         return model
     if device.split(":")[0] != "cpu":
         raise ValueError(f"--backend openvino runs on the CPU, not {device}: drop --device")
