@@ -17,11 +17,14 @@ warm-up, --repeats rounds; each figure is ms per image, end to end (image in, pa
 
 Graph-only figures are printed for ONNX Runtime too. --precision bf16 runs each backend as
 mrcnn runs it when asked for bf16: where the CPU has no native bf16 (AVX512_BF16 or AMX), both
-backends keep fp32 and the bf16 rows are skipped with that reason. The CPU's ISA flags, the
-releases and the thread count head the report.
+backends keep fp32 and the bf16 rows are skipped with that reason. --precision int8 first makes
+the int8 graph as ``mrcnn export --int8`` does (:func:`mrcnn.deploy.int8.make_int8_graph`,
+calibrated on generated scenes of the image's size: random weights, so only the time means
+something; accuracy: benchmarks/int8_demo.py) and times it against both fp32 backends. The
+CPU's ISA flags, the releases and the thread count head the report.
 
     .venv/bin/python -m benchmarks.infer_cpu_peers [--models r50,r101] [--repeats 3] \
-        [--precision fp32 --precision bf16] [--threads 2]
+        [--precision fp32 --precision bf16 --precision int8] [--threads 2]
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ import torch
 
 from benchmarks.infer_matterport import benchmark_image, load_ours, reference_model
 from benchmarks.infer_onnx import agreement, our_model
+from mrcnn.datasets import ShapesDataset
 from mrcnn.deploy.export import export_onnx
+from mrcnn.deploy.int8 import make_int8_graph
 from mrcnn.deploy.openvino_backend import OpenVinoMaskRCNN, cpu_capabilities
 from mrcnn.deploy.runtime import OnnxMaskRCNN, inference_plan, mold_image
 from mrcnn.modeling.precision import cpu_flags, cpu_has_native_bf16
@@ -124,6 +129,35 @@ def contenders(model, image, precision: str, folder: Path, threads: int) -> dict
     return out
 
 
+def int8_contenders(model, image, folder: Path, calibration: int) -> dict:
+    """name -> (call, graph timer or None) of the int8 comparison: both fp32 backends (the
+    baselines) and the int8 graph, end to end and alone; prints the one-time costs."""
+    model.config.INFERENCE_PRECISION = "fp32"
+    cache = folder / "openvino"
+    fp32 = OpenVinoMaskRCNN(model, cache, "fp32", say=lambda _: None)
+    size = fp32.input_size(*image.shape[:2])
+    scenes = ShapesDataset()
+    scenes.load_shapes(calibration + 2, image.shape[0], image.shape[1], seed=1)
+    scenes.prepare()
+    start = time.perf_counter()
+    _, made = make_int8_graph(
+        model, scenes, cache, size, holdout=2, say=lambda _: None, progress=False
+    )
+    print(
+        f"  int8 graph made in {time.perf_counter() - start:.0f} s ({made.calibration_images} "
+        f"scenes; {made.int8_layers} of {made.layers} layers in int8)"
+    )
+    int8 = OpenVinoMaskRCNN(model, cache, "int8", say=lambda _: None)
+    int8_graph = GraphTimer(int8.compiled_graph(size))
+    molded = _molded(int8, image)
+    return {
+        "mrcnn torch": (lambda: model.detect([image])[0], None),
+        "mrcnn openvino": (lambda: fp32.detect([image])[0], None),
+        "mrcnn openvino int8": (lambda: int8.detect([image])[0], None),
+        "OpenVINO int8 graph": (lambda: int8_graph(*molded), int8_graph),
+    }
+
+
 def _molded(openvino: OpenVinoMaskRCNN, image: np.ndarray) -> tuple:
     """(molded image, window) of the graph inputs for ``image``, as the backend molds it."""
     return mold_image(image, openvino.config, inference_plan(*image.shape[:2], openvino.config))
@@ -151,11 +185,16 @@ def report(times: dict, runs: dict, results: dict) -> None:
         if graph is not None and name != "OpenVINO graph":
             extra = f" (graph {statistics.median(graph.ms[-len(values) :]):.0f} ms)"
         print(
-            f"  {name:16} median {statistics.median(values):7.0f} ms, fastest "
+            f"  {name:19} median {statistics.median(values):7.0f} ms, fastest "
             f"{min(values):7.0f} ms{extra}; median / fastest peer "
             f"{statistics.median(values) / fastest_peer:.2f}"
         )
-    if "mrcnn openvino" in results:
+    if "mrcnn openvino int8" in times:
+        int8 = statistics.median(times["mrcnn openvino int8"])
+        for baseline in ("mrcnn torch", "mrcnn openvino"):
+            ratio = int8 / statistics.median(times[baseline])
+            print(f"  int8 / {baseline} fp32: {ratio:.2f}")
+    elif "mrcnn openvino" in results:
         ours = results["mrcnn torch"]
         print(f"  detections: {agreement(ours, results['mrcnn openvino'], 'OpenVINO')}")
 
@@ -167,7 +206,10 @@ def main() -> None:
     parser.add_argument("--models", default="r50,r101", help="r50, r101 or both (default)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--precision", action="append", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", action="append", choices=("fp32", "bf16", "int8"))
+    parser.add_argument(
+        "--calibration", type=int, default=8, help="scenes the int8 graph is calibrated on"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     precisions = args.precision or ["fp32", "bf16"]
@@ -184,7 +226,13 @@ def main() -> None:
                         "--precision bf16 runs fp32 in both backends here"
                     )
                     continue
-                runs = contenders(model, image, precision, folder, args.threads)
+                if precision == "int8" and not model.net.flavour.exportable:
+                    print("  skipped: this flavour cannot be exported, so it has no int8 graph")
+                    continue
+                if precision == "int8":
+                    runs = int8_contenders(model, image, folder, args.calibration)
+                else:
+                    runs = contenders(model, image, precision, folder, args.threads)
                 times, results = time_turns(runs, args.repeats)
                 report(times, runs, results)
 

@@ -68,11 +68,12 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     """--precision, for the commands that run inference (sets INFERENCE_PRECISION)."""
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=("fp32", "bf16", "fp16", "int8"),
         default=None,
         help="inference precision: bf16 on GPUs and on CPUs where it is faster (AMX, or "
         "AVX512_BF16 measured once; else fp32), "
-        "fp16 on GPUs; box decoding, NMS and mask pasting stay fp32 (default: the config's "
+        "fp16 on GPUs; box decoding, NMS and mask pasting stay fp32; int8 with --backend "
+        "openvino runs the graph `mrcnn export --int8` made (default: the config's "
         "INFERENCE_PRECISION, fp32)",
     )
 
@@ -161,7 +162,7 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(getattr(args, "set", None) or [])
     if getattr(args, "device", None):
         overrides.append(f"DEVICE={args.device}")
-    if getattr(args, "precision", None):
+    if getattr(args, "precision", None) not in (None, "int8"):  # int8 is the backend's alone
         overrides.append(f"INFERENCE_PRECISION={args.precision}")
     return overrides
 
@@ -200,12 +201,13 @@ def with_backend(model: MaskRCNN, args: argparse.Namespace):
     """``model`` run by ``args.backend`` (:func:`mrcnn.deploy.openvino_backend.with_backend`;
     the model itself without --backend or with ``torch``)."""
     backend = getattr(args, "backend", None) or "torch"
-    if backend == "torch":
+    precision = getattr(args, "precision", None)
+    if backend == "torch" and precision != "int8":
         return model
     # why here: OpenVINO's module is imported only by the runs that ask for it.
     from mrcnn.deploy.openvino_backend import with_backend as run_by
 
-    return run_by(model, backend, args.weights)
+    return run_by(model, backend, args.weights, precision=precision)
 
 
 def class_names_for(model, weights: str | None, given: str | None = None) -> list[str]:

@@ -46,7 +46,7 @@ INSTALL_HINT = "pip install onnx onnxscript onnxruntime (or pip install 'mrcnn[o
 EXPORT_TESTED_TORCH = "2.14.1"
 
 #: The export formats by the file extension they are written with.
-FORMAT_SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2"}
+FORMAT_SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "openvino": ".xml"}
 
 
 def export_format(path: str | os.PathLike, chosen: str | None = None) -> str:
@@ -70,8 +70,8 @@ def export_format(path: str | os.PathLike, chosen: str | None = None) -> str:
         )
     if chosen is None and named is None:
         raise ValueError(
-            f"{path}: the extension does not say the format; name it .onnx (ONNX) or .pt2 "
-            "(torch.export program), or give --format"
+            f"{path}: the extension does not say the format; name it .onnx (ONNX), .pt2 "
+            "(torch.export program) or .xml (OpenVINO IR), or give --format"
         )
     return chosen or named
 

@@ -207,7 +207,7 @@ def test_export_format_follows_the_file_name():
 def test_export_refuses_a_name_of_the_other_format_before_loading(tmp_path, capsys):
     missing = str(tmp_path / "absent.pt")  # the refusal must come before the weights are read
     assert main(["export", "--weights", missing, str(tmp_path / "model.bin")]) == 1
-    assert "name it .onnx (ONNX) or .pt2" in capsys.readouterr().err
+    assert "name it .onnx (ONNX), .pt2" in capsys.readouterr().err
     args = ["export", "--weights", missing, "--format", "onnx", str(tmp_path / "model.pt2")]
     assert main(args) == 1
     err = capsys.readouterr().err
