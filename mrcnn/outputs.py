@@ -417,7 +417,9 @@ def _out_of_space(temporary: Path) -> str:
     except OSError:
         return ""
     try:
-        os.write(descriptor, bytes(_PROBE_BYTES))
+        rest = memoryview(bytes(_PROBE_BYTES))
+        while rest:  # a write that reaches the limit is cut short; the next one says why
+            rest = rest[os.write(descriptor, rest) :]
         os.fsync(descriptor)
     except OSError as probe:
         return _errno_cause(probe.errno)

@@ -355,7 +355,10 @@ def store_graph(model, work: Path, folder: Path, made_from: dict) -> None:
         openvino_module().save_model(model, str(work / "model.xml"), compress_to_fp16=False)
         (work / "made_from.json").write_text(json.dumps(made_from, indent=1, default=str))
     except (OSError, RuntimeError) as error:
-        cause = write_failure(error, work / "model.bin")
+        # why a new probe file: OpenVINO deletes what it wrote when a write fails
+        probe = work / ".probe"
+        probe.touch()
+        cause = write_failure(error, probe)
         if cause:
             raise OutputWriteError(f"cannot cache the graph in {folder.parent}: {cause}") from error
         raise

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -258,3 +259,37 @@ def test_bad_backend_requests_get_one_line(matterport_export, monkeypatch, tmp_p
     err = capsys.readouterr().err
     assert "--backend openvino needs OpenVINO: pip install" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+#: Run in a child whose files may not grow past 512 KiB (RLIMIT_FSIZE; SIGXFSZ ignored, so a
+#: write past it fails with EFBIG, as on a full disk it fails with ENOSPC): the backend caches
+#: the graph of argv[1] (linked, not copied, so that only OpenVINO's save writes) into argv[2].
+FILE_LIMIT_CHILD = """
+import os, resource, signal, sys
+from mrcnn.deploy import openvino_backend as backend
+from tests.helpers.exported import load_checkpoint
+checkpoint, onnx_file, cache = sys.argv[1:4]
+def linked(model, path, input_size=None, **_):
+    os.link(onnx_file, path)
+    return path
+backend.export_onnx = linked
+model = load_checkpoint(checkpoint)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 19, 1 << 19))
+try:
+    backend.OpenVinoMaskRCNN(model, cache, say=lambda _: None).compiled_graph((128, 128))
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+def test_a_cache_write_past_the_file_limit_says_why_and_leaves_nothing(matterport_export, tmp_path):
+    """OpenVINO's save reports a failed write only as "basic_ios::clear: iostream error"."""
+    checkpoint, onnx_file = matterport_export
+    assert onnx_file.stat().st_size > 1 << 20  # the IR's weights do not fit either
+    cache = tmp_path / "cache"
+    child = [sys.executable, "-c", FILE_LIMIT_CHILD, str(checkpoint), str(onnx_file), str(cache)]
+    said = subprocess.run(child, capture_output=True, text=True, timeout=300).stdout
+    assert said.startswith("OutputWriteError cannot cache the graph in"), said
+    assert "file too large" in said
+    assert [p.name for p in cache.iterdir()] == []  # no half-written entry left behind
