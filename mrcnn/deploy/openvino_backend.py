@@ -65,8 +65,10 @@ NOT_IN_GRAPH = frozenset(
         *("INFERENCE_PRECISION", "CPU_THREADS", "NAME"),
     }
 )
-#: Version of the cache's layout and key.
-CACHE_FORMAT = 1
+#: Version of the cache's layout, key and exported graph: raised when the export changes, so
+#: that graphs an older exporter cached are made again (2: the pyramid ROIAlign's reorder is a
+#: Gather, which int8 graphs need).
+CACHE_FORMAT = 2
 
 
 class MissingInt8Graph(ValueError):
