@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.infer_cpu_peers import machine_line
+from benchmarks.infer_cpu_peers import machine_line, time_turns
 from mrcnn.datasets import ShapesDataset
 from mrcnn.demo import DEMO_IMAGE_SIZE
 from mrcnn.deploy.int8 import make_int8_graph
@@ -38,18 +38,15 @@ def demo_scenes(count: int, subset: str) -> ShapesDataset:
 
 
 def time_backends(runners: dict, images: list, repeats: int) -> dict[str, list[float]]:
-    """name -> ms per scene of each round (every scene detected once a round)."""
-    for runner in runners.values():
-        runner.detect(images[:1])
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    names = list(runners)
-    for turn in range(repeats):
-        for name in names[turn % len(names) :] + names[: turn % len(names)]:
-            start = time.perf_counter()
-            for image in images:
-                runners[name].detect([image])
-            times[name].append((time.perf_counter() - start) * 1000 / len(images))
-    return times
+    """name -> ms per scene of each round (every scene detected once a round), timed in turns
+    as :func:`benchmarks.infer_cpu_peers.time_turns` does."""
+
+    def every_scene(runner):
+        return lambda: [runner.detect([image]) for image in images]
+
+    runs = {name: (every_scene(runner), None) for name, runner in runners.items()}
+    times, _ = time_turns(runs, repeats)
+    return {name: [ms / len(images) for ms in values] for name, values in times.items()}
 
 
 def main() -> None:

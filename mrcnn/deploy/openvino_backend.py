@@ -215,6 +215,7 @@ class OpenVinoMaskRCNN:
         self._core = openvino_core()
         self._digest: str | None = None
         self._graphs: dict[str, Callable] = {}
+        self._int8_sizes: dict[str, tuple[int, int]] = {}
 
     def detect(
         self, images: Sequence[np.ndarray], verbose: int = 0, *, mask_format: str = "dense"
@@ -279,7 +280,14 @@ class OpenVinoMaskRCNN:
 
     def int8_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """``size`` when its int8 graph is cached, else the smallest cached int8 graph's input
-        (of these weights and settings) that holds it, else ``size`` itself."""
+        (of these weights and settings) that holds it, else ``size`` itself. Looked up once
+        per size and settings: a video asks for every frame."""
+        wanted = self.key(size)
+        if wanted not in self._int8_sizes:
+            self._int8_sizes[wanted] = self._cached_int8_size(size)
+        return self._int8_sizes[wanted]
+
+    def _cached_int8_size(self, size: tuple[int, int]) -> tuple[int, int]:
         if (self.cache_dir / self.key(size) / "model.xml").is_file():
             return size
         holding = []
