@@ -46,7 +46,7 @@ from mrcnn.datasets import ShapesDataset
 from mrcnn.deploy.export import export_onnx
 from mrcnn.deploy.int8 import make_int8_graph
 from mrcnn.deploy.openvino_backend import OpenVinoMaskRCNN, cpu_capabilities
-from mrcnn.deploy.runtime import OnnxMaskRCNN, inference_plan, mold_image
+from mrcnn.deploy.runtime import OnnxMaskRCNN, graph_feed, inference_plan
 from mrcnn.modeling.precision import cpu_flags, cpu_has_native_bf16
 from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
 
@@ -116,7 +116,7 @@ def contenders(model, image, precision: str, folder: Path, threads: int) -> dict
     }
     molded = _molded(openvino, image)
     ov_graph = GraphTimer(graph)
-    out["OpenVINO graph"] = (lambda: ov_graph(*molded), ov_graph)
+    out["OpenVINO graph"] = (lambda: ov_graph(molded), ov_graph)
     if precision == "fp32":
         onnx_file = folder / f"graph_{size[0]}x{size[1]}.onnx"
         if not onnx_file.exists():
@@ -154,13 +154,13 @@ def int8_contenders(model, image, folder: Path, calibration: int) -> dict:
         "mrcnn torch": (lambda: model.detect([image])[0], None),
         "mrcnn openvino": (lambda: fp32.detect([image])[0], None),
         "mrcnn openvino int8": (lambda: int8.detect([image])[0], None),
-        "OpenVINO int8 graph": (lambda: int8_graph(*molded), int8_graph),
+        "OpenVINO int8 graph": (lambda: int8_graph(molded), int8_graph),
     }
 
 
-def _molded(openvino: OpenVinoMaskRCNN, image: np.ndarray) -> tuple:
-    """(molded image, window) of the graph inputs for ``image``, as the backend molds it."""
-    return mold_image(image, openvino.config, inference_plan(*image.shape[:2], openvino.config))
+def _molded(openvino: OpenVinoMaskRCNN, image: np.ndarray) -> dict:
+    """The graph's inputs for ``image``, molded as the backend molds it."""
+    return graph_feed(image, openvino.config, inference_plan(*image.shape[:2], openvino.config))
 
 
 def time_turns(runs: dict, repeats: int) -> tuple[dict, dict]:

@@ -177,6 +177,7 @@ def inference_graph(model, input_size: Sequence[int] | None = None):
     example = (
         torch.zeros((1, 3, height, width)),
         torch.tensor([[0.0, 0.0, float(width), float(height)]]),
+        torch.tensor([float(model.config.DETECTION_MIN_CONFIDENCE)]),
     )
     return graph, example
 
@@ -199,9 +200,11 @@ def export_onnx(
         overwrite: replace an existing file.
         opset: ONNX opset (default: the exporter's).
     Returns:
-        the path written. The graph's inputs are "image" [1, 3, H, W] float32 (molded) and
-        "window" [1, 4] float32 (x1, y1, x2, y2); its outputs "boxes" [D, 4] (x1, y1, x2, y2),
-        "class_ids" int64 [D], "scores" [D], "masks" [D, M, M]; see :mod:`mrcnn.deploy.runtime`.
+        the path written. The graph's inputs are "image" [1, 3, H, W] float32 (molded),
+        "window" [1, 4] float32 (x1, y1, x2, y2) and "min_score" [1] float32 (the detection
+        threshold, the config's DETECTION_MIN_CONFIDENCE unless a run changes it); its outputs
+        "boxes" [D, 4] (x1, y1, x2, y2), "class_ids" int64 [D], "scores" [D], "masks"
+        [D, M, M]; see :mod:`mrcnn.deploy.runtime`.
     Raises:
         FileExistsError: ``path`` exists and not ``overwrite``.
         ValueError: ``opset`` below 16, or ``path`` ends in .pt2.
@@ -256,7 +259,8 @@ def export_program(
     model, path: str | os.PathLike, input_size: Sequence[int] | None = None, overwrite=False
 ) -> Path:
     """Write the same graph as a ``torch.export`` program (``.pt2``), for PyTorch runtimes
-    (``torch.export.load(path).module()(image, window)``; torchvision must be importable)."""
+    (``torch.export.load(path).module()(image, window, min_score)``, inputs as for
+    :func:`export_onnx`; torchvision must be importable)."""
     path = Path(path)
     _check_target(path, overwrite, "pt2")
     graph, example = inference_graph(model, input_size)

@@ -15,6 +15,11 @@ stages with the same weights, changing only what cannot be exported:
 
 The anchors are computed once for the fixed input size and stored in the graph. Every count
 after a score threshold or NMS is data-dependent; the graph keeps those sizes dynamic.
+
+The detection score threshold is an input ("min_score"), not a constant: the video modes and the
+local page lower and raise it while a model runs, and one graph (an int8 one above all, which
+takes calibration to make) serves every threshold, with the mask head still run only on the
+detections above it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from mrcnn.modeling.roi_align import MIN_LEVEL, assign_levels
 from mrcnn.structures.boxes import clip_boxes, decode_deltas, large_enough
 
 #: Names of the graph's inputs and outputs, in order.
-INPUT_NAMES = ("image", "window")
+INPUT_NAMES = ("image", "window", "min_score")
 OUTPUT_NAMES = ("boxes", "class_ids", "scores", "masks")
 
 
@@ -93,9 +98,11 @@ class InferenceGraph(nn.Module):
     """Mask R-CNN inference on one molded image of a fixed size.
 
     forward(image [1, 3, H, W] molded, window [1, 4] (x1, y1, x2, y2) of the image inside the
-    padded input) -> (boxes [D, 4] (x1, y1, x2, y2) input pixels, class_ids int64 [D],
-    scores [D], masks [D, M, M] soft masks of each detection's class), best score first.
-    Equals ``net(image, window)`` for that image, up to float rounding.
+    padded input, min_score [1] the lowest detection score kept) -> (boxes [D, 4]
+    (x1, y1, x2, y2) input pixels, class_ids int64 [D], scores [D], masks [D, M, M] soft masks
+    of each detection's class), best score first.
+    Equals ``net(image, window)`` for that image with DETECTION_MIN_CONFIDENCE ``min_score``, up
+    to float rounding.
     """
 
     def __init__(self, net: MaskRCNNNet, image_shape: tuple[int, int]) -> None:
@@ -116,14 +123,16 @@ class InferenceGraph(nn.Module):
         #: Larger than every clipped coordinate: the shift between NMS groups.
         self.span = float(max(self.image_shape) + 1)
 
-    def forward(self, image: torch.Tensor, window: torch.Tensor):
+    def forward(self, image: torch.Tensor, window: torch.Tensor, min_score: torch.Tensor):
         net, cfg = self.net, self.config
         features = net.features(image)
         objectness, rpn_deltas = net.rpn_outputs(features)
         rois = self.proposals(objectness, rpn_deltas, window[0])
         pooled = self.roi_align(features, rois, int(cfg.POOL_SIZE))
         class_logits, deltas = net.box_head(pooled)
-        boxes, class_ids, scores = self.detections(class_logits, deltas, rois, window[0])
+        boxes, class_ids, scores = self.detections(
+            class_logits, deltas, rois, window[0], min_score[0]
+        )
         mask_pooled = self.roi_align(features, boxes, int(cfg.MASK_POOL_SIZE))
         logits = net.mask_head(mask_pooled)
         # select_class_masks' arange(len(...)) needs a concrete count; a gather does not.
@@ -176,12 +185,14 @@ class InferenceGraph(nn.Module):
         deltas: torch.Tensor,
         rois: torch.Tensor,
         window: torch.Tensor,
+        min_score: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The detection layer for one image (see
         :func:`mrcnn.modeling.detection.refine_detections`).
 
         Args:
-            class_logits: [K, C]; deltas: [K, C, 4]; rois: [K, 4]; window: [4].
+            class_logits: [K, C]; deltas: [K, C, 4]; rois: [K, 4]; window: [4];
+            min_score: [] lower class probabilities are dropped (DETECTION_MIN_CONFIDENCE).
         Returns:
             boxes [D, 4] (x1, y1, x2, y2), class_ids int64 [D], scores [D]; best first.
         """
@@ -197,7 +208,7 @@ class InferenceGraph(nn.Module):
             roi = torch.nonzero(best > 0).squeeze(1)
             cls = best[roi]
         scores = probs[roi, cls]
-        confident = torch.nonzero(scores >= float(cfg.DETECTION_MIN_CONFIDENCE)).squeeze(1)
+        confident = torch.nonzero(scores >= min_score).squeeze(1)
         roi, cls, scores = roi[confident], cls[confident], scores[confident]
         std = self._std(cfg.BBOX_STD_DEV, deltas)
         boxes = clip_boxes(decode_deltas(deltas[roi, cls], rois[roi], std), window)

@@ -47,7 +47,7 @@ from mrcnn.deploy.openvino_backend import (
     openvino_core,
     store_graph,
 )
-from mrcnn.deploy.runtime import mold_image, plan_for_input
+from mrcnn.deploy.runtime import graph_feed, plan_for_input
 from mrcnn.evaluation import evaluate_dataset
 
 NNCF_HINT = "pip install nncf (or pip install 'mrcnn[openvino]')"
@@ -268,7 +268,7 @@ def store_int8(graph, int8: OpenVinoMaskRCNN, size: tuple[int, int], report: Int
 
 def quantize(nncf, fp32_xml: Path, inputs: CalibrationInputs, count: int):
     """The int8 OpenVINO model of ``fp32_xml``: constants folded (see the module text), then
-    ``nncf.quantize`` over ``count`` inputs ({"image", "window"} dicts) from ``inputs``."""
+    ``nncf.quantize`` over ``count`` inputs (:func:`graph_inputs` dicts) from ``inputs``."""
     from openvino import passes  # why here: OpenVINO is optional (the openvino extra)
 
     model = openvino_core().read_model(str(fp32_xml))
@@ -357,14 +357,14 @@ class CalibrationInputs:
 
 
 def graph_inputs(image: np.ndarray, settings, size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """{"image": [1, 3, H, W], "window": [1, 4]} of one H x W (x 3) uint8 image for a graph
-    input of ``size``, molded as at inference (:func:`mrcnn.deploy.runtime.plan_for_input`)."""
+    """The graph's inputs (:func:`mrcnn.deploy.runtime.graph_feed`) of one H x W (x 3) uint8
+    image for a graph input of ``size``, molded as at inference
+    (:func:`mrcnn.deploy.runtime.plan_for_input`)."""
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     image = np.ascontiguousarray(image[:, :, :3])
     plan, _ = plan_for_input(image.shape[0], image.shape[1], settings, size)
-    molded, window = mold_image(image, settings, plan)
-    return {"image": molded, "window": window}
+    return graph_feed(image, settings, plan)
 
 
 def calibration_ids(
@@ -384,7 +384,7 @@ def calibration_ids(
             say(f"warning: calibration skips {found.describe()}")
             continue
         inputs = graph_inputs(found[0], fp32.config, size)
-        if len(graph(inputs["image"], inputs["window"])[2]):  # outputs: boxes, ids, scores..
+        if len(graph(inputs)[2]):  # outputs: boxes, ids, scores, masks
             kept.append(image_id)
         else:
             empty += 1

@@ -8,8 +8,9 @@ keeps it in a cache folder, keyed by:
 
 - a digest of the weights (every tensor of the network's state, so weights loaded or changed in
   memory count, not only the file's name),
-- the config values the graph depends on (everything but the molding and device keys, so the
-  score threshold, NMS and class count are in it),
+- the config values the graph depends on (everything but the molding and device keys, so NMS
+  and the class count are in it; the score threshold is not: it is the graph's "min_score"
+  input, so the video modes and the page can move it without another graph),
 - the input size, the precision, and the OpenVINO and torch releases (the exporter and the
   converter change graphs between releases).
 
@@ -57,18 +58,19 @@ INSTALL_HINT = "pip install openvino onnx onnxscript (or pip install 'mrcnn[open
 OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 #: The CPU capability (OPTIMIZATION_CAPABILITIES) each precision needs; fp32 needs none.
 NEEDED_CAPABILITY = {"bf16": "BF16", "fp16": "FP16", "int8": "INT8"}
-#: Config keys that change how images are molded or where the model runs, not the graph.
+#: Config keys that change how images are molded or where the model runs, not the graph; and the
+#: score threshold, which is the graph's "min_score" input (fed on each run).
 NOT_IN_GRAPH = frozenset(
     {
         *("IMAGE_RESIZE_MODE", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_MIN_SCALE"),
         *("IMAGE_SHAPE", "IMAGES_PER_GPU", "GPU_COUNT", "BATCH_SIZE", "DEVICE"),
-        *("INFERENCE_PRECISION", "CPU_THREADS", "NAME"),
+        *("INFERENCE_PRECISION", "CPU_THREADS", "NAME", "DETECTION_MIN_CONFIDENCE"),
     }
 )
 #: Version of the cache's layout, key and exported graph: raised when the export changes, so
 #: that graphs an older exporter cached are made again (2: the pyramid ROIAlign's reorder is a
-#: Gather, which int8 graphs need).
-CACHE_FORMAT = 2
+#: Gather, which int8 graphs need; 3: the score threshold is an input).
+CACHE_FORMAT = 3
 
 
 class MissingInt8Graph(ValueError):
@@ -176,7 +178,8 @@ class OpenVinoMaskRCNN:
 
     Args:
         model: a loaded :class:`mrcnn.model.MaskRCNN` (float32 on the CPU); its config is
-            shared, so a threshold the caller changes reaches the next graph (a new key).
+            shared, so a threshold the caller changes reaches the next run (the graph's
+            "min_score" input; other graph settings give a new key).
         cache_dir: folder of the cached graphs (see :func:`default_cache_dir`).
         precision: "fp32", "bf16", "fp16" or "int8"; fp32 where the CPU lacks the one asked
             for (:func:`runnable_precision`, which says so). int8 runs the graphs
@@ -272,8 +275,7 @@ class OpenVinoMaskRCNN:
                     f"no int8 graph of these weights and settings for {size[1]}x{size[0]} "
                     f"inputs in {self.cache_dir}: make one with `mrcnn export OUT.xml --weights "
                     f"W --int8 --calibrate SPEC --input-size {size[0]}x{size[1]}` (with the same "
-                    "--config/--set: every graph setting, the score threshold included, is in "
-                    "its key)"
+                    "--config/--set: every graph setting but the score threshold is in its key)"
                 )
             self._export(size, folder)
         return folder
@@ -346,8 +348,8 @@ class OpenVinoMaskRCNN:
         compiled = self._core.compile_model(source, "CPU", properties)
         request, outputs = compiled.create_infer_request(), compiled.outputs
 
-        def run(image: np.ndarray, window: np.ndarray) -> list[np.ndarray]:
-            answer = request.infer({"image": image, "window": window})
+        def run(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            answer = request.infer(feed)
             return [np.asarray(answer[output]) for output in outputs]
 
         return run

@@ -9,7 +9,8 @@ installed:
 (:mod:`mrcnn.structures.resize_plan`),
    subtract MEAN_PIXEL (and divide by STD_PIXEL), resize bilinearly (PyTorch's
    ``align_corners=False`` rule), zero-pad to the graph's input size. The window (the image's
-   place in the padded input) is the graph's second input.
+   place in the padded input) is the graph's second input, the score threshold
+   (DETECTION_MIN_CONFIDENCE now) its third (:func:`graph_feed`).
 2. **Unmolding**: boxes (x1, y1, x2, y2) back to original-image pixels.
 3. **Mask pasting**: each M x M soft mask, padded by one zero pixel, resized into its widened
    box and thresholded at 0.5: bool [H, W, N] at the original resolution.
@@ -124,6 +125,16 @@ def mold_image(
     return molded[None].astype(np.float32, copy=False), window
 
 
+def graph_feed(image: np.ndarray, settings: SimpleNamespace, plan: ResizePlan) -> dict:
+    """The exported graph's inputs for one H x W x 3 uint8 RGB image, by name: "image"
+    [1, 3, H_in, W_in] and "window" [1, 4] (:func:`mold_image`), and "min_score" [1] float32,
+    the settings' DETECTION_MIN_CONFIDENCE as it is now (the video modes and the page change it
+    while a model runs)."""
+    molded, window = mold_image(image, settings, plan)
+    min_score = np.asarray([settings.DETECTION_MIN_CONFIDENCE], dtype=np.float32)
+    return {"image": molded, "window": window, "min_score": min_score}
+
+
 def unmold_boxes(boxes: np.ndarray, meta: ImageMeta) -> np.ndarray:
     """[N, 4] (x1, y1, x2, y2) input pixels -> original-image pixels, clipped to the image
     (:func:`mrcnn.structures.image.unmold_boxes` in numpy)."""
@@ -225,6 +236,7 @@ class OnnxMaskRCNN:
             )
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own error types
             raise ValueError(f"cannot load ONNX model {path}: {error}") from error
+        self._input_names = [each.name for each in self.session.get_inputs()]
         stored = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if stored is None:
             raise ValueError(
@@ -256,26 +268,26 @@ class OnnxMaskRCNN:
             )
         return dense_result(graph_detections(self._run_graph, image, self.settings, plan))
 
-    def _run_graph(self, image: np.ndarray, window: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {"image": image, "window": window})
+    def _run_graph(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        # why only the graph's own inputs: files exported before "min_score" have two
+        return self.session.run(None, {name: feed[name] for name in self._input_names})
 
 
 def graph_detections(
-    run: Callable[[np.ndarray, np.ndarray], Sequence[np.ndarray]],
+    run: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]],
     image: np.ndarray,
     settings: SimpleNamespace,
     plan: ResizePlan,
 ) -> GraphDetections:
-    """Mold ``image`` by ``plan``, run the exported graph on it (``run(image [1, 3, H, W],
-    window [1, 4]) -> (boxes, class_ids, scores, masks)``, any runtime) and unmold the boxes.
+    """Mold ``image`` by ``plan``, run the exported graph on it (``run(feed)`` with
+    :func:`graph_feed`'s inputs -> (boxes, class_ids, scores, masks), any runtime) and unmold
+    the boxes.
 
-    Detections scoring below ``settings.DETECTION_MIN_CONFIDENCE`` are dropped: a threshold
-    raised after the export (the video modes and the local page change it) holds, as it does in
-    the PyTorch model. One lowered below the exported one cannot bring back what the graph
-    dropped.
+    Detections scoring below ``settings.DETECTION_MIN_CONFIDENCE`` are dropped here too: a file
+    exported before the threshold was a graph input has the export's threshold built in, and a
+    higher one set later must still hold (a lower one cannot bring back what it dropped).
     """
-    molded, window = mold_image(image, settings, plan)
-    boxes, class_ids, scores, masks = run(molded, window)
+    boxes, class_ids, scores, masks = run(graph_feed(image, settings, plan))
     keep = scores >= np.float32(settings.DETECTION_MIN_CONFIDENCE)
     return GraphDetections(
         shape=(int(image.shape[0]), int(image.shape[1])),

@@ -116,6 +116,35 @@ def test_no_detections_gives_empty_results(torchvision_export, tmp_path):
         exported.detect([])
 
 
+def threshold_built_in(onnx_file: Path, target: Path, threshold: float) -> Path:
+    """A copy of an exported model as files exported before "min_score" was an input are:
+    two inputs, the threshold a constant of the graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_file))
+    (fed,) = [each for each in graph.graph.input if each.name == "min_score"]
+    graph.graph.input.remove(fed)
+    value = np.asarray([threshold], dtype=np.float32)
+    graph.graph.initializer.append(numpy_helper.from_array(value, "min_score"))
+    onnx.save(graph, str(target))
+    return target
+
+
+def test_the_threshold_is_fed_and_files_with_it_built_in_still_run(matterport_export, tmp_path):
+    _, onnx_file = matterport_export
+    image = [photo_like_image(100, 140, seed=100)]
+    exported = runtime.OnnxMaskRCNN(onnx_file)
+    everything = exported.detect(image)[0]["scores"]
+    cut = float(np.median(everything))
+    exported.settings.DETECTION_MIN_CONFIDENCE = cut
+    assert len(exported.detect(image)[0]["scores"]) == int((everything >= np.float32(cut)).sum())
+    older = runtime.OnnxMaskRCNN(threshold_built_in(onnx_file, tmp_path / "old.onnx", cut))
+    assert [each.name for each in older.session.get_inputs()] == ["image", "window"]
+    older.settings.DETECTION_MIN_CONFIDENCE = 0.0  # cannot bring back what the graph dropped
+    np.testing.assert_array_equal(older.detect(image)[0]["scores"], everything[everything >= cut])
+
+
 @pytest.mark.slow
 def test_torch_export_program_matches_the_network(tmp_path):
     from mrcnn.deploy.export import export_program
@@ -126,7 +155,8 @@ def test_torch_export_program_matches_the_network(tmp_path):
     batch, metas = mold_batch([photo_like_image(100, 140)], model.config)
     window = torch.tensor([metas[0].window], dtype=torch.float32)
     with torch.no_grad():
-        boxes, class_ids, scores, masks = program(batch, window)
+        min_score = torch.tensor([model.config.DETECTION_MIN_CONFIDENCE], dtype=torch.float32)
+        boxes, class_ids, scores, masks = program(batch, window, min_score)
         reference = model.net.eval()(batch, window)
     assert len(scores) == len(reference["scores"]) > 0
     torch.testing.assert_close(boxes, reference["boxes"], atol=1e-3, rtol=0)

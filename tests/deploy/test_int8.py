@@ -20,6 +20,7 @@ from mrcnn.datasets import ShapesDataset
 from mrcnn.deploy import int8
 from mrcnn.deploy import openvino_backend as backend
 from mrcnn.evaluation import evaluate_dataset
+from mrcnn.tracking.analysis import detection_floor, video_analyser
 from tests.helpers.exported import load_checkpoint
 from tests.helpers.trained_shapes import trained_model, trained_triangles, triangles
 
@@ -153,6 +154,24 @@ def test_no_int8_graph_says_how_to_make_one(made, tmp_path):
         backend.MissingInt8Graph, match=r"mrcnn export OUT.xml .*--input-size 64x64"
     ):
         runner.detect([triangles(1).load_image(0)])
+
+
+def test_the_stable_video_mode_runs_the_int8_graph_at_its_lowered_threshold(made, monkeypatch):
+    """splash's default video mode lowers DETECTION_MIN_CONFIDENCE while it detects, and a
+    user's threshold need not be the one the graph was made with; the int8 graph takes the
+    threshold as an input, so the same graph serves (no MissingInt8Graph)."""
+    model, cache, _, _, seen = made
+    monkeypatch.setattr(model.config, "DETECTION_MIN_CONFIDENCE", 0.5)  # made at 0
+    runner = backend.OpenVinoMaskRCNN(model, cache, "int8", say=quiet)
+    image = triangles(3).load_image(seen[0])
+    at_config = runner.detect([image])[0]
+    analyser = video_analyser(runner, "stable")
+    assert analyser.score_floor < model.config.DETECTION_MIN_CONFIDENCE
+    shown = analyser([image, image])
+    assert len(shown) == 2 and len(shown[1]["track_ids"]) >= 1
+    with detection_floor(runner, 0.0):
+        everything = runner.detect([image])[0]
+    assert len(everything["scores"]) >= len(at_config["scores"]) and runner.exports == 0
 
 
 def test_changed_weights_do_not_run_the_old_int8_graph(made):

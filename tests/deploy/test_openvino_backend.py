@@ -24,7 +24,7 @@ from PIL import Image
 from mrcnn.cli import main
 from mrcnn.datasets import ShapesDataset
 from mrcnn.deploy import openvino_backend as backend
-from mrcnn.deploy.runtime import OnnxMaskRCNN
+from mrcnn.deploy.runtime import OnnxMaskRCNN, graph_feed, inference_plan
 from mrcnn.evaluation import evaluate_dataset
 from mrcnn.splash.service import SplashService
 from mrcnn.testing import photo_like_image
@@ -136,16 +136,25 @@ def test_the_digest_reads_scalar_and_bf16_tensors():
     assert backend.weights_digest(layer) != before
 
 
-def test_a_raised_threshold_drops_the_lower_scores(compiled, monkeypatch):
-    model, detector, _ = compiled
+def test_the_threshold_moves_in_the_same_graph_both_ways(compiled, monkeypatch):
+    """The score threshold is the graph's "min_score" input, fed on each run: a raised one
+    drops the lower scores in the graph, a lowered one brings them back, with no new export
+    (the video modes and the page's slider move it while a model runs)."""
+    model, detector, asked = compiled
     all_found = detector.detect(images()[:1])[0]
     cut = float(np.median(all_found["scores"]))
-    graph = detector.compiled_graph((128, 128))  # the graph exported at the lower threshold
     monkeypatch.setattr(model.config, "DETECTION_MIN_CONFIDENCE", cut)
-    monkeypatch.setattr(detector, "compiled_graph", lambda size: graph)
     kept = detector.detect(images()[:1])[0]
     assert len(kept["scores"]) == int((all_found["scores"] >= np.float32(cut)).sum()) > 0
     np.testing.assert_array_equal(kept["boxes"], all_found["boxes"][: len(kept["scores"])])
+    feed = graph_feed(images()[0], model.config, inference_plan(*SHAPES[0], model.config))
+    scores = detector.compiled_graph((128, 128))(feed)[2]  # the graph alone drops them
+    assert len(scores) == len(kept["scores"]) and scores.min() >= np.float32(cut)
+    key = detector.key((128, 128))
+    monkeypatch.setattr(model.config, "DETECTION_MIN_CONFIDENCE", 0.0)
+    again = detector.detect(images()[:1])[0]
+    assert len(again["scores"]) >= len(all_found["scores"]) and asked == [(128, 128)]
+    assert detector.key((128, 128)) == key
 
 
 def test_box_masks_hold_the_dense_masks(compiled):
