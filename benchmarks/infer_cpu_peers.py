@@ -14,6 +14,10 @@ warm-up, --repeats rounds; each figure is ms per image, end to end (image in, pa
 - ``ONNX Runtime``: our ONNX export in ONNX Runtime (``mrcnn detect --onnx``), fp32 only;
 - ``OpenVINO graph``: the same compiled OpenVINO graph alone (no molding, no pasting), at
   OpenVINO's own latency settings: the floor any OpenVINO user pays.
+- ``Keras (Matterport)``, R-101 only, when a TensorFlow side environment is given
+  (--keras-python and --port, as for benchmarks/infer_matterport.py): Matterport's own Keras
+  code on the same .h5 and image, in a worker process (its figure also holds the worker's
+  one-line reply, well under a millisecond); its bf16 is TensorFlow's oneDNN mixed precision.
 
 Graph-only figures are printed for ONNX Runtime too. --precision bf16 runs each backend as
 mrcnn runs it when asked for bf16: where the CPU has no native bf16 (AVX512_BF16 or AMX), both
@@ -24,13 +28,15 @@ something; accuracy: benchmarks/int8_demo.py) and times it against both fp32 bac
 CPU's ISA flags, the releases and the thread count head the report.
 
     .venv/bin/python -m benchmarks.infer_cpu_peers [--models r50,r101] [--repeats 3] \
-        [--precision fp32 --precision bf16 --precision int8] [--threads 2]
+        [--precision fp32 --precision bf16 --precision int8] [--threads 2] \
+        [--keras-python /work/tfenv/bin/python --port /work/refsrc]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -40,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.infer_matterport import benchmark_image, load_ours, reference_model
+from benchmarks.infer_matterport import KerasWorker, benchmark_image, load_ours, reference_model
 from benchmarks.infer_onnx import agreement, our_model
 from mrcnn.datasets import ShapesDataset
 from mrcnn.deploy.export import export_onnx
@@ -68,18 +74,41 @@ def machine_line(threads: int) -> str:
 
 
 def r50(folder: Path):
-    """(our model, image, name) of the R-50 setup."""
+    """(our model, image, name, None) of the R-50 setup."""
     weights = folder / "r50.pth"
     torch.save(randomised_torchvision_maskrcnn().state_dict(), weights)
-    return our_model(weights), photo_like_image(800, 1066), "R-50 FPN, 800x1066"
+    return our_model(weights), photo_like_image(800, 1066), "R-50 FPN, 800x1066", None
 
 
 def r101(folder: Path, threads: int):
-    """(our model, image, name) of the Matterport R-101 setup."""
+    """(our model, image, name, (.h5, Config overrides) for Keras) of the Matterport R-101
+    setup."""
     h5, overrides = reference_model(folder)
     model = load_ours(h5, overrides, threads, "fp32", str(folder / "logs"))
     image, _ = benchmark_image()
-    return model, image, "Matterport R-101, 1024x1024"
+    return model, image, "Matterport R-101, 1024x1024", (h5, overrides)
+
+
+def keras_contender(args, reference, image, precision: str, folder: Path) -> dict:
+    """{"Keras (Matterport)": (call, None)}: Matterport's own Keras code (the TF2 port) on the
+    same .h5 and image, in a worker process of the TensorFlow side environment that times its
+    own ``detect`` (``benchmarks.infer_matterport.KerasWorker``); {} without one (said)."""
+    if reference is None:
+        return {}
+    if not (args.keras_python and args.port):
+        print(
+            "  Keras: not run (give --keras-python and --port, or MRCNN_KERAS_PYTHON and "
+            "MRCNN_MATTERPORT_PORT: tools/matterport_reference/README.md)"
+        )
+        return {}
+    image_path = folder / "keras_image.npy"
+    np.save(image_path, image)
+    h5, overrides = reference
+    worker = KerasWorker(
+        args.keras_python, args.port, h5, overrides, image_path, args.threads, precision
+    )
+    args.keras_workers.append(worker)
+    return {"Keras (Matterport)": (worker.run, None)}
 
 
 class GraphTimer:
@@ -101,7 +130,7 @@ def contenders(model, image, precision: str, folder: Path, threads: int) -> dict
     if not model.net.flavour.exportable:
         print(
             f"  NETWORK_FLAVOUR={model.net.flavour.name!r} cannot be exported yet: no OpenVINO "
-            "or ONNX Runtime run (Keras: benchmarks/infer_matterport.py)"
+            "or ONNX Runtime run"
         )
         return {"mrcnn torch": (lambda: model.detect([image])[0], None)}
     openvino = OpenVinoMaskRCNN(model, folder / "openvino", precision, say=lambda _: None)
@@ -210,14 +239,26 @@ def main() -> None:
     parser.add_argument(
         "--calibration", type=int, default=8, help="scenes the int8 graph is calibrated on"
     )
+    parser.add_argument(
+        "--keras-python",
+        default=os.environ.get("MRCNN_KERAS_PYTHON"),
+        help="a python with TensorFlow: times Matterport's Keras code on the R-101 too",
+    )
+    parser.add_argument(
+        "--port",
+        default=os.environ.get("MRCNN_MATTERPORT_PORT"),
+        help="checkout of Ben-Sicat/mrcnn_tf2 (the Keras code)",
+    )
     args = parser.parse_args()
+    args.keras_workers = []
     torch.set_num_threads(args.threads)
     precisions = args.precision or ["fp32", "bf16"]
     print(machine_line(args.threads))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for which in args.models.split(","):
-            model, image, name = r50(folder) if which == "r50" else r101(folder, args.threads)
+            setup = r50(folder) if which == "r50" else r101(folder, args.threads)
+            model, image, name, reference = setup
             for precision in precisions:
                 print(f"{name}, {precision}, {args.repeats} rounds:")
                 if precision == "bf16" and not cpu_has_native_bf16():
@@ -233,7 +274,12 @@ def main() -> None:
                     runs = int8_contenders(model, image, folder, args.calibration)
                 else:
                     runs = contenders(model, image, precision, folder, args.threads)
-                times, results = time_turns(runs, args.repeats)
+                    runs |= keras_contender(args, reference, image, precision, folder)
+                try:
+                    times, results = time_turns(runs, args.repeats)
+                finally:
+                    while args.keras_workers:
+                        args.keras_workers.pop().close()
                 report(times, runs, results)
 
 
