@@ -127,12 +127,6 @@ class GraphTimer:
 def contenders(model, image, precision: str, folder: Path, threads: int) -> dict:
     """name -> (call, graph timer or None); prints the one-time export costs."""
     model.config.INFERENCE_PRECISION = precision
-    if not model.net.flavour.exportable:
-        print(
-            f"  NETWORK_FLAVOUR={model.net.flavour.name!r} cannot be exported yet: no OpenVINO "
-            "or ONNX Runtime run"
-        )
-        return {"mrcnn torch": (lambda: model.detect([image])[0], None)}
     openvino = OpenVinoMaskRCNN(model, folder / "openvino", precision, say=lambda _: None)
     size = openvino.input_size(*image.shape[:2])
     start = time.perf_counter()
@@ -266,9 +260,6 @@ def main() -> None:
                         "  skipped: no native bf16 on this CPU (no AVX512_BF16, no AMX); "
                         "--precision bf16 runs fp32 in both backends here"
                     )
-                    continue
-                if precision == "int8" and not model.net.flavour.exportable:
-                    print("  skipped: this flavour cannot be exported, so it has no int8 graph")
                     continue
                 if precision == "int8":
                     runs = int8_contenders(model, image, folder, args.calibration)

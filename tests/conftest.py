@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mrcnn.cli import main
-from tests.helpers.exported import MATTERPORT_STYLE, save_checkpoint
+from tests.helpers.exported import MATTERPORT_FLAVOUR, MATTERPORT_STYLE, save_checkpoint
 
 
 class ModuleTemp:
@@ -46,6 +46,18 @@ def matterport_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
     folder = tmp_path_factory.mktemp("onnx_matterport")
     checkpoint = save_checkpoint(folder / "tiny.pt", **MATTERPORT_STYLE)
     onnx_file = folder / "tiny.onnx"
+    assert main(["export", "--weights", str(checkpoint), str(onnx_file)]) == 0
+    return checkpoint, onnx_file
+
+
+@pytest.fixture(scope="session")
+def matterport_flavour_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, exported .onnx) of a tiny model in Matterport's network flavour (what .h5
+    models run in; ResNet-50), exported by the CLI once for the session (about 30 seconds)."""
+    pytest.importorskip("onnxscript", reason="onnxscript is a test extra: pip install -e .[test]")
+    folder = tmp_path_factory.mktemp("onnx_matterport_flavour")
+    checkpoint = save_checkpoint(folder / "mp.pt", background_shift=-4.0, **MATTERPORT_FLAVOUR)
+    onnx_file = folder / "mp.onnx"
     assert main(["export", "--weights", str(checkpoint), str(onnx_file)]) == 0
     return checkpoint, onnx_file
 

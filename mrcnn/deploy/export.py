@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mrcnn.deploy.graph import INPUT_NAMES, OUTPUT_NAMES, InferenceGraph
+from mrcnn.deploy.matterport_graph import MatterportInferenceGraph
 from mrcnn.deploy.runtime import METADATA_FORMAT, METADATA_KEY
 from mrcnn.modeling.backbone import clear_folded_weights
 from mrcnn.outputs import OutputError, atomic_output
@@ -37,6 +38,7 @@ RUNTIME_SETTINGS = (
     "MASK_SHAPE",
     "DETECTION_MIN_CONFIDENCE",
     "DETECTION_MAX_INSTANCES",
+    "NETWORK_FLAVOUR",
 )
 
 INSTALL_HINT = "pip install onnx onnxscript onnxruntime (or pip install 'mrcnn[onnx]')"
@@ -152,6 +154,17 @@ def _fresh_folded_weights(net: torch.nn.Module) -> Iterator[None]:
         clear_folded_weights(net)
 
 
+def graph_class(net) -> type[InferenceGraph]:
+    """The export graph of ``net``'s NETWORK_FLAVOUR (chosen once, at export)."""
+    graphs = {"torchvision": InferenceGraph, "matterport": MatterportInferenceGraph}
+    if net.flavour.name not in graphs:
+        raise ValueError(
+            f"exporting NETWORK_FLAVOUR={net.flavour.name!r} is not supported (its stages are "
+            "not in the export graph); run it in PyTorch"
+        )
+    return graphs[net.flavour.name]
+
+
 def inference_graph(model, input_size: Sequence[int] | None = None):
     """(graph, example inputs) for a MaskRCNN facade: the network on CPU in float32, eval mode.
 
@@ -173,7 +186,7 @@ def inference_graph(model, input_size: Sequence[int] | None = None):
             "(the network is traced on an input of that size); give a smaller input_size"
         )
     net.eval()
-    graph = InferenceGraph(net, (height, width)).eval()
+    graph = graph_class(net)(net, (height, width)).eval()
     example = (
         torch.zeros((1, 3, height, width)),
         torch.tensor([[0.0, 0.0, float(width), float(height)]]),

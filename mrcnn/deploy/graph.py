@@ -107,12 +107,6 @@ class InferenceGraph(nn.Module):
 
     def __init__(self, net: MaskRCNNNet, image_shape: tuple[int, int]) -> None:
         super().__init__()
-        if not net.flavour.exportable:
-            raise ValueError(
-                f"exporting NETWORK_FLAVOUR={net.flavour.name!r} is not supported yet (its "
-                "proposal, ROIAlign and detection stages are not in the export graph); run it "
-                "in PyTorch"
-            )
         self.net = net
         self.config = net.config
         self.image_shape = (int(image_shape[0]), int(image_shape[1]))
@@ -138,7 +132,12 @@ class InferenceGraph(nn.Module):
         # select_class_masks' arange(len(...)) needs a concrete count; a gather does not.
         index = class_ids[:, None, None, None].expand(-1, 1, *logits.shape[2:])
         masks = torch.sigmoid(logits.gather(1, index).squeeze(1))
-        return boxes, class_ids, scores, masks
+        return self.output_boxes(boxes), class_ids, scores, masks
+
+    def output_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """The detection layer's [D, 4] boxes in network-input pixels (x1, y1, x2, y2): they
+        are already; a flavour computing in other coordinates converts here."""
+        return boxes
 
     def roi_align(self, features, boxes: torch.Tensor, size: int) -> torch.Tensor:
         cfg = self.config

@@ -205,7 +205,7 @@ def make_int8_graph(
     """Quantize ``model``'s graph for ``input_size`` (H, W) on ``dataset`` and cache it.
 
     Args:
-        model: a loaded :class:`mrcnn.model.MaskRCNN` on the CPU, exportable flavour.
+        model: a loaded :class:`mrcnn.model.MaskRCNN` on the CPU (either flavour).
         dataset: a prepared dataset of the user's images to calibrate on, classes as the
             model's.
         check: a prepared dataset (with masks) to measure accuracy on; None: a held-out part

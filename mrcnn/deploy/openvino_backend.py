@@ -42,11 +42,13 @@ import torch
 from mrcnn.deploy.export import check_onnx_dependencies, export_onnx
 from mrcnn.deploy.runtime import (
     GraphDetections,
+    Molding,
     dense_result,
     detect_each,
     detect_result,
     graph_detections,
     inference_plan,
+    molding_for,
     plan_for_input,
 )
 from mrcnn.outputs import OutputWriteError, atomic_output, write_failure
@@ -226,14 +228,19 @@ class OpenVinoMaskRCNN:
         """As :meth:`mrcnn.model.MaskRCNN.detect` (same dicts, same ``mask_format``s)."""
         if mask_format not in ("dense", "boxes"):
             raise ValueError(f"mask_format={mask_format!r}: use 'dense' or 'boxes'")
+        molding = molding_for(self.config)
+        if mask_format == "boxes":
+            molding = molding.for_box_masks()
         as_result = dense_result if mask_format == "dense" else _boxes
-        return detect_each(images, lambda image: as_result(self._detect_one(image)), verbose)
+        return detect_each(
+            images, lambda image: as_result(self._detect_one(image, molding)), verbose
+        )
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(H, W) network input of an image of ``height`` x ``width`` under the config now."""
         return inference_plan(height, width, self.config).output_shape
 
-    def _detect_one(self, image: np.ndarray) -> GraphDetections:
+    def _detect_one(self, image: np.ndarray, molding: Molding) -> GraphDetections:
         height, width = image.shape[:2]
         size = self.fixed_size or self.input_size(height, width)
         if self.precision == "int8":
@@ -245,7 +252,7 @@ class OpenVinoMaskRCNN:
                 f"{size[1]}x{size[0]}: scaled down to fit",
                 stacklevel=4,
             )
-        return graph_detections(self.compiled_graph(size), image, self.config, plan)
+        return graph_detections(self.compiled_graph(size), image, self.config, plan, molding)
 
     def key(self, size: tuple[int, int]) -> str:
         """The cache key of this model's graph for inputs of ``size`` (H, W)."""
@@ -411,17 +418,14 @@ def _umask() -> int:
 BACKENDS = ("torch", "openvino", "auto")
 
 
-def auto_backend(device: str, precision: str, flavour: str | None = None) -> tuple[str, str]:
+def auto_backend(device: str, precision: str) -> tuple[str, str]:
     """(backend, why) that ``--backend auto`` runs on this machine.
 
-    OpenVINO wherever it can run the model: it is installed, the model runs on the CPU and can
-    be exported (``flavour`` names a network flavour that cannot, Matterport's), and OpenVINO
-    has the precision on this CPU. It was the faster on both CPUs measured: the issue's AMX
+    OpenVINO wherever it can run the model: it is installed, the model runs on the CPU, and
+    OpenVINO has the precision on this CPU. It was the faster on both CPUs measured: the issue's AMX
     Xeon (fp32 and bf16) and the AVX2-only AMD EPYC this project is built on (about 0.9x
     PyTorch's time in fp32; benchmarks/RESULTS.md). Elsewhere PyTorch.
     """
-    if flavour is not None:
-        return "torch", f"NETWORK_FLAVOUR={flavour!r} cannot be exported yet"
     if str(device).split(":")[0] != "cpu":
         return "torch", f"the model runs on {device}"
     try:
@@ -458,10 +462,8 @@ def with_backend(
         raise ValueError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
     device = str(getattr(model, "device", "cpu"))
     precision = precision or str(getattr(model.config, "INFERENCE_PRECISION", "fp32"))
-    flavour = getattr(getattr(model, "net", None), "flavour", None)
-    unexportable = flavour.name if flavour is not None and not flavour.exportable else None
     if backend == "auto":
-        backend, why = auto_backend(device, precision, unexportable)
+        backend, why = auto_backend(device, precision)
         say(f"backend: {backend} ({why})")
     if backend == "torch":
         if precision == "int8":
@@ -472,12 +474,6 @@ def with_backend(
         return model
     if device.split(":")[0] != "cpu":
         raise ValueError(f"--backend openvino runs on the CPU, not {device}: drop --device")
-    if unexportable:
-        raise ValueError(
-            f"--backend openvino: NETWORK_FLAVOUR={unexportable!r} cannot be exported yet (its "
-            "proposal, ROIAlign and detection stages are not in the export graph); use "
-            "--backend torch"
-        )
     openvino_module()
     check_onnx_dependencies()
     folder = Path(cache_dir) if cache_dir else default_cache_dir(weights)

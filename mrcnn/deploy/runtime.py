@@ -32,6 +32,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from mrcnn.deploy import matterport_runtime as matterport
 from mrcnn.structures.resize_plan import ImageMeta, ResizePlan, inference_mode, plan_resize
 
 #: Metadata key of the ONNX file holding the settings (JSON).
@@ -125,12 +126,63 @@ def mold_image(
     return molded[None].astype(np.float32, copy=False), window
 
 
-def graph_feed(image: np.ndarray, settings: SimpleNamespace, plan: ResizePlan) -> dict:
+def _unmold_every_box(
+    boxes: np.ndarray, meta: ImageMeta, input_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """torchvision's unmolding: (every box in original-image pixels, all indices)."""
+    return unmold_boxes(boxes, meta), np.arange(len(boxes))
+
+
+@dataclass(frozen=True)
+class Molding:
+    """How a flavour's images are molded for the graph and its detections unmolded, chosen
+    once from the settings (:func:`molding_for`).
+
+    Attributes:
+        mold: (image H x W x 3 uint8, settings, plan) -> (image [1, 3, H_in, W_in] float32,
+            window [1, 4] float32 (x1, y1, x2, y2)).
+        unmold: (boxes [N, 4] input pixels, meta, input (H, W)) -> (float32 [N', 4]
+            (x1, y1, x2, y2) original-image pixels, int64 [N'] indices of the boxes kept).
+        paste: (masks [N, M, M], boxes [N, 4] original pixels, (H, W)) -> bool [H, W, N].
+    """
+
+    mold: Callable[[np.ndarray, SimpleNamespace, ResizePlan], tuple[np.ndarray, np.ndarray]]
+    unmold: Callable[[np.ndarray, ImageMeta, tuple[int, int]], tuple[np.ndarray, np.ndarray]]
+    paste: Callable[[np.ndarray, np.ndarray, tuple[int, int]], np.ndarray]
+
+    def for_box_masks(self) -> Molding:
+        """This molding with torchvision's unmolding and pasting, which
+        :class:`mrcnn.structures.masks.BoxMasks` applies in every flavour (as
+        ``MaskRCNN.detect(mask_format="boxes")`` does)."""
+        return Molding(self.mold, _unmold_every_box, paste_masks)
+
+
+def molding_for(settings: SimpleNamespace) -> Molding:
+    """The :class:`Molding` of the settings' NETWORK_FLAVOUR (torchvision's for files exported
+    before the key was stored: only torchvision's flavour could be exported then)."""
+    moldings = {
+        "torchvision": Molding(mold_image, _unmold_every_box, paste_masks),
+        "matterport": Molding(
+            matterport.mold_image, matterport.unmold_boxes, matterport.paste_masks
+        ),
+    }
+    flavour = getattr(settings, "NETWORK_FLAVOUR", "torchvision")
+    if flavour not in moldings:
+        raise ValueError(
+            f"NETWORK_FLAVOUR={flavour!r}: this runtime molds {', '.join(moldings)}; export "
+            "the model again with this version"
+        )
+    return moldings[flavour]
+
+
+def graph_feed(
+    image: np.ndarray, settings: SimpleNamespace, plan: ResizePlan, molding: Molding | None = None
+) -> dict:
     """The exported graph's inputs for one H x W x 3 uint8 RGB image, by name: "image"
-    [1, 3, H_in, W_in] and "window" [1, 4] (:func:`mold_image`), and "min_score" [1] float32,
-    the settings' DETECTION_MIN_CONFIDENCE as it is now (the video modes and the page change it
-    while a model runs)."""
-    molded, window = mold_image(image, settings, plan)
+    [1, 3, H_in, W_in] and "window" [1, 4] (molded by ``molding``, default the settings'
+    flavour's), and "min_score" [1] float32, the settings' DETECTION_MIN_CONFIDENCE as it is now
+    (the video modes and the page change it while a model runs)."""
+    molded, window = (molding or molding_for(settings)).mold(image, settings, plan)
     min_score = np.asarray([settings.DETECTION_MIN_CONFIDENCE], dtype=np.float32)
     return {"image": molded, "window": window, "min_score": min_score}
 
@@ -278,23 +330,28 @@ def graph_detections(
     image: np.ndarray,
     settings: SimpleNamespace,
     plan: ResizePlan,
+    molding: Molding | None = None,
 ) -> GraphDetections:
     """Mold ``image`` by ``plan``, run the exported graph on it (``run(feed)`` with
     :func:`graph_feed`'s inputs -> (boxes, class_ids, scores, masks), any runtime) and unmold
-    the boxes.
+    the boxes, by ``molding`` (default: the settings' flavour's).
 
     Detections scoring below ``settings.DETECTION_MIN_CONFIDENCE`` are dropped here too: a file
     exported before the threshold was a graph input has the export's threshold built in, and a
     higher one set later must still hold (a lower one cannot bring back what it dropped).
     """
-    boxes, class_ids, scores, masks = run(graph_feed(image, settings, plan))
-    keep = scores >= np.float32(settings.DETECTION_MIN_CONFIDENCE)
+    molding = molding or molding_for(settings)
+    boxes, class_ids, scores, masks = run(graph_feed(image, settings, plan, molding))
+    confident = np.flatnonzero(scores >= np.float32(settings.DETECTION_MIN_CONFIDENCE))
+    pixels, kept = molding.unmold(boxes[confident], plan.meta(), plan.output_shape)
+    keep = confident[kept]
     return GraphDetections(
         shape=(int(image.shape[0]), int(image.shape[1])),
-        boxes=unmold_boxes(boxes[keep], plan.meta()),
+        boxes=pixels,
         class_ids=class_ids[keep].astype(np.int32),
         scores=scores[keep].astype(np.float32),
         masks=masks[keep].astype(np.float32, copy=False),
+        paste=molding.paste,
     )
 
 
@@ -307,6 +364,7 @@ class GraphDetections:
         boxes: float32 [N, 4] (x1, y1, x2, y2) original-image pixels; best first.
         class_ids: int32 [N]; scores: float32 [N].
         masks: float32 [N, M, M] soft masks of the boxes (not pasted yet).
+        paste: how the masks are pasted (the flavour's :attr:`Molding.paste`).
     """
 
     shape: tuple[int, int]
@@ -314,11 +372,12 @@ class GraphDetections:
     class_ids: np.ndarray
     scores: np.ndarray
     masks: np.ndarray
+    paste: Callable[[np.ndarray, np.ndarray, tuple[int, int]], np.ndarray] = paste_masks
 
 
 def dense_result(found: GraphDetections) -> dict:
     """``MaskRCNN.detect``'s dict for ``found``, masks pasted as bool [H, W, N]."""
-    return detect_result(found, paste_masks(found.masks, found.boxes, found.shape))
+    return detect_result(found, found.paste(found.masks, found.boxes, found.shape))
 
 
 def detect_result(found: GraphDetections, masks) -> dict:

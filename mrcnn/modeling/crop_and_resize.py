@@ -3,7 +3,9 @@
 For a normalised box (x1, y1, x2, y2) on a map of H x W cells and an S x S output, output cell
 (i, j) is the bilinear value at row ``y1 * (H - 1) + i * (y2 - y1) * (H - 1) / (S - 1)`` and
 column likewise: one sample per cell, the first and last on the box's corners. Samples outside
-[0, H - 1] x [0, W - 1] are 0 (``extrapolation_value``). Each output value is a weighted sum of
+[0, H - 1] x [0, W - 1] are 0 (``extrapolation_value``), except those within
+:data:`EDGE_TOLERANCE` of it, which read the edge: float rounding puts the last sample of a box
+that ends on the edge there. Each output value is a weighted sum of
 4 feature pixels, computed with :func:`mrcnn.modeling.roi_align.sample_table` (the sparse
 sampling product, or the inference gather).
 """
@@ -15,6 +17,10 @@ from collections.abc import Sequence
 import torch
 
 from mrcnn.modeling.roi_align import coordinate_dtype, feature_table, sample_table
+
+#: Map pixels by which a sample may lie past the map's edge and still read the edge (float
+#: rounding of a box that ends on the edge); farther out, crop_and_resize's value 0.
+EDGE_TOLERANCE = 1e-3
 
 
 def _axis_taps(start: torch.Tensor, end: torch.Tensor, size: torch.Tensor, output_size: int):
@@ -34,8 +40,12 @@ def _axis_taps(start: torch.Tensor, end: torch.Tensor, size: torch.Tensor, outpu
         position = (start * last)[:, None] + steps[None, :] * step[:, None]
     else:
         position = (0.5 * (start + end) * last)[:, None]
-    inside = (position >= 0) & (position <= last[:, None])
-    position = torch.where(inside, position, torch.zeros_like(position))
+    # why the tolerance: a box ending on the map's edge puts its last sample there, and float
+    # rounding can land it a hair past (TensorFlow then gives 0, or not, by the rounding of
+    # its own arithmetic); such a sample reads the edge, as ROIAlign does in the export graph
+    inside = (position >= -EDGE_TOLERANCE) & (position <= last[:, None] + EDGE_TOLERANCE)
+    position = torch.where(inside, position.clamp(min=0), torch.zeros_like(position))
+    position = torch.minimum(position, last[:, None])
     low, high = position.floor(), position.ceil()
     lerp = position - low
     weights = torch.stack([(1.0 - lerp) * inside, lerp * inside], -1)

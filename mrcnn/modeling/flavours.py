@@ -41,8 +41,6 @@ class Flavour(ABC):
 
     #: The NETWORK_FLAVOUR this class implements.
     name: ClassVar[str]
-    #: Whether :class:`mrcnn.deploy.graph.InferenceGraph` can export a network of this flavour.
-    exportable: ClassVar[bool] = True
     #: ``(found, index, meta, input_shape) -> dict``: the flavour's own unmolding of one image's
     #: detections with dense masks (``MaskRCNN.detect``'s result), or None: detect's default.
     dense_unmold: ClassVar[Callable[..., dict] | None] = None
@@ -188,7 +186,6 @@ class MatterportFlavour(Flavour):
     compute in normalised coordinates of the padded input."""
 
     name = "matterport"
-    exportable = False
     dense_unmold = staticmethod(unmold_selected)
 
     def build_backbone(self, name: str, train_bn: bool) -> ResNetBackbone:

@@ -219,15 +219,6 @@ def test_auto_chooses_openvino_where_it_can_run_the_model(
         assert "pip install" in notes[0]
 
 
-def test_a_flavour_that_cannot_be_exported_stays_in_pytorch(model, monkeypatch, tmp_path):
-    monkeypatch.setattr(type(model.net.flavour), "exportable", False)
-    notes: list[str] = []
-    assert backend.with_backend(model, "auto", cache_dir=tmp_path, say=notes.append) is model
-    assert "cannot be exported yet" in notes[0]
-    with pytest.raises(ValueError, match="cannot be exported yet .* use --backend torch"):
-        backend.with_backend(model, "openvino", cache_dir=tmp_path)
-
-
 def test_cache_folder_is_beside_the_weights_file(tmp_path, monkeypatch):
     weights = tmp_path / "model.pt"
     weights.write_bytes(b"x")

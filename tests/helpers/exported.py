@@ -69,8 +69,17 @@ def spread_scores(model: MaskRCNN) -> MaskRCNN:
     return model
 
 
-def save_checkpoint(path: Path, **overrides) -> Path:
+#: Matterport's network flavour (what .h5 models run in): ResNet-50 at least, its stages.
+MATTERPORT_FLAVOUR = {**MATTERPORT_STYLE, "BACKBONE": "resnet50", "NETWORK_FLAVOUR": "matterport"}
+
+
+def save_checkpoint(path: Path, background_shift: float = 0.0, **overrides) -> Path:
+    """A :func:`spread_scores` tiny model's checkpoint; ``background_shift`` is added to the
+    background logit's bias (Matterport's detection layer keeps each ROI's top class only, so
+    a lower background gives it detections to compare)."""
     model = spread_scores(tiny_model(**overrides))
+    with torch.no_grad():
+        model.net.box_head.class_logits.bias[0] += background_shift
     payload = checkpoint_payload(
         model.net.state_dict(), model.config, 1, class_names=["BG", *CLASS_NAMES]
     )
