@@ -262,7 +262,11 @@ def main() -> None:
                     )
                     continue
                 if precision == "int8":
-                    runs = int8_contenders(model, image, folder, args.calibration)
+                    try:
+                        runs = int8_contenders(model, image, folder, args.calibration)
+                    except ValueError as error:  # the calibration check refused the graph
+                        print(f"  skipped: {error}")
+                        continue
                 else:
                     runs = contenders(model, image, precision, folder, args.threads)
                     runs |= keras_contender(args, reference, image, precision, folder)

@@ -237,7 +237,7 @@ def make_int8_graph(
     inputs = CalibrationInputs(dataset, calibration, model.config, input_size)
     graph = quantize(nncf, source, inputs, len(calibration))
     seconds = time.perf_counter() - started
-    check_calibrated(graph, len(calibration))
+    check_calibrated(graph, len(calibration), say)
     int8.use_graph(input_size, graph)
     report = Int8Report(
         input_size=tuple(input_size),
@@ -312,8 +312,16 @@ def unmeasured_quantizers(graph) -> list[str]:
     return unmeasured
 
 
-def check_calibrated(graph, images: int) -> None:
-    """Raise a one-line ValueError when some of ``graph``'s quantizers saw no values."""
+def check_calibrated(graph, images: int, say: Callable[[str], None] | None = None) -> None:
+    """Give a quantizer that saw no values its concatenated siblings' range
+    (:func:`borrow_sibling_ranges`), then raise a one-line ValueError when some still have
+    none."""
+    borrowed = borrow_sibling_ranges(graph)
+    if borrowed and say is not None:
+        say(
+            f"note: {borrowed} pyramid levels got no box on the calibration images; their "
+            "ROIAlign quantizers take the range of the other levels"
+        )
     unmeasured = unmeasured_quantizers(graph)
     if unmeasured:
         raise ValueError(
@@ -322,6 +330,44 @@ def check_calibrated(graph, images: int) -> None:
             "head had nothing to calibrate on; calibrate on images where the model finds "
             "objects (its own training or validation images)"
         )
+
+
+def borrow_sibling_ranges(graph) -> int:
+    """Give each quantizer that saw no values, and feeds a Concat, the range of a measured
+    quantizer feeding the same Concat; returns how many were given one.
+
+    Why: the pyramid ROIAlign pools each level separately and concatenates the rows, and a
+    level no box of the calibration images reached (level 5 wants objects of about 320 px at
+    1024) leaves its quantizer empty. The rows meet the same head layer, so the measured
+    levels' range is the one that layer sees.
+    """
+    unmeasured = set(unmeasured_quantizers(graph))
+    given = 0
+    for node in graph.get_ordered_ops():
+        if node.get_type_name() != "FakeQuantize" or node.get_friendly_name() not in unmeasured:
+            continue
+        sibling = _measured_sibling(node, unmeasured)
+        if sibling is not None:
+            for index in range(1, 5):  # input low, input high, output low, output high
+                node.input(index).replace_source_output(sibling.input(index).get_source_output())
+            given += 1
+    return given
+
+
+def _measured_sibling(node, unmeasured: set[str]):
+    """A measured FakeQuantize feeding a Concat that ``node`` feeds, or None."""
+    for target in node.output(0).get_target_inputs():
+        concat = target.get_node()
+        if concat.get_type_name() != "Concat":
+            continue
+        for other in concat.inputs():
+            producer = other.get_source_output().get_node()
+            if (
+                producer.get_type_name() == "FakeQuantize"
+                and producer.get_friendly_name() not in unmeasured
+            ):
+                return producer
+    return None
 
 
 #: OpenVINO CPU layer types that carry the weights (what int8 speeds up).

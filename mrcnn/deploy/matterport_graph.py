@@ -36,6 +36,7 @@ from torchvision.ops import nms, roi_align
 from mrcnn.deploy.graph import InferenceGraph, nms_within_groups
 from mrcnn.modeling.matterport import apply_deltas, clip_to_window
 from mrcnn.modeling.network import MaskRCNNNet
+from mrcnn.structures.boxes import normalise_boxes
 
 #: Normalised coordinates lie in [0, 1]: shifting class g by 2 g keeps classes apart in NMS.
 NORMALISED_SPAN = 2.0
@@ -52,7 +53,10 @@ class MatterportInferenceGraph(InferenceGraph):
         shift = torch.tensor([0.0, 0.0, 1.0, 1.0])
         self.register_buffer("scale", scale, persistent=False)
         self.register_buffer("shift", shift, persistent=False)
-        self.register_buffer("unit_normalised", self.normalised(self.anchors), persistent=False)
+        # normalised in float64 once, as the PyTorch stage does (a float32 rounding of its own
+        # would move anchors by an ulp, and NMS of near-equal proposals can turn on one)
+        normalised = normalise_boxes(self.anchors.double(), self.image_shape).float()
+        self.register_buffer("unit_normalised", normalised, persistent=False)
         self.register_buffer("unit_window", torch.tensor([0.0, 0.0, 1.0, 1.0]), persistent=False)
         self.span = NORMALISED_SPAN
 
@@ -72,8 +76,7 @@ class MatterportInferenceGraph(InferenceGraph):
         proposals are clipped to the whole input, as Matterport's are)."""
         cfg = self.config
         k = min(int(cfg.PRE_NMS_LIMIT), objectness.shape[1])
-        probs = torch.sigmoid(objectness[0])
-        top = torch.topk(probs, k).indices
+        top = stable_top_k(torch.sigmoid(objectness[0]), k)
         std = self._std(cfg.RPN_BBOX_STD_DEV, deltas)
         refined = apply_deltas(self.unit_normalised[top], deltas[0, top] * std)
         boxes = clip_to_window(refined, self.unit_window)
@@ -127,6 +130,29 @@ class MatterportInferenceGraph(InferenceGraph):
         return boxes[keep], cls[keep], scores[keep]
 
 
+def stable_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` largest of ``values`` [N], best first, ties in index order
+    (:func:`mrcnn.modeling.proposals.stable_top_k`, TensorFlow's top_k), in any runtime.
+
+    Why not TopK alone: probabilities near 1 tie by the hundred in float32, and runtimes order
+    ties differently (OpenVINO's TopK need not keep index order). Here TopK gives only the k-th
+    value; the k chosen are those above it and the first (by index: NonZero's order) of those
+    equal to it; their order comes from a TopK over unique integer keys (the rank of the value
+    among the distinct values chosen, then the index), which no tie can reorder.
+    """
+    kth = torch.topk(values, k).values[-1]
+    above = torch.nonzero(values > kth).squeeze(1)
+    at_kth = torch.nonzero(values == kth).squeeze(1)
+    chosen = torch.cat([above, at_kth[: k - above.shape[0]]])
+    torch._check(chosen.shape[0] == k)
+    ordered, order = torch.topk(values[chosen], k)
+    fresh = torch.cat([torch.ones(1, dtype=torch.bool), ordered[1:] != ordered[:-1]])
+    rank = torch.cumsum(fresh.to(torch.int64), 0) - 1  # 0 for the best value, ...
+    index = chosen[order]
+    key = rank * values.shape[0] + index  # unique; below 2**31 for k * N below it
+    return index[torch.topk(-key, k).indices]
+
+
 def pyramid_levels(boxes: torch.Tensor, image_shape: tuple[int, int]) -> torch.Tensor:
     """:func:`mrcnn.modeling.matterport.roi_levels` of normalised [K, 4] boxes with the input's
     area folded into a Python constant: int64 [K], 2..5 (an empty box goes to 2)."""
@@ -145,6 +171,10 @@ def crop_boxes(boxes: torch.Tensor, height: int, width: int, size: int) -> torch
     first = torch.stack([boxes[:, 0] * (width - 1), boxes[:, 1] * (height - 1)], dim=1)
     last = torch.stack([boxes[:, 2] * (width - 1), boxes[:, 3] * (height - 1)], dim=1)
     step = (last - first) / (size - 1)
-    start = first + 0.5 - 0.5 * step  # half-pixel mode subtracts 0.5 from every coordinate
-    end = start + size * step
+    # start = first + 0.5 - step / 2 (half-pixel mode subtracts 0.5 from every coordinate) and
+    # end = start + size * step, written without Add: the int8 quantizer leaves Multiply,
+    # Subtract and Divide alone (mrcnn.deploy.int8), and a pyramid level that gets no box on
+    # the calibration images would leave an Add's quantizer without values
+    start = first - (step * 0.5 - 0.5)
+    end = start - step * float(-size)
     return torch.cat([torch.zeros_like(boxes[:, :1]), start, end], dim=1)

@@ -327,3 +327,28 @@ def test_int8_with_the_torch_backend_is_refused_in_one_line(tmp_path, capsys):
     )
     assert code == 1
     assert "int8 runs in OpenVINO only" in capsys.readouterr().err
+
+
+def test_a_pyramid_level_without_boxes_takes_its_siblings_range():
+    """A level no calibration box reached leaves its ROIAlign quantizer empty; the rows are
+    concatenated into one head input, so the measured levels' range is given to it."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    def quantized(parameter, low: float, high: float):
+        bounds = [ops.constant(np.float32(v)) for v in (low, high, low, high)]
+        return ops.fake_quantize(parameter, *bounds, 256)
+
+    levels = [ops.parameter([1, 4], np.float32) for _ in range(3)]
+    measured = quantized(levels[0], -3.0, 5.0)
+    empty = [quantized(levels[1], 0.0, 8e-5), quantized(levels[2], 0.0, 8e-5)]
+    graph = ov.Model([ops.concat([measured, *empty], 0)], levels)
+    assert len(int8.unmeasured_quantizers(graph)) == 2
+    said: list[str] = []
+    int8.check_calibrated(graph, 3, said.append)  # no error: both borrowed
+    assert int8.unmeasured_quantizers(graph) == [] and "2 pyramid levels" in said[0]
+    ranges = empty[1].input(2).get_source_output().get_node().get_data()
+    assert float(ranges) == 5.0
+    lone = ov.Model([quantized(levels[0], 0.0, 8e-5)], [levels[0]])  # no sibling: refused
+    with pytest.raises(ValueError, match="1 quantizers saw no values"):
+        int8.check_calibrated(lone, 3)

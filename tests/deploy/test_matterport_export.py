@@ -116,3 +116,28 @@ def test_a_flavour_the_runtime_does_not_know_is_one_line():
     settings = type("Settings", (), {"NETWORK_FLAVOUR": "detectron"})()
     with pytest.raises(ValueError, match="NETWORK_FLAVOUR='detectron': this runtime molds"):
         molding_for(settings)
+
+
+def test_int8_graphs_are_made_and_run_for_the_flavour(
+    matterport_flavour_export, model, monkeypatch, tmp_path
+):
+    """.h5 models get int8 graphs too: every weighted layer runs in int8 (the per-level crop
+    boxes are written without Add, whose quantizer a level without boxes would leave empty)."""
+    pytest.importorskip("nncf", reason="nncf is a test extra: pip install -e .[test]")
+    from mrcnn.datasets import ShapesDataset
+    from mrcnn.deploy.int8 import make_int8_graph
+
+    onnx_file = matterport_flavour_export[1]
+    monkeypatch.setattr(
+        backend, "export_onnx", lambda m, path, **_: shutil.copyfile(onnx_file, path)
+    )
+    scenes = ShapesDataset()
+    scenes.load_shapes(6, 128, 128, seed=0)
+    scenes.prepare()
+    _, report = make_int8_graph(
+        model, scenes, tmp_path, (128, 128), holdout=2, say=lambda _: None, progress=False
+    )
+    assert report.layers >= 80 and report.int8_layers == report.layers
+    runner = backend.OpenVinoMaskRCNN(model, tmp_path, "int8", say=lambda _: None)
+    found = runner.detect(images()[:1])[0]
+    assert runner.exports == 0 and found["masks"].shape[:2] == SHAPES[0]
