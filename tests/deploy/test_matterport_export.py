@@ -132,10 +132,10 @@ def test_int8_graphs_are_made_and_run_for_the_flavour(
         backend, "export_onnx", lambda m, path, **_: shutil.copyfile(onnx_file, path)
     )
     scenes = ShapesDataset()
-    scenes.load_shapes(6, 128, 128, seed=0)
+    scenes.load_shapes(4, 128, 128, seed=0)
     scenes.prepare()
     _, report = make_int8_graph(
-        model, scenes, tmp_path, (128, 128), holdout=2, say=lambda _: None, progress=False
+        model, scenes, tmp_path, (128, 128), holdout=1, say=lambda _: None, progress=False
     )
     assert report.layers >= 80 and report.int8_layers == report.layers
     runner = backend.OpenVinoMaskRCNN(model, tmp_path, "int8", say=lambda _: None)
