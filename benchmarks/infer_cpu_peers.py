@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -46,7 +45,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.infer_matterport import KerasWorker, benchmark_image, load_ours, reference_model
+from benchmarks.infer_matterport import (
+    KerasWorker,
+    add_keras_arguments,
+    benchmark_image,
+    load_ours,
+    reference_model,
+)
 from benchmarks.infer_onnx import agreement, our_model
 from mrcnn.datasets import ShapesDataset
 from mrcnn.deploy.export import export_onnx
@@ -233,16 +238,7 @@ def main() -> None:
     parser.add_argument(
         "--calibration", type=int, default=8, help="scenes the int8 graph is calibrated on"
     )
-    parser.add_argument(
-        "--keras-python",
-        default=os.environ.get("MRCNN_KERAS_PYTHON"),
-        help="a python with TensorFlow: times Matterport's Keras code on the R-101 too",
-    )
-    parser.add_argument(
-        "--port",
-        default=os.environ.get("MRCNN_MATTERPORT_PORT"),
-        help="checkout of Ben-Sicat/mrcnn_tf2 (the Keras code)",
-    )
+    add_keras_arguments(parser)  # Matterport's Keras code joins the R-101 when given
     args = parser.parse_args()
     args.keras_workers = []
     torch.set_num_threads(args.threads)

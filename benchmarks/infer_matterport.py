@@ -178,6 +178,21 @@ class KerasWorker:
         self.stderr.close()
 
 
+def add_keras_arguments(parser: argparse.ArgumentParser) -> None:
+    """--keras-python and --port: the TensorFlow side environment that runs Matterport's Keras
+    code (tools/matterport_reference/README.md)."""
+    parser.add_argument(
+        "--keras-python",
+        default=os.environ.get("MRCNN_KERAS_PYTHON"),
+        help="a python with TensorFlow (default $MRCNN_KERAS_PYTHON)",
+    )
+    parser.add_argument(
+        "--port",
+        default=os.environ.get("MRCNN_MATTERPORT_PORT"),
+        help="checkout of Ben-Sicat/mrcnn_tf2, the Keras code (default $MRCNN_MATTERPORT_PORT)",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.infer_matterport",
@@ -196,16 +211,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads for both (0: each library's default)"
     )
-    parser.add_argument(
-        "--keras-python",
-        default=os.environ.get("MRCNN_KERAS_PYTHON"),
-        help="a python with TensorFlow",
-    )
-    parser.add_argument(
-        "--port",
-        default=os.environ.get("MRCNN_MATTERPORT_PORT"),
-        help="checkout of Ben-Sicat/mrcnn_tf2",
-    )
+    add_keras_arguments(parser)
     parser.add_argument("--keras-only", action="store_true", help="time only the Keras side")
     parser.add_argument(
         "--precision",
