@@ -14,8 +14,9 @@ torchvision's):
   crop_and_resize gives 0 and RoiAlign the edge's value: boxes are clipped into the image, so
   none is, but for the last sample of a box ending on the edge, which float rounding can land a
   hair past it; :mod:`mrcnn.modeling.crop_and_resize` reads the edge there too.
-- **The proposal layer** ranks by probability with ``topk`` (ties by index, as TensorFlow's
-  top_k and ONNX's TopK) and runs NMS on the ranks, as the PyTorch stage does.
+- **The proposal layer** ranks by probability, ties by index as TensorFlow's top_k, in a way no
+  runtime's TopK can reorder (:func:`stable_top_k`), and runs NMS on the ranks, as the PyTorch
+  stage does.
 - **Per-class NMS** of the detection layer shifts each class's boxes (coordinates in [0, 1]) by
   2 per class and runs one NMS.
 - The coordinates are computed in float32 (the PyTorch stages normalise in float64, as numpy
@@ -28,13 +29,11 @@ Matterport does (:mod:`mrcnn.deploy.matterport_runtime`).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torchvision.ops import nms, roi_align
 
 from mrcnn.deploy.graph import InferenceGraph, nms_within_groups
-from mrcnn.modeling.matterport import apply_deltas, clip_to_window
+from mrcnn.modeling.matterport import apply_deltas, clip_to_window, roi_levels
 from mrcnn.modeling.network import MaskRCNNNet
 from mrcnn.structures.boxes import normalise_boxes
 
@@ -88,7 +87,7 @@ class MatterportInferenceGraph(InferenceGraph):
         """Matterport's PyramidROIAlign (crop_and_resize on the level of
         :func:`~mrcnn.modeling.matterport.roi_levels`) of normalised [K, 4] boxes:
         [K, C, size, size], in the order of ``boxes``."""
-        levels = pyramid_levels(boxes, self.image_shape) - 2
+        levels = roi_levels(boxes, self.image_shape) - 2
         pooled, taken = [], []
         for level, feature in enumerate(features[:4]):
             index = torch.nonzero(levels == level).squeeze(1)
@@ -151,17 +150,6 @@ def stable_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
     index = chosen[order]
     key = rank * values.shape[0] + index  # unique; below 2**31 for k * N below it
     return index[torch.topk(-key, k).indices]
-
-
-def pyramid_levels(boxes: torch.Tensor, image_shape: tuple[int, int]) -> torch.Tensor:
-    """:func:`mrcnn.modeling.matterport.roi_levels` of normalised [K, 4] boxes with the input's
-    area folded into a Python constant: int64 [K], 2..5 (an empty box goes to 2)."""
-    height = boxes[:, 3] - boxes[:, 1]
-    width = boxes[:, 2] - boxes[:, 0]
-    ratio = torch.sqrt(height * width) * (math.sqrt(image_shape[0] * image_shape[1]) / 224.0)
-    level = torch.round(torch.log2(ratio))  # half to even, as tf.round and ONNX Round
-    level = torch.where(torch.isnan(level), torch.full_like(level, -2.0), level)
-    return (4 + level).clamp(2, 5).to(torch.int64)
 
 
 def crop_boxes(boxes: torch.Tensor, height: int, width: int, size: int) -> torch.Tensor:

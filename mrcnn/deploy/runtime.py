@@ -160,19 +160,13 @@ class Molding:
 def molding_for(settings: SimpleNamespace) -> Molding:
     """The :class:`Molding` of the settings' NETWORK_FLAVOUR (torchvision's for files exported
     before the key was stored: only torchvision's flavour could be exported then)."""
-    moldings = {
-        "torchvision": Molding(mold_image, _unmold_every_box, paste_masks),
-        "matterport": Molding(
-            matterport.mold_image, matterport.unmold_boxes, matterport.paste_masks
-        ),
-    }
     flavour = getattr(settings, "NETWORK_FLAVOUR", "torchvision")
-    if flavour not in moldings:
+    if flavour not in MOLDINGS:
         raise ValueError(
-            f"NETWORK_FLAVOUR={flavour!r}: this runtime molds {', '.join(moldings)}; export "
+            f"NETWORK_FLAVOUR={flavour!r}: this runtime molds {', '.join(MOLDINGS)}; export "
             "the model again with this version"
         )
-    return moldings[flavour]
+    return MOLDINGS[flavour]
 
 
 def graph_feed(
@@ -297,6 +291,7 @@ class OnnxMaskRCNN:
         info = _read_metadata(stored, path)
         self.settings = SimpleNamespace(**info["config"])
         self.config = self.settings
+        self.molding = molding_for(self.settings)
         self.input_size = (int(info["input_size"][0]), int(info["input_size"][1]))
         self.class_names = [str(name) for name in info.get("class_names") or []]
         #: Kept for ``mrcnn detect``'s class-name lookup (same shape as a checkpoint's extras).
@@ -318,7 +313,8 @@ class OnnxMaskRCNN:
                 "differ from the PyTorch model; export with --input-size for this shape",
                 stacklevel=3,
             )
-        return dense_result(graph_detections(self._run_graph, image, self.settings, plan))
+        found = graph_detections(self._run_graph, image, self.settings, plan, self.molding)
+        return dense_result(found)
 
     def _run_graph(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         # why only the graph's own inputs: files exported before "min_score" have two
@@ -452,3 +448,10 @@ def check_image(image, index: int) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] not in (3, 4) or image.size == 0:
         raise ValueError(f"image {index}: shape {image.shape}, expected H x W x 3 RGB")
     return np.ascontiguousarray(image[:, :, :3])
+
+
+#: Each NETWORK_FLAVOUR's :class:`Molding`.
+MOLDINGS = {
+    "torchvision": Molding(mold_image, _unmold_every_box, paste_masks),
+    "matterport": Molding(matterport.mold_image, matterport.unmold_boxes, matterport.paste_masks),
+}
