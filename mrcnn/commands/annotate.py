@@ -173,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         return 1 if summary.skipped else 0
     written = _write(project, output, args, inputs)
     spec = dataset_spec(args.format, written, getattr(project, "class_attribute", None))
+    if note := project.opening_note():
+        print(note)
     print(f"wrote {written}; train on it with --dataset '{spec}'")
     return 1 if summary.skipped else 0
 

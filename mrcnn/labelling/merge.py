@@ -132,6 +132,10 @@ class Project(ABC):
     def contents(self, output: Path) -> dict[Path, str]:
         """{file path: text} of the project written to ``output``."""
 
+    def opening_note(self) -> str:
+        """A line on opening the written project in its tool, where something needs doing."""
+        return ""
+
     def add_image(self, image: ImageRecord, detections: list[Detection]) -> ImageCounts:
         """Add an image's detections: those overlapping a person's region, and those empty after
         cleaning, are not written; annotate's earlier regions of the image are replaced."""

@@ -202,6 +202,20 @@ class ViaProject(Project):
     def contents(self, output: Path) -> dict[Path, str]:
         return {output: json.dumps(self.data)}
 
+    def opening_note(self) -> str:
+        # VIA's Add Files matches a chosen image to a project entry by its bare file name: an
+        # entry named with a folder is never matched, and the image is added again, unlabelled.
+        foldered = [
+            e["filename"] for e in self.data["_via_img_metadata"].values() if "/" in e["filename"]
+        ]
+        if not foldered:
+            return ""
+        return (
+            f"note: {len(foldered)} image names carry a folder (e.g. {foldered[0]!r}); VIA's "
+            "Add Files matches images by bare file name and will not find them: write the "
+            "project into the images' folder to correct it in VIA"
+        )
+
 
 def _declared_class_attribute(data: dict) -> str | None:
     """The project's only option (dropdown/radio/checkbox) region attribute, if it has one."""

@@ -71,6 +71,15 @@ def test_each_format_loads_back(weights, images, tmp_path, capsys, format_name):
     assert dataset.load_report.regions_skipped == 0
 
 
+def test_via_projects_outside_the_image_folder_say_how_to_open_them(
+    weights, images, tmp_path, capsys
+):
+    assert _run(weights, images, "--format", "via", "--output", str(tmp_path / "p.json")) == 0
+    assert "note: 2 image names carry a folder (e.g. 'images/img0.png')" in capsys.readouterr().out
+    assert _run(weights, images, "--format", "via", "--output", str(images / "p.json")) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_dry_run_writes_nothing(weights, images, tmp_path, capsys):
     output = tmp_path / "out.json"
     assert _run(weights, images, "--format", "coco", "--output", str(output), "--dry-run") == 0

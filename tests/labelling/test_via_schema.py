@@ -1,15 +1,26 @@
-"""The VIA 2 project annotate writes has the layout VIA itself saves, field by field: compared
-with a fixture of that layout (tests/fixtures/via/README.md says where it comes from) and with
-the balloon dataset's via_region_data.json, saved by VIA, where it is present."""
+"""The VIA 2 project annotate writes is the one VIA itself saves: compared with a project that
+VGG Image Annotator 2.0.10 saved after opening annotate's file and being edited by hand
+(tests/fixtures/via/README.md says how it was made), and with the balloon dataset's
+via_region_data.json, saved by VIA, where it is present. With ``MRCNN_VIA_HTML`` naming VIA 2's
+page, the VIA session is redone live in headless Chromium."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.helpers.annotations import output_path, shapes_with_holes, write_images, write_project
-from tests.helpers.paths import BALLOON, FIXTURES
+from mrcnn.datasets import from_spec
+from mrcnn.labelling.annotate import dataset_spec
+from mrcnn.labelling.merge import ImageRecord
+from mrcnn.labelling.via import ViaProject
+from tests.helpers.paths import BALLOON
+from tools.via_reference.make_fixture import DRAWN_SQUARE, FIXTURE, edit_in_via, write_scene
+from tools.via_reference.via_browser import chromium_missing
 
 
 def _layout(value):
@@ -24,40 +35,93 @@ def _layout(value):
 
 
 @pytest.fixture
-def ours(tmp_path) -> dict:
-    paths = write_images(tmp_path / "images", 2)
-    output = write_project("via", paths, shapes_with_holes(False), output_path("via", tmp_path))
-    return json.loads(output.read_text())
+def scene(tmp_path) -> tuple[list[Path], Path]:
+    """The fixture's two images and annotate's project of them, written now."""
+    return write_scene(tmp_path / "images")
 
 
-def test_project_layout_matches_vias_own(ours):
-    saved = json.loads((FIXTURES / "via" / "via2_saved_layout.json").read_text())
-    assert list(ours) == list(saved)
-    assert ours["_via_data_format_version"] == saved["_via_data_format_version"]
-    settings, expected = _layout(ours["_via_settings"]), _layout(saved["_via_settings"])
-    settings["project"]["name"] = expected["project"]["name"]  # the name differs, not its type
-    assert settings == expected
-    entry, saved_entry = (
-        next(iter(ours["_via_img_metadata"].values())),
-        next(iter(saved["_via_img_metadata"].values())),
+@pytest.fixture
+def ours(scene) -> dict:
+    return json.loads(scene[1].read_text())
+
+
+@pytest.fixture(scope="module")
+def saved() -> dict:
+    return json.loads(FIXTURE.read_text())
+
+
+def _regions(project: dict) -> dict[str, list[dict]]:
+    return {e["filename"]: e["regions"] for e in project["_via_img_metadata"].values()}
+
+
+def test_project_layout_is_the_one_via_saved(ours, saved):
+    assert _layout(ours) == _layout(saved)
+    for key in ("_via_settings", "_via_attributes", "_via_data_format_version"):
+        assert ours[key] == saved[key], key
+    assert ours["_via_image_id_list"] == saved["_via_image_id_list"]
+    assert list(ours["_via_img_metadata"]) == list(saved["_via_img_metadata"])
+    for entry, saved_entry in zip(
+        ours["_via_img_metadata"].values(), saved["_via_img_metadata"].values(), strict=True
+    ):
+        assert {k: v for k, v in entry.items() if k != "regions"} == {
+            k: v for k, v in saved_entry.items() if k != "regions"
+        }
+
+
+def test_via_saved_back_every_region_nobody_edited(ours, saved):
+    written, kept = _regions(ours), _regions(saved)
+    assert kept["img1.png"] == written["img1.png"]
+    relabelled, untouched, drawn = kept["img0.png"]
+    assert untouched == written["img0.png"][1]
+    assert relabelled["shape_attributes"] == written["img0.png"][0]["shape_attributes"]
+    assert relabelled["region_attributes"] == {
+        **written["img0.png"][0]["region_attributes"],
+        "class": "frame",
+    }
+    assert drawn["shape_attributes"]["name"] == "polygon"
+    assert drawn["region_attributes"]["class"] == "frame"
+
+
+def test_merge_tells_a_person_s_edits_in_via_from_annotate_s_regions(scene, tmp_path):
+    images, _ = scene
+    project = ViaProject(["frame", "ring"])
+    project.read(FIXTURE)
+    first, second = (ImageRecord(p, p.name, 96, 128) for p in images)
+    humans, unchanged = project.regions(first)
+    assert (len(humans), unchanged) == (2, 1)  # the relabelled ring and the drawn square
+    assert all(h.rle is not None for h in humans)
+    humans, unchanged = project.regions(second)
+    assert (len(humans), unchanged) == (0, 2)
+
+
+def test_our_loader_reads_the_file_via_saved(scene):
+    images, _ = scene
+    copy = shutil.copy(FIXTURE, images[0].parent / "edited.json")
+    dataset = from_spec(dataset_spec("via", Path(copy)), None)
+    by_name = {Path(info["path"]).name: i for i, info in enumerate(dataset.image_info)}
+    masks, class_ids = dataset.load_mask(by_name["img0.png"])
+    names = [dataset.class_names[i] for i in class_ids]
+    assert names == ["frame", "frame", "frame"]
+    drawn = masks[:, :, 2]
+    vias = _regions(json.loads(FIXTURE.read_text()))["img0.png"][2]["shape_attributes"]
+    (x1, x2), (y1, y2) = (
+        (min(vias[f"all_points_{a}"]), max(vias[f"all_points_{a}"])) for a in "xy"
     )
-    assert list(entry) == list(saved_entry)
-    assert _layout(entry["regions"][0]["shape_attributes"]) == _layout(
-        saved_entry["regions"][0]["shape_attributes"]
-    )
-    assert list(entry["regions"][0]) == list(saved_entry["regions"][0])
-    assert all(isinstance(v, str) for v in entry["regions"][0]["region_attributes"].values())
-    declared, saved_declared = ours["_via_attributes"], saved["_via_attributes"]
-    assert list(declared) == list(saved_declared)
-    dropdown, saved_dropdown = declared["region"]["class"], saved_declared["region"]["kind"]
-    assert list(dropdown) == list(saved_dropdown) and dropdown["type"] == saved_dropdown["type"]
-    assert set(dropdown["options"]) == {"ring", "frame"}
-    assert all(v == "" for v in dropdown["options"].values())
-    assert _layout(declared["region"]["score"]) == _layout(saved_declared["region"]["note"])
-    assert ours["_via_image_id_list"] == list(ours["_via_img_metadata"])
-    assert all(
-        key == e["filename"] + str(e["size"]) for key, e in ours["_via_img_metadata"].items()
-    )
+    square = np.zeros_like(drawn)
+    square[y1 : y2 + 1, x1 : x2 + 1] = True  # vertices on pixel centres: the border is inside
+    assert np.array_equal(drawn, square)
+    assert (x2 - x1, y2 - y1) == (30, 30) == tuple(np.ptp(DRAWN_SQUARE, axis=0))
+
+
+def test_via_saves_the_fixture_again_today(tmp_path):
+    """The VIA session redone live (needs VIA 2's page: ``MRCNN_VIA_HTML``) saves the
+    committed fixture byte for byte, so the fixture is what VIA writes for annotate's file."""
+    page = os.environ.get("MRCNN_VIA_HTML")
+    if not page:
+        pytest.skip("MRCNN_VIA_HTML is not set (VIA 2's src/index.html from ox-vgg/via)")
+    if why := chromium_missing():
+        pytest.skip(why)
+    assert edit_in_via(Path(page), tmp_path) == FIXTURE.read_text()
 
 
 def test_regions_match_the_balloon_file_saved_by_via(ours):
