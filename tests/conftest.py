@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 
 from mrcnn.cli import main
 from tests.helpers.exported import MATTERPORT_FLAVOUR, MATTERPORT_STYLE, save_checkpoint
+from tests.helpers.run_shared import RUN_DIR_VARIABLE, made_once_per_run, run_folder
 
 
 class ModuleTemp:
@@ -38,28 +40,39 @@ def module_tmp(tmp_path_factory: pytest.TempPathFactory, request) -> Iterator[Mo
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Name the folder this run's processes share (tests/helpers/run_shared.py)."""
+    os.environ[RUN_DIR_VARIABLE] = str(run_folder(tmp_path_factory))
+
+
+def _exported(folder: Path, name: str, **checkpoint_options) -> None:
+    checkpoint = save_checkpoint(folder / f"{name}.pt", **checkpoint_options)
+    assert main(["export", "--weights", str(checkpoint), str(folder / f"{name}.onnx")]) == 0
+
+
 @pytest.fixture(scope="session")
 def matterport_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(checkpoint, exported .onnx) of a Matterport-style tiny model, exported by the CLI.
-    Shared by the session: an export takes some 20 seconds."""
+    """(checkpoint, exported .onnx) of a Matterport-style tiny model, exported by the CLI once
+    for the run (an export takes some 20 seconds)."""
     pytest.importorskip("onnxscript", reason="onnxscript is a test extra: pip install -e .[test]")
-    folder = tmp_path_factory.mktemp("onnx_matterport")
-    checkpoint = save_checkpoint(folder / "tiny.pt", **MATTERPORT_STYLE)
-    onnx_file = folder / "tiny.onnx"
-    assert main(["export", "--weights", str(checkpoint), str(onnx_file)]) == 0
-    return checkpoint, onnx_file
+    folder = made_once_per_run(
+        "onnx_matterport", lambda f: _exported(f, "tiny", **MATTERPORT_STYLE)
+    )
+    return folder / "tiny.pt", folder / "tiny.onnx"
 
 
 @pytest.fixture(scope="session")
 def matterport_flavour_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(checkpoint, exported .onnx) of a tiny model in Matterport's network flavour (what .h5
-    models run in; ResNet-50), exported by the CLI once for the session (about 30 seconds)."""
+    models run in; ResNet-50), exported by the CLI once for the run (about 30 seconds)."""
     pytest.importorskip("onnxscript", reason="onnxscript is a test extra: pip install -e .[test]")
-    folder = tmp_path_factory.mktemp("onnx_matterport_flavour")
-    checkpoint = save_checkpoint(folder / "mp.pt", background_shift=-4.0, **MATTERPORT_FLAVOUR)
-    onnx_file = folder / "mp.onnx"
-    assert main(["export", "--weights", str(checkpoint), str(onnx_file)]) == 0
-    return checkpoint, onnx_file
+
+    def make(folder: Path) -> None:
+        _exported(folder, "mp", background_shift=-4.0, **MATTERPORT_FLAVOUR)
+
+    folder = made_once_per_run("onnx_matterport_flavour", make)
+    return folder / "mp.pt", folder / "mp.onnx"
 
 
 @pytest.fixture

@@ -76,15 +76,19 @@ BLANK = np.full((64, 64, 3), 128, dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
-def fp32_entry(made, module_tmp):
-    """The cache entry of the model's fp32 graph for its own 64 x 64 input (exported once)."""
-    runner = backend.OpenVinoMaskRCNN(made[0], module_tmp.mktemp("fp32"), "fp32", say=quiet)
-    return runner.graph_folder((64, 64))
+def fp32_entry(made):
+    """The cache entry of the model's fp32 graph for GRAPH_SIZE inputs, which ``made``
+    exported (an export costs 20-60 s; the tests below calibrate at that size too)."""
+    model, cache = made[:2]
+    runner = backend.OpenVinoMaskRCNN(model, cache, "fp32", say=quiet, input_size=GRAPH_SIZE)
+    entry = runner.graph_folder(GRAPH_SIZE)
+    assert runner.exports == 0
+    return entry
 
 
 @pytest.fixture
 def cache(fp32_entry, tmp_path):
-    """A fresh cache holding only the fp32 64 x 64 graph (no export in the test)."""
+    """A fresh cache holding only the fp32 GRAPH_SIZE graph (no export in the test)."""
     return seeded_cache(tmp_path / "cache", fp32_entry)
 
 
@@ -209,7 +213,7 @@ def test_an_image_without_detections_is_left_out_of_calibration(made, cache):
         model,
         with_images(triangles(4), {3: BLANK}),
         cache,
-        (64, 64),
+        GRAPH_SIZE,
         check=triangles(3),
         say=said.append,
         progress=False,
@@ -228,7 +232,7 @@ def test_calibration_images_the_model_finds_nothing_on_are_refused(made, cache):
             model,
             with_images(triangles(1), {0: BLANK}),
             cache,
-            (64, 64),
+            GRAPH_SIZE,
             check=triangles(1),
             say=quiet,
             progress=False,
@@ -270,7 +274,7 @@ def test_cli_exports_int8_and_detect_runs_it(fp32_entry, tmp_path, capsys):
             "--calibrate",
             "shapes:20:64",
             "--input-size",
-            "64x64",
+            f"{GRAPH_SIZE[0]}x{GRAPH_SIZE[1]}",
         ]
     )
     assert code == 0
@@ -278,7 +282,7 @@ def test_cli_exports_int8_and_detect_runs_it(fp32_entry, tmp_path, capsys):
     assert "int8 accuracy on 2 checked images" in printed and "wrote" in printed
     assert out.is_file() and out.with_suffix(".bin").is_file()
     report = json.loads(out.with_suffix(".int8.json").read_text())
-    assert report["input_size"] == [64, 64] and report["int8_layers"] == report["layers"]
+    assert report["input_size"] == list(GRAPH_SIZE) and report["int8_layers"] == report["layers"]
     photo = tmp_path / "in.png"
     Image.fromarray(triangles(1).load_image(0)).save(photo)
     args = [

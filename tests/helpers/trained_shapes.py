@@ -1,9 +1,11 @@
 """A small network trained to overfit a few triangles, shared by the tests that need a trained
-model (test_overfit, test_precision); trained once per test session."""
+model (test_overfit, test_precision, test_int8, ...); trained once per test run."""
 
 from __future__ import annotations
 
 import atexit
+import json
+import os
 import shutil
 import tempfile
 import time
@@ -15,6 +17,7 @@ import torch
 from mrcnn.config import Config
 from mrcnn.datasets import ShapesDataset
 from mrcnn.model import MaskRCNN
+from tests.helpers.run_shared import RUN_DIR_VARIABLE, made_once_per_run
 
 
 class OverfitConfig(Config):
@@ -64,14 +67,29 @@ def triangles(count: int, seed: int = 0) -> ShapesDataset:
 @lru_cache(maxsize=1)
 def trained_triangles() -> tuple[Path, float]:
     """(checkpoint, training seconds) of :class:`OverfitConfig` trained from random weights for
-    one epoch of 60 steps on ``triangles(3)``, in a temporary folder removed at exit."""
+    one epoch of 60 steps on ``triangles(3)``: once for the test run, shared by its processes
+    (tests/helpers/run_shared.py); outside pytest, in a temporary folder removed at exit."""
+    if RUN_DIR_VARIABLE not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="mrcnn_trained_triangles_"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        return _train(folder)
+    folder = made_once_per_run("trained_triangles", _train_and_record)
+    record = json.loads((folder / "trained.json").read_text())
+    return Path(record["checkpoint"]), float(record["seconds"])
+
+
+def _train(folder: Path) -> tuple[Path, float]:
     torch.manual_seed(0)
-    folder = Path(tempfile.mkdtemp(prefix="mrcnn_trained_triangles_"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     model = MaskRCNN("training", OverfitConfig(), folder)
     start = time.perf_counter()
     model.train(triangles(3), None, OverfitConfig.LEARNING_RATE, epochs=1, layers="all")
     return Path(model.find_last()), time.perf_counter() - start
+
+
+def _train_and_record(folder: Path) -> None:
+    checkpoint, seconds = _train(folder)
+    record = {"checkpoint": str(checkpoint), "seconds": seconds}
+    (folder / "trained.json").write_text(json.dumps(record))
 
 
 def trained_model(**overrides) -> MaskRCNN:
