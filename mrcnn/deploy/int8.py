@@ -237,7 +237,8 @@ def make_int8_graph(
     inputs = CalibrationInputs(dataset, calibration, model.config, input_size)
     graph = quantize(nncf, source, inputs, len(calibration))
     seconds = time.perf_counter() - started
-    check_calibrated(graph, len(calibration), say)
+    fill_empty_levels(graph, say)
+    check_calibrated(graph, len(calibration))
     int8.use_graph(input_size, graph)
     report = Int8Report(
         input_size=tuple(input_size),
@@ -312,16 +313,20 @@ def unmeasured_quantizers(graph) -> list[str]:
     return unmeasured
 
 
-def check_calibrated(graph, images: int, say: Callable[[str], None] | None = None) -> None:
-    """Give a quantizer that saw no values its concatenated siblings' range
-    (:func:`borrow_sibling_ranges`), then raise a one-line ValueError when some still have
-    none."""
+def fill_empty_levels(graph, say: Callable[[str], None]) -> None:
+    """Give each quantizer that saw no values its concatenated siblings' range
+    (:func:`borrow_sibling_ranges`, which changes ``graph``), saying how many."""
     borrowed = borrow_sibling_ranges(graph)
-    if borrowed and say is not None:
+    if borrowed:
         say(
             f"note: {borrowed} pyramid levels got no box on the calibration images; their "
             "ROIAlign quantizers take the range of the other levels"
         )
+
+
+def check_calibrated(graph, images: int) -> None:
+    """Raise a one-line ValueError when some quantizer of ``graph`` saw no values on the
+    ``images`` calibration images (leaves ``graph`` as it is)."""
     unmeasured = unmeasured_quantizers(graph)
     if unmeasured:
         raise ValueError(
@@ -466,6 +471,7 @@ __all__ = [
     "ACCEPTED_DROP",
     "calibration_sets",
     "check_calibrated",
+    "fill_empty_levels",
     "int8_layer_count",
     "DEFAULT_HOLDOUT",
     "Int8Report",
