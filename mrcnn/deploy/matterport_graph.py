@@ -138,7 +138,11 @@ def stable_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
     value; the k chosen are those above it and the first (by index: NonZero's order) of those
     equal to it; their order comes from a TopK over unique integer keys (the rank of the value
     among the distinct values chosen, then the index), which no tie can reorder.
+
+    A NaN (a diverged model) ranks above every number, as in the PyTorch model; compared as
+    NaN, it would match neither ``>`` nor ``==`` and leave fewer than k chosen.
     """
+    values = torch.where(torch.isnan(values), torch.full_like(values, float("inf")), values)
     kth = torch.topk(values, k).values[-1]
     above = torch.nonzero(values > kth).squeeze(1)
     at_kth = torch.nonzero(values == kth).squeeze(1)

@@ -48,13 +48,14 @@ def stable_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
     Returns:
         int64 [B, k], best first.
     """
+    # NaN scores (a diverged model) rank above every number, in index order, as a stable sort
+    # puts them; compared as NaN they would be neither above nor at the k-th value
+    values = values.nan_to_num(nan=float("inf"))
     kth = values.topk(k, dim=1).values[:, -1:]  # [B, 1]: every value above it is in
     rows = []
     # One image at a time: a batch holds only a few.
     for row, threshold in zip(values, kth, strict=True):
         candidates = torch.nonzero(row >= threshold).squeeze(1)  # ascending index order
-        if len(candidates) < k:  # NaN scores (a diverged model) compare false: sort them all
-            candidates = torch.arange(len(row), device=row.device)
         order = torch.sort(row[candidates], descending=True, stable=True).indices[:k]
         rows.append(candidates[order])
     return torch.stack(rows)

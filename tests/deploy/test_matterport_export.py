@@ -141,3 +141,18 @@ def test_int8_graphs_are_made_and_run_for_the_flavour(
     runner = backend.OpenVinoMaskRCNN(model, tmp_path, "int8", say=lambda _: None)
     found = runner.detect(images()[:1])[0]
     assert runner.exports == 0 and found["masks"].shape[:2] == SHAPES[0]
+
+
+@pytest.mark.parametrize("nans", [0, 3, 40])
+def test_the_graphs_ranking_is_the_models_with_ties_and_nans(nans):
+    """The export's tie-proof top-k against the PyTorch model's stable sort, on probabilities
+    that tie by the dozen, with NaN scores (a diverged model: the graph's comparisons would
+    otherwise choose fewer than k and fail in the runtime)."""
+    from mrcnn.deploy.matterport_graph import stable_top_k as graph_top_k
+    from mrcnn.modeling.proposals import stable_top_k as model_top_k
+
+    generator = torch.Generator().manual_seed(nans)
+    values = torch.randint(0, 12, (200,), generator=generator).float() / 11
+    values[torch.randperm(200, generator=generator)[:nans]] = float("nan")
+    for k in (1, 30, 120):
+        assert torch.equal(graph_top_k(values, k), model_top_k(values[None], k)[0])

@@ -191,7 +191,10 @@ def test_stable_top_k_equals_a_stable_sort_with_ties(k):
     assert torch.equal(stable_top_k(values, k), expected)
 
 
-def test_stable_top_k_ranks_nan_scores_as_a_stable_sort_does():
-    values = torch.tensor([[0.5, float("nan"), 0.9, 0.5, float("nan"), 0.1]])
-    expected = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :4]
-    assert torch.equal(stable_top_k(values, 4), expected)
+@pytest.mark.parametrize("k", [2, 4, 7])
+def test_stable_top_k_ranks_nan_scores_as_a_stable_sort_does(k):
+    """Also when enough numbers tie at the k-th value (k = 4: four at 0.5): NaN compares false,
+    so a filter on the numbers alone dropped the NaNs there (and kept them at k = 7)."""
+    values = torch.tensor([[0.5, float("nan"), 0.9, 0.5, float("nan"), 0.5, 0.5, 0.1]])
+    expected = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+    assert torch.equal(stable_top_k(values, k), expected)
