@@ -134,14 +134,10 @@ def test_int8_graphs_are_made_and_run_for_the_flavour(
     scenes = ShapesDataset()
     scenes.load_shapes(4, 128, 128, seed=0)
     scenes.prepare()
-    said: list[str] = []
     _, report = make_int8_graph(
-        model, scenes, tmp_path, (128, 128), holdout=1, say=said.append, progress=False
+        model, scenes, tmp_path, (128, 128), holdout=1, say=lambda _: None, progress=False
     )
     assert report.layers >= 80 and report.int8_layers == report.layers
-    # calibrated at CALIBRATION_MIN_SCORE, the mask head saw boxes on every pyramid level (at
-    # the config's threshold this model's few detections left levels to borrow a range)
-    assert not [line for line in said if "pyramid levels got no box" in line], said
     runner = backend.OpenVinoMaskRCNN(model, tmp_path, "int8", say=lambda _: None)
     found = runner.detect(images()[:1])[0]
     assert runner.exports == 0 and found["masks"].shape[:2] == SHAPES[0]
