@@ -19,8 +19,8 @@ from mrcnn.labelling.annotate import dataset_spec
 from mrcnn.labelling.merge import ImageRecord
 from mrcnn.labelling.via import ViaProject
 from tests.helpers.paths import BALLOON
+from tools.browser import chromium_missing
 from tools.via_reference.make_fixture import DRAWN_SQUARE, FIXTURE, edit_in_via, write_scene
-from tools.via_reference.via_browser import chromium_missing
 
 
 def _layout(value):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -18,19 +17,15 @@ from PIL import Image
 
 from tests.helpers.paths import BALLOON
 from tests.helpers.serve import CLASS_NAMES, blob_photo, live_server, serve_model
+from tools.browser import chromium_missing, headless_chromium
 
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 #: A val photo with two detections of the test model, scoring about 0.70 and 0.43.
 PHOTO_NAME = "24631331976_defa3bb61f_k.jpg"
 
-if not CHROMEDRIVER.exists() or not (shutil.which("chromium") or shutil.which("chromium-browser")):
-    pytest.skip(
-        "headless Chromium is missing: apt-get install chromium chromium-driver",
-        allow_module_level=True,
-    )
+if why := chromium_missing():
+    pytest.skip(why, allow_module_level=True)
 if not BALLOON.is_dir():
     pytest.skip(f"balloon photos not found at {BALLOON}", allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
 pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install '.[serve]'")
 
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -57,22 +52,8 @@ def server():
 
 @pytest.fixture()
 def browser(tmp_path):
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    options = Options()
-    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1400,1100")
-    options.add_experimental_option(
-        "prefs",
-        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
-    )
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.downloads = downloads
+    driver = headless_chromium(tmp_path / "downloads")
+    driver.downloads = tmp_path / "downloads"
     try:
         yield driver
     finally:

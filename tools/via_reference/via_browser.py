@@ -10,26 +10,15 @@ canvas scale is read from VIA so that clicks land on those pixels.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+from tools.browser import headless_chromium
+
 #: Seconds to wait for VIA to load a file, draw, or for Chromium to finish a download.
 TIMEOUT = 30.0
-
-
-def chromium_missing() -> str | None:
-    """Why the browser cannot run here, or None."""
-    if not CHROMEDRIVER.exists() or not shutil.which("chromium"):
-        return "headless Chromium is missing: apt-get install chromium chromium-driver"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is missing: pip install selenium"
-    return None
 
 
 def _wait(condition, what: str, timeout: float = TIMEOUT):
@@ -159,24 +148,10 @@ class ViaPage:
 @contextmanager
 def via_page(index_html: Path, downloads: Path) -> Iterator[ViaPage]:
     """VIA's page opened in headless Chromium, downloads going to ``downloads``."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
     index_html = Path(index_html).resolve()
     if not index_html.is_file():
         raise FileNotFoundError(f"{index_html}: not VIA's page (via-2.x.y/src/index.html)")
-    downloads.mkdir(parents=True, exist_ok=True)
-    options = Options()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1400,1100")
-    options.add_experimental_option(
-        "prefs",
-        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
-    )
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = headless_chromium(downloads)
     try:
         driver.get(index_html.as_uri())
         yield ViaPage(driver, downloads)
