@@ -50,7 +50,7 @@ def stable_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
     """
     # NaN scores (a diverged model) rank above every number, in index order, as a stable sort
     # puts them; compared as NaN they would be neither above nor at the k-th value
-    values = values.nan_to_num(nan=float("inf"))
+    values = torch.where(values.isnan(), float("inf"), values)  # infinities stay as they are
     kth = values.topk(k, dim=1).values[:, -1:]  # [B, 1]: every value above it is in
     rows = []
     # One image at a time: a batch holds only a few.

@@ -154,5 +154,6 @@ def test_the_graphs_ranking_is_the_models_with_ties_and_nans(nans):
     generator = torch.Generator().manual_seed(nans)
     values = torch.randint(0, 12, (200,), generator=generator).float() / 11
     values[torch.randperm(200, generator=generator)[:nans]] = float("nan")
+    values[[7, 150]] = torch.tensor([float("inf"), float("-inf")])  # infinities rank as such
     for k in (1, 30, 120):
         assert torch.equal(graph_top_k(values, k), model_top_k(values[None], k)[0])
