@@ -21,14 +21,13 @@ from tools.browser import headless_chromium
 TIMEOUT = 30.0
 
 
-def _wait(condition, what: str, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"VIA did not {what} within {timeout:.0f} s")
+def _wait(condition, what: str):
+    """``condition()``'s first truthy value, polled by selenium's WebDriverWait (which needs a
+    driver argument; the conditions here read the page through their own)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    waiting = WebDriverWait(None, TIMEOUT, poll_frequency=0.05)
+    return waiting.until(lambda _: condition(), f"VIA did not {what} within {TIMEOUT:.0f} s")
 
 
 class ViaPage:
