@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks._common import measure_bf16_as_asked, peak_rss_mib
-from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
+from mrcnn.testing import pair_by_class, photo_like_image, randomised_torchvision_maskrcnn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,21 +158,18 @@ def network_gflop() -> float:
 
 
 def pair(ours: dict, reference: dict) -> list[tuple[int, int, float, float]]:
-    """Match detections one to one (same class, nearest box): (i ours, j reference, largest box
-    difference in px, mask IoU) per pair."""
-    unmatched = set(range(len(reference["scores"])))
-    pairs = []
-    for i in range(len(ours["scores"])):
-        candidates = [j for j in unmatched if reference["labels"][j] == ours["labels"][i]]
-        if not candidates:
-            continue
-        diffs = [np.abs(ours["boxes"][i] - reference["boxes"][j]).max() for j in candidates]
-        j = candidates[int(np.argmin(diffs))]
-        unmatched.discard(j)
-        union = np.logical_or(ours["masks"][i], reference["masks"][j]).sum()
-        inter = np.logical_and(ours["masks"][i], reference["masks"][j]).sum()
-        pairs.append((i, j, float(min(diffs)), 1.0 if union == 0 else float(inter / union)))
-    return pairs
+    """Match detections in :func:`torchvision_result`'s form one to one (same class, nearest
+    box; :func:`mrcnn.testing.pair_by_class`): (i ours, j reference, largest box difference
+    in px, mask IoU) per pair."""
+
+    def detect_style(r: dict) -> dict:
+        return {
+            "class_ids": r["labels"],
+            "boxes": r["boxes"],
+            "masks": np.moveaxis(r["masks"], 0, 2),
+        }
+
+    return pair_by_class(detect_style(ours), detect_style(reference))
 
 
 def compare(ours: dict, reference: dict) -> str:

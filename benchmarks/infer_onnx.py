@@ -18,11 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmarks._common import peak_rss_mib
-from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
+from mrcnn.testing import pair_by_class, photo_like_image, randomised_torchvision_maskrcnn
 
 HEIGHT, WIDTH = 800, 1066
 
@@ -43,20 +42,9 @@ def agreement(ours: dict, exported: dict, runtime: str = "ONNX Runtime") -> str:
     """Pairs (same class, nearest box) and how close they are, as the test measures it; for
     the pairs that are not close, the highest score involved (near-tied low scores at the
     DETECTION_MAX_INSTANCES cut are where float rounding swaps detections)."""
-    free = set(range(len(exported["scores"])))
-    box_diffs, ious, scores = [], [], []
-    for i in range(len(ours["scores"])):
-        same = [j for j in free if exported["class_ids"][j] == ours["class_ids"][i]]
-        if not same:
-            continue
-        diffs = [float(np.abs(ours["boxes"][i] - exported["boxes"][j]).max()) for j in same]
-        j = same[int(np.argmin(diffs))]
-        free.discard(j)
-        box_diffs.append(min(diffs))
-        a, b = ours["masks"][..., i], exported["masks"][..., j]
-        union = np.logical_or(a, b).sum()
-        ious.append(1.0 if union == 0 else np.logical_and(a, b).sum() / union)
-        scores.append(max(float(ours["scores"][i]), float(exported["scores"][j])))
+    pairs = pair_by_class(ours, exported)
+    box_diffs, ious = [p[2] for p in pairs], [p[3] for p in pairs]
+    scores = [max(float(ours["scores"][i]), float(exported["scores"][j])) for i, j, *_ in pairs]
     close = [d <= 0.5 and iou >= 0.98 for d, iou in zip(box_diffs, ious, strict=True)]
     off = [
         (s, d, iou) for s, d, iou, c in zip(scores, box_diffs, ious, close, strict=True) if not c

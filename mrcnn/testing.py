@@ -58,3 +58,31 @@ def photo_like_image(height: int, width: int, seed: int = 0, rectangles: int = 6
         h, w = rng.integers(20, height // 2), rng.integers(20, width // 2)
         image[y : y + h, x : x + w] = rng.integers(0, 256, 3)
     return image
+
+
+def pair_by_class(ours: dict, theirs: dict) -> list[tuple[int, int, float, float]]:
+    """Pair detections of two runs of one model (two runtimes, two precisions) one to one:
+    each of ``ours``, in order, with the unpaired detection of ``theirs`` of the same class
+    whose box is nearest (largest side difference).
+
+    Args:
+        ours, theirs: detect-style dicts: "class_ids" [N], "boxes" float [N, 4] (any one
+            corner order, the same in both) and "masks" bool [H, W, N].
+    Returns:
+        (i in ours, j in theirs, largest box side difference in px, mask IoU) per pair; two
+        empty masks have IoU 1.
+    """
+    free = set(range(len(theirs["class_ids"])))
+    pairs = []
+    for i in range(len(ours["class_ids"])):
+        same = [j for j in sorted(free) if theirs["class_ids"][j] == ours["class_ids"][i]]
+        if not same:
+            continue
+        diffs = [float(np.abs(ours["boxes"][i] - theirs["boxes"][j]).max()) for j in same]
+        j = same[int(np.argmin(diffs))]
+        free.discard(j)
+        a, b = ours["masks"][..., i], theirs["masks"][..., j]
+        union = np.logical_or(a, b).sum()
+        iou = 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+        pairs.append((i, j, min(diffs), iou))
+    return pairs

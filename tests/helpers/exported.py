@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mrcnn.model import MaskRCNN
 from mrcnn.structures.image import mold_batch
-from mrcnn.testing import photo_like_image
+from mrcnn.testing import pair_by_class, photo_like_image
 from mrcnn.weights.checkpoint import atomic_torch_save, checkpoint_payload
 from tests.helpers.tiny_model import tiny_model
 
@@ -98,21 +97,10 @@ def load_checkpoint(path: Path) -> MaskRCNN:
 
 def pair_detections(ours: dict, theirs: dict) -> tuple[int, list[float], list[float]]:
     """Pair each of ``ours`` with an unpaired detection of ``theirs`` of the same class and the
-    nearest box; returns (pairs, box differences in px, mask IoUs)."""
-    free = set(range(len(theirs["scores"])))
-    box_diffs, ious = [], []
-    for i in range(len(ours["scores"])):
-        same = [j for j in free if theirs["class_ids"][j] == ours["class_ids"][i]]
-        if not same:
-            continue
-        diffs = [float(np.abs(ours["boxes"][i] - theirs["boxes"][j]).max()) for j in same]
-        j = same[int(np.argmin(diffs))]
-        free.discard(j)
-        box_diffs.append(min(diffs))
-        a, b = ours["masks"][..., i], theirs["masks"][..., j]
-        union = np.logical_or(a, b).sum()
-        ious.append(1.0 if union == 0 else np.logical_and(a, b).sum() / union)
-    return len(box_diffs), box_diffs, ious
+    nearest box (:func:`mrcnn.testing.pair_by_class`); returns (pairs, box differences in px,
+    mask IoUs)."""
+    pairs = pair_by_class(ours, theirs)
+    return len(pairs), [p[2] for p in pairs], [p[3] for p in pairs]
 
 
 def assert_same_detections(reference: list[dict], exported: list[dict]) -> None:
