@@ -22,12 +22,12 @@ from mrcnn.modeling.backbone import frozen_batchnorm_is_untrained
 from mrcnn.modeling.network import MaskRCNNNet
 from mrcnn.modeling.precision import inference_autocast
 from mrcnn.structures.boxes import xyxy_to_yxyx
+from mrcnn.structures.detect_inputs import checked_images
 from mrcnn.structures.image import (
     ImageMeta,
     mold_batch,
     paste_masks,
     same_input_groups,
-    to_rgb_uint8,
     unmold_boxes,
 )
 from mrcnn.structures.masks import BoxMasks
@@ -391,7 +391,7 @@ class MaskRCNN(MatterportMethods):
         """
         if mask_format not in ("dense", "boxes"):
             raise ValueError(f"mask_format={mask_format!r}: use 'dense' or 'boxes'")
-        images = [_check_image(image, i) for i, image in enumerate(_check_list(images))]
+        images = checked_images(images)
         was_training = self.net.training
         self.net.eval()
         results: list[dict | None] = [None] * len(images)
@@ -472,29 +472,3 @@ def _box_masks(masks: torch.Tensor, boxes: torch.Tensor, shape: tuple[int, int])
     """The instances as :class:`mrcnn.structures.masks.BoxMasks`: small masks and boxes,
     pasted lazily."""
     return BoxMasks((int(shape[0]), int(shape[1])), masks.cpu(), boxes.cpu())
-
-
-def _check_list(images) -> list:
-    if isinstance(images, np.ndarray):
-        raise ValueError("detect expects a list of images, got one array; use detect([image])")
-    if not isinstance(images, (list, tuple)):
-        raise ValueError(f"detect expects a list of images, got {type(images).__name__}")
-    if len(images) == 0:
-        raise ValueError("detect got an empty list of images")
-    return list(images)
-
-
-def _check_image(image, index: int) -> np.ndarray:
-    where = f"image {index}"
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{where}: expected a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(
-            f"{where}: dtype {image.dtype}, expected uint8 RGB in 0-255 (for floats in [0, 1] "
-            "use (image * 255).round().astype(np.uint8))"
-        )
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"{where}: shape {image.shape}, expected H x W or H x W x 1, 3 or 4")
-    if image.size == 0:
-        raise ValueError(f"{where}: zero-size image (shape {image.shape})")
-    return to_rgb_uint8(image, where)

@@ -33,6 +33,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from mrcnn.deploy import matterport_runtime as matterport
+from mrcnn.structures.detect_inputs import checked_images
 from mrcnn.structures.resize_plan import ImageMeta, ResizePlan, inference_mode, plan_resize
 
 #: Metadata key of the ONNX file holding the settings (JSON).
@@ -390,13 +391,12 @@ def detect_result(found: GraphDetections, masks) -> dict:
 def detect_each(
     images: Sequence[np.ndarray], detect_one: Callable[[np.ndarray], dict], verbose: int = 0
 ) -> list[dict]:
-    """``detect_one`` on each image of a non-empty list, checked (:func:`check_image`) and
-    made H x W x 3 RGB; ``verbose`` prints one line per image."""
-    if isinstance(images, np.ndarray) or len(images) == 0:
-        raise ValueError("detect expects a non-empty list of H x W x 3 uint8 RGB images")
+    """``detect_one`` on each image of a non-empty list, checked and made H x W x 3 RGB
+    (:func:`mrcnn.structures.detect_inputs.checked_images`); ``verbose`` prints one line per
+    image."""
     results = []
-    for index, image in enumerate(images):
-        results.append(detect_one(check_image(image, index)))
+    for index, image in enumerate(checked_images(images)):
+        results.append(detect_one(image))
         if verbose:
             print(f"image {index}: {len(results[-1]['class_ids'])} instances")
     return results
@@ -438,16 +438,6 @@ def _read_metadata(stored: str, path: Path) -> dict:
             f"class_names list; {redo}"
         )
     return info
-
-
-def check_image(image, index: int) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise ValueError(f"image {index}: expected a uint8 numpy array (H x W x 3 RGB)")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.size == 0:
-        raise ValueError(f"image {index}: shape {image.shape}, expected H x W x 3 RGB")
-    return np.ascontiguousarray(image[:, :, :3])
 
 
 #: Each NETWORK_FLAVOUR's :class:`Molding`.

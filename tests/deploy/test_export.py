@@ -110,9 +110,9 @@ def test_no_detections_gives_empty_results(torchvision_export, tmp_path):
     result = exported.detect([photo_like_image(60, 80)])[0]
     assert result["masks"].shape == (60, 80, 0)
     assert result["boxes"].shape == (0, 4) and result["class_ids"].shape == (0,)
-    with pytest.raises(ValueError, match="image 1: expected a uint8"):
+    with pytest.raises(ValueError, match="image 1: dtype float32, expected uint8"):
         exported.detect([photo_like_image(60, 80), np.zeros((5, 5, 3), np.float32)])
-    with pytest.raises(ValueError, match="non-empty list"):
+    with pytest.raises(ValueError, match="empty list of images"):
         exported.detect([])
 
 
