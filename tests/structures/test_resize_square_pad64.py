@@ -98,9 +98,10 @@ def test_detect_runs_on_a_non_square_input_with_its_own_anchors(flavour):
 def test_a_trained_model_finds_the_same_objects_in_the_tight_input():
     """The demo's triangles model (trained on 64 x 64 images) on 64 x 128 frames: each
     triangle found in the square input (128 x 128) is found in the tight one (64 x 128), same
-    class, boxes overlapping (IoU >= 0.6; measured 0.70 to 0.82). The tight input also finds
-    what the square one misses here (1 triangle of 3): it is nearer what the model was
-    trained on (no padding band)."""
+    class, boxes overlapping as the same object does (IoU >= 0.5; measured 0.70 to 0.82 on an
+    AVX2 EPYC, 0.57 to 0.90 on an AVX-512 one, whose kernels train a slightly different
+    model). The tight input may also find what the square one misses (1 triangle of 3 on the
+    AVX2 machine): it is nearer what the model was trained on (no padding band)."""
     from tests.helpers.trained_shapes import trained_model, triangles
 
     square = trained_model(IMAGE_RESIZE_MODE="square", IMAGE_MAX_DIM=128)
@@ -117,7 +118,7 @@ def test_a_trained_model_finds_the_same_objects_in_the_tight_input():
             assert len(b["scores"]) and b["scores"][0] > 0.5 and b["class_ids"][0] == 3
             if len(a["scores"]) and a["scores"][0] > 0.5:
                 assert a["class_ids"][0] == b["class_ids"][0]
-                assert _iou(a["boxes"][0], b["boxes"][0]) >= 0.6
+                assert _iou(a["boxes"][0], b["boxes"][0]) >= 0.5
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
