@@ -6,7 +6,7 @@ many of them large), then runs each command in its own process and prints that p
 resident memory. The baseline, measured in the same run, is a process that only decodes the
 photo (``mrcnn.structures.image.read_image``). Target: every command under 3 GB.
 
-    python -m benchmarks.huge_image_memory [--width 12000 --height 9000]
+    python -m benchmarks.huge_image_memory [--width 12000 --height 9000] [--keep-freed-memory off]
 """
 
 from __future__ import annotations
@@ -103,7 +103,14 @@ def main() -> None:
     )
     parser.add_argument("--width", type=int, default=12000)
     parser.add_argument("--height", type=int, default=9000)
+    parser.add_argument(
+        "--keep-freed-memory",
+        choices=("on", "off"),
+        default="on",
+        help="CPU_KEEP_FREED_MEMORY for the commands (on: the default config's)",
+    )
     args = parser.parse_args()
+    keep = ["--set", f"CPU_KEEP_FREED_MEMORY={args.keep_freed_memory == 'on'}"]
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         photo, weights = work / "huge.jpg", work / "small.pt"
@@ -116,12 +123,12 @@ def main() -> None:
         runs = {
             "decode only (baseline)": ["decode", str(photo)],
             "mrcnn detect": ["detect", "--weights", str(weights), "--input", str(photo)]
-            + ["--output", str(work / "out")],
+            + ["--output", str(work / "out"), *keep],
             "mrcnn splash (gray)": ["splash", "--weights", str(weights), "--image", str(photo)]
-            + ["--output", str(work / "gray.png")],
+            + ["--output", str(work / "gray.png"), *keep],
             "mrcnn splash (dim, feather 4)": ["splash", "--weights", str(weights)]
             + ["--image", str(photo), "--effect", "dim", "--feather", "4"]
-            + ["--output", str(work / "dim.png")],
+            + ["--output", str(work / "dim.png"), *keep],
         }
         print(f"{'process':32} {'peak RSS':>10} {'x baseline':>10} {'seconds':>8}")
         baseline = None

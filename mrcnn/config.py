@@ -224,6 +224,9 @@ class Config:
     #: Keep convolution weights and activations in channels-last memory layout, which oneDNN
     #: (CPU) and cuDNN run faster; results are the same up to float rounding.
     CHANNELS_LAST = True
+    #: Linux: keep freed memory for the next image, so a CPU detect does not page its maps in
+    #: again; the process then holds its peak (:mod:`mrcnn.modeling.cpu_memory`).
+    CPU_KEEP_FREED_MEMORY = True
 
     def __init__(self) -> None:
         self._validate()

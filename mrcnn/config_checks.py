@@ -228,6 +228,7 @@ RULES: dict[str, Rule] = {
     "DEVICE": device,
     "CPU_THREADS": _COUNT,
     "CHANNELS_LAST": flag,
+    "CPU_KEEP_FREED_MEMORY": flag,
     "INFERENCE_PRECISION": one_of("fp32", "bf16", "fp16"),
     "KEEP_CONVENTIONS": keep_conventions,
 }

@@ -19,6 +19,7 @@ from mrcnn.compat.methods import MatterportMethods
 from mrcnn.config import Config
 from mrcnn.conventions import reconcile as reconcile_conventions
 from mrcnn.modeling.backbone import frozen_batchnorm_is_untrained
+from mrcnn.modeling.cpu_memory import keep_freed_memory
 from mrcnn.modeling.network import MaskRCNNNet
 from mrcnn.modeling.precision import inference_autocast
 from mrcnn.structures.boxes import xyxy_to_yxyx
@@ -79,6 +80,8 @@ class MaskRCNN(MatterportMethods):
         self.model_dir = Path(model_dir)
         if getattr(config, "CPU_THREADS", 0):
             torch.set_num_threads(int(config.CPU_THREADS))
+        if getattr(config, "CPU_KEEP_FREED_MEMORY", True):
+            keep_freed_memory()  # process-wide: the next image reuses this one's pages
         self.net = MaskRCNNNet(config)
         self.net.train(mode == "training")
         self.net.to(resolve_device(getattr(config, "DEVICE", "auto")))
