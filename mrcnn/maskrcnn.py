@@ -23,7 +23,6 @@ from mrcnn.modeling.cpu_memory import keep_freed_memory
 from mrcnn.modeling.network import MaskRCNNNet
 from mrcnn.modeling.precision import inference_autocast
 from mrcnn.structures.boxes import xyxy_to_yxyx
-from mrcnn.structures.detect_inputs import checked_images
 from mrcnn.structures.image import (
     ImageMeta,
     mold_batch,
@@ -32,6 +31,7 @@ from mrcnn.structures.image import (
     unmold_boxes,
 )
 from mrcnn.structures.masks import BoxMasks
+from mrcnn.structures.rgb import checked_images
 from mrcnn.structures.transfer import to_host
 from mrcnn.training.state import TrainingState
 from mrcnn.training.trainer import TrainingSubject

@@ -33,8 +33,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from mrcnn.deploy import matterport_runtime as matterport
-from mrcnn.structures.detect_inputs import checked_images
 from mrcnn.structures.resize_plan import ImageMeta, ResizePlan, inference_mode, plan_resize
+from mrcnn.structures.rgb import checked_images
 
 #: Metadata key of the ONNX file holding the settings (JSON).
 METADATA_KEY = "mrcnn"
@@ -392,7 +392,7 @@ def detect_each(
     images: Sequence[np.ndarray], detect_one: Callable[[np.ndarray], dict], verbose: int = 0
 ) -> list[dict]:
     """``detect_one`` on each image of a non-empty list, checked and made H x W x 3 RGB
-    (:func:`mrcnn.structures.detect_inputs.checked_images`); ``verbose`` prints one line per
+    (:func:`mrcnn.structures.rgb.checked_images`); ``verbose`` prints one line per
     image."""
     results = []
     for index, image in enumerate(checked_images(images)):

@@ -36,8 +36,9 @@ from pycocotools import mask as mask_utils
 
 from mrcnn.modeling.precision import decoding_dtype
 from mrcnn.modeling.roi_align import feature_table
-from mrcnn.structures.image import mold_batch, to_rgb_uint8
+from mrcnn.structures.image import mold_batch
 from mrcnn.structures.masks import BoxMasks
+from mrcnn.structures.rgb import to_rgb_uint8
 from mrcnn.structures.transfer import float_array
 
 #: Candidates are the detection layer's boxes scoring at least this (any foreground class).

@@ -26,6 +26,7 @@ from mrcnn.structures.resize_plan import (
     plan_for_config,  # noqa: F401 - the training data and the dataset stats import it from here
     plan_resize,
 )
+from mrcnn.structures.rgb import to_rgb_uint8
 
 #: EXIF tag of the orientation (1: as stored).
 _EXIF_ORIENTATION = 0x0112
@@ -36,45 +37,6 @@ LARGE_IMAGE_PIXELS = 4096 * 4096
 # ------------------------------------------------------------------------------------------------
 # Reading and converting
 # ------------------------------------------------------------------------------------------------
-def to_rgb_uint8(image: np.ndarray, where: str = "image") -> np.ndarray:
-    """Convert an array to H x W x 3 uint8 RGB.
-
-    Accepts H x W (grayscale), H x W x 1, H x W x 3, H x W x 4 (RGBA: alpha dropped), in uint8,
-    uint16 (scaled by 1/257), bool, or float in [0, 1]. Raises ValueError naming ``where`` and the
-    problem for anything else, or for a zero-size image.
-    """
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{where}: expected a numpy array, got {type(image).__name__}")
-    if image.size == 0 or 0 in image.shape[:2]:
-        raise ValueError(f"{where}: image has zero size (shape {image.shape})")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(
-            f"{where}: expected H x W, H x W x 1, H x W x 3 or H x W x 4, got shape {image.shape}"
-        )
-    if image.dtype == np.uint8:
-        pass
-    elif image.dtype == np.uint16:
-        image = (image.astype(np.uint32) // 257).astype(np.uint8)
-    elif image.dtype == np.bool_:
-        image = image.astype(np.uint8) * 255
-    elif np.issubdtype(image.dtype, np.floating):
-        if image.min() < 0 or image.max() > 1:
-            raise ValueError(
-                f"{where}: float images must lie in [0, 1] "
-                f"(found {image.min():g}..{image.max():g}); pass uint8 RGB"
-            )
-        image = np.round(image * 255).astype(np.uint8)
-    else:
-        raise ValueError(f"{where}: unsupported dtype {image.dtype}; pass uint8 RGB")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    return np.ascontiguousarray(image)
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as H x W x 3 uint8 RGB with its EXIF orientation applied.
 

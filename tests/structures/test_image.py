@@ -21,7 +21,6 @@ from mrcnn.structures.image import (
     paste_masks_vectorised,
     plan_resize,
     read_image,
-    to_rgb_uint8,
     unmold_boxes,
 )
 
@@ -230,35 +229,6 @@ def test_unmold_boxes_crop_and_clipping():
 
 
 # ------------------------------------------------------------------ conversion and reading
-def test_to_rgb_uint8_conversions():
-    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    rgb = to_rgb_uint8(gray)
-    assert rgb.shape == (3, 4, 3) and (rgb == gray[:, :, None]).all()
-    rgba = np.zeros((2, 2, 4), np.uint8)
-    rgba[..., 3] = 255
-    rgba[..., 0] = 7
-    assert to_rgb_uint8(rgba).shape == (2, 2, 3) and to_rgb_uint8(rgba)[0, 0].tolist() == [7, 0, 0]
-    assert to_rgb_uint8(np.full((2, 2), 65535, np.uint16)).max() == 255
-    assert to_rgb_uint8(np.ones((2, 2, 1), bool)).min() == 255
-    assert to_rgb_uint8(np.full((2, 2, 3), 0.5))[0, 0, 0] == 128
-
-
-@pytest.mark.parametrize(
-    "array, needle",
-    [
-        (np.zeros((0, 4, 3), np.uint8), "zero size"),
-        (np.zeros((4, 4, 2), np.uint8), "shape (4, 4, 2)"),
-        (np.zeros((2, 4, 4, 3), np.uint8), "shape (2, 4, 4, 3)"),
-        (np.zeros((4, 4, 3), np.int64), "unsupported dtype int64"),
-        (np.full((4, 4, 3), 2.0), "float images must lie in [0, 1]"),
-    ],
-)
-def test_to_rgb_uint8_errors_name_the_image(array, needle):
-    with pytest.raises(ValueError) as info:
-        to_rgb_uint8(array, where="image 3")
-    assert needle in str(info.value) and "image 3" in str(info.value)
-
-
 def test_read_image(tmp_path):
     from PIL import Image
 
