@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -72,8 +73,13 @@ def test_bf16_runs_the_layers_in_bf16_and_returns_float32_boxes():
 
 @native_bf16
 def test_bf16_agrees_with_fp32_on_a_trained_model():
-    """The overfit triangles model: the same confident detections (class, mask IoU >= 0.9,
-    score within 0.05) and the same mask AP in bf16 as in fp32."""
+    """The overfit triangles model: the same confident detections in bf16 as in fp32 (class,
+    score within 0.05, masks that differ only on the fp32 mask's edge) and the same mask AP.
+
+    Edge, not an IoU bar: this weakly trained model's mask logits sit near 0.5 along the
+    triangles' edges, so bf16 rounding may flip an edge row (an AVX-512 EPYC: 206 against 199
+    pixels, IoU 0.89, the boxes within 0.02 px); a mask that moved or changed shape differs
+    away from the edge."""
     dataset = triangles(3)
     fp32, bf16 = trained_model(), trained_model(INFERENCE_PRECISION="bf16")
     for image_id in dataset.image_ids:
@@ -88,13 +94,22 @@ def test_bf16_agrees_with_fp32_on_a_trained_model():
                 for j in range(result["masks"].shape[2])
             ]
             j = int(np.argmax(ious))
-            assert ious[j] >= 0.9 and result["class_ids"][j] == expected["class_ids"][i]
+            assert result["class_ids"][j] == expected["class_ids"][i]
+            assert _only_on_the_edge(expected["masks"][..., i], result["masks"][..., j])
             assert abs(result["scores"][j] - expected["scores"][i]) <= 0.05
     aps = [
         evaluate_dataset(m, dataset, iou_thresholds=(0.5,), progress=False).map50
         for m in (fp32, bf16)
     ]
     assert abs(aps[0] - aps[1]) <= 0.01, aps
+
+
+def _only_on_the_edge(mask: np.ndarray, other: np.ndarray) -> bool:
+    """Whether bool ``other`` [H, W] differs from ``mask`` only within a pixel of its edge."""
+    cross = np.ones((3, 3), np.uint8)
+    grown = cv2.dilate(mask.astype(np.uint8), cross).astype(bool)
+    shrunk = cv2.erode(mask.astype(np.uint8), cross).astype(bool)
+    return not ((mask ^ other) & ~(grown & ~shrunk)).any()
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

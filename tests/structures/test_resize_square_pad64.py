@@ -95,30 +95,36 @@ def test_detect_runs_on_a_non_square_input_with_its_own_anchors(flavour):
 
 
 @pytest.mark.slow
-def test_a_trained_model_finds_the_same_objects_in_the_tight_input():
-    """The demo's triangles model (trained on 64 x 64 images) on 64 x 128 frames: each
-    triangle found in the square input (128 x 128) is found in the tight one (64 x 128), same
-    class, boxes overlapping as the same object does (IoU >= 0.5; measured 0.70 to 0.82 on an
-    AVX2 EPYC, 0.57 to 0.90 on an AVX-512 one, whose kernels train a slightly different
-    model). The tight input may also find what the square one misses (1 triangle of 3 on the
-    AVX2 machine): it is nearer what the model was trained on (no padding band)."""
+def test_a_trained_model_finds_the_objects_in_the_tight_input():
+    """The demo's triangles model (trained on 64 x 64 images) on 64 x 128 frames, each a
+    training image beside a band of its background: in the tight input (64 x 128) the best
+    detection is the triangle, box IoU >= 0.7 with its true box (measured 0.78 to 0.97 on an
+    AVX-512 EPYC, in one and two threads), the class the square input (128 x 128) gives it; and
+    on average nearer the truth than the square input's (0.88-0.92 against 0.66-0.69 there): no
+    padding band, so nearer what the model was trained on."""
     from tests.helpers.trained_shapes import trained_model, triangles
 
     square = trained_model(IMAGE_RESIZE_MODE="square", IMAGE_MAX_DIM=128)
     tight = trained_model(IMAGE_RESIZE_MODE="square_pad64", IMAGE_MAX_DIM=128)
     dataset = triangles(3)
+    overlaps = {"square": [], "tight": []}
     for image_id in dataset.image_ids:
-        image = dataset.load_image(image_id)
+        image, masks = dataset.load_image(image_id), dataset.load_mask(image_id)[0]
         for left in (0, 64):
             frame = np.empty((64, 128, 3), np.uint8)
             frame[:] = image[0, 0]  # the background colour
             frame[:, left : left + 64] = image
+            rows, cols = np.nonzero(masks[:, :, 0])
+            truth = np.array([cols.min() + left, rows.min(), cols.max() + left + 1, rows.max() + 1])
             a, b = square.detect([frame])[0], tight.detect([frame])[0]
             assert tight.anchor_shape == (64, 128) and square.anchor_shape == (128, 128)
             assert len(b["scores"]) and b["scores"][0] > 0.5 and b["class_ids"][0] == 3
+            assert _iou(b["boxes"][0], truth) >= 0.7
+            overlaps["tight"].append(_iou(b["boxes"][0], truth))
             if len(a["scores"]) and a["scores"][0] > 0.5:
                 assert a["class_ids"][0] == b["class_ids"][0]
-                assert _iou(a["boxes"][0], b["boxes"][0]) >= 0.5
+                overlaps["square"].append(_iou(a["boxes"][0], truth))
+    assert np.mean(overlaps["tight"]) >= np.mean(overlaps["square"]), overlaps
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
