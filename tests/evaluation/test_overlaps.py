@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from mrcnn.evaluation import compute_overlaps, compute_overlaps_masks
+from mrcnn.evaluation import compute_overlaps, compute_overlaps_masks, overlaps
 
 
 def _random_boxes(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -50,3 +50,44 @@ def test_mask_overlaps_equal_pixel_counting():
     np.testing.assert_allclose(ours, inter / union, rtol=1e-6)
     assert compute_overlaps_masks(masks2[..., 2:], masks2[..., 2:])[0, 0] == 0.0
     assert compute_overlaps_masks(masks1[..., :0], masks2).shape == (0, 3)
+
+
+def _small_objects(rng: np.random.Generator, count: int, shape=(90, 160)) -> np.ndarray:
+    """bool [H, W, count]: ragged blobs in random boxes, some at the frame's edges, one empty."""
+    masks = np.zeros((*shape, count), bool)
+    for k in range(count - 1):
+        h, w = rng.integers(1, 30, size=2)
+        y, x = rng.integers(0, shape[0] - h + 1), rng.integers(0, shape[1] - w + 1)
+        masks[y : y + h, x : x + w, k] = rng.random((h, w)) < 0.7
+    masks[:4, -5:, 0] = True  # the top-right corner
+    return masks
+
+
+def test_small_objects_are_intersected_window_by_window_with_the_same_counts(monkeypatch):
+    """Small masks in a large frame are intersected inside their shared windows (the cost of
+    the objects, not of the frame); the IoUs equal pixel counting over the whole frame."""
+    rng = np.random.default_rng(2)
+    masks1, masks2 = _small_objects(rng, 12), _small_objects(rng, 9)
+    masks2[..., 3] = masks1[..., 0]  # one exact match
+    inter = (masks1[..., :, None] & masks2[..., None, :]).sum(axis=(0, 1))
+    union = (masks1[..., :, None] | masks2[..., None, :]).sum(axis=(0, 1))
+    expected = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
+    products, default_cost = [], overlaps._PAIR_COST
+    for pair_cost in (default_cost, 10**9):  # the windows (the default here), the product
+        monkeypatch.setattr(overlaps, "_PAIR_COST", pair_cost)
+        products.append(compute_overlaps_masks(masks1, masks2))
+        np.testing.assert_allclose(products[-1], expected, rtol=1e-6)
+    assert products[0][0, 3] == 1.0
+    pairs, pair_pixels = overlaps._touching_windows(
+        overlaps.mask_windows(masks1), overlaps.mask_windows(masks2)
+    )
+    assert 0 < len(pairs) < 12 * 9  # some windows share pixels, most do not
+    assert pair_pixels * default_cost < 90 * 160 * (12 + 9)  # so the default took them
+
+
+def test_mask_windows_bound_each_mask():
+    masks = np.zeros((6, 8, 3), bool)
+    masks[1:3, 2:5, 0] = True
+    masks[5, 7, 1] = True
+    windows = overlaps.mask_windows(masks)
+    assert windows.tolist() == [[1, 2, 3, 5], [5, 7, 6, 8], [0, 0, 0, 0]]
