@@ -73,7 +73,9 @@ class MaskOrBoxIoU:
         if tracks.masks is None or detections.masks is None or not tracks.has_mask.any():
             return similarity
         rows = np.flatnonzero(tracks.has_mask)
-        similarity[rows] = compute_overlaps_masks(tracks.masks[:, :, rows], detections.masks)
+        # All columns, then the rows: a mask-less track's column is empty and costs nothing,
+        # where selecting columns first would copy every track's full-frame mask.
+        similarity[rows] = compute_overlaps_masks(tracks.masks, detections.masks)[rows]
         return similarity
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mrcnn.tracking.motion import paste_window
+
 __all__ = [
     "DenseFlow",
     "FrameFlow",
@@ -250,7 +252,7 @@ def refined_motion(
     widened = cv2.dilate(
         mask[window].astype(np.uint8), np.ones((2 * ALIGN_MARGIN_PX + 1,) * 2, np.uint8)
     )
-    _paste(near, widened, rows.start - round(dy), cols.start - round(dx))
+    paste_window(near, widened, rows.start - round(dy), cols.start - round(dx))
     previous = previous.astype(np.float32)  # once: the fit and both comparisons read it
     try:
         _, warp = cv2.findTransformECC(
@@ -282,12 +284,3 @@ def _mismatch(previous: np.ndarray, current: np.ndarray, mask: np.ndarray, shift
     moved = shifted_window(previous, shift, window, cv2.BORDER_REPLICATE)
     inside = cv2.dilate(mask[window].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     return float(np.abs(current[window].astype(np.float32)[inside] - moved[inside]).mean())
-
-
-def _paste(canvas: np.ndarray, patch: np.ndarray, y0: int, x0: int) -> None:
-    """Write ``patch`` into ``canvas`` with its top-left corner at (y0, x0), clipped."""
-    height, width = canvas.shape
-    y1, x1 = max(0, y0), max(0, x0)
-    y2, x2 = min(height, y0 + patch.shape[0]), min(width, x0 + patch.shape[1])
-    if y2 > y1 and x2 > x1:
-        canvas[y1:y2, x1:x2] = patch[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0]

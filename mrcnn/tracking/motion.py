@@ -78,19 +78,39 @@ def shifted_mask(mask: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """bool [H, W] ``mask`` moved by ``shift`` (dy, dx) rounded to whole pixels; what moves
     out of the frame is lost, what comes in is empty (slicing, not np.roll, which would wrap
     an object leaving on the right back in on the left)."""
-    dy, dx = (int(round(float(s))) for s in shift)
-    height, width = mask.shape
     out = np.zeros_like(mask)
-    if abs(dy) >= height or abs(dx) >= width:
-        return out
-    src_y, dst_y = _span(dy, height)
-    src_x, dst_x = _span(dx, width)
-    out[dst_y, dst_x] = mask[src_y, src_x]
+    MaskPatch(0, 0, mask).paste_shifted(out, shift)
     return out
 
 
-def _span(shift: int, size: int) -> tuple[slice, slice]:
-    """(source, destination) slices of one axis for a whole-pixel shift."""
-    if shift >= 0:
-        return slice(0, size - shift), slice(shift, size)
-    return slice(-shift, size), slice(0, size + shift)
+@dataclass(frozen=True)
+class MaskPatch:
+    """A bool mask kept as its bounding window: ``pixels`` bool [h, w] with its top-left corner
+    at (``top``, ``left``) of the frame (memory and copies cost the object, not the frame)."""
+
+    top: int
+    left: int
+    pixels: np.ndarray
+
+    @classmethod
+    def of(cls, masks: np.ndarray, index: int, window) -> MaskPatch:
+        """Mask ``index`` of bool ``masks`` [H, W, N] inside its ``window`` (top, left,
+        bottom, right; :func:`mrcnn.evaluation.overlaps.mask_windows`), copied."""
+        top, left, bottom, right = (int(v) for v in window)
+        return cls(top, left, masks[top:bottom, left:right, index].copy())
+
+    def paste_shifted(self, canvas: np.ndarray, shift: np.ndarray) -> None:
+        """Write the mask moved by ``shift`` (dy, dx) rounded to whole pixels into the empty
+        bool ``canvas`` [H, W], clipped to it: :func:`shifted_mask` of the full mask."""
+        dy, dx = (int(round(float(s))) for s in shift)
+        paste_window(canvas, self.pixels, self.top + dy, self.left + dx)
+
+
+def paste_window(canvas: np.ndarray, patch: np.ndarray, y0: int, x0: int) -> None:
+    """Write ``patch`` [h, w] into ``canvas`` [H, W] with its top-left corner at (y0, x0),
+    what falls outside the canvas cut off."""
+    height, width = canvas.shape[:2]
+    y1, x1 = max(0, y0), max(0, x0)
+    y2, x2 = min(height, y0 + patch.shape[0]), min(width, x0 + patch.shape[1])
+    if y2 > y1 and x2 > x1:
+        canvas[y1:y2, x1:x2] = patch[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0]

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mrcnn.evaluation.overlaps import mask_windows
 from mrcnn.tracking.association import (
     Association,
     MaskOrBoxIoU,
@@ -45,10 +46,10 @@ from mrcnn.tracking.association import (
 from mrcnn.tracking.detections import Detections
 from mrcnn.tracking.motion import (
     ConstantVelocity,
+    MaskPatch,
     MotionModel,
     box_centre,
     moved_box,
-    shifted_mask,
 )
 
 
@@ -149,7 +150,7 @@ class _State:
     class_id: int
     box: np.ndarray  # last matched box
     score: float
-    mask: np.ndarray | None  # bool [H, W] last matched mask
+    mask: MaskPatch | None  # the last matched mask, inside its window
     velocity: np.ndarray | None = None  # (dy, dx) per frame; None until the second match
     hits: int = 1
     missed: int = 0  # frames since the last match
@@ -213,11 +214,12 @@ class Tracker:
         similarity = self._similarity(self._predict(found), found)
         matches, unmatched = self._associate(similarity, found.scores)
         track_ids = np.full(len(found), -1, dtype=np.int64)
+        patches = _patches(found, [d for _, d in matches] + [int(d) for d in unmatched])
         for t, d in matches:
-            self._observe(self._tracks[t], found, d)
+            self._observe(self._tracks[t], found, d, patches.get(d))
         self._age_unmatched()
         for d in unmatched:
-            self._start(found, int(d))
+            self._start(found, int(d), patches.get(int(d)))
         for track in self._tracks:
             if track.detection >= 0:
                 track_ids[track.detection] = track.track_id
@@ -238,7 +240,7 @@ class Tracker:
             masks = np.zeros((*found.masks.shape[:2], count), dtype=bool)
             for i, track in enumerate(self._tracks):
                 if track.mask is not None:
-                    masks[:, :, i] = shifted_mask(track.mask, track.shift(track.missed + 1))
+                    track.mask.paste_shifted(masks[:, :, i], track.shift(track.missed + 1))
         boxes = np.array([t.predicted for t in self._tracks], dtype=np.float64).reshape(-1, 4)
         class_ids = np.array([t.class_id for t in self._tracks], dtype=np.int64)
         return PredictedTracks(boxes, class_ids, masks, has_mask)
@@ -272,15 +274,16 @@ class Tracker:
         return first + second, unmatched
 
     # -- track life -----------------------------------------------------------------------------
-    def _observe(self, track: _State, found: Detections, d: int) -> None:
-        """Move ``track`` to detection ``d``: velocity, box, mask, and confirmation."""
+    def _observe(self, track: _State, found: Detections, d: int, mask: MaskPatch | None) -> None:
+        """Move ``track`` to detection ``d`` (its ``mask``, None without masks): velocity,
+        box, mask, and confirmation."""
         box = found.boxes[d]
         measured = (box_centre(box) - box_centre(track.box)) / (track.missed + 1)
         track.velocity = self.motion.velocity(track.velocity, measured)
         track.box, track.score = box.copy(), float(found.scores[d])
         track.class_id = int(found.class_ids[d])
         # A mask-less detection clears the old mask: a stale shape would mislead the next IoU.
-        track.mask = None if found.masks is None else found.masks[:, :, d].copy()
+        track.mask = mask
         track.hits += 1
         track.missed = 0
         track.detection = d
@@ -298,14 +301,15 @@ class Tracker:
             alive.append(track)
         self._tracks = alive
 
-    def _start(self, found: Detections, d: int) -> None:
-        """A new track from high-score detection ``d``; confirmed at once if min_hits is 1."""
+    def _start(self, found: Detections, d: int, mask: MaskPatch | None) -> None:
+        """A new track from high-score detection ``d`` (its ``mask``, None without masks);
+        confirmed at once if min_hits is 1."""
         track = _State(
             track_id=-1,
             class_id=int(found.class_ids[d]),
             box=found.boxes[d].copy(),
             score=float(found.scores[d]),
-            mask=None if found.masks is None else found.masks[:, :, d].copy(),
+            mask=mask,
             detection=d,
         )
         if self.settings.min_hits <= 1:
@@ -332,3 +336,12 @@ class Tracker:
             )
             for t in confirmed
         ]
+
+
+def _patches(found: Detections, kept: list[int]) -> dict[int, MaskPatch]:
+    """Detection index -> its mask inside its window, for the ``kept`` detections (those that
+    go on in a track); {} when the detections have no masks."""
+    if found.masks is None or not kept:
+        return {}
+    windows = mask_windows(found.masks)
+    return {d: MaskPatch.of(found.masks, d, windows[d]) for d in kept}

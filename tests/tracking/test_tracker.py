@@ -333,6 +333,25 @@ def test_a_shifted_mask_leaves_the_frame_instead_of_wrapping():
     assert not shifted_mask(mask, np.array([0.0, 9.0])).any()
 
 
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (1.4, -2.6), (-3.0, 4.0), (0.0, 40.0)])
+def test_a_track_keeps_its_mask_as_a_window_and_moves_it_like_the_full_mask(shift):
+    """Tracks keep each mask inside its bounding window (MaskPatch): pasted moved into the
+    frame, it equals the full-frame mask moved, also where it leaves the frame."""
+    from mrcnn.evaluation.overlaps import mask_windows
+    from mrcnn.tracking.motion import MaskPatch
+
+    masks = np.zeros((12, 20, 3), bool)
+    masks[2:6, 15:20, 0] = True  # at the right edge
+    masks[0:3, 0:2, 1] = [[1, 0], [1, 1], [0, 1]]  # at the top-left corner, ragged
+    windows = mask_windows(masks)
+    for k in range(3):  # mask 2 is empty
+        patch = MaskPatch.of(masks, k, windows[k])
+        assert patch.pixels.size == masks[..., k].sum() + (k == 1) * 2  # its window only
+        canvas = np.zeros((12, 20), bool)
+        patch.paste_shifted(canvas, np.array(shift))
+        np.testing.assert_array_equal(canvas, shifted_mask(masks[..., k], np.array(shift)))
+
+
 def test_box_masks_and_empty_frames_are_accepted():
     """detect(..., mask_format="boxes") results, and a frame where nothing was found."""
     import torch
