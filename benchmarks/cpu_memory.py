@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -86,7 +87,9 @@ def main() -> None:
     from mrcnn.modeling.precision import cpu_flags
 
     flags = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if flag in cpu_flags()]
-    print(f"CPU flags: {' '.join(flags)}; torch {torch.__version__}")
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    held = f"; oneDNN held to {cap} (ONEDNN_MAX_CPU_ISA)" if cap else ""
+    print(f"CPU flags: {' '.join(flags)}; torch {torch.__version__}{held}")
     print(f"R-50 FPN, 800 x 1066, 100 detections, {args.threads} threads, {args.rounds} rounds")
     medians = {}
     for name, rows in records.items():

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -76,6 +77,18 @@ def machine_line(threads: int) -> str:
         f"CPU flags: {' '.join(present) or 'none of ' + ' '.join(ISA_FLAGS)}; OpenVINO CPU "
         f"capabilities: {', '.join(cpu_capabilities())}; torch {torch.__version__}, OpenVINO "
         f"{openvino.__version__}, ONNX Runtime {onnxruntime.__version__}; {threads} threads"
+        + isa_cap_note()
+    )
+
+
+def isa_cap_note() -> str:
+    """ "; oneDNN held to X" when ONEDNN_MAX_CPU_ISA caps the kernels of PyTorch's and
+    OpenVINO's oneDNN (an AVX2 run on an AVX-512 CPU; ONNX Runtime's MLAS ignores it)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return (
+        f"; oneDNN held to {cap} (ONEDNN_MAX_CPU_ISA: torch's and OpenVINO's kernels)"
+        if cap
+        else ""
     )
 
 
