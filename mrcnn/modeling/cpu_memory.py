@@ -4,15 +4,17 @@ A CPU detect allocates and frees hundreds of megabytes of feature maps (an R-50 
 at 800 x 1088 is 55 MB in float32). glibc's malloc serves every block over 32 MB with a fresh
 ``mmap`` and gives it back with ``munmap`` when it is freed, and returns the free top of its
 heap to the system: the next image's maps are new pages again, and the kernel zeroes each one
-on first touch. On a 2-core AMD EPYC (AVX-512) that was about 180,000 page faults and 0.3 to
-0.4 s of system time per 2.5 s detect (benchmarks/RESULTS.md, infer_cpu_peers).
+on first touch. On a 2-core AMD EPYC (AVX-512) that was about 190,000 page faults and 0.6 s
+of system time in each 2.8 s R-50 detect at 800 x 1066, against 2.3 s with the memory kept
+(benchmarks/RESULTS.md, cpu_memory).
 
 :func:`keep_freed_memory` raises glibc's two limits once per process, so that blocks up to
 :data:`MMAP_THRESHOLD_BYTES` come from the heap and up to :data:`TRIM_THRESHOLD_BYTES` of its
-free top is kept: from the second image on, the maps reuse pages the process already has. The
-price is memory: between images the process keeps what its largest image needed (the peak is
-the same). ``Config.CPU_KEEP_FREED_MEMORY = False`` leaves malloc as it is. Only glibc has these
-settings (Linux with glibc); elsewhere nothing changes.
+free top is kept: after the first two or three images, the maps reuse pages the process
+already has. The price is memory: between images the process keeps what its largest image
+needed (the peak is the same: benchmarks/huge_image_memory.py). ``Config.CPU_KEEP_FREED_MEMORY
+= False`` leaves malloc as it is. Only glibc has these settings (Linux with glibc); elsewhere
+nothing changes.
 """
 
 from __future__ import annotations
