@@ -422,9 +422,11 @@ def auto_backend(device: str, precision: str) -> tuple[str, str]:
     """(backend, why) that ``--backend auto`` runs on this machine.
 
     OpenVINO wherever it can run the model: it is installed, the model runs on the CPU, and
-    OpenVINO has the precision on this CPU. It was the faster on both CPUs measured: the issue's AMX
-    Xeon (fp32 and bf16) and the AVX2-only AMD EPYC this project is built on (about 0.9x
-    PyTorch's time in fp32; benchmarks/RESULTS.md). Elsewhere PyTorch.
+    OpenVINO has the precision on this CPU. It was the faster on the CPUs measured before
+    PyTorch's path kept its freed memory: the issue's AMX Xeon (fp32 and bf16) and an AVX2-only
+    AMD EPYC (about 0.9x PyTorch's time in fp32). Since, on an AVX-512 EPYC, the two are level
+    on the R-50 (OpenVINO 1.00x PyTorch's time in fp32, 1.04x in bf16) and OpenVINO is faster
+    on Matterport's R-101 (0.84x, 0.92x; benchmarks/RESULTS.md). Elsewhere PyTorch.
     """
     if str(device).split(":")[0] != "cpu":
         return "torch", f"the model runs on {device}"
