@@ -4,7 +4,9 @@ from the network."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -27,7 +29,8 @@ def chromium_missing() -> str | None:
 
 def headless_chromium(downloads: Path):
     """A selenium Chrome driver on headless Chromium (1400 x 1100 window) whose downloads go to
-    ``downloads`` (created) without asking; the caller quits it."""
+    ``downloads`` (created) without asking; the caller quits it, which also removes Chromium's
+    temporary folder."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -42,4 +45,22 @@ def headless_chromium(downloads: Path):
         "prefs",
         {"download.default_directory": str(downloads), "download.prompt_for_download": False},
     )
-    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    # Chromium's own temporary files (its singleton socket folder) go to a folder removed on
+    # quit: by default each run leaves one in /tmp.
+    scratch = tempfile.mkdtemp(prefix="mrcnn-chromium-")
+    service = Service(str(CHROMEDRIVER), env={**os.environ, "TMPDIR": scratch})
+    try:
+        driver = webdriver.Chrome(service=service, options=options)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    quit_browser = driver.quit
+
+    def quit_and_clean() -> None:
+        try:
+            quit_browser()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    driver.quit = quit_and_clean
+    return driver
