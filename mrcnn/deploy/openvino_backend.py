@@ -67,6 +67,7 @@ NOT_IN_GRAPH = frozenset(
         *("IMAGE_RESIZE_MODE", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_MIN_SCALE"),
         *("IMAGE_SHAPE", "IMAGES_PER_GPU", "GPU_COUNT", "BATCH_SIZE", "DEVICE"),
         *("INFERENCE_PRECISION", "CPU_THREADS", "NAME", "DETECTION_MIN_CONFIDENCE"),
+        "CPU_KEEP_FREED_MEMORY",
     }
 )
 #: Version of the cache's layout, key and exported graph: raised when the export changes, so
