@@ -75,10 +75,11 @@ def _mask_intersections(
     inter = np.zeros((n1, n2))
     if n1 == 0 or n2 == 0:
         return inter, area1, area2
-    pairs, pair_pixels = _touching_windows(windows1, windows2)
+    shared = shared_windows(windows1, windows2)
+    shared_pixels = int(((shared[:, 4] - shared[:, 2]) * (shared[:, 5] - shared[:, 3])).sum())
     pixels = masks1.shape[0] * masks1.shape[1]
-    if pair_pixels * _PAIR_COST < pixels * (n1 + n2):  # objects small beside the frame
-        for i, j, (top, left, bottom, right) in pairs:
+    if shared_pixels * _PAIR_COST < pixels * (n1 + n2):  # objects small beside the frame
+        for i, j, top, left, bottom, right in shared.tolist():
             both = masks1[top:bottom, left:right, i] & masks2[top:bottom, left:right, j]
             inter[i, j] = np.count_nonzero(both)
         return inter, area1, area2
@@ -115,20 +116,16 @@ def _window_areas(masks: np.ndarray, windows: np.ndarray) -> np.ndarray:
     )
 
 
-def _touching_windows(windows1: np.ndarray, windows2: np.ndarray) -> tuple[list, int]:
-    """([(i, j, (top, left, bottom, right) of the shared window)], pixels of all shared
-    windows) for every pair of windows [N1, 4] and [N2, 4] that share a pixel."""
+def shared_windows(windows1: np.ndarray, windows2: np.ndarray) -> np.ndarray:
+    """int64 [P, 6] (i, j, top, left, bottom, right): for every pair of windows [N1, 4] and
+    [N2, 4] (:func:`mask_windows`) that share a pixel, the window they share."""
     top = np.maximum(windows1[:, None, 0], windows2[None, :, 0])
     left = np.maximum(windows1[:, None, 1], windows2[None, :, 1])
     bottom = np.minimum(windows1[:, None, 2], windows2[None, :, 2])
     right = np.minimum(windows1[:, None, 3], windows2[None, :, 3])
-    shared = (bottom > top) & (right > left)
-    pairs = [
-        (int(i), int(j), (int(top[i, j]), int(left[i, j]), int(bottom[i, j]), int(right[i, j])))
-        for i, j in zip(*np.nonzero(shared), strict=True)
-    ]
-    pixels = int(((bottom - top) * (right - left))[shared].sum())
-    return pairs, pixels
+    i, j = np.nonzero((bottom > top) & (right > left))
+    corners = [corner[i, j] for corner in (top, left, bottom, right)]
+    return np.stack([i, j, *corners], axis=1).astype(np.int64).reshape(-1, 6)
 
 
 def overlaps_and_crowd(
