@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
+
+#: The CPU flags that decide which kernels run.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def peak_rss_mib() -> float:
@@ -26,3 +30,18 @@ def measure_bf16_as_asked() -> str:
     if shortfall is None:
         return "bf16 on this CPU: mrcnn uses it when asked"
     return f"bf16 on this CPU: mrcnn keeps fp32 when asked ({shortfall}); forced here to time it"
+
+
+def isa_line() -> str:
+    """ "CPU flags: ..." (those of :data:`ISA_FLAGS` this CPU has), and "; oneDNN held to X"
+    when ONEDNN_MAX_CPU_ISA caps the kernels of PyTorch's and OpenVINO's oneDNN (an AVX2 run
+    on an AVX-512 CPU; ONNX Runtime's MLAS ignores it)."""
+    from mrcnn.modeling.precision import cpu_flags
+
+    flags = cpu_flags()
+    present = [flag for flag in ISA_FLAGS if flag in flags]
+    line = f"CPU flags: {' '.join(present) or 'none of ' + ' '.join(ISA_FLAGS)}"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if cap:
+        line += f"; oneDNN held to {cap} (ONEDNN_MAX_CPU_ISA: torch's and OpenVINO's kernels)"
+    return line

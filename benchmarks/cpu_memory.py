@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import tempfile
 from pathlib import Path
+
+from benchmarks._common import isa_line
 
 CONTENDERS = {"kept (the default)": True, "given back (glibc's default)": False}
 
@@ -84,12 +85,7 @@ def main() -> None:
         for ours, process in workers.values():
             ours.send(None)
             process.join()
-    from mrcnn.modeling.precision import cpu_flags
-
-    flags = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if flag in cpu_flags()]
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    held = f"; oneDNN held to {cap} (ONEDNN_MAX_CPU_ISA)" if cap else ""
-    print(f"CPU flags: {' '.join(flags)}; torch {torch.__version__}{held}")
+    print(f"{isa_line()}; torch {torch.__version__}")
     print(f"R-50 FPN, 800 x 1066, 100 detections, {args.threads} threads, {args.rounds} rounds")
     medians = {}
     for name, rows in records.items():

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -47,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks._common import isa_line
 from benchmarks.infer_matterport import (
     KerasWorker,
     add_keras_arguments,
@@ -60,35 +60,18 @@ from mrcnn.deploy.export import export_onnx
 from mrcnn.deploy.int8 import make_int8_graph
 from mrcnn.deploy.openvino_backend import OpenVinoMaskRCNN, cpu_capabilities
 from mrcnn.deploy.runtime import OnnxMaskRCNN, graph_feed, inference_plan
-from mrcnn.modeling.precision import cpu_flags, cpu_has_native_bf16
+from mrcnn.modeling.precision import cpu_has_native_bf16
 from mrcnn.testing import photo_like_image, randomised_torchvision_maskrcnn
-
-#: The flags that decide which kernels run.
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def machine_line(threads: int) -> str:
     import onnxruntime
     import openvino
 
-    flags = cpu_flags()
-    present = [flag for flag in ISA_FLAGS if flag in flags]
     return (
-        f"CPU flags: {' '.join(present) or 'none of ' + ' '.join(ISA_FLAGS)}; OpenVINO CPU "
-        f"capabilities: {', '.join(cpu_capabilities())}; torch {torch.__version__}, OpenVINO "
-        f"{openvino.__version__}, ONNX Runtime {onnxruntime.__version__}; {threads} threads"
-        + isa_cap_note()
-    )
-
-
-def isa_cap_note() -> str:
-    """ "; oneDNN held to X" when ONEDNN_MAX_CPU_ISA caps the kernels of PyTorch's and
-    OpenVINO's oneDNN (an AVX2 run on an AVX-512 CPU; ONNX Runtime's MLAS ignores it)."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    return (
-        f"; oneDNN held to {cap} (ONEDNN_MAX_CPU_ISA: torch's and OpenVINO's kernels)"
-        if cap
-        else ""
+        f"{isa_line()}; OpenVINO CPU capabilities: {', '.join(cpu_capabilities())}; torch "
+        f"{torch.__version__}, OpenVINO {openvino.__version__}, ONNX Runtime "
+        f"{onnxruntime.__version__}; {threads} threads"
     )
 
 
