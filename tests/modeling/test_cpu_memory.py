@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from mrcnn.config import Config
-from mrcnn.maskrcnn import MaskRCNN
 from mrcnn.modeling import cpu_memory
+from tests.helpers.tiny_model import tiny_model
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -61,14 +60,7 @@ def test_the_config_decides_whether_a_model_keeps_freed_memory(monkeypatch):
     calls = []
     monkeypatch.setattr("mrcnn.maskrcnn.keep_freed_memory", lambda: calls.append(1) or True)
 
-    class Tiny(Config):
-        NAME = "tiny"
-        BACKBONE = "resnet18"
-        IMAGE_MIN_DIM = IMAGE_MAX_DIM = 64
-        DEVICE = "cpu"
-
-    MaskRCNN("inference", Tiny())
+    tiny_model()
     assert calls == [1]
-    Tiny.CPU_KEEP_FREED_MEMORY = False
-    MaskRCNN("inference", Tiny())
+    tiny_model(CPU_KEEP_FREED_MEMORY=False)
     assert calls == [1]
